@@ -1,0 +1,72 @@
+# Targets a newcomer can guess. `make test` is what CI runs (.ci/run): it builds .venv from the
+# pinned requirements, then lints, type-checks and runs every test offline.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SRC := layers/shared/vpsbackup functions devtools
+PORT ?= 8080
+
+.PHONY: help venv lint typecheck test test-unit test-integration fmt demo simulator invoke bench build validate deploy clean
+
+help:
+	@echo "make test       lint + type-check + all tests (what CI runs)"
+	@echo "make demo       the whole story on the local simulator: deploy, prune, alarm and restore"
+	@echo "make simulator  run the local VPS API simulator on 127.0.0.1:$(PORT)"
+	@echo "make invoke FN=<function> EVENT=events/<file>.json   invoke a handler locally"
+	@echo "make bench      benchmarks (results in docs/benchmarks.md)"
+	@echo "make build      sam build;  make deploy: sam deploy --guided"
+
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
+
+typecheck: $(STAMP)
+	$(BIN)/mypy $(SRC)
+
+test: lint typecheck
+	$(BIN)/python -m pytest -n 2 -q
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+simulator: $(STAMP)
+	$(BIN)/python -m devtools.simulator --port $(PORT)
+
+demo: $(STAMP)
+	$(BIN)/python -m devtools.demo
+
+invoke: $(STAMP)
+	$(BIN)/python -m devtools.invoke $(FN) $(EVENT)
+
+bench: $(STAMP)
+	$(BIN)/python -m devtools.bench
+
+# sam is a build/deploy tool, kept out of the test dependencies (see docs/).
+build:
+	sam build
+
+validate:
+	sam validate --lint
+
+deploy: build
+	sam deploy --guided
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

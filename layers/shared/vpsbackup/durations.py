@@ -1,0 +1,57 @@
+"""Durations as users write them: a number and a unit (``s``, ``m``, ``h``, ``d``, ``w``), or a sum (``1d12h``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TERM = re.compile(r"(\d+)([smhdw])")
+_WHOLE = re.compile(r"(?:\d+[smhdw])+")
+
+
+class DurationError(ValueError):
+    """A duration string that does not follow the grammar."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``"36h"``, ``"2w"`` or ``"1d12h"`` into a timedelta.
+
+    Whitespace around the value is tolerated; anything else (no unit, an unknown unit, a sign,
+    a decimal point, an empty string) raises :class:`DurationError` quoting the input.
+    """
+    if not isinstance(text, str):
+        raise DurationError(f"a duration must be a string such as '36h', got {text!r}")
+    value = text.strip()
+    if not _WHOLE.fullmatch(value):
+        raise DurationError(
+            f"invalid duration {text!r}: use a number and a unit s, m, h, d or w, or a sum such as '1d12h'"
+        )
+    seconds = sum(int(n) * _UNITS[unit] for n, unit in _TERM.findall(value))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """The shortest grammar-conforming spelling of ``delta`` (whole seconds), e.g. ``"1d12h"``."""
+    seconds = int(delta.total_seconds())
+    if seconds <= 0:
+        return "0s"
+    parts = []
+    for unit in ("w", "d", "h", "m", "s"):
+        n, seconds = divmod(seconds, _UNITS[unit])
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
+
+
+def _coerce(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    return parse_duration(value)
+
+
+Duration = Annotated[timedelta, BeforeValidator(_coerce), PlainSerializer(format_duration, return_type=str)]
+"""A pydantic field type that accepts the duration grammar (or a timedelta) and dumps it back as text."""

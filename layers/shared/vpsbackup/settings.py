@@ -1,0 +1,88 @@
+"""Settings: environment variables -> one validated pydantic object per function.
+
+Each field's environment variable is its name in upper case (``state_table_name`` ->
+``STATE_TABLE_NAME``). A job's settings subclass :class:`SharedSettings`. :func:`load_settings`
+runs at cold start; a missing or bad value raises :class:`ConfigurationError` naming the variable.
+Domain code never reads the environment: it gets these objects (or values from them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vpsbackup.errors import ConfigurationError
+
+DEFAULT_API_BASE_URL = "https://admin.vps.org/api/v1"
+
+
+class SharedSettings(BaseModel):
+    """The variables every function has (SPEC §2)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    vps_api_base_url: str = DEFAULT_API_BASE_URL
+    vps_api_token_secret: str = Field(min_length=1)
+    state_table_name: str = Field(min_length=1)
+    notify_topic_arn: str | None = None
+
+    @field_validator("vps_api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")) or len(value) <= len("https://"):
+            raise ValueError("must be an http(s) URL such as https://admin.vps.org/api/v1")
+        return value
+
+    @field_validator("notify_topic_arn", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("notify_topic_arn")
+    @classmethod
+    def _topic_arn(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("arn:"):
+            raise ValueError("must be an SNS topic ARN (arn:aws:sns:...)")
+        return value
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+def env_name(field: str) -> str:
+    """The environment variable behind a settings field."""
+    return field.upper()
+
+
+def load_settings(cls: type[SettingsT], environ: Mapping[str, str] | None = None) -> SettingsT:
+    """Build ``cls`` from the environment; raise ConfigurationError naming every bad variable.
+
+    An empty string counts as unset, so a blank template parameter falls back to the default.
+    """
+    env = os.environ if environ is None else environ
+    data = {
+        name: env[env_name(name)]
+        for name in cls.model_fields
+        if env_name(name) in env and env[env_name(name)].strip() != ""
+    }
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc, env_names=True)) from None
+
+
+def describe_validation_error(exc: ValidationError, *, env_names: bool = False) -> str:
+    """One line per problem, each naming the field (or its environment variable), never the value."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        if env_names and loc:
+            loc[0] = env_name(loc[0])
+        where = ".".join(loc) or "(settings)"
+        problems.append(f"{where}: {error['msg']}")
+    noun = "setting" if env_names else "field"
+    return f"invalid {noun}{'s' if len(problems) > 1 else ''}: " + "; ".join(problems)
