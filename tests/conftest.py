@@ -1,15 +1,167 @@
-"""Fixtures shared by unit and integration tests."""
+"""Fixtures shared by unit and integration tests.
+
+- ``lambda_context``: a plain stand-in for Lambda's context object.
+- ``aws``: moto's ``mock_aws`` with the project's resources built from ``template.yaml`` itself
+  (the StateTable's key schema and TTL), the token secret, the notifications topic and an SQS queue
+  subscribed to it so tests can read what people would be told.
+- ``simulator`` (from ``devtools.simulator.pytest_plugin``): the local provider API on 127.0.0.1.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 # Offline AWS: fake credentials and a region, so nothing can reach a real account.
-os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
+os.environ["AWS_DEFAULT_REGION"] = "eu-west-1"
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ["AWS_SECURITY_TOKEN"] = "testing"
 os.environ["AWS_SESSION_TOKEN"] = "testing"
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VpsBackupAutomationTests")
+os.environ.pop("AWS_PROFILE", None)
+os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "VpsBackupAutomationTests"
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "vpsbackup-tests")
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+SHARED = ROOT.parent / "shared"
+
+
+def load_template() -> dict[str, Any]:
+    """template.yaml as data; CloudFormation tags (!Ref, !Sub, ...) become {"Tag": value}."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def any_tag(loader: yaml.Loader, suffix: str, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        return {suffix: value}
+
+    Loader.add_multi_constructor("!", any_tag)
+    with open(ROOT / "template.yaml", encoding="utf-8") as fh:
+        return yaml.load(fh, Loader=Loader)  # noqa: S506 - SafeLoader subclass
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample event from ``events/``."""
+    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "test-function"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:test-function"
+    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+    remaining_ms: int = 120_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@dataclass
+class AwsEnv:
+    table_name: str
+    secret_id: str
+    topic_arn: str
+    queue_url: str
+    webhook_secret_id: str
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """Every SNS notification published so far (drains the queue): ``{"Subject", "Message", ...}``."""
+        sqs = self.clients["sqs"]
+        out: list[dict[str, Any]] = []
+        while True:
+            got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = got.get("Messages", [])
+            if not messages:
+                return out
+            for message in messages:
+                out.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def table(self) -> Any:
+        import boto3
+
+        return boto3.resource("dynamodb").Table(self.table_name)
+
+
+WEBHOOK_TEST_SECRET = "test-webhook-secret"  # noqa: S105 - the documented test key, also in README
+
+
+@pytest.fixture
+def aws() -> Iterator[AwsEnv]:
+    """A fresh mock AWS account holding the project's resources."""
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+    from moto import mock_aws
+
+    from devtools.simulator.pytest_plugin import SIM_TOKEN
+    from vpsbackup import runtime
+
+    parameters.clear_caches()
+    runtime.reset()
+    with mock_aws():
+        props = load_template()["Resources"]["StateTable"]["Properties"]
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(
+            TableName="vpsbackup-state-test",
+            BillingMode=props["BillingMode"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+        )
+        ddb.update_time_to_live(
+            TableName="vpsbackup-state-test",
+            TimeToLiveSpecification={
+                "AttributeName": props["TimeToLiveSpecification"]["AttributeName"],
+                "Enabled": True,
+            },
+        )
+        secrets = boto3.client("secretsmanager")
+        secret_arn = secrets.create_secret(Name="vpsbackup/api-token", SecretString=SIM_TOKEN)["ARN"]
+        webhook_arn = secrets.create_secret(Name="vpsbackup/webhook-key", SecretString=WEBHOOK_TEST_SECRET)["ARN"]
+        sns = boto3.client("sns")
+        topic_arn = sns.create_topic(Name="vpsbackup-notifications")["TopicArn"]
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName="notifications-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        yield AwsEnv(
+            table_name="vpsbackup-state-test",
+            secret_id=secret_arn,
+            topic_arn=topic_arn,
+            queue_url=queue_url,
+            webhook_secret_id=webhook_arn,
+            clients={"sqs": sqs, "sns": sns, "secretsmanager": secrets, "dynamodb": ddb},
+        )
+    parameters.clear_caches()
+    runtime.reset()
+
+
+@pytest.fixture
+def shared_env(monkeypatch: pytest.MonkeyPatch, aws: AwsEnv, simulator: Any) -> AwsEnv:
+    """The shared environment variables (SPEC §2) pointing at the simulator and the mock account."""
+    monkeypatch.setenv("VPS_API_BASE_URL", simulator.base_url)
+    monkeypatch.setenv("VPS_API_TOKEN_SECRET", aws.secret_id)
+    monkeypatch.setenv("STATE_TABLE_NAME", aws.table_name)
+    monkeypatch.setenv("NOTIFY_TOPIC_ARN", aws.topic_arn)
+    return aws

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Json, PositiveInt, ValidationError, field_validator
 
+from vpsbackup.durations import Duration
 from vpsbackup.errors import ConfigurationError
 
 DEFAULT_API_BASE_URL = "https://admin.vps.org/api/v1"
@@ -22,7 +25,7 @@ DEFAULT_API_BASE_URL = "https://admin.vps.org/api/v1"
 class SharedSettings(BaseModel):
     """The variables every function has (SPEC §2)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
 
     vps_api_base_url: str = DEFAULT_API_BASE_URL
     vps_api_token_secret: str = Field(min_length=1)
@@ -86,3 +89,50 @@ def describe_validation_error(exc: ValidationError, *, env_names: bool = False) 
         problems.append(f"{where}: {error['msg']}")
     noun = "setting" if env_names else "field"
     return f"invalid {noun}{'s' if len(problems) > 1 else ''}: " + "; ".join(problems)
+
+
+def _zone(value: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r} (e.g. UTC, Europe/Madrid)") from None
+
+
+TimeZone = Annotated[ZoneInfo, BeforeValidator(lambda v: v if isinstance(v, ZoneInfo) else _zone(str(v)))]
+
+
+class BackupOnDeploySettings(SharedSettings):
+    """SPEC §3."""
+
+    # {"production": [12345, 12346]}: the servers an `environment` name stands for.
+    server_groups: Json[dict[str, list[PositiveInt]]] = Field(default_factory=dict)
+    # Secrets Manager id of the webhook's HMAC key; without it every webhook call is refused (401).
+    webhook_secret: str | None = None
+    # Seconds a signed webhook timestamp may differ from now.
+    webhook_max_skew_seconds: int = Field(default=300, ge=1, le=3600)
+
+
+class PruneSettings(SharedSettings):
+    """SPEC §4. ``retention_policy`` and ``retention_overrides`` are JSON, validated by the retention module."""
+
+    retention_policy: str = Field(min_length=1)
+    retention_overrides: str = "{}"
+    retention_timezone: TimeZone = Field(default_factory=lambda: ZoneInfo("UTC"))
+    prune_scope: Literal["managed", "manual"] = "managed"
+    failed_backup_grace: Duration = Field(default=timedelta(hours=24))
+    max_deletions_per_run: int = Field(default=50, ge=0)
+    dry_run: bool = False
+    prune_concurrency: int = Field(default=4, ge=1, le=32)
+
+
+class RestoreOnAlarmSettings(SharedSettings):
+    """SPEC §5."""
+
+    alarm_name_prefix: str = ""
+    server_id_dimension: str = Field(default="ServerId", min_length=1)
+    alarm_server_map: Json[dict[str, PositiveInt]] = Field(default_factory=dict)
+    restore_max_backup_age: Duration = Field(default=timedelta(days=7))
+    restore_cooldown: Duration = Field(default=timedelta(hours=6))
+    max_restores_per_hour: int = Field(default=3, ge=0)
+    restore_mode: Literal["execute", "notify"] = "execute"
+    restore_hold: Duration = Field(default=timedelta(days=7))
