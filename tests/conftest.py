@@ -105,7 +105,7 @@ class AwsEnv:
         return boto3.resource("dynamodb").Table(self.table_name)
 
 
-WEBHOOK_TEST_SECRET = "test-webhook-secret"  # noqa: S105 - the documented test key, also in README
+WEBHOOK_TEST_SECRET = "test-webhook-secret"  # the documented test key, also in README
 
 
 @pytest.fixture
