@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["devtools.simulator.pytest_plugin"]
+
 # Offline AWS: fake credentials and a region, so nothing can reach a real account.
 os.environ["AWS_DEFAULT_REGION"] = "eu-west-1"
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
