@@ -1,0 +1,23 @@
+"""Local simulator of the VPS provider's Backups API (standard library only; see ``server``)."""
+
+from devtools.simulator.server import (
+    API_PREFIX,
+    CREATE_MESSAGE,
+    Fault,
+    FaultKind,
+    LoggedRequest,
+    Simulator,
+    format_timestamp,
+    seed_demo_fleet,
+)
+
+__all__ = [
+    "API_PREFIX",
+    "CREATE_MESSAGE",
+    "Fault",
+    "FaultKind",
+    "LoggedRequest",
+    "Simulator",
+    "format_timestamp",
+    "seed_demo_fleet",
+]
