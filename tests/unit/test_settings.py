@@ -91,7 +91,9 @@ def test_restore_settings_parse_durations_and_json() -> None:
 
 def test_an_empty_value_means_the_default() -> None:
     settings = load_settings(
-        PruneSettings, {**BASE, "RETENTION_POLICY": "{}", "PRUNE_SCOPE": "", "NOTIFY_TOPIC_ARN": ""}
+        # (an empty policy is an error since RETENTION_POLICY is parsed at load: see test_prune_settings.py)
+        PruneSettings,
+        {**BASE, "RETENTION_POLICY": '{"keep_daily": 7}', "PRUNE_SCOPE": "", "NOTIFY_TOPIC_ARN": ""},
     )
     assert settings.prune_scope == "managed"
     assert settings.notify_topic_arn is None

@@ -1,0 +1,45 @@
+"""PruneBackupsFunction: delete the manual backups the retention policy no longer keeps (SPEC §4).
+
+Triggers: the EventBridge Scheduler schedule (daily by default), a classic EventBridge scheduled
+event, or a manual invoke ``{"dry_run": true, "server_ids": [12345]}``. This module only wires:
+settings (validated once, at the first invocation), the request, the client's deadline, then
+:mod:`vpsbackup.prune` lists, plans, deletes and reports.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from vpsbackup import runtime
+from vpsbackup.observability import logger, metrics, tracer
+from vpsbackup.prune import PruneOptions, publish_report, run_prune
+from vpsbackup.prune_request import parse_prune_request
+from vpsbackup.settings import PruneSettings, load_settings
+
+
+@functools.cache
+def settings() -> PruneSettings:
+    """Validated once per execution environment; a bad variable fails the invocation, named."""
+    return load_settings(PruneSettings)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
+    """Returns the plan (every backup's decision and reasons), each deletion's outcome and totals."""
+    config = settings()
+    request = parse_prune_request(event)  # a bad payload fails here, naming the field, before any API call
+    logger.append_keys(trigger=request.trigger, dry_run=request.dry_run or config.dry_run)
+    client = runtime.api_client(config.vps_api_base_url, config.vps_api_token_secret)
+    client.set_deadline(runtime.remaining_seconds(context))
+    report = run_prune(
+        request,
+        PruneOptions.from_settings(config),
+        client=client,
+        holds=runtime.state_table(config.state_table_name),
+        time_left=lambda: runtime.remaining_seconds(context, margin=0.0),
+    )
+    publish_report(report, notifier=runtime.notifier(config.notify_topic_arn))
+    return report.to_dict()
