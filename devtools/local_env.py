@@ -1,0 +1,189 @@
+"""A whole local world for the demo and ``make invoke``: the provider simulator, local AWS (moto's
+server on 127.0.0.1) holding the project's resources, and the environment the functions read.
+
+Never deployed. Nothing here reaches a real AWS account: AWS_ENDPOINT_URL points every boto3 client
+at the local moto server and the credentials are fake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTIONS = {
+    "backup_on_deploy": "BackupOnDeployFunction",
+    "prune_backups": "PruneBackupsFunction",
+    "restore_on_alarm": "RestoreOnAlarmFunction",
+}
+LOCAL_TOKEN = "local-dev-token"  # noqa: S105 - the simulator's token, local only
+WEBHOOK_KEY = "test-webhook-secret"  # the documented test key of the sample webhook events
+
+
+def add_import_paths() -> None:
+    """The layer's package and the function folders, as Lambda lays them out (/opt/python, /var/task)."""
+    for path in [ROOT / "layers" / "shared", *(ROOT / "functions" / name for name in FUNCTIONS)]:
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+
+
+@dataclass
+class LocalWorld:
+    """What :func:`local_world` started; ``notifications()`` drains what people would have been told."""
+
+    api_base_url: str
+    aws_endpoint: str
+    table_name: str
+    topic_arn: str
+    queue_url: str
+    simulator: Any = None
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def notifications(self) -> list[dict[str, str]]:
+        sqs = self.clients["sqs"]
+        out: list[dict[str, str]] = []
+        while True:
+            got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = got.get("Messages", [])
+            if not messages:
+                return out
+            for message in messages:
+                body = json.loads(message["Body"])
+                out.append({"subject": body.get("Subject", ""), "message": body.get("Message", "")})
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _fake_aws_environment(endpoint: str) -> None:
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_SESSION_TOKEN": "local",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "VpsBackupAutomationLocal",
+        }
+    )
+    os.environ.pop("AWS_PROFILE", None)
+
+
+@contextmanager
+def local_world(
+    *,
+    api_url: str | None = None,
+    api_token: str | None = None,
+    completion_delay: float = 0.0,
+    demo_fleet: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LocalWorld]:
+    """Start the simulator (unless ``api_url`` names a real API) and local AWS; set the environment."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from devtools.simulator import Simulator, seed_demo_fleet
+
+    add_import_paths()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
+    moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto_server.start()
+    host, port = moto_server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    _fake_aws_environment(endpoint)
+    simulator = None
+    if api_url is None:
+        simulator = Simulator(tokens={LOCAL_TOKEN}, page_size=10, completion_delay=completion_delay, seed=0)
+        if demo_fleet:
+            seed_demo_fleet(simulator)
+        simulator.start()
+        api_url = simulator.base_url
+        api_token = LOCAL_TOKEN
+    elif not api_token:
+        raise SystemExit("a real API needs its token: pass --token or set VPS_API_TOKEN")
+    # The same key schema as StateTable in template.yaml (tests build theirs from the template itself).
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(
+        TableName="vpsbackup-state",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
+    secrets = boto3.client("secretsmanager")
+    token_arn = secrets.create_secret(Name="vpsbackup/api-token", SecretString=api_token or "")["ARN"]
+    webhook_arn = secrets.create_secret(Name="vpsbackup/webhook-key", SecretString=WEBHOOK_KEY)["ARN"]
+    sns = boto3.client("sns")
+    topic_arn = sns.create_topic(Name="vpsbackup-notifications")["TopicArn"]
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="people-on-call")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    os.environ.update(
+        {
+            "VPS_API_BASE_URL": api_url,
+            "VPS_API_TOKEN_SECRET": token_arn,
+            "STATE_TABLE_NAME": "vpsbackup-state",
+            "NOTIFY_TOPIC_ARN": topic_arn,
+            "WEBHOOK_SECRET": webhook_arn,
+            "RETENTION_POLICY": os.environ.get("RETENTION_POLICY", '{"keep_last": 2, "keep_daily": 7}'),
+            **(extra_env or {}),
+        }
+    )
+    world = LocalWorld(
+        api_base_url=api_url,
+        aws_endpoint=endpoint,
+        table_name="vpsbackup-state",
+        topic_arn=topic_arn,
+        queue_url=queue_url,
+        simulator=simulator,
+        clients={"sqs": sqs, "sns": sns, "secretsmanager": secrets, "dynamodb": ddb},
+    )
+    try:
+        yield world
+    finally:
+        if simulator is not None:
+            simulator.stop()
+        moto_server.stop()
+
+
+@dataclass
+class LocalContext:
+    """A stand-in for Lambda's context object."""
+
+    function_name: str
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "local-invoke"
+    timeout_s: float = 120.0
+    invoked_function_arn: str = ""
+
+    def __post_init__(self) -> None:
+        import time
+
+        self._deadline = time.monotonic() + self.timeout_s
+        self.invoked_function_arn = f"arn:aws:lambda:eu-west-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def invoke(function: str, event: dict[str, Any], *, timeout_s: float = 120.0) -> Any:
+    """Import a function's handler module (as Lambda would) and call it with ``event``."""
+    import importlib
+
+    if function not in FUNCTIONS:
+        raise SystemExit(f"unknown function {function!r}; one of {', '.join(FUNCTIONS)}")
+    add_import_paths()
+    os.environ["POWERTOOLS_SERVICE_NAME"] = function.replace("_", "-")
+    module = importlib.import_module(function)
+    return module.handler(event, LocalContext(function_name=function, timeout_s=timeout_s))
