@@ -10,32 +10,15 @@ which are sent as they are.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import hmac
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
-from devtools.local_env import FUNCTIONS, WEBHOOK_KEY, invoke, local_world
+from devtools.local_env import FUNCTIONS, WEBHOOK_KEY, add_import_paths, invoke, local_world
 
-
-def resign(event: dict[str, Any], key: str = WEBHOOK_KEY, now: int | None = None) -> dict[str, Any]:
-    """A copy of a Function URL event signed now: ``sha256=HMAC(key, "<timestamp>.<raw body>")``."""
-    body = event.get("body") or ""
-    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
-    timestamp = str(now if now is not None else int(time.time()))
-    digest = hmac.new(key.encode(), timestamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
-    headers = {
-        k: v
-        for k, v in (event.get("headers") or {}).items()
-        if k.lower() not in ("x-signature", "x-signature-timestamp")
-    }
-    headers["x-signature-timestamp"] = timestamp
-    headers["x-signature"] = f"sha256={digest}"
-    return {**event, "headers": headers}
+add_import_paths()
+from vpsbackup.deploy_request import resign_function_url_event  # noqa: E402
 
 
 def main() -> None:
@@ -50,7 +33,7 @@ def main() -> None:
     event = json.loads(args.event.read_text(encoding="utf-8"))
     is_url_event = isinstance(event, dict) and "requestContext" in event and "http" in event["requestContext"]
     if is_url_event and not args.no_resign and "bad-signature" not in args.event.name:
-        event = resign(event)
+        event = resign_function_url_event(event, WEBHOOK_KEY, time.time())
     with local_world(api_url=args.api_url, api_token=args.token) as world:
         where = "the local simulator" if world.simulator is not None else world.api_base_url
         print(f"invoking {args.function} with {args.event} against {where}\n")
