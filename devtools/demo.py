@@ -1,0 +1,162 @@
+"""``make demo``: the whole story on the local simulator and local AWS, told step by step.
+
+1. A deploy of the ``production`` environment arrives from CI: one backup per server.
+2. CI's retry delivers the same event again: nothing new is created.
+3. CI polls the signed status endpoint until every backup is ``completed``.
+4. The nightly prune runs: first as a dry run (the plan and its reasons), then for real.
+5. An alarm fires on web-server-01: it is restored from the deploy's backup, and people are told.
+6. The alarm flaps (OK, then ALARM again): the cooldown holds, no second restore.
+
+Everything runs on 127.0.0.1: the provider simulator and moto's AWS server. Nothing is deployed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from devtools.local_env import WEBHOOK_KEY, LocalWorld, add_import_paths, invoke, local_world
+
+add_import_paths()
+from vpsbackup.deploy_request import resign_function_url_event  # noqa: E402
+from vpsbackup.markers import describe_with_marker  # noqa: E402
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+WEB = 12345
+
+
+def load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EVENTS / name).read_text(encoding="utf-8"))
+    return data
+
+
+def step(number: int, title: str) -> None:
+    print(f"\n\033[1m{number}. {title}\033[0m")
+
+
+def say(text: str = "") -> None:
+    print(f"   {text}")
+
+
+def show_notifications(world: LocalWorld) -> None:
+    for note in world.notifications():
+        say(f"📣 {note['subject']}")
+        for line in note["message"].splitlines():
+            say(f"   │ {line}")
+
+
+def seed_history(world: LocalWorld, now: datetime) -> None:
+    """Three weeks of earlier deploys' backups on web-server-01, made by this project."""
+    for day in range(1, 22):
+        world.simulator.add_backup(
+            WEB,
+            backup_type="manual",
+            created_at=(now - timedelta(days=day)).replace(hour=14, minute=5, second=0, microsecond=0),
+            description=describe_with_marker(f"Release 2.{30 - day}", f"gh-{8800 - day}-1"),
+        )
+
+
+def alarm_event(state: str, previous: str, at: datetime) -> dict[str, Any]:
+    event = copy.deepcopy(load("alarm-eventbridge-alarm.json"))
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+    event["id"] = f"demo-{state}-{at.timestamp()}"
+    event["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    event["detail"]["state"].update(value=state, timestamp=stamp)
+    event["detail"]["previousState"].update(value=previous, timestamp=stamp)
+    return event
+
+
+def main() -> None:
+    env = {
+        "SERVER_GROUPS": json.dumps({"production": [12345, 12346]}),
+        "RETENTION_POLICY": json.dumps({"keep_last": 3, "keep_daily": 7, "keep_weekly": 2}),
+        "ALARM_NAME_PREFIX": "vps-restore-",
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "ERROR"),
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+    with local_world(extra_env=env) as world:
+        sim = world.simulator
+        now = datetime.now(UTC)
+        seed_history(world, now)
+        print(f"Provider simulator at {world.api_base_url}, local AWS at {world.aws_endpoint}.")
+        print(f"The fleet: {len(sim.servers)} servers, {len(sim.backups)} backups (automatic, people's manual, ours).")
+
+        step(1, "CI starts deploying release 2.30 to production (EventBridge 'Deployment Started')")
+        deploy = load("deploy-eventbridge.json")
+        deploy["detail"] = {
+            "deployment_id": "gh-8830-1",
+            "environment": "production",
+            "repository": "acme/shop",
+            "ref": "main",
+            "commit": "9d8c7b6",
+            "actor": "alice",
+        }
+        first = invoke("backup_on_deploy", deploy)
+        for entry in first["backups"]:
+            say(f"server {entry['server_id']}: backup {entry['backup_id']} {entry['status']}")
+        deploy_backup = {b["server_id"]: b["backup_id"] for b in first["backups"]}
+
+        step(2, "EventBridge delivers the same event again (at-least-once delivery)")
+        posts_before = sum(1 for r in sim.requests if r.method == "POST")
+        again = invoke("backup_on_deploy", deploy)
+        posts_after = sum(1 for r in sim.requests if r.method == "POST")
+        same = {b["server_id"]: b["backup_id"] for b in again["backups"]} == deploy_backup
+        say(f"same backups: {same}; new backups created: {posts_after - posts_before}")
+
+        step(3, "CI polls the signed status endpoint before it deploys")
+        status_event = load("deploy-status-get.json")
+        status_event["rawQueryString"] = "deployment_id=gh-8830-1"
+        status_event["queryStringParameters"] = {"deployment_id": "gh-8830-1"}
+        for attempt in range(1, 6):
+            answer = invoke("backup_on_deploy", resign_function_url_event(status_event, WEBHOOK_KEY, time.time()))
+            body = json.loads(answer["body"])
+            statuses = {b["server_id"]: b["status"] for b in body["backups"]}
+            say(f"poll {attempt}: HTTP {answer['statusCode']} {statuses}")
+            if all(s == "completed" for s in statuses.values()):
+                say("every backup is completed: CI may deploy now")
+                break
+            time.sleep(0.2)
+
+        step(4, "The nightly prune: a dry run first, then the real run")
+        plan = invoke("prune_backups", {"dry_run": True})
+        ours = [d for d in plan["decisions"] if d["server_id"] == WEB and d["backup_type"] == "manual"]
+        for decision in sorted(ours, key=lambda d: d["created_at"], reverse=True)[:12]:
+            say(f"{decision['created_at'][:16]}  #{decision['backup_id']:<4} {decision['action']:<6} "
+                f"{'; '.join(decision['reasons'])}")  # fmt: skip
+        say(f"… totals: {plan['totals']}")
+        before = len(sim.backups)
+        real = invoke("prune_backups", {})
+        outcomes = Counter(d["outcome"] for d in real["deletions"])
+        say(f"real run: {dict(outcomes)}; backups at the provider: {before} → {len(sim.backups)}")
+        show_notifications(world)
+
+        step(5, "web-server-01 starts answering 5xx: its alarm enters ALARM")
+        sim.add_backup(WEB, backup_type="automatic", created_at=datetime.now(UTC) - timedelta(seconds=1),
+                       description="Automatic backup taken after the deploy")  # fmt: skip
+        result = invoke("restore_on_alarm", alarm_event("ALARM", "OK", datetime.now(UTC)))
+        for outcome in result["outcomes"]:
+            say(f"{outcome['outcome']}: server {outcome['server_id']} from backup {outcome['backup_id']}")
+            say(f"why: {outcome['reason']}")
+        server = sim.servers[WEB]
+        say(f"the provider says web-server-01 was restored from backup {server['restored_from']} "
+            f"(the deploy's backup was {deploy_backup[WEB]})")  # fmt: skip
+        show_notifications(world)
+
+        step(6, "The alarm flaps: OK, then ALARM again ten minutes later")
+        invoke("restore_on_alarm", alarm_event("OK", "ALARM", datetime.now(UTC)))
+        flap = invoke("restore_on_alarm", alarm_event("ALARM", "OK", datetime.now(UTC) + timedelta(seconds=1)))
+        for outcome in flap["outcomes"]:
+            say(f"{outcome['outcome']}: {outcome['reason']}")
+        say(f"restores at the provider for web-server-01: {sim.servers[WEB]['restore_count']}")
+        show_notifications(world)
+        print("\nDone. Nothing left running.")
+
+
+if __name__ == "__main__":
+    main()
