@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,26 @@ def aws() -> Iterator[AwsEnv]:
         )
     parameters.clear_caches()
     runtime.reset()
+
+
+@pytest.fixture
+def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's DynamoDB is not thread-safe (a failed transaction restores a snapshot of the whole
+    table), while real DynamoDB applies each request atomically. Tests that race threads against
+    the table use this to serialise moto's requests, which models the real service."""
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "get_item", "query", "transact_write_items"):
+        original: Callable[..., Any] = getattr(DynamoDBBackend, name)
+
+        def locked(*args: Any, __original: Callable[..., Any] = original, **kwargs: Any) -> Any:
+            with lock:
+                return __original(*args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 @pytest.fixture

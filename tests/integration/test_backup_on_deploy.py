@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from moto.dynamodb.models import DynamoDBBackend
 
 import backup_on_deploy
 from devtools.simulator import Fault, Simulator
@@ -214,11 +213,10 @@ def test_partial_failure_then_retry_creates_only_the_missing_backup(
     assert [len(manual_backups(simulator, s, "deploy-7")) for s in (12345, 12346)] == [1, 1]
 
 
+@pytest.mark.usefixtures("atomic_moto")  # DynamoDB's conditional writes are atomic; moto's, under threads, not
 def test_ten_concurrent_duplicate_deliveries_make_one_backup_per_server(
-    deploy_env: AwsEnv, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+    deploy_env: AwsEnv, simulator: Simulator
 ) -> None:
-    # Given DynamoDB's conditional writes are atomic (moto's are not under threads: make them so)
-    _serialize_moto_writes(monkeypatch)
     # And the API answers creates slowly, so the duplicates really overlap
     simulator.inject(Fault(kind="latency", method="POST", delay=0.2, times=None))
     event = eventbridge({"deployment_id": "storm-1", "server_ids": [12345, 12346]})
@@ -242,18 +240,6 @@ def test_ten_concurrent_duplicate_deliveries_make_one_backup_per_server(
     assert all(b["backup_id"] is not None for r in results for b in r["backups"])
     assert sorted(posted_servers(simulator)) == [12345, 12346]
     assert [len(manual_backups(simulator, s, "storm-1")) for s in (12345, 12346)] == [1, 1]
-
-
-def _serialize_moto_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    lock = threading.RLock()
-    for name in ("put_item", "update_item", "get_item", "query"):
-        original: Callable[..., Any] = getattr(DynamoDBBackend, name)
-
-        def locked(*args: Any, __original: Callable[..., Any] = original, **kwargs: Any) -> Any:
-            with lock:
-                return __original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 def test_ambiguous_create_is_resolved_by_listing_not_by_a_second_post(deploy_env: AwsEnv, simulator: Simulator) -> None:

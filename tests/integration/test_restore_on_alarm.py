@@ -11,13 +11,12 @@ import copy
 import functools
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
-from moto.dynamodb.models import DynamoDBBackend
 
 import restore_on_alarm
 from devtools.simulator import Fault, Simulator
@@ -55,21 +54,6 @@ def restore_env(shared_env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator
     restore_on_alarm.reset()
     for client in clients:
         client.close()
-
-
-@pytest.fixture
-def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's DynamoDB is not thread-safe (a failed transaction restores a snapshot of the whole
-    table); real DynamoDB is atomic per request. Serialise moto's requests to model that."""
-    lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "get_item", "query", "transact_write_items"):
-        original: Callable[..., Any] = getattr(DynamoDBBackend, name)
-
-        def locked(*args: Any, __original: Callable[..., Any] = original, **kwargs: Any) -> Any:
-            with lock:
-                return __original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 # -- helpers -------------------------------------------------------------------------------------

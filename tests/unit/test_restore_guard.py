@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from moto.dynamodb.models import DynamoDBBackend
 
 from tests.conftest import AwsEnv
 from vpsbackup.restore_guard import GuardRefusal, RestoreClaim, RestoreGuard
@@ -42,21 +41,6 @@ def make_guard(aws: AwsEnv, clock: Clock) -> Callable[..., RestoreGuard]:
         )
 
     return make
-
-
-@pytest.fixture
-def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's DynamoDB is not thread-safe (a failed transaction restores a snapshot of the whole
-    table); real DynamoDB is atomic per request. Serialise moto's requests to model that."""
-    lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "get_item", "query", "transact_write_items"):
-        original: Callable[..., Any] = getattr(DynamoDBBackend, name)
-
-        def locked(*args: Any, __original: Callable[..., Any] = original, **kwargs: Any) -> Any:
-            with lock:
-                return __original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 def claim(guard: RestoreGuard, server: int = 12345, transition: str = "t1", backup: int = 501) -> Any:
