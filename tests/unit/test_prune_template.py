@@ -94,6 +94,9 @@ def test_the_function_may_read_the_secret_and_the_table_and_publish_nothing_more
         ("secretsmanager:GetSecretValue", json.dumps({"Ref": "VpsApiTokenSecretArn"})),
         ("dynamodb:Query", json.dumps({"GetAtt": "StateTable.Arn"})),
         ("sns:Publish", json.dumps({"Ref": "NotificationsTopic"})),
+        # the topic is encrypted with the stack's own key: publishing needs it
+        ("kms:GenerateDataKey", json.dumps({"GetAtt": "NotificationsKey.Arn"})),
+        ("kms:Decrypt", json.dumps({"GetAtt": "NotificationsKey.Arn"})),
         ("sqs:SendMessage", json.dumps({"GetAtt": "FailedInvocationsQueue.Arn"})),
     }
     assert all("*" not in action for action, _ in granted)
