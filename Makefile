@@ -58,7 +58,9 @@ invoke: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m devtools.bench
 
-# sam is a build/deploy tool, kept out of the test dependencies (see docs/).
+# sam is a build/deploy tool, kept out of the test dependencies. The layer's build
+# (layers/shared/Makefile) byte-compiles for the runtime with python3.13, which must be on PATH
+# (with pyenv: PYENV_VERSION=3.11.7:3.12.1:3.13.0 make build).
 build:
 	sam build
 
