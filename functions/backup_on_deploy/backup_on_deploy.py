@@ -84,6 +84,7 @@ def _on_eventbridge(event: dict[str, Any], context: LambdaContext, config: Backu
         logger.error(
             "deploy event rejected", extra={"fields": exc.fields, "reason": exc.message, "event_id": envelope.id}
         )
+        metrics.add_metric(name="requests_rejected", unit=MetricUnit.Count, value=1)
         raise
     result = _back_up(request, servers, context, config)
     body = result.body()
@@ -102,9 +103,11 @@ def _on_function_url(event: dict[str, Any], context: LambdaContext, config: Back
         raw_body = _raw_body(request)
     except (ValidationError, ValueError):
         logger.warning("malformed Function URL event")
+        metrics.add_metric(name="requests_rejected", unit=MetricUnit.Count, value=1)
         return _respond(400, {"error": "bad_request", "message": "malformed request", "fields": ["body"]})
     method = request.requestContext.http.method
     if method not in ("POST", "GET"):
+        metrics.add_metric(name="requests_rejected", unit=MetricUnit.Count, value=1)
         return _respond(405, {"error": "method_not_allowed", "message": "use POST or GET"})
     headers = {name.lower(): value for name, value in request.headers.items()}
     try:
@@ -117,12 +120,14 @@ def _on_function_url(event: dict[str, Any], context: LambdaContext, config: Back
         metrics.add_metric(name="webhook_rejected", unit=MetricUnit.Count, value=1)
         return _respond(401, {"error": "unauthorized"})
     if method == "GET":
+        metrics.add_metric(name="status_checks", unit=MetricUnit.Count, value=1)
         return _status(request, context, config)
     try:
         deploy_request = parse_deploy_body(raw_body)
         servers = resolve_servers(deploy_request, config.server_groups)
     except InvalidDeployRequestError as exc:
         logger.info("deploy request rejected", extra={"fields": exc.fields, "reason": exc.message})
+        metrics.add_metric(name="requests_rejected", unit=MetricUnit.Count, value=1)
         return _respond(400, {"error": "bad_request", "message": exc.message, "fields": exc.fields})
     result = _back_up(deploy_request, servers, context, config)
     return _respond(result.http_status, result.body())
