@@ -47,17 +47,23 @@ class LocalWorld:
     clients: dict[str, Any] = field(default_factory=dict)
 
     def notifications(self) -> list[dict[str, str]]:
-        sqs = self.clients["sqs"]
-        out: list[dict[str, str]] = []
-        while True:
-            got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-            messages = got.get("Messages", [])
-            if not messages:
-                return out
-            for message in messages:
-                body = json.loads(message["Body"])
-                out.append({"subject": body.get("Subject", ""), "message": body.get("Message", "")})
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return [
+            {"subject": body.get("Subject", ""), "message": body.get("Message", "")}
+            for body in drain_sns_queue(self.clients["sqs"], self.queue_url)
+        ]
+
+
+def drain_sns_queue(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every SNS envelope waiting in an SQS queue subscribed to a topic (the queue is emptied)."""
+    out: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = got.get("Messages", [])
+        if not messages:
+            return out
+        for message in messages:
+            out.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def _fake_aws_environment(endpoint: str) -> None:

@@ -90,16 +90,9 @@ class AwsEnv:
 
     def notifications(self) -> list[dict[str, Any]]:
         """Every SNS notification published so far (drains the queue): ``{"Subject", "Message", ...}``."""
-        sqs = self.clients["sqs"]
-        out: list[dict[str, Any]] = []
-        while True:
-            got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-            messages = got.get("Messages", [])
-            if not messages:
-                return out
-            for message in messages:
-                out.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        from devtools.local_env import drain_sns_queue
+
+        return drain_sns_queue(self.clients["sqs"], self.queue_url)
 
     def table(self) -> Any:
         import boto3
@@ -177,6 +170,32 @@ def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
                 return __original(*args, **kwargs)
 
         monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
+@pytest.fixture
+def fast_api_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Any], None]]:
+    """Call with a RetryPolicy: the handlers' ``runtime.api_client`` then builds clients that retry
+    with it (no real waiting in tests); they are closed after the test."""
+    import functools
+
+    from vpsbackup import runtime
+    from vpsbackup.client import VpsClient
+    from vpsbackup.token_provider import SecretsManagerTokenProvider
+
+    clients: list[VpsClient] = []
+
+    def use(retry: Any) -> None:
+        @functools.cache
+        def build(base_url: str, token_secret_id: str) -> VpsClient:
+            client = VpsClient(base_url, SecretsManagerTokenProvider(token_secret_id), retry=retry)
+            clients.append(client)
+            return client
+
+        monkeypatch.setattr(runtime, "api_client", build)
+
+    yield use
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture

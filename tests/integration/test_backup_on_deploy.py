@@ -7,7 +7,6 @@ so each test signs them again for "now" with the documented test key (``test-web
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import threading
 import time
@@ -20,15 +19,13 @@ import pytest
 import backup_on_deploy
 from devtools.simulator import Fault, Simulator
 from tests.conftest import WEBHOOK_TEST_SECRET, AwsEnv, FakeLambdaContext, load_event
-from vpsbackup import runtime
-from vpsbackup.client import NO_WAIT, VpsClient
+from vpsbackup.client import NO_WAIT
 from vpsbackup.dedup import ClaimStore
 from vpsbackup.deploy import DeploymentBackupFailedError
 from vpsbackup.deploy_request import resign_function_url_event, signed_headers
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.markers import make_marker, marker_matches
 from vpsbackup.state import StateTable, deployment_pk, utc_key_time
-from vpsbackup.token_provider import SecretsManagerTokenProvider
 
 pytestmark = pytest.mark.integration
 
@@ -36,24 +33,16 @@ SERVER_GROUPS = {"production": [12345, 12346], "staging": [12346]}
 
 
 @pytest.fixture
-def deploy_env(shared_env: AwsEnv, simulator: Simulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
+def deploy_env(
+    shared_env: AwsEnv, simulator: Simulator, monkeypatch: pytest.MonkeyPatch, fast_api_client: Callable[[Any], None]
+) -> Iterator[AwsEnv]:
     """The function's environment, and API clients that retry without waiting (fast tests)."""
     monkeypatch.setenv("SERVER_GROUPS", json.dumps(SERVER_GROUPS))
     monkeypatch.setenv("WEBHOOK_SECRET", shared_env.webhook_secret_id)
-    clients: list[VpsClient] = []
-
-    @functools.cache
-    def fast_client(base_url: str, token_secret_id: str) -> VpsClient:
-        client = VpsClient(base_url, SecretsManagerTokenProvider(token_secret_id), retry=NO_WAIT)
-        clients.append(client)
-        return client
-
-    monkeypatch.setattr(runtime, "api_client", fast_client)
+    fast_api_client(NO_WAIT)
     backup_on_deploy.settings.cache_clear()
     yield shared_env
     backup_on_deploy.settings.cache_clear()
-    for client in clients:
-        client.close()
 
 
 # -- helpers -------------------------------------------------------------------------------------

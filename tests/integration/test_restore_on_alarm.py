@@ -8,10 +8,9 @@ alarm fires "a minute ago" so the cooldown, the fleet window and the holds run o
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,10 +21,9 @@ import restore_on_alarm
 from devtools.simulator import Fault, Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext, load_event
 from vpsbackup import runtime
-from vpsbackup.client import RetryPolicy, VpsClient
+from vpsbackup.client import RetryPolicy
 from vpsbackup.restore_guard import RestoreGuard
 from vpsbackup.state import DeploymentRecord, StateTable
-from vpsbackup.token_provider import SecretsManagerTokenProvider
 
 pytestmark = pytest.mark.integration
 
@@ -36,24 +34,16 @@ FAST = RetryPolicy(max_attempts=1000, base_delay=0.01, max_delay=0.05)
 
 
 @pytest.fixture
-def restore_env(shared_env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
+def restore_env(
+    shared_env: AwsEnv, monkeypatch: pytest.MonkeyPatch, fast_api_client: Callable[[Any], None]
+) -> Iterator[AwsEnv]:
     """The function's environment (defaults from SPEC §5), and an API client with fast retries."""
     monkeypatch.setenv("ALARM_NAME_PREFIX", "vps-restore-")
     monkeypatch.setenv("MAX_RESTORES_PER_HOUR", "3")
-    clients: list[VpsClient] = []
-
-    @functools.cache
-    def fast_client(base_url: str, token_secret_id: str) -> VpsClient:
-        client = VpsClient(base_url, SecretsManagerTokenProvider(token_secret_id), retry=FAST)
-        clients.append(client)
-        return client
-
-    monkeypatch.setattr(runtime, "api_client", fast_client)
+    fast_api_client(FAST)
     restore_on_alarm.reset()
     yield shared_env
     restore_on_alarm.reset()
-    for client in clients:
-        client.close()
 
 
 # -- helpers -------------------------------------------------------------------------------------
