@@ -83,6 +83,10 @@ class FakeHolds:
         self.api.calls.append("holds")
         return {k: h for k, h in self.holds.items() if h.until > now}
 
+    def active_hold(self, backup_id: int, now: datetime) -> Hold | None:
+        hold = self.holds.get(backup_id)
+        return hold if hold is not None and hold.until > now else None
+
 
 class FakeNotifier:
     def __init__(self) -> None:
@@ -192,7 +196,8 @@ def test_no_deletion_starts_under_the_time_margin() -> None:
 
 
 def test_execute_deletions_with_nothing_to_do_starts_no_pool() -> None:
-    assert execute_deletions(FakeApi([]), [], concurrency=4, time_left=lambda: None) == ()
+    api = FakeApi([])
+    assert execute_deletions(api, [], holds=FakeHolds(api), concurrency=4, time_left=lambda: None) == ()
 
 
 # -- listing, holds, dry run -------------------------------------------------------------------------
@@ -321,3 +326,34 @@ def test_a_long_list_of_failures_is_cut_in_the_notification() -> None:
     subject, message = run(api).notification() or ("", "")
     assert subject == "VPS backup prune: 38 deletions failed"
     assert "… and 18 more" in message
+
+
+class HoldsPlacedDuringTheRun(FakeHolds):
+    """No hold when the plan is made; a restore holds ``held`` before its deletion starts."""
+
+    def __init__(self, api: FakeApi, held: int, *, unreadable: bool = False) -> None:
+        super().__init__(api)
+        self.held = held
+        self.unreadable = unreadable
+
+    def active_hold(self, backup_id: int, now: datetime) -> Hold | None:
+        if backup_id != self.held:
+            return None
+        if self.unreadable:
+            raise RuntimeError("DynamoDB throttled")
+        return Hold(backup_id=backup_id, server_id=1, until=now + timedelta(days=7), reason="restore after alarm x")
+
+
+@pytest.mark.parametrize("unreadable", [False, True], ids=["held", "hold-unreadable"])
+def test_a_backup_held_after_the_plan_is_not_deleted(unreadable: bool) -> None:
+    # Given a plan that deletes 104..102, and a restore that holds 103 while the run is under way
+    api = FakeApi(daily(1, 5, 100))
+    holds = HoldsPlacedDuringTheRun(api, held=103, unreadable=unreadable)
+    # When the run deletes
+    report = run_prune(PruneRequest(), options(concurrency=1), client=api, holds=holds, now=NOW)
+    # Then 103 survives (a hold that cannot be read counts as a hold), the others go
+    assert 103 in api.backups
+    assert sorted(api.started) == [102, 104]
+    outcome = report.outcome_of(103)
+    assert outcome is not None
+    assert outcome.outcome == ("failed" if unreadable else "not_started")

@@ -8,8 +8,9 @@ an argument so tests drive it with the simulator and moto, or with fakes:
   server instead: its cost is that of the servers asked about, not of the fleet, and the plan is
   the same because every rule works per server (the plan is still limited to those servers, so an
   API that ignored the filter could not widen the run);
-- **holds**: read after the listing, just before planning, to keep the window in which a new
-  restore's hold could be missed as short as possible;
+- **holds**: read after the listing, just before planning; and read again for each backup right
+  before its DELETE, so a restore that picks a backup while the run is under way (and holds it)
+  is never left without it. A hold that cannot be read means no deletion of that backup;
 - **deletions**: ``plan.to_delete`` in its order (oldest first) on a bounded thread pool. ``429``
   is retried by the client; a ``404`` counts as done (already gone); any other error is recorded
   for that backup and the others go on; an authentication failure stops new deletions (every one
@@ -70,6 +71,8 @@ class HoldSource(Protocol):
     """The part of :class:`~vpsbackup.state.StateTable` the prune job uses."""
 
     def active_holds(self, now: datetime) -> Mapping[int, Hold]: ...
+
+    def active_hold(self, backup_id: int, now: datetime) -> Hold | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +210,7 @@ def execute_deletions(
     client: BackupsApi,
     to_delete: Sequence[BackupDecision],
     *,
+    holds: HoldSource,
     concurrency: int,
     time_left: Callable[[], float | None],
     margin: float = STOP_STARTING_MARGIN_S,
@@ -233,6 +237,14 @@ def execute_deletions(
             return DeletionResult(
                 backup_id, "not_started", f"time: less than {margin:.0f} s of the invocation left; next run"
             )
+        try:
+            hold = holds.active_hold(backup_id, datetime.now(UTC))
+        except Exception as exc:  # unreadable: the backup may be held, so it is not deleted
+            logger.exception("could not re-check the backup's hold; not deleting it", extra={"backup_id": backup_id})
+            return DeletionResult(backup_id, "failed", f"hold not checked ({type(exc).__name__}): not deleted")
+        if hold is not None:
+            logger.info("backup held since the plan was made; not deleting it", extra={"backup_id": backup_id})
+            return DeletionResult(backup_id, "not_started", f"held since the plan: {hold.reason or 'restore hold'}")
         try:
             client.delete_backup(backup_id)
         except BackupAlreadyGoneError:
@@ -285,7 +297,7 @@ def run_prune(
         results = tuple(DeletionResult(d.backup_id, "dry_run", "dry run: not deleted") for d in plan.to_delete)
     else:
         results = execute_deletions(
-            client, plan.to_delete, concurrency=options.concurrency, time_left=time_left, margin=margin
+            client, plan.to_delete, holds=holds, concurrency=options.concurrency, time_left=time_left, margin=margin
         )
     return PruneReport(
         request=request, dry_run=dry_run, listing=listing, listed=len(backups), plan=plan, results=results

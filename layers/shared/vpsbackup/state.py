@@ -169,6 +169,19 @@ class StateTable:
                 return
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
+    def active_hold(self, backup_id: int, now: datetime) -> Hold | None:
+        """The hold in force on one backup at ``now`` (a consistent read), or None."""
+        item = self.table.get_item(Key={PK: HOLD_PK, SK: f"backup#{backup_id}"}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        hold = Hold(
+            backup_id=backup_id,
+            server_id=int(item["server_id"]),
+            until=datetime.strptime(item["until"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC),
+            reason=str(item.get("reason", "")),
+        )
+        return hold if hold.until > now else None
+
     def active_holds(self, now: datetime) -> dict[int, Hold]:
         """Holds still in force at ``now``, by backup id."""
         return {hold.backup_id: hold for hold in self.iter_holds() if hold.until > now}
