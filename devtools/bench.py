@@ -30,6 +30,20 @@ from vpsbackup.pruning import plan_prune  # noqa: E402
 from vpsbackup.retention import RetentionPolicies, RetentionPolicy  # noqa: E402
 from vpsbackup.token_provider import StaticTokenProvider  # noqa: E402
 
+NOTES = """
+Reading these numbers:
+
+- The prune plan is linear in the fleet's size: a daily run over a fleet with 100,000 manual
+  backups plans in seconds and ~50 MiB of Python objects (plus ~70 MiB for the interpreter and
+  imports), inside a 256 MiB, 300 s Lambda.
+- Listing time is dominated by round trips and by the simulator (a Python server
+  that re-sorts the fleet for every page): against the real API it is the provider's page latency
+  times the number of pages. Bigger pages, if the provider allows them, are the lever.
+- The cold import is what a cold start pays before the handler runs (boto3, Powertools with the
+  X-Ray SDK, pydantic, httpx). On Lambda the layer ships byte-compiled (layers/shared/Makefile),
+  which TOOLING-NOTES measured at 339 ms instead of 548 ms for the same imports.
+"""
+
 POLICY = RetentionPolicy(keep_last=3, keep_daily=7, keep_weekly=4, keep_monthly=6)
 
 
@@ -146,7 +160,7 @@ def main() -> None:
         f"`make bench` on {datetime.now(UTC):%Y-%m-%d}, {machine}, 2 cores. Medians of 3 runs; peak memory is "
         "Python allocations traced by tracemalloc during one run.\n\n"
     )
-    report = header + "\n".join(rows) + "\n"
+    report = header + "\n".join(rows) + "\n" + NOTES
     print(report)
     if not args.quick:
         args.write.write_text(report, encoding="utf-8")
