@@ -81,6 +81,76 @@ def _fake_aws_environment(endpoint: str) -> None:
     os.environ.pop("AWS_PROFILE", None)
 
 
+def load_template() -> dict[str, Any]:
+    """template.yaml as data; CloudFormation tags (!Ref, !Sub, ...) become ``{"Tag": value}``."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def any_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        return {suffix: value}
+
+    Loader.add_multi_constructor("!", any_tag)
+    with open(ROOT / "template.yaml", encoding="utf-8") as fh:
+        data: dict[str, Any] = yaml.load(fh, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    return data
+
+
+@dataclass
+class Resources:
+    """The project's AWS resources in a local (moto) account, and the clients that made them."""
+
+    table_name: str
+    secret_id: str
+    webhook_secret_id: str
+    topic_arn: str
+    queue_url: str
+    clients: dict[str, Any]
+
+
+def create_resources(*, table_name: str, api_token: str, webhook_key: str) -> Resources:
+    """StateTable built from template.yaml's own properties (so the two cannot drift apart), the
+    token and webhook-key secrets, the notifications topic and an SQS queue subscribed to it."""
+    import boto3
+
+    props = load_template()["Resources"]["StateTable"]["Properties"]
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(
+        TableName=table_name,
+        BillingMode=props["BillingMode"],
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+    )
+    ddb.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"AttributeName": props["TimeToLiveSpecification"]["AttributeName"], "Enabled": True},
+    )
+    secrets = boto3.client("secretsmanager")
+    secret_id = secrets.create_secret(Name="vpsbackup/api-token", SecretString=api_token)["ARN"]
+    webhook_secret_id = secrets.create_secret(Name="vpsbackup/webhook-key", SecretString=webhook_key)["ARN"]
+    sns = boto3.client("sns")
+    topic_arn = sns.create_topic(Name="vpsbackup-notifications")["TopicArn"]
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="people-on-call")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    return Resources(
+        table_name=table_name,
+        secret_id=secret_id,
+        webhook_secret_id=webhook_secret_id,
+        topic_arn=topic_arn,
+        queue_url=queue_url,
+        clients={"sqs": sqs, "sns": sns, "secretsmanager": secrets, "dynamodb": ddb},
+    )
+
+
 @contextmanager
 def local_world(
     *,
@@ -91,7 +161,6 @@ def local_world(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[LocalWorld]:
     """Start the simulator (unless ``api_url`` names a real API) and local AWS; set the environment."""
-    import boto3
     from moto.server import ThreadedMotoServer
 
     from devtools.simulator import Simulator, seed_demo_fleet
@@ -113,33 +182,14 @@ def local_world(
         api_token = LOCAL_TOKEN
     elif not api_token:
         raise SystemExit("a real API needs its token: pass --token or set VPS_API_TOKEN")
-    # The same key schema as StateTable in template.yaml (tests build theirs from the template itself).
-    ddb = boto3.client("dynamodb")
-    ddb.create_table(
-        TableName="vpsbackup-state",
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    )
-    secrets = boto3.client("secretsmanager")
-    token_arn = secrets.create_secret(Name="vpsbackup/api-token", SecretString=api_token or "")["ARN"]
-    webhook_arn = secrets.create_secret(Name="vpsbackup/webhook-key", SecretString=WEBHOOK_KEY)["ARN"]
-    sns = boto3.client("sns")
-    topic_arn = sns.create_topic(Name="vpsbackup-notifications")["TopicArn"]
-    sqs = boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName="people-on-call")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    resources = create_resources(table_name="vpsbackup-state", api_token=api_token or "", webhook_key=WEBHOOK_KEY)
     os.environ.update(
         {
             "VPS_API_BASE_URL": api_url,
-            "VPS_API_TOKEN_SECRET": token_arn,
-            "STATE_TABLE_NAME": "vpsbackup-state",
-            "NOTIFY_TOPIC_ARN": topic_arn,
-            "WEBHOOK_SECRET": webhook_arn,
+            "VPS_API_TOKEN_SECRET": resources.secret_id,
+            "STATE_TABLE_NAME": resources.table_name,
+            "NOTIFY_TOPIC_ARN": resources.topic_arn,
+            "WEBHOOK_SECRET": resources.webhook_secret_id,
             "RETENTION_POLICY": os.environ.get("RETENTION_POLICY", '{"keep_last": 2, "keep_daily": 7}'),
             **(extra_env or {}),
         }
@@ -147,11 +197,11 @@ def local_world(
     world = LocalWorld(
         api_base_url=api_url,
         aws_endpoint=endpoint,
-        table_name="vpsbackup-state",
-        topic_arn=topic_arn,
-        queue_url=queue_url,
+        table_name=resources.table_name,
+        topic_arn=resources.topic_arn,
+        queue_url=resources.queue_url,
         simulator=simulator,
-        clients={"sqs": sqs, "sns": sns, "secretsmanager": secrets, "dynamodb": ddb},
+        clients=resources.clients,
     )
     try:
         yield world

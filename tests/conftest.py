@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from devtools.local_env import Resources, create_resources
+from devtools.local_env import load_template as load_template  # re-exported for the template tests
 
 pytest_plugins = ["devtools.simulator.pytest_plugin"]
 
@@ -34,27 +37,6 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "vpsbackup-tests")
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 SHARED = ROOT.parent / "shared"
-
-
-def load_template() -> dict[str, Any]:
-    """template.yaml as data; CloudFormation tags (!Ref, !Sub, ...) become {"Tag": value}."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def any_tag(loader: yaml.Loader, suffix: str, node: yaml.Node) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-        return {suffix: value}
-
-    Loader.add_multi_constructor("!", any_tag)
-    with open(ROOT / "template.yaml", encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=Loader)  # noqa: S506 - SafeLoader subclass
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -80,13 +62,8 @@ def lambda_context() -> FakeLambdaContext:
 
 
 @dataclass
-class AwsEnv:
-    table_name: str
-    secret_id: str
-    topic_arn: str
-    queue_url: str
-    webhook_secret_id: str
-    clients: dict[str, Any] = field(default_factory=dict)
+class AwsEnv(Resources):
+    """The mock account's resources (see ``devtools.local_env.create_resources``)."""
 
     def notifications(self) -> list[dict[str, Any]]:
         """Every SNS notification published so far (drains the queue): ``{"Subject", "Message", ...}``."""
@@ -106,7 +83,6 @@ WEBHOOK_TEST_SECRET = "test-webhook-secret"  # the documented test key, also in 
 @pytest.fixture
 def aws() -> Iterator[AwsEnv]:
     """A fresh mock AWS account holding the project's resources."""
-    import boto3
     from aws_lambda_powertools.utilities import parameters
     from moto import mock_aws
 
@@ -116,38 +92,8 @@ def aws() -> Iterator[AwsEnv]:
     parameters.clear_caches()
     runtime.reset()
     with mock_aws():
-        props = load_template()["Resources"]["StateTable"]["Properties"]
-        ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName="vpsbackup-state-test",
-            BillingMode=props["BillingMode"],
-            AttributeDefinitions=props["AttributeDefinitions"],
-            KeySchema=props["KeySchema"],
-        )
-        ddb.update_time_to_live(
-            TableName="vpsbackup-state-test",
-            TimeToLiveSpecification={
-                "AttributeName": props["TimeToLiveSpecification"]["AttributeName"],
-                "Enabled": True,
-            },
-        )
-        secrets = boto3.client("secretsmanager")
-        secret_arn = secrets.create_secret(Name="vpsbackup/api-token", SecretString=SIM_TOKEN)["ARN"]
-        webhook_arn = secrets.create_secret(Name="vpsbackup/webhook-key", SecretString=WEBHOOK_TEST_SECRET)["ARN"]
-        sns = boto3.client("sns")
-        topic_arn = sns.create_topic(Name="vpsbackup-notifications")["TopicArn"]
-        sqs = boto3.client("sqs")
-        queue_url = sqs.create_queue(QueueName="notifications-inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-        yield AwsEnv(
-            table_name="vpsbackup-state-test",
-            secret_id=secret_arn,
-            topic_arn=topic_arn,
-            queue_url=queue_url,
-            webhook_secret_id=webhook_arn,
-            clients={"sqs": sqs, "sns": sns, "secretsmanager": secrets, "dynamodb": ddb},
-        )
+        made = create_resources(table_name="vpsbackup-state-test", api_token=SIM_TOKEN, webhook_key=WEBHOOK_TEST_SECRET)
+        yield AwsEnv(**vars(made))
     parameters.clear_caches()
     runtime.reset()
 
