@@ -184,18 +184,21 @@ class RestoreGuard:
             not_before=not_before,
         )
 
-    def check(self, *, server_id: int, transition_key: str) -> GuardRefusal | None:
-        """Read-only: what :meth:`claim` would refuse now (None: it would be granted). Consumes nothing."""
-        now = self._clock()
+    def _precheck(self, server_id: int, transition_key: str, now: datetime) -> GuardRefusal | list[int]:
+        """A cheap read: the refusal the guard would give now, or the fleet slots free now."""
         if refusal := self._lock_refusal(self.lock_holder(server_id), transition_key, now):
             return refusal
         if self.max_per_hour <= 0:
             return self._rate_refusal(now)
         window_start = now - RATE_WINDOW
         taken = self.slot_times()
-        if all(i in taken and taken[i] > window_start for i in range(self.max_per_hour)):
-            return self._rate_refusal(now)
-        return None
+        free = [i for i in range(self.max_per_hour) if i not in taken or taken[i] <= window_start]
+        return free or self._rate_refusal(now)
+
+    def check(self, *, server_id: int, transition_key: str) -> GuardRefusal | None:
+        """Read-only: what :meth:`claim` would refuse now (None: it would be granted). Consumes nothing."""
+        found = self._precheck(server_id, transition_key, self._clock())
+        return found if isinstance(found, GuardRefusal) else None
 
     # -- claiming ------------------------------------------------------------------------------
 
@@ -205,13 +208,9 @@ class RestoreGuard:
         """Atomically take the server's lock and one fleet slot, or say why not."""
         now = self._clock()
         # A cheap read first, for a precise refusal; the transaction's conditions are the guarantee.
-        if refusal := self._lock_refusal(self.lock_holder(server_id), transition_key, now):
-            return refusal
-        if self.max_per_hour <= 0:
-            return self._rate_refusal(now)
-        window_start = now - RATE_WINDOW
-        taken = self.slot_times()
-        free = [i for i in range(self.max_per_hour) if i not in taken or taken[i] <= window_start]
+        free = self._precheck(server_id, transition_key, now)
+        if isinstance(free, GuardRefusal):
+            return free
         locked_until = now + self.cooldown
         for slot in free:
             for attempt in range(1, self._conflict_attempts + 1):
