@@ -88,7 +88,8 @@ def _on_eventbridge(event: dict[str, Any], context: LambdaContext, config: Backu
         raise
     result = _back_up(request, servers, context, config)
     body = result.body()
-    if result.failed:
+    if result.failed or result.pending:
+        # A pending server is another delivery's, which may still die: only a retry can tell.
         logger.error("some servers were not backed up; failing the invocation for retry", extra={"result": body})
         raise DeploymentBackupFailedError(result)
     return body

@@ -473,3 +473,18 @@ def test_a_backup_deleted_between_choice_and_restore_is_not_restored(
     assert (outcome["outcome"], outcome["cause"]) == ("skipped", "backup_changed")
     assert restore_posts(simulator) == []
     assert "no longer usable" in subjects(restore_env)[0]
+
+
+def test_an_alarm_event_redriven_days_later_does_not_restore(restore_env: AwsEnv, simulator: Simulator) -> None:
+    # Given an alarm that fired two days ago, whose event sat in the failed-invocations queue (its
+    # idempotency record and restore lock long expired), and a backup made before it
+    at = alarm_time(2 * 24 * 60)
+    simulator.add_backup(12345, created_at=at - timedelta(hours=3))
+    # When the queue is redriven
+    outcome = outcome_of(eventbridge(at=at))
+    # Then the server is not restored over two days of data, and people are told why
+    assert (outcome["outcome"], outcome["cause"]) == ("skipped", "stale_alarm")
+    assert restore_posts(simulator) == []
+    [note] = restore_env.notifications()
+    assert note["Subject"] == f"Restore skipped for server 12345: alarm {ALARM} is not current"
+    assert "too old for an automatic restore" in note["Message"]

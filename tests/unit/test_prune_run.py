@@ -54,12 +54,14 @@ class FakeApi:
         self._in_flight = 0
         self.max_in_flight = 0
 
-    def list_backups(self, *, server_id: int | None = None, backup_type: str | None = None) -> list[Backup]:
+    def list_backups(
+        self, *, server_id: int | None = None, backup_type: str | None = None, distinct_copies: bool = False
+    ) -> list[Backup]:
         self.calls.append("list")
         self.listings.append((server_id, backup_type))
         return list(self.backups.values())  # like an API that ignores the filter: the plan must not care
 
-    def delete_backup(self, backup_id: int) -> None:
+    def delete_backup(self, backup_id: int, *, before_retry: Any = None) -> None:
         with self._lock:
             self.started.append(backup_id)
             self._in_flight += 1

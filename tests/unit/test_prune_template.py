@@ -117,3 +117,8 @@ def test_failures_are_kept_logged_and_alarmed(template: dict[str, Any]) -> None:
 
 def test_the_function_name_is_an_output(template: dict[str, Any]) -> None:
     assert template["Outputs"]["PruneBackupsFunctionName"]["Value"] == {"Ref": "PruneBackupsFunction"}
+
+
+def test_a_failed_run_is_not_retried_so_the_valve_holds_per_run(template: dict[str, Any]) -> None:
+    # A retried run plans afresh and could delete MAX_DELETIONS_PER_RUN more: the next schedule retries instead.
+    assert function(template)["EventInvokeConfig"]["MaximumRetryAttempts"] == 0

@@ -313,9 +313,20 @@ class ServerResolution:
         return "; ".join(self.notes)
 
 
+_MAX_ID_DIGITS = 18
+
+
 def _server_id(text: str) -> int | None:
+    """A positive id written in plain ASCII decimal (``" 012345 "`` is 12345); anything else is None.
+
+    ``str.isdigit`` alone also admits ``"²"`` (int() then raises) and other scripts' digits
+    (``"١٢٣٤٥"`` would become 12345), and int() refuses very long digit strings.
+    """
     text = text.strip()
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_ID_DIGITS:
+        return None
+    value = int(text)
+    return value if value > 0 else None
 
 
 def resolve_server(
@@ -331,7 +342,41 @@ def resolve_server(
     ``tags`` is called only when the dimension does not decide (it may cost an AWS call); it returns
     None when the tags cannot be read. Several different servers in the dimensions are ambiguous:
     the tag or the map may still decide, but the dimension never guesses.
+
+    When the dimension decides and the event also carries the alarm's tags (EventBridge tag
+    propagation: no AWS call), a ``vps:server-id`` tag naming another server means the alarm
+    describes itself in two contradicting ways: restoring either server would be a guess, so nothing
+    is resolved. (``ALARM_SERVER_MAP`` is the operator's last resort and stays below both.)
     """
+    found = _resolve_first(transition, dimension=dimension, alarm_server_map=alarm_server_map, tags=tags)
+    carried = (transition.tags or {}).get(SERVER_ID_TAG)
+    if (
+        found.server_id is not None
+        and found.found_by.startswith("metric dimension")
+        and carried is not None
+        and (tag_id := _server_id(carried)) is not None
+        and tag_id != found.server_id
+    ):
+        return ServerResolution(
+            None,
+            "",
+            (
+                *found.notes,
+                f"{found.found_by} but the alarm's tag {SERVER_ID_TAG}={tag_id}: the alarm names two different "
+                "servers, so neither is chosen",
+            ),
+        )
+    return found
+
+
+def _resolve_first(
+    transition: AlarmTransition,
+    *,
+    dimension: str,
+    alarm_server_map: Mapping[str, int],
+    tags: Callable[[], Mapping[str, str] | None],
+) -> ServerResolution:
+    """The first source that names a server, in SPEC order (see :func:`resolve_server`)."""
     notes: list[str] = []
     values = transition.dimension_values(dimension)
     if len(values) == 1:

@@ -164,10 +164,23 @@ class VpsClient:
 
     # -- endpoints -----------------------------------------------------------------------------
 
-    def iter_backups(self, *, server_id: int | None = None, backup_type: str | None = None) -> Iterator[Backup]:
+    def iter_backups(
+        self,
+        *,
+        server_id: int | None = None,
+        backup_type: str | None = None,
+        require_complete: bool = False,
+        distinct_copies: bool = False,
+    ) -> Iterator[Backup]:
         """Every backup matching the filters, following ``next`` links; each id yielded once.
 
+        With ``distinct_copies``, a later copy of a backup that differs from every copy already
+        yielded (its status changed while the pages were read) is yielded too, so a caller that must
+        not act on stale data (prune) sees the disagreement; identical copies are still yielded once.
+
         A ``next`` link to another host, or one already followed, ends the walk (logged): never loop.
+        With ``require_complete`` such a walk raises VpsApiError instead: for callers to whom a
+        backup missing from the listing means "it does not exist" (backup on deploy's reconcile).
         """
         params: dict[str, Any] = {}
         if server_id is not None:
@@ -177,6 +190,7 @@ class VpsClient:
         url: str | None = f"{self.base_url}/backups/"
         seen_urls: set[str] = set()
         seen_ids: set[int] = set()
+        seen_copies: set[Backup] = set()
         pages = 0
         while url is not None:
             seen_urls.add(url)
@@ -186,20 +200,46 @@ class VpsClient:
             for backup in page.results:
                 if backup.id not in seen_ids:
                     seen_ids.add(backup.id)
+                    seen_copies.add(backup)
+                    yield backup
+                elif distinct_copies and backup not in seen_copies:
+                    seen_copies.add(backup)
                     yield backup
             url = page.next
             if url is not None:
+                problem = None
                 if urlsplit(url).netloc != self._host:
-                    logger.warning("pagination stopped: next link points to another host", extra={"pages": pages})
-                    url = None
+                    problem = "next link points to another host"
                 elif url in seen_urls:
-                    logger.warning("pagination stopped: next link repeats a page already read", extra={"pages": pages})
+                    problem = "next link repeats a page already read"
+                if problem is not None:
+                    logger.warning(f"pagination stopped: {problem}", extra={"pages": pages})
+                    if require_complete:
+                        raise VpsApiError(
+                            f"GET /backups/: listing incomplete after {pages} page(s): {problem}",
+                            method="GET",
+                            path=urlsplit(self.base_url).path + "/backups/",
+                        )
                     url = None
         logger.debug("listed backups", extra={"pages": pages, "backups": len(seen_ids), "filters": params})
 
-    def list_backups(self, *, server_id: int | None = None, backup_type: str | None = None) -> list[Backup]:
+    def list_backups(
+        self,
+        *,
+        server_id: int | None = None,
+        backup_type: str | None = None,
+        require_complete: bool = False,
+        distinct_copies: bool = False,
+    ) -> list[Backup]:
         """All backups matching the filters (see :meth:`iter_backups`), in the API's order."""
-        return list(self.iter_backups(server_id=server_id, backup_type=backup_type))
+        return list(
+            self.iter_backups(
+                server_id=server_id,
+                backup_type=backup_type,
+                require_complete=require_complete,
+                distinct_copies=distinct_copies,
+            )
+        )
 
     def create_backup(self, server_id: int, description: str | None = None) -> CreatedBackup:
         """Start a manual backup. Raises OutcomeUnknownError when it may or may not have been created."""
@@ -209,10 +249,14 @@ class VpsClient:
         response = self._request("POST", f"{self.base_url}/backups/", json=body)
         return self._parse(CreatedBackup, response)
 
-    def delete_backup(self, backup_id: int) -> None:
-        """Delete a backup. Raises BackupAlreadyGoneError on 404 (callers may count it as done)."""
+    def delete_backup(self, backup_id: int, *, before_retry: Callable[[], None] | None = None) -> None:
+        """Delete a backup. Raises BackupAlreadyGoneError on 404 (callers may count it as done).
+
+        ``before_retry`` runs before each re-send (after a wait that may be long); whatever it raises
+        ends the deletion (prune re-checks the backup's hold there).
+        """
         try:
-            self._request("DELETE", f"{self.base_url}/backups/{backup_id}/")
+            self._request("DELETE", f"{self.base_url}/backups/{backup_id}/", before_retry=before_retry)
         except ApiStatusError as exc:
             if exc.status_code == 404:
                 raise BackupAlreadyGoneError(
@@ -228,9 +272,24 @@ class VpsClient:
     def restore_server(self, server_id: int, backup_id: int) -> RestoreAccepted:
         """Ask the API to restore ``server_id`` from ``backup_id``; any 2xx is accepted.
 
-        Raises OutcomeUnknownError when the restore may have started but no answer came back.
+        Raises OutcomeUnknownError when the restore may have started but no answer came back, and
+        ApiStatusError on any other non-2xx answer: redirects are not followed, so a ``3xx`` is not
+        an accepted restore (it must never be reported as "restored").
         """
         response = self._request("POST", f"{self.base_url}/servers/{server_id}/restore/", json={"backup_id": backup_id})
+        if not 200 <= response.status_code < 300:
+            status, path = response.status_code, response.request.url.path
+            answer = _safe_json(response)
+            message = _api_message(answer)
+            raise ApiStatusError(
+                f"POST {path}: HTTP {status}, not a 2xx: the restore was not accepted"
+                + (f": {message}" if message else ""),
+                status_code=status,
+                api_message=message,
+                body=answer,
+                method="POST",
+                path=path,
+            )
         body: dict[str, Any] | None = None
         if response.content:
             try:
@@ -253,13 +312,20 @@ class VpsClient:
                 path=response.request.url.path,
             ) from None
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One logical request: retries, token refresh and error mapping per the module's policy."""
+    def _request(
+        self, method: str, url: str, *, before_retry: Callable[[], None] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """One logical request: retries, token refresh and error mapping per the module's policy.
+
+        ``before_retry`` is called before every attempt but the first; an exception from it propagates.
+        """
         path = urlsplit(url).path
         is_post = method == "POST"
         refreshed_token = False
         attempt = 0
         while True:
+            if attempt > 0 and before_retry is not None:
+                before_retry()
             attempt += 1
             self._check_time(method, path, needed=0.0)
             token = self._tokens.get_token()

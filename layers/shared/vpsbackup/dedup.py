@@ -16,6 +16,12 @@ state         meaning                                                      next 
 ``unknown``   a POST's outcome is unknown and listing did not settle it    ``RECONCILE``
 ============  ===========================================================  =======================
 
+An ``unknown`` claim left by a POST that got no answer (timeout, dropped connection, 502/504) also
+carries ``settles_at``: until then the provider may still be making that backup without listing it
+yet, so a reconcile that finds nothing must not POST (it leaves the claim ``unknown``); after it,
+finding nothing means the POST was never applied. An expired ``claimed`` lease needs no such time:
+the lease already ends ``LEASE_MARGIN`` after the owner's Lambda.
+
 ``RECONCILE`` takes the claim over (compare-and-swap on the state and owner it read), lists the
 server's manual backups and looks for the deployment's marker (:func:`find_marked_backup`); only if
 none is there does it POST. Taking over, creating and recording are all conditional on the owner,
@@ -80,6 +86,8 @@ class Claim(BaseModel):
     backup_id: int | None = None
     backup_status: str | None = None
     error: str | None = None
+    # An outcome-unknown POST: before this time, "not listed" does not mean "not made".
+    settles_at: AwareDatetime | None = None
 
 
 class DeploymentMeta(BaseModel):
@@ -151,6 +159,7 @@ def _claim_from_item(item: dict[str, Any]) -> Claim:
         backup_id=int(item["backup_id"]) if item.get("backup_id") is not None else None,
         backup_status=item.get("backup_status"),
         error=item.get("error"),
+        settles_at=_time(item["settles_at"]) if item.get("settles_at") else None,
     )
 
 
@@ -308,8 +317,16 @@ class ClaimStore:
         return self._finish(claim, "failed", "SET #error = :err", {":err": error[:1000]})
 
     def mark_unknown(self, claim: Claim, error: str) -> bool:
-        """A POST's outcome is still unknown: the next delivery must list before it creates."""
-        return self._finish(claim, "unknown", "SET #error = :err", {":err": error[:1000]})
+        """A POST's outcome is still unknown: the next delivery must list before it creates (and not
+        create before ``claim.settles_at``, which is written when set)."""
+        if claim.settles_at is None:
+            return self._finish(claim, "unknown", "SET #error = :err", {":err": error[:1000]})
+        return self._finish(
+            claim,
+            "unknown",
+            "SET #error = :err, settles_at = :settles",
+            {":err": error[:1000], ":settles": utc_key_time(claim.settles_at)},
+        )
 
     def _finish(self, claim: Claim, state: ClaimState, update: str, values: dict[str, Any]) -> bool:
         names = {"#state": "state", "#owner": "owner"}

@@ -16,8 +16,16 @@ from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from vpsbackup.client import VpsClient
-from vpsbackup.dedup import Action, Claim, ClaimStore, decide, find_marked_backup
+from vpsbackup.client import NOT_APPLIED_STATUSES, VpsClient
+from vpsbackup.dedup import (
+    DEFAULT_REMAINING,
+    LEASE_MARGIN,
+    Action,
+    Claim,
+    ClaimStore,
+    decide,
+    find_marked_backup,
+)
 from vpsbackup.deploy_request import DeployRequest, backup_description
 from vpsbackup.errors import (
     ApiConnectionError,
@@ -25,6 +33,7 @@ from vpsbackup.errors import (
     ConfigurationError,
     NotFoundError,
     OutcomeUnknownError,
+    ServerError,
     VpsApiError,
 )
 from vpsbackup.models import BACKUP_MANUAL, STATUS_IN_PROGRESS, Backup
@@ -83,18 +92,28 @@ class DeploymentResult:
     def failed(self) -> list[ServerResult]:
         return [r for r in self.servers if r.outcome == "failed"]
 
+    @property
+    def pending(self) -> list[ServerResult]:
+        """Servers another delivery was still creating: not known to be backed up yet."""
+        return [r for r in self.servers if r.outcome == "pending"]
+
     def body(self) -> dict[str, Any]:
         """The response body (webhook) and return value (EventBridge)."""
         return {"deployment_id": self.deployment_id, "backups": [r.as_dict() for r in self.servers]}
 
 
 class DeploymentBackupFailedError(Exception):
-    """Raised for an EventBridge delivery after every server was tried, if any failed, so Lambda's
-    asynchronous retries and the failure destination see it."""
+    """Raised for an EventBridge delivery after every server was tried, if any failed (or is still
+    being created by another delivery, which may yet die), so Lambda's asynchronous retries and the
+    failure destination see it; a retry reuses whatever was made."""
 
     def __init__(self, result: DeploymentResult) -> None:
         failed = ", ".join(f"{r.server_id}: {r.error}" for r in result.failed)
-        super().__init__(f"deployment {result.deployment_id!r}: {len(result.failed)} server(s) failed ({failed})")
+        message = f"deployment {result.deployment_id!r}: {len(result.failed)} server(s) failed ({failed})"
+        if result.pending:
+            pending = ", ".join(str(r.server_id) for r in result.pending)
+            message += f"; still being created by another delivery: {pending}"
+        super().__init__(message)
         self.result = result
 
 
@@ -199,6 +218,15 @@ def _back_up_server(
                 return found
             if found is not None:
                 return _record(mine, found, "reconciled", deps, log)
+            if mine.settles_at is not None and deps.clock() < mine.settles_at:
+                # An earlier POST may still be in the provider's hands: not listed is not "not made".
+                error = (
+                    "an earlier create's outcome is still unknown and its backup is not listed yet; "
+                    f"not creating another before {mine.settles_at.isoformat()} (send the request again then)"
+                )
+                deps.claims.mark_unknown(mine, error)
+                logger.warning("not creating: an earlier create may still appear", extra=log)
+                return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
         return _create(mine, description, deps, log)
 
 
@@ -208,20 +236,31 @@ def _create(mine: Claim, description: str, deps: BackupOnDeploy, log: dict[str, 
         created: Backup = deps.client.create_backup(server_id, description)
     except OutcomeUnknownError as exc:
         logger.warning("create outcome unknown: resolving by listing, never by a second POST", extra=log)
-        found = _reconcile(mine, deps, log, reason=exc.message)
-        if isinstance(found, ServerResult):
-            return found
-        if found is not None:
-            return _record(mine, found, "created", deps, log)
+        # The provider may still be making it: nobody POSTs again before it would surely be listed.
+        mine = mine.model_copy(update={"settles_at": deps.clock() + LEASE_MARGIN})
         error = f"create outcome unknown ({exc.cause}) and no backup found by listing; a retry looks again first"
-        deps.claims.mark_unknown(mine, error)
-        logger.error("create outcome unknown and not found", extra=log)
-        return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+        return _resolve_by_listing(mine, deps, log, reason=exc.message, error=error)
     except NotFoundError as exc:
         error = f"server {server_id} does not exist (API 404: {exc.api_message or 'not found'})"
         deps.claims.mark_failed(mine, error)
         logger.warning("failed: server does not exist", extra={**log, "api_message": exc.api_message})
         return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=404)
+    except ServerError as exc:
+        if exc.status_code in NOT_APPLIED_STATUSES:
+            error = f"the API refused the backup: HTTP {exc.status_code}" + (
+                f": {exc.api_message}" if exc.api_message else ""
+            )
+            deps.claims.mark_failed(mine, error)
+            logger.warning("failed: the API refused the backup", extra={**log, "error": error})
+            return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+        # A 500 and the like: the provider answered, but may have made the backup before failing.
+        logger.warning("create answered a server error; resolving by listing", extra={**log, "error": exc.message})
+        error = (
+            f"the API answered HTTP {exc.status_code}"
+            + (f": {exc.api_message}" if exc.api_message else "")
+            + "; no backup found by listing; a retry looks again first"
+        )
+        return _resolve_by_listing(mine, deps, log, reason=exc.message, error=error)
     except ApiStatusError as exc:
         error = f"the API refused the backup: HTTP {exc.status_code}" + (
             f": {exc.api_message}" if exc.api_message else ""
@@ -238,13 +277,7 @@ def _create(mine: Claim, description: str, deps: BackupOnDeploy, log: dict[str, 
     except VpsApiError as exc:
         # An answer we cannot read (e.g. a 201 with a bad body): the backup may exist; listing settles it.
         logger.warning("create answer unreadable; resolving by listing", extra={**log, "error": exc.message})
-        found = _reconcile(mine, deps, log, reason=exc.message)
-        if isinstance(found, ServerResult):
-            return found
-        if found is not None:
-            return _record(mine, found, "created", deps, log)
-        deps.claims.mark_unknown(mine, exc.message)
-        return ServerResult(server_id, "failed", STATUS_ERROR, error=exc.message, http_status=502)
+        return _resolve_by_listing(mine, deps, log, reason=exc.message, error=exc.message)
     except ConfigurationError:
         deps.claims.mark_failed(mine, "configuration error (see logs)")
         raise
@@ -252,10 +285,26 @@ def _create(mine: Claim, description: str, deps: BackupOnDeploy, log: dict[str, 
     return _record(mine, created, "created", deps, log)
 
 
+def _resolve_by_listing(
+    mine: Claim, deps: BackupOnDeploy, log: dict[str, Any], *, reason: str, error: str
+) -> ServerResult:
+    """After a create that may have been applied: record the backup if listed, else leave the claim
+    ``unknown`` (a retry lists again first) and report the server as failed."""
+    found = _reconcile(mine, deps, log, reason=reason)
+    if isinstance(found, ServerResult):
+        return found
+    if found is not None:
+        return _record(mine, found, "created", deps, log)
+    deps.claims.mark_unknown(mine, error)
+    logger.error("create outcome unknown and not found", extra={**log, "error": error})
+    return ServerResult(mine.server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+
+
 def _reconcile(mine: Claim, deps: BackupOnDeploy, log: dict[str, Any], *, reason: str) -> Backup | ServerResult | None:
     """List the server's manual backups for the deployment's marker. A ServerResult if listing failed."""
     try:
-        backups = deps.client.list_backups(server_id=mine.server_id, backup_type=BACKUP_MANUAL)
+        # A listing cut short is not "not there": it raises, and the claim stays unknown.
+        backups = deps.client.list_backups(server_id=mine.server_id, backup_type=BACKUP_MANUAL, require_complete=True)
     except VpsApiError as exc:
         error = f"could not list backups to check for an earlier attempt: {exc.message}"
         deps.claims.mark_unknown(mine, error)
@@ -279,7 +328,7 @@ def _record(mine: Claim, backup: Backup, outcome: Outcome, deps: BackupOnDeploy,
 def _current_status(client: VpsClient, server_id: int, backup_id: int) -> str | None:
     """The backup's status as the API lists it now; None if it cannot be read (logged)."""
     try:
-        backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL)
+        backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL, require_complete=True)
     except VpsApiError as exc:
         logger.warning(
             "could not read the backup's current status", extra={"backup_id": backup_id, "error": exc.message}
@@ -332,6 +381,12 @@ def deployment_status(
         entry: dict[str, Any] = {"server_id": server_id, "backup_id": None, "status": STATUS_IN_PROGRESS}
         if claim is not None and claim.state in ("failed", "unknown"):
             entry.update(status=STATUS_ERROR, error=claim.error)
+        elif claim is None and now >= meta.last_received_at + DEFAULT_REMAINING + LEASE_MARGIN:
+            # Every delivery so far has surely ended (Lambda's longest timeout) without reaching it.
+            entry.update(
+                status=STATUS_ERROR,
+                error="no delivery started backing up this server; send the deploy request again",
+            )
         elif claim is not None and claim.state == "claimed" and claim.lease_until <= now:
             entry.update(
                 status=STATUS_ERROR,
@@ -340,7 +395,7 @@ def deployment_status(
         elif claim is not None and claim.backup_id is not None:
             entry["backup_id"] = claim.backup_id
             try:
-                backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL)
+                backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL, require_complete=True)
             except VpsApiError as exc:
                 api_failed = True
                 entry.update(status=STATUS_ERROR, error=f"could not read the status from the API: {exc.message}")

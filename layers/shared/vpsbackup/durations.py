@@ -31,7 +31,10 @@ def parse_duration(text: str) -> timedelta:
             f"invalid duration {text!r}: use a number and a unit s, m, h, d or w, or a sum such as '1d12h'"
         )
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _TERM.findall(value))
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise DurationError(f"invalid duration {text!r}: too long") from None
 
 
 def format_duration(delta: timedelta) -> str:

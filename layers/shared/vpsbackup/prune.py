@@ -12,10 +12,11 @@ an argument so tests drive it with the simulator and moto, or with fakes:
   before its DELETE, so a restore that picks a backup while the run is under way (and holds it)
   is never left without it. A hold that cannot be read means no deletion of that backup;
 - **deletions**: ``plan.to_delete`` in its order (oldest first) on a bounded thread pool. ``429``
-  is retried by the client; a ``404`` counts as done (already gone); any other error is recorded
-  for that backup and the others go on; an authentication failure stops new deletions (every one
-  would fail the same way); no deletion starts when less than ``margin`` seconds of the invocation
-  are left; what was not started is reported and the next run picks it up;
+  is retried by the client, the hold re-checked before each re-send; a ``404`` counts as done
+  (already gone); any other error is recorded for that backup and the others go on; an
+  authentication failure stops new deletions (every one would fail the same way); no deletion
+  starts when less than ``margin`` seconds of the invocation are left; what was not started is
+  reported and the next run picks it up;
 - **report**: one structured log record with the plan and the outcomes, metrics, and a
   notification only when something failed or the safety valve held deletions back.
 """
@@ -62,9 +63,11 @@ Listing = Literal["fleet", "per-server"]
 class BackupsApi(Protocol):
     """The part of :class:`~vpsbackup.client.VpsClient` the prune job uses."""
 
-    def list_backups(self, *, server_id: int | None = None, backup_type: str | None = None) -> list[Backup]: ...
+    def list_backups(
+        self, *, server_id: int | None = None, backup_type: str | None = None, distinct_copies: bool = False
+    ) -> list[Backup]: ...
 
-    def delete_backup(self, backup_id: int) -> None: ...
+    def delete_backup(self, backup_id: int, *, before_retry: Callable[[], None] | None = None) -> None: ...
 
 
 class HoldSource(Protocol):
@@ -197,13 +200,21 @@ class PruneReport:
 
 
 def list_backups_to_plan(client: BackupsApi, server_ids: Sequence[int] | None) -> tuple[list[Backup], Listing]:
-    """The manual backups the plan looks at: the fleet in one sweep, or each requested server's."""
+    """The manual backups the plan looks at: the fleet in one sweep, or each requested server's.
+
+    Every distinct copy of a backup is kept (``distinct_copies``): a backup whose status changed
+    while the pages were read shows up twice, and the plan leaves it alone rather than trust one copy.
+    """
     if server_ids is None:
-        return client.list_backups(backup_type=BACKUP_MANUAL), "fleet"
+        return client.list_backups(backup_type=BACKUP_MANUAL, distinct_copies=True), "fleet"
     backups: list[Backup] = []
     for server_id in server_ids:
-        backups.extend(client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL))
+        backups.extend(client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL, distinct_copies=True))
     return backups, "per-server"
+
+
+class _HeldWhileRetrying(Exception):
+    """A hold appeared on a backup while its DELETE waited to be re-sent."""
 
 
 def execute_deletions(
@@ -245,8 +256,20 @@ def execute_deletions(
         if hold is not None:
             logger.info("backup held since the plan was made; not deleting it", extra={"backup_id": backup_id})
             return DeletionResult(backup_id, "not_started", f"held since the plan: {hold.reason or 'restore hold'}")
+
+        def still_not_held() -> None:
+            # The client may wait (Retry-After, backoff) before re-sending: a restore may have held
+            # the backup meanwhile. The first attempt may have been applied, hence "failed", not "held".
+            if holds.active_hold(backup_id, datetime.now(UTC)) is not None:
+                raise _HeldWhileRetrying
+
         try:
-            client.delete_backup(backup_id)
+            client.delete_backup(backup_id, before_retry=still_not_held)
+        except _HeldWhileRetrying:
+            logger.warning("backup held while its deletion was retried; not re-sending", extra={"backup_id": backup_id})
+            return DeletionResult(
+                backup_id, "failed", "held while the deletion was being retried: not re-sent (check it is still there)"
+            )
         except BackupAlreadyGoneError:
             return DeletionResult(backup_id, "already_gone", "404: already gone, counted as done")
         except (AuthenticationError, ConfigurationError) as exc:

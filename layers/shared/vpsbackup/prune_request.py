@@ -80,6 +80,14 @@ def parse_prune_request(event: Any) -> PruneRequest:
     try:
         if _is_scheduled_event(event):
             scheduled = ScheduledEvent.model_validate(event)
+            # Its options would be dropped, and a "dry_run": true added by hand would become a real run.
+            options = sorted(set(event) & set(PruneRequest.model_fields))
+            if options or scheduled.detail:
+                where = ", ".join(options) if options else "detail"
+                raise InvalidPruneRequestError(
+                    f"invalid prune request: a scheduled event takes no run options ({where}); "
+                    'invoke with {"dry_run": true, "server_ids": [...]} instead'
+                )
             return PruneRequest(trigger="scheduled-event", scheduled_time=scheduled.time)
         return PruneRequest.model_validate(event)
     except ValidationError as exc:

@@ -10,7 +10,8 @@ SPEC section 4, in the order they are applied:
 2. ``in_progress`` and unknown statuses are skipped;
 3. ``failed`` backups count for no rule and are deleted once older than the grace period;
 4. the retention policy of the server runs over its ``completed`` candidates;
-5. a backup under a hold, and the server's newest ``completed`` backup, are kept whatever 3-4 say;
+5. a backup under a hold, and the server's newest ``completed`` backup (and, when that one is dated
+   in the future, the newest dated before now), are kept whatever 3-4 say;
 6. the safety valve lets at most ``max_deletions`` deletions through, oldest first across the
    fleet; the rest are *deferred* to a later run.
 """
@@ -45,6 +46,7 @@ REASON_NOT_MANAGED = "not made by this project"
 REASON_IN_PROGRESS = "in progress"
 REASON_NEWEST_COMPLETED = "newest completed"
 REASON_NEWEST_COMPLETED_CANDIDATE = "newest completed in scope"
+REASON_NEWEST_NOT_FUTURE = "newest completed not dated in the future"
 REASON_NOT_RETAINED = "no retention rule keeps it"
 REASON_CONFLICTING_COPIES = "listed more than once with different data"
 
@@ -277,6 +279,14 @@ def _plan_server(
         protect[newest_completed.id].append(REASON_NEWEST_COMPLETED)
     if retained and retained[0] is not newest_completed:
         protect[retained[0].id].append(REASON_NEWEST_COMPLETED_CANDIDATE)
+    # A backup dated after now (the provider's clock, bad data) is the newest only on paper, and a
+    # keep_last or bucket rule would spend itself on it: the newest one dated before now is kept too.
+    completed = [b for b in backups if b.status == STATUS_COMPLETED and b.id not in conflicting]
+    for pool in (completed, retained):
+        if pool and pool[0].created_at > now:
+            past = next((b for b in pool if b.created_at <= now), None)
+            if past is not None and REASON_NEWEST_NOT_FUTURE not in protect[past.id]:
+                protect[past.id].append(REASON_NEWEST_NOT_FUTURE)
     for backup in backups:
         hold = holds.get(backup.id)
         if hold is not None and hold.until > now:

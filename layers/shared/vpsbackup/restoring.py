@@ -4,7 +4,10 @@ The decisions are pure and live elsewhere (``alarms.resolve_server``,
 ``restore_point.choose_restore_point``); the guardrails are ``restore_guard``. This module only
 sequences the effects, in this order, and turns every path into a :class:`RestoreOutcome`:
 
-1. which server (dimension, tag, map) — unresolved: skipped, notified;
+1. which server (dimension, tag, map) — unresolved: skipped, notified; an alarm that changed state
+   more than ``MAX_ALARM_AGE`` ago (a redelivery, a redrive of the failed-invocations queue, a
+   replay) or that claims a time in the future: skipped, notified — an automatic restore acts on
+   a fresh alarm only, never on one the people on call may already have dealt with;
 2. the server's latest deployment before the alarm (StateTable) and its backups (API);
 3. the restore point — none: skipped, notified;
 4. ``RESTORE_MODE=notify``: the plan is published, with what the guardrails would say; nothing is
@@ -18,14 +21,16 @@ sequences the effects, in this order, and turns every path into a :class:`Restor
    released, failed; outcome unknown → the claim is kept (the restore may be running), failed.
 
 Nothing here retries a refused restore, and nothing raises on an API outcome: every outcome is
-terminal, logged and published. Unexpected errors after a claim release it and are reported too.
+terminal, logged and published. Unexpected errors after a claim, before the restore request is
+sent, release it and are reported too; once the request may have left, the claim is never released
+(a failing lock update leaves it ``claimed``, which blocks like ``outcome_unknown``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from vpsbackup.alarms import AlarmTransition, ServerResolution, resolve_server
@@ -39,13 +44,19 @@ from vpsbackup.errors import (
     ServerError,
     VpsApiError,
 )
-from vpsbackup.models import Backup
+from vpsbackup.models import Backup, RestoreAccepted
 from vpsbackup.notifications import Notifier
 from vpsbackup.observability import logger
 from vpsbackup.restore_guard import GuardRefusal, RestoreClaim, RestoreGuard
 from vpsbackup.restore_point import RestorePointDecision, choose_restore_point, human_time
 from vpsbackup.settings import RestoreOnAlarmSettings
 from vpsbackup.state import Hold, StateTable
+
+# An alarm older than this is not acted on (the template's EventBridge and async-invoke
+# MaximumEventAgeInSeconds is 900 too, but counts from when the event was queued, and does not cover
+# a redrive, a replay or a direct invoke); one further in the future than the skew is not trusted.
+MAX_ALARM_AGE = timedelta(minutes=15)
+MAX_ALARM_CLOCK_SKEW = timedelta(minutes=5)
 
 OutcomeKind = Literal["restored", "planned", "skipped", "failed", "duplicate", "ignored"]
 
@@ -105,6 +116,24 @@ def _restore_was_not_applied(exc: VpsApiError) -> bool:
     return isinstance(exc, ApiConnectionError)
 
 
+def _send_restore(client: VpsClient, server_id: int, backup_id: int) -> RestoreAccepted:
+    """The restore call; an error that is not the client's own (e.g. ``httpx.DecodingError`` of an
+    answer) may come after the request left, so it is an unknown outcome, never a plain failure
+    (which would release the claim)."""
+    try:
+        return client.restore_server(server_id, backup_id)
+    except VpsApiError:
+        raise
+    except Exception as exc:
+        kind = type(exc).__name__
+        raise OutcomeUnknownError(
+            f"POST /servers/{server_id}/restore/: {kind} while restoring; it may have been applied",
+            method="POST",
+            path=f"/servers/{server_id}/restore/",
+            cause=kind,
+        ) from exc
+
+
 class AlarmRestorer:
     """Handles one :class:`AlarmTransition` (already known to enter ALARM) end to end."""
 
@@ -155,6 +184,25 @@ class AlarmRestorer:
             )
         server_id = resolution.server_id
         log["server_id"] = str(server_id)
+
+        if (untimely := self._untimely(transition)) is not None:
+            cause, why = untimely
+            logger.warning("no restore: the alarm is not current", extra={**log, "why": why})
+            return self._publish(
+                transition,
+                RestoreOutcome("skipped", why, alarm, server_id, cause=cause),
+                subject=f"Restore skipped for server {server_id}: alarm {alarm} is not current",
+                body=self._body(
+                    transition,
+                    resolution,
+                    headline=f"Server {server_id} was NOT restored: {why}.",
+                    lines=[],
+                    todo=(
+                        "Check whether the server still needs a restore and do it by hand if so; "
+                        "no automatic restore will happen for this alarm change."
+                    ),
+                ),
+            )
 
         deployment = self.state.latest_deployment_before(server_id, transition.state_changed_at)
         try:
@@ -222,7 +270,9 @@ class AlarmRestorer:
             return self._restore(transition, resolution, decision, backup, claim)
         except Exception as exc:  # an AWS or programming error after the claim: never leave people uninformed
             logger.exception("restore aborted by an unexpected error", extra=log)
-            self.guard.release(claim, f"unexpected error: {type(exc).__name__}")
+            # Only reached before the restore request was sent (see _restore): releasing is safe.
+            why = f"unexpected error: {type(exc).__name__}"
+            self._guard_update(lambda: self.guard.release(claim, why), log)
             return self._publish(
                 transition,
                 RestoreOutcome(
@@ -255,6 +305,7 @@ class AlarmRestorer:
         claim: RestoreClaim,
     ) -> RestoreOutcome:
         alarm, server_id = transition.alarm_name, claim.server_id
+        log = {"alarm": alarm, "server_id": str(server_id), "transition": transition.key}
         hold_until = self._hold(transition, backup)
         guard_lines = [
             f"Guardrails: no other restore of server {server_id} before {human_time(claim.locked_until)} "
@@ -322,14 +373,16 @@ class AlarmRestorer:
             )
 
         try:
-            accepted = self.client.restore_server(server_id, backup.id)
+            accepted = _send_restore(self.client, server_id, backup.id)
         except VpsApiError as exc:
             said = _api_said(exc)
+            # From here on nothing may raise into handle(), whose fallback releases the claim: a
+            # failed lock update leaves it "claimed", which blocks new restores for the cooldown.
             if _restore_was_not_applied(exc):
-                self.guard.release(claim, f"restore refused or not applied: {said}")
+                self._guard_update(lambda: self.guard.release(claim, f"restore refused or not applied: {said}"), log)
                 verdict = "The restore did not start. It will not be retried for this alarm; a new alarm may try again."
             else:
-                self.guard.mark_outcome_unknown(claim, said)
+                self._guard_update(lambda: self.guard.mark_outcome_unknown(claim, said), log)
                 verdict = (
                     "The restore MAY have started (no clear answer came back). It is not re-sent; the server stays "
                     f"locked for restores until {human_time(claim.locked_until)}."
@@ -371,10 +424,8 @@ class AlarmRestorer:
                 ),
             )
 
-        try:
-            self.guard.mark_restored(claim)
-        except Exception:  # the restore happened; the lock still holds (state "claimed"): only log
-            logger.exception("could not mark the restore lock as restored", extra={"server_id": server_id})
+        # The restore happened; if this fails the lock still holds (state "claimed"): only logged.
+        self._guard_update(lambda: self.guard.mark_restored(claim), log)
         logger.info(
             "server restored",
             extra={"alarm": alarm, "server_id": server_id, "backup_id": backup.id, "status": accepted.status_code},
@@ -486,6 +537,30 @@ class AlarmRestorer:
         )
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _untimely(self, transition: AlarmTransition) -> tuple[str, str] | None:
+        """(cause, why) when the alarm's state change is too old or in the future to act on."""
+        now = self._clock()
+        at = transition.state_changed_at
+        if now - at > MAX_ALARM_AGE:
+            return "stale_alarm", (
+                f"the alarm changed state at {human_time(at)}, {format_duration(now - at)} ago: more than "
+                f"{format_duration(MAX_ALARM_AGE)} is too old for an automatic restore (a late redelivery or replay)"
+            )
+        if at - now > MAX_ALARM_CLOCK_SKEW:
+            return "alarm_in_future", (
+                f"the alarm's state-change time {human_time(at)} is {format_duration(at - now)} in the future "
+                f"(now {human_time(now)}): it is not trusted"
+            )
+        return None
+
+    @staticmethod
+    def _guard_update(update: Callable[[], None], log: Mapping[str, str]) -> None:
+        """Run a lock update after which nothing must raise; a failure is logged, the lock stays as it was."""
+        try:
+            update()
+        except Exception:
+            logger.exception("could not update the restore lock; it stays claimed", extra=dict(log))
 
     def _tags_of(self, transition: AlarmTransition) -> Mapping[str, str] | None:
         if transition.tags is not None:

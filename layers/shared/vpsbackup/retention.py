@@ -252,7 +252,10 @@ def apply_policy(
     if policy.keep_within:
         candidates = [moment for _, moment in walk if now is None or moment < now]
         if candidates:
-            cutoff = max(candidates) - policy.keep_within
+            try:
+                cutoff = max(candidates) - policy.keep_within
+            except OverflowError:  # a window reaching before year 1 keeps everything, as in restic
+                within_all = True
         else:
             within_all = True  # nothing dated before now: restic counts back from year 1, keeping all
     within_text = f"within {format_within(policy.keep_within)}" if policy.keep_within else ""

@@ -101,17 +101,27 @@ class StateTable:
     # -- deployment history (written by backup on deploy, read by restore on alarm) -------------
 
     def put_deployment_record(self, record: DeploymentRecord, *, ttl: timedelta = timedelta(days=400)) -> None:
-        """Write (or overwrite with the same content) one server's deployment history item."""
-        self.table.put_item(
-            Item={
+        """Write one server's deployment history item. A record without a backup never erases the
+        backup id already written (concurrent deliveries of one deployment may finish in any order;
+        a deployment's backup, once made, never changes)."""
+        update = "SET deployment_id = :d, server_id = :s, received_at = :r, #e = :e"
+        values: dict[str, Any] = {
+            ":d": record.deployment_id,
+            ":s": record.server_id,
+            ":r": record.received_at.astimezone(UTC).isoformat(),
+            ":e": epoch(record.received_at + ttl),
+        }
+        if record.backup_id is not None:
+            update += ", backup_id = :b"
+            values[":b"] = record.backup_id
+        self.table.update_item(
+            Key={
                 PK: server_pk(record.server_id),
                 SK: f"deployment#{utc_key_time(record.received_at)}#{record.deployment_id}",
-                "deployment_id": record.deployment_id,
-                "server_id": record.server_id,
-                "received_at": record.received_at.astimezone(UTC).isoformat(),
-                **({"backup_id": record.backup_id} if record.backup_id is not None else {}),
-                TTL_ATTRIBUTE: epoch(record.received_at + ttl),
-            }
+            },
+            UpdateExpression=update,
+            ExpressionAttributeNames={"#e": TTL_ATTRIBUTE},
+            ExpressionAttributeValues=values,
         )
 
     def latest_deployment_before(self, server_id: int, before: datetime) -> DeploymentRecord | None:
