@@ -148,7 +148,7 @@ def main() -> None:
             f"(the deploy's backup was {deploy_backup[WEB]})")  # fmt: skip
         show_notifications(world)
 
-        step(6, "The alarm flaps: OK, then ALARM again ten minutes later")
+        step(6, "The alarm flaps: OK, then ALARM again a moment later")
         invoke("restore_on_alarm", alarm_event("OK", "ALARM", datetime.now(UTC)))
         flap = invoke("restore_on_alarm", alarm_event("ALARM", "OK", datetime.now(UTC) + timedelta(seconds=1)))
         for outcome in flap["outcomes"]:
