@@ -81,7 +81,7 @@ def test_failed_async_invocations_go_to_the_failure_queue(function: dict[str, An
 def test_logs_are_kept_for_the_configured_retention(template: dict[str, Any]) -> None:
     group = template["Resources"]["BackupOnDeployLogGroup"]["Properties"]
     assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
-    assert group["LogGroupName"] == {"Sub": "/aws/lambda/${BackupOnDeployFunction}"}
+    assert group["LogGroupName"] == {"Sub": "/aws/lambda/${AWS::StackName}/backup-on-deploy"}
 
 
 def test_errors_and_failed_backups_raise_alarms(template: dict[str, Any]) -> None:

@@ -109,7 +109,7 @@ def test_failures_are_kept_logged_and_alarmed(template: dict[str, Any]) -> None:
     assert on_failure == {"Type": "SQS", "Destination": {"GetAtt": "FailedInvocationsQueue.Arn"}}
     log_group = res["PruneBackupsLogGroup"]["Properties"]
     assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
-    assert log_group["LogGroupName"] == {"Sub": "/aws/lambda/${PruneBackupsFunction}"}
+    assert log_group["LogGroupName"] == {"Sub": "/aws/lambda/${AWS::StackName}/prune-backups"}
     alarm = res["PruneBackupsErrorsAlarm"]["Properties"]
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
     assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "PruneBackupsFunction"}}]
