@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "shared"))
 
 from devtools.simulator import Simulator  # noqa: E402
-from vpsbackup.client import RetryPolicy, VpsClient  # noqa: E402
 from vpsbackup.markers import describe_with_marker  # noqa: E402
-from vpsbackup.models import Backup  # noqa: E402
-from vpsbackup.pruning import plan_prune  # noqa: E402
-from vpsbackup.retention import RetentionPolicies, RetentionPolicy  # noqa: E402
-from vpsbackup.token_provider import StaticTokenProvider  # noqa: E402
+from vpsbackup.provider.client import RetryPolicy, VpsClient  # noqa: E402
+from vpsbackup.provider.models import Backup  # noqa: E402
+from vpsbackup.provider.token import StaticTokenProvider  # noqa: E402
+from vpsbackup.prune.plan import plan_prune  # noqa: E402
+from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy  # noqa: E402
 
 NOTES = """
 Reading these numbers:
@@ -129,7 +129,8 @@ def bench_listing(rows: list[str], quick: bool) -> None:
 def bench_cold_import(rows: list[str], quick: bool) -> None:
     code = (
         "import time; t=time.perf_counter(); "
-        "import vpsbackup.client, vpsbackup.settings, vpsbackup.pruning, vpsbackup.state, vpsbackup.notifications; "
+        "import vpsbackup.provider.client, vpsbackup.settings, vpsbackup.prune.plan; "
+        "import vpsbackup.aws.state, vpsbackup.aws.notifications; "
         "print(time.perf_counter()-t)"
     )
     env = {"PYTHONPATH": str(ROOT / "layers" / "shared"), "POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin"}

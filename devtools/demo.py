@@ -24,7 +24,7 @@ from typing import Any
 from devtools.local_env import WEBHOOK_KEY, LocalWorld, add_import_paths, invoke, local_world
 
 add_import_paths()
-from vpsbackup.deploy_request import resign_function_url_event  # noqa: E402
+from vpsbackup.deploy.webhook import resign_function_url_event  # noqa: E402
 from vpsbackup.markers import describe_with_marker  # noqa: E402
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"

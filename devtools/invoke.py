@@ -18,7 +18,7 @@ from pathlib import Path
 from devtools.local_env import FUNCTIONS, WEBHOOK_KEY, add_import_paths, invoke, local_world
 
 add_import_paths()
-from vpsbackup.deploy_request import resign_function_url_event  # noqa: E402
+from vpsbackup.deploy.webhook import resign_function_url_event  # noqa: E402
 
 
 def main() -> None:

@@ -87,7 +87,7 @@ def aws() -> Iterator[AwsEnv]:
     from moto import mock_aws
 
     from devtools.simulator.pytest_plugin import SIM_TOKEN
-    from vpsbackup import runtime
+    from vpsbackup.aws import runtime
 
     parameters.clear_caches()
     runtime.reset()
@@ -124,9 +124,9 @@ def fast_api_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Any],
     with it (no real waiting in tests); they are closed after the test."""
     import functools
 
-    from vpsbackup import runtime
-    from vpsbackup.client import VpsClient
-    from vpsbackup.token_provider import SecretsManagerTokenProvider
+    from vpsbackup.aws import runtime
+    from vpsbackup.provider.client import VpsClient
+    from vpsbackup.provider.token import SecretsManagerTokenProvider
 
     clients: list[VpsClient] = []
 

@@ -2,7 +2,7 @@
 
 Two triggers (SPEC §3): an EventBridge ``Deployment Started`` event from ``ci.deploy``, and the
 Lambda Function URL (``POST`` a deploy request, ``GET ?deployment_id=`` its status), both signed
-with HMAC-SHA256. This module only parses the trigger, calls :mod:`vpsbackup.deploy` and shapes
+with HMAC-SHA256. This module only parses the trigger, calls :mod:`vpsbackup.deploy.job` and shapes
 the answer.
 """
 
@@ -24,9 +24,9 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, LambdaFunctionUrlModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vpsbackup import runtime
-from vpsbackup.dedup import ClaimStore, lease_for
-from vpsbackup.deploy import (
+from vpsbackup.aws import runtime
+from vpsbackup.deploy.claims import ClaimStore, lease_for
+from vpsbackup.deploy.job import (
     BackupOnDeploy,
     DeploymentBackupFailedError,
     DeploymentResult,
@@ -34,16 +34,17 @@ from vpsbackup.deploy import (
     deployment_status,
     record_metrics,
 )
-from vpsbackup.deploy_request import (
+from vpsbackup.deploy.request import (
     DeployRequest,
     InvalidDeployRequestError,
     parse_deploy_body,
     parse_deploy_request,
     resolve_servers,
-    verify_signature,
 )
+from vpsbackup.deploy.settings import BackupOnDeploySettings
+from vpsbackup.deploy.webhook import verify_signature
 from vpsbackup.observability import logger, metrics, tracer
-from vpsbackup.settings import BackupOnDeploySettings, load_settings
+from vpsbackup.settings import load_settings
 
 DEPLOY_SOURCE = "ci.deploy"
 DEPLOY_DETAIL_TYPE = "Deployment Started"

@@ -3,7 +3,7 @@
 Triggers: the EventBridge Scheduler schedule (daily by default), a classic EventBridge scheduled
 event, or a manual invoke ``{"dry_run": true, "server_ids": [12345]}``. This module only wires:
 settings (validated once, at the first invocation), the request, the client's deadline, then
-:mod:`vpsbackup.prune` lists, plans, deletes and reports.
+:mod:`vpsbackup.prune.job` lists, plans, deletes and reports.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from vpsbackup import runtime
+from vpsbackup.aws import runtime
 from vpsbackup.observability import logger, metrics, tracer
-from vpsbackup.prune import PruneOptions, publish_report, run_prune
-from vpsbackup.prune_request import parse_prune_request
-from vpsbackup.settings import PruneSettings, load_settings
+from vpsbackup.prune.job import PruneOptions, publish_report, run_prune
+from vpsbackup.prune.request import parse_prune_request
+from vpsbackup.prune.settings import PruneSettings
+from vpsbackup.settings import load_settings
 
 
 @functools.cache

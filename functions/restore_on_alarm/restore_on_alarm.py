@@ -1,13 +1,13 @@
 """RestoreOnAlarmFunction: a CloudWatch alarm entering ALARM (EventBridge or SNS) -> a guarded restore.
 
 Thin: parse the trigger, drop what must not restore (logged with the reason), run each alarm
-transition once through ``vpsbackup.restoring.AlarmRestorer`` and count the outcomes. Settings are
+transition once through ``vpsbackup.restore.job.AlarmRestorer`` and count the outcomes. Settings are
 validated on the first invocation (a bad one fails it, naming the variable) and everything built
 from them is reused by warm invocations.
 
 Powertools Idempotency, keyed on the alarm transition (alarm, new state, state-change time), is
 the first layer against redeliveries: a repeat gets the first outcome back without acting or
-notifying again. The StateTable guard (``vpsbackup.restore_guard``) is the real guarantee.
+notifying again. The StateTable guard (``vpsbackup.restore.guard``) is the real guarantee.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
-from vpsbackup import runtime
-from vpsbackup.alarms import AlarmEventError, AlarmTransition, parse_alarm_event
+from vpsbackup.aws import runtime
+from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE
 from vpsbackup.observability import logger, metrics, tracer
-from vpsbackup.restore_guard import RestoreGuard
-from vpsbackup.restoring import AlarmRestorer, RestoreOutcome
-from vpsbackup.settings import RestoreOnAlarmSettings, load_settings
-from vpsbackup.state import PK, SK, TTL_ATTRIBUTE
+from vpsbackup.restore.alarm import AlarmEventError, AlarmTransition, parse_alarm_event
+from vpsbackup.restore.guard import RestoreGuard
+from vpsbackup.restore.job import AlarmRestorer, RestoreOutcome
+from vpsbackup.restore.settings import RestoreOnAlarmSettings
+from vpsbackup.settings import load_settings
 
 IDEMPOTENCY_PK = "idempotency#restore-on-alarm"
 IDEMPOTENCY_TTL_S = 24 * 3600  # EventBridge redelivers for up to 24 h

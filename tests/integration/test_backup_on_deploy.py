@@ -19,13 +19,13 @@ import pytest
 import backup_on_deploy
 from devtools.simulator import Fault, Simulator
 from tests.conftest import WEBHOOK_TEST_SECRET, AwsEnv, FakeLambdaContext, load_event
-from vpsbackup.client import NO_WAIT
-from vpsbackup.dedup import ClaimStore
-from vpsbackup.deploy import DeploymentBackupFailedError
-from vpsbackup.deploy_request import resign_function_url_event, signed_headers
+from vpsbackup.aws.state import StateTable, deployment_pk, utc_key_time
+from vpsbackup.deploy.claims import ClaimStore
+from vpsbackup.deploy.job import DeploymentBackupFailedError
+from vpsbackup.deploy.webhook import resign_function_url_event, signed_headers
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.markers import make_marker, marker_matches
-from vpsbackup.state import StateTable, deployment_pk, utc_key_time
+from vpsbackup.provider.client import NO_WAIT
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import pytest
 import backup_on_deploy
 from devtools.simulator import Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext, load_event
-from vpsbackup.client import NO_WAIT
-from vpsbackup.dedup import ClaimStore
-from vpsbackup.deploy import DeploymentBackupFailedError
-from vpsbackup.state import StateTable
+from vpsbackup.aws.state import StateTable
+from vpsbackup.deploy.claims import ClaimStore
+from vpsbackup.deploy.job import DeploymentBackupFailedError
+from vpsbackup.provider.client import NO_WAIT
 
 pytestmark = pytest.mark.integration
 

@@ -11,16 +11,16 @@ import pytest
 from devtools.simulator import Fault, Simulator
 from devtools.simulator.pytest_plugin import SIM_TOKEN
 from tests.conftest import AwsEnv
-from vpsbackup.client import NO_WAIT, RetryPolicy, VpsClient
-from vpsbackup.errors import (
+from vpsbackup.provider.client import NO_WAIT, RetryPolicy, VpsClient
+from vpsbackup.provider.errors import (
     AuthenticationError,
     BackupAlreadyGoneError,
     ConflictError,
     NotFoundError,
     OutcomeUnknownError,
 )
-from vpsbackup.models import Backup
-from vpsbackup.token_provider import SecretsManagerTokenProvider, StaticTokenProvider
+from vpsbackup.provider.models import Backup
+from vpsbackup.provider.token import SecretsManagerTokenProvider, StaticTokenProvider
 
 pytestmark = pytest.mark.integration
 

@@ -20,16 +20,17 @@ import pytest
 import prune_backups
 from devtools.simulator import Fault, Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext, load_event
-from vpsbackup import runtime
-from vpsbackup.client import RetryPolicy
+from vpsbackup.aws import runtime
+from vpsbackup.aws.state import StateTable
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.markers import describe_with_marker
-from vpsbackup.models import Backup
 from vpsbackup.observability import logger
-from vpsbackup.prune_request import InvalidPruneRequestError
-from vpsbackup.pruning import PrunePlan, plan_prune
-from vpsbackup.retention import RetentionPolicies, RetentionPolicy
-from vpsbackup.state import Hold, StateTable
+from vpsbackup.provider.client import RetryPolicy
+from vpsbackup.provider.models import Backup
+from vpsbackup.prune.plan import PrunePlan, plan_prune
+from vpsbackup.prune.request import InvalidPruneRequestError
+from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
+from vpsbackup.records import Hold
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,11 @@ import pytest
 import restore_on_alarm
 from devtools.simulator import Fault, Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext, load_event
-from vpsbackup import runtime
-from vpsbackup.client import RetryPolicy
-from vpsbackup.restore_guard import RestoreGuard
-from vpsbackup.state import DeploymentRecord, StateTable
+from vpsbackup.aws import runtime
+from vpsbackup.aws.state import StateTable
+from vpsbackup.provider.client import RetryPolicy
+from vpsbackup.records import DeploymentRecord
+from vpsbackup.restore.guard import RestoreGuard
 
 pytestmark = pytest.mark.integration
 

@@ -8,19 +8,14 @@ Domain code never reads the environment: it gets these objects (or values from t
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 from collections.abc import Mapping
-from datetime import timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Json, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from vpsbackup.durations import Duration
 from vpsbackup.errors import ConfigurationError
-from vpsbackup.retention import RetentionPolicies, RetentionPolicy, parse_retention_overrides, parse_retention_policy
 
 DEFAULT_API_BASE_URL = "https://admin.vps.org/api/v1"
 
@@ -102,88 +97,3 @@ def _zone(value: str) -> ZoneInfo:
 
 
 TimeZone = Annotated[ZoneInfo, BeforeValidator(lambda v: v if isinstance(v, ZoneInfo) else _zone(str(v)))]
-
-
-class BackupOnDeploySettings(SharedSettings):
-    """SPEC §3."""
-
-    # {"production": [12345, 12346]}: the servers an `environment` name stands for.
-    server_groups: Json[dict[str, list[PositiveInt]]] = Field(default_factory=dict)
-    # Secrets Manager id of the webhook's HMAC key; without it every webhook call is refused (401).
-    webhook_secret: str | None = None
-    # Seconds a signed webhook timestamp may differ from now.
-    webhook_max_skew_seconds: int = Field(default=300, ge=1, le=3600)
-
-
-def _policy_problems(exc: ValidationError) -> str:
-    """A retention policy's validation errors on one line, each naming its rule when it has one."""
-    problems = []
-    for error in exc.errors(include_input=False, include_url=False):
-        loc = ".".join(str(part) for part in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{loc}: {message}" if loc else message)
-    return "; ".join(problems)
-
-
-def _retention_policy(value: Any) -> Any:
-    if isinstance(value, RetentionPolicy):
-        return value
-    try:
-        return parse_retention_policy(value if isinstance(value, str) else json.dumps(value))
-    except ValidationError as exc:
-        raise ValueError(_policy_problems(exc)) from None
-
-
-def _retention_overrides(value: Any) -> Any:
-    if isinstance(value, Mapping) and all(isinstance(p, RetentionPolicy) for p in value.values()):
-        return value
-    text = value if isinstance(value, str) else json.dumps(value)
-    try:
-        return parse_retention_overrides(text)
-    except ValueError as exc:
-        # parse_retention_overrides reports a bad policy with pydantic's multi-line text (and the
-        # input): say it again on one line, naming the server, without the value.
-        message = str(exc)
-    with contextlib.suppress(ValueError):
-        raw = json.loads(text)
-        for key, policy in raw.items() if isinstance(raw, dict) else ():
-            try:
-                RetentionPolicy.model_validate(policy)
-            except ValidationError as bad:
-                message = f"server {key}: {_policy_problems(bad)}"
-                break
-    raise ValueError(message.removeprefix("RETENTION_OVERRIDES: "))
-
-
-class PruneSettings(SharedSettings):
-    """SPEC §4. The retention JSON is parsed here, at cold start: a bad or empty policy fails naming
-    ``RETENTION_POLICY`` (or ``RETENTION_OVERRIDES``) before anything is listed or deleted."""
-
-    retention_policy: Annotated[RetentionPolicy, BeforeValidator(_retention_policy)]
-    retention_overrides: Annotated[dict[int, RetentionPolicy], BeforeValidator(_retention_overrides)] = Field(
-        default_factory=dict
-    )
-    retention_timezone: TimeZone = Field(default_factory=lambda: ZoneInfo("UTC"))
-    prune_scope: Literal["managed", "manual"] = "managed"
-    failed_backup_grace: Duration = Field(default=timedelta(hours=24))
-    max_deletions_per_run: int = Field(default=50, ge=0)
-    dry_run: bool = False
-    prune_concurrency: int = Field(default=4, ge=1, le=32)
-
-    @property
-    def retention_policies(self) -> RetentionPolicies:
-        """The default policy with the per-server overrides, as the prune plan takes it."""
-        return RetentionPolicies(self.retention_policy, self.retention_overrides)
-
-
-class RestoreOnAlarmSettings(SharedSettings):
-    """SPEC §5."""
-
-    alarm_name_prefix: str = ""
-    server_id_dimension: str = Field(default="ServerId", min_length=1)
-    alarm_server_map: Json[dict[str, PositiveInt]] = Field(default_factory=dict)
-    restore_max_backup_age: Duration = Field(default=timedelta(days=7))
-    restore_cooldown: Duration = Field(default=timedelta(hours=6))
-    max_restores_per_hour: int = Field(default=3, ge=0)
-    restore_mode: Literal["execute", "notify"] = "execute"
-    restore_hold: Duration = Field(default=timedelta(days=7))

@@ -1,0 +1,1 @@
+"""The AWS side every job shares: the StateTable layout, SNS notifications, warm-invocation objects."""

@@ -1,0 +1,410 @@
+"""Backup on deploy (SPEC §3): one manual backup per (deployment, server), recorded for restore.
+
+:func:`back_up_deployment` walks the servers one by one through the claim protocol of
+:mod:`vpsbackup.deploy.claims`; each server gets its own result and one failure never hides the others.
+:func:`deployment_status` answers the CI's "are my backups done?" from the claims and the API.
+Both get everything they need as arguments (client, tables, clock): no environment, no globals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from vpsbackup.aws.state import StateTable
+from vpsbackup.deploy.claims import (
+    DEFAULT_REMAINING,
+    LEASE_MARGIN,
+    Action,
+    Claim,
+    ClaimStore,
+    decide,
+    find_marked_backup,
+)
+from vpsbackup.deploy.request import DeployRequest, backup_description
+from vpsbackup.errors import ConfigurationError
+from vpsbackup.observability import logger, metrics, tracer
+from vpsbackup.provider.client import NOT_APPLIED_STATUSES, VpsClient
+from vpsbackup.provider.errors import (
+    ApiConnectionError,
+    ApiStatusError,
+    NotFoundError,
+    OutcomeUnknownError,
+    ServerError,
+    VpsApiError,
+)
+from vpsbackup.provider.models import BACKUP_MANUAL, STATUS_IN_PROGRESS, Backup
+from vpsbackup.records import DeploymentRecord
+
+Outcome = Literal["created", "reconciled", "reused", "pending", "failed"]
+STATUS_ERROR = "error"  # no backup: see the result's ``error``
+STATUS_MISSING = "missing"  # a backup was recorded but the API no longer lists it
+
+
+@dataclass(frozen=True)
+class ServerResult:
+    """What happened to one server of a deployment.
+
+    ``outcome``: ``created`` (this delivery POSTed it), ``reconciled`` (an earlier delivery had made
+    it; found by its marker), ``reused`` (already recorded), ``pending`` (another delivery is
+    creating it right now), ``failed`` (no backup; ``error`` says why, ``http_status`` is 404 for a
+    server that does not exist and 502 for an API failure).
+    """
+
+    server_id: int
+    outcome: Outcome
+    status: str
+    backup_id: int | None = None
+    error: str | None = None
+    http_status: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"server_id": self.server_id, "backup_id": self.backup_id, "status": self.status}
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+def http_status_for(results: list[ServerResult]) -> int:
+    """201 if this delivery created a backup, 200 if nothing new was needed; 502 if any server met an
+    API failure, else 404 if any server does not exist (the others' results still stand)."""
+    failures = [r.http_status or 502 for r in results if r.outcome == "failed"]
+    if failures:
+        return 502 if any(code != 404 for code in failures) else 404
+    return 201 if any(r.outcome == "created" for r in results) else 200
+
+
+@dataclass(frozen=True)
+class DeploymentResult:
+    deployment_id: str
+    received_at: datetime
+    servers: list[ServerResult]
+
+    @property
+    def http_status(self) -> int:
+        return http_status_for(self.servers)
+
+    @property
+    def failed(self) -> list[ServerResult]:
+        return [r for r in self.servers if r.outcome == "failed"]
+
+    @property
+    def pending(self) -> list[ServerResult]:
+        """Servers another delivery was still creating: not known to be backed up yet."""
+        return [r for r in self.servers if r.outcome == "pending"]
+
+    def body(self) -> dict[str, Any]:
+        """The response body (webhook) and return value (EventBridge)."""
+        return {"deployment_id": self.deployment_id, "backups": [r.as_dict() for r in self.servers]}
+
+
+class DeploymentBackupFailedError(Exception):
+    """Raised for an EventBridge delivery after every server was tried, if any failed (or is still
+    being created by another delivery, which may yet die), so Lambda's asynchronous retries and the
+    failure destination see it; a retry reuses whatever was made."""
+
+    def __init__(self, result: DeploymentResult) -> None:
+        failed = ", ".join(f"{r.server_id}: {r.error}" for r in result.failed)
+        message = f"deployment {result.deployment_id!r}: {len(result.failed)} server(s) failed ({failed})"
+        if result.pending:
+            pending = ", ".join(str(r.server_id) for r in result.pending)
+            message += f"; still being created by another delivery: {pending}"
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class BackupOnDeploy:
+    """The collaborators of one invocation. ``owner`` must be unique per invocation; ``lease`` must
+    outlast it (:func:`vpsbackup.deploy.claims.lease_for`)."""
+
+    client: VpsClient
+    claims: ClaimStore
+    state: StateTable
+    owner: str
+    lease: timedelta
+    # How long a delivery waits for a concurrent duplicate's claim before answering "in progress".
+    wait_for_claim: float = 10.0
+    poll_interval: float = 0.1
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+
+@tracer.capture_method
+def back_up_deployment(
+    request: DeployRequest, server_ids: list[int], deps: BackupOnDeploy, *, received_at: datetime | None = None
+) -> DeploymentResult:
+    """Make sure each server has its one backup for ``request.deployment_id``; record it all."""
+    now = received_at or deps.clock()
+    meta = deps.claims.register_deployment(request.deployment_id, server_ids, now)
+    description = backup_description(request)
+    log = {"deployment_id": request.deployment_id, "received_at": meta.received_at.isoformat()}
+    logger.info(
+        "deploy request registered",
+        extra={**log, "servers": server_ids, "deliveries": meta.deliveries, "first": meta.deliveries == 1},
+    )
+    results = []
+    for server_id in server_ids:
+        result = _back_up_server(request.deployment_id, server_id, description, meta.received_at, deps)
+        if result.outcome != "pending":
+            deps.state.put_deployment_record(
+                DeploymentRecord(
+                    deployment_id=request.deployment_id,
+                    server_id=server_id,
+                    received_at=meta.received_at,
+                    backup_id=result.backup_id,
+                )
+            )
+        results.append(result)
+    return DeploymentResult(request.deployment_id, meta.received_at, results)
+
+
+def record_metrics(result: DeploymentResult) -> None:
+    """backups_created, backups_reused (incl. reconciled), backups_failed."""
+    outcomes = [r.outcome for r in result.servers]
+    metrics.add_metric(name="backups_created", unit=MetricUnit.Count, value=outcomes.count("created"))
+    metrics.add_metric(
+        name="backups_reused", unit=MetricUnit.Count, value=outcomes.count("reused") + outcomes.count("reconciled")
+    )
+    metrics.add_metric(name="backups_failed", unit=MetricUnit.Count, value=outcomes.count("failed"))
+
+
+def _back_up_server(
+    deployment_id: str, server_id: int, description: str, received_at: datetime, deps: BackupOnDeploy
+) -> ServerResult:
+    log = {"deployment_id": deployment_id, "server_id": server_id, "owner": deps.owner}
+    wait_until = time.monotonic() + deps.wait_for_claim
+    while True:
+        now = deps.clock()
+        seen = deps.claims.get(deployment_id, server_id)
+        action = decide(seen, now)
+        if action == Action.REUSE:
+            assert seen is not None
+            assert seen.backup_id is not None
+            status = _current_status(deps.client, server_id, seen.backup_id) or seen.backup_status or "unknown"
+            logger.info("reused: the backup already exists", extra={**log, "backup_id": seen.backup_id})
+            return ServerResult(server_id, "reused", status, backup_id=seen.backup_id)
+        if action == Action.WAIT:
+            assert seen is not None
+            if time.monotonic() >= wait_until:
+                logger.info(
+                    "in progress: another delivery holds the claim; not creating",
+                    extra={**log, "holder": seen.owner, "lease_until": seen.lease_until.isoformat()},
+                )
+                return ServerResult(server_id, "pending", STATUS_IN_PROGRESS)
+            deps.sleep(deps.poll_interval)
+            continue
+        if action == Action.CREATE:
+            mine = deps.claims.claim_new(
+                deployment_id, server_id, owner=deps.owner, now=now, lease=deps.lease, received_at=received_at
+            )
+        else:
+            assert seen is not None
+            mine = deps.claims.take_over(seen, owner=deps.owner, now=now, lease=deps.lease)
+        if mine is None:
+            logger.info("lost the race for the claim; reading it again", extra={**log, "action": str(action)})
+            continue
+        logger.info(
+            "claimed",
+            extra={**log, "action": str(action), "attempt": mine.attempts, "previous_state": seen and seen.state},
+        )
+        if action == Action.RECONCILE:
+            found = _reconcile(mine, deps, log, reason=f"previous attempt left the claim {seen and seen.state!r}")
+            if isinstance(found, ServerResult):
+                return found
+            if found is not None:
+                return _record(mine, found, "reconciled", deps, log)
+            if mine.settles_at is not None and deps.clock() < mine.settles_at:
+                # An earlier POST may still be in the provider's hands: not listed is not "not made".
+                error = (
+                    "an earlier create's outcome is still unknown and its backup is not listed yet; "
+                    f"not creating another before {mine.settles_at.isoformat()} (send the request again then)"
+                )
+                deps.claims.mark_unknown(mine, error)
+                logger.warning("not creating: an earlier create may still appear", extra=log)
+                return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+        return _create(mine, description, deps, log)
+
+
+def _create(mine: Claim, description: str, deps: BackupOnDeploy, log: dict[str, Any]) -> ServerResult:
+    server_id = mine.server_id
+    try:
+        created: Backup = deps.client.create_backup(server_id, description)
+    except OutcomeUnknownError as exc:
+        logger.warning("create outcome unknown: resolving by listing, never by a second POST", extra=log)
+        # The provider may still be making it: nobody POSTs again before it would surely be listed.
+        mine = mine.model_copy(update={"settles_at": deps.clock() + LEASE_MARGIN})
+        error = f"create outcome unknown ({exc.cause}) and no backup found by listing; a retry looks again first"
+        return _resolve_by_listing(mine, deps, log, reason=exc.message, error=error)
+    except NotFoundError as exc:
+        error = f"server {server_id} does not exist (API 404: {exc.api_message or 'not found'})"
+        deps.claims.mark_failed(mine, error)
+        logger.warning("failed: server does not exist", extra={**log, "api_message": exc.api_message})
+        return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=404)
+    except ServerError as exc:
+        if exc.status_code in NOT_APPLIED_STATUSES:
+            error = f"the API refused the backup: HTTP {exc.status_code}" + (
+                f": {exc.api_message}" if exc.api_message else ""
+            )
+            deps.claims.mark_failed(mine, error)
+            logger.warning("failed: the API refused the backup", extra={**log, "error": error})
+            return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+        # A 500 and the like: the provider answered, but may have made the backup before failing.
+        logger.warning("create answered a server error; resolving by listing", extra={**log, "error": exc.message})
+        error = (
+            f"the API answered HTTP {exc.status_code}"
+            + (f": {exc.api_message}" if exc.api_message else "")
+            + "; no backup found by listing; a retry looks again first"
+        )
+        return _resolve_by_listing(mine, deps, log, reason=exc.message, error=error)
+    except ApiStatusError as exc:
+        error = f"the API refused the backup: HTTP {exc.status_code}" + (
+            f": {exc.api_message}" if exc.api_message else ""
+        )
+        deps.claims.mark_failed(mine, error)
+        logger.warning("failed: the API refused the backup", extra={**log, "status": exc.status_code, "error": error})
+        return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+    except ApiConnectionError as exc:
+        # For a POST the client raises this only when the request never left (see client): not applied.
+        error = f"the API could not be reached: {exc.message}"
+        deps.claims.mark_failed(mine, error)
+        logger.warning("failed: the API could not be reached", extra={**log, "error": exc.message})
+        return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+    except VpsApiError as exc:
+        # An answer we cannot read (e.g. a 201 with a bad body): the backup may exist; listing settles it.
+        logger.warning("create answer unreadable; resolving by listing", extra={**log, "error": exc.message})
+        return _resolve_by_listing(mine, deps, log, reason=exc.message, error=exc.message)
+    except ConfigurationError:
+        deps.claims.mark_failed(mine, "configuration error (see logs)")
+        raise
+    logger.info("created", extra={**log, "backup_id": created.id, "description": description})
+    return _record(mine, created, "created", deps, log)
+
+
+def _resolve_by_listing(
+    mine: Claim, deps: BackupOnDeploy, log: dict[str, Any], *, reason: str, error: str
+) -> ServerResult:
+    """After a create that may have been applied: record the backup if listed, else leave the claim
+    ``unknown`` (a retry lists again first) and report the server as failed."""
+    found = _reconcile(mine, deps, log, reason=reason)
+    if isinstance(found, ServerResult):
+        return found
+    if found is not None:
+        return _record(mine, found, "created", deps, log)
+    deps.claims.mark_unknown(mine, error)
+    logger.error("create outcome unknown and not found", extra={**log, "error": error})
+    return ServerResult(mine.server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+
+
+def _reconcile(mine: Claim, deps: BackupOnDeploy, log: dict[str, Any], *, reason: str) -> Backup | ServerResult | None:
+    """List the server's manual backups for the deployment's marker. A ServerResult if listing failed."""
+    try:
+        # A listing cut short is not "not there": it raises, and the claim stays unknown.
+        backups = deps.client.list_backups(server_id=mine.server_id, backup_type=BACKUP_MANUAL, require_complete=True)
+    except VpsApiError as exc:
+        error = f"could not list backups to check for an earlier attempt: {exc.message}"
+        deps.claims.mark_unknown(mine, error)
+        logger.error("reconcile failed: listing failed; the claim stays unknown", extra={**log, "error": exc.message})
+        return ServerResult(mine.server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+    found = find_marked_backup(backups, mine.deployment_id, mine.server_id)
+    logger.info(
+        "reconciled by listing: found the backup" if found else "reconciled by listing: no backup yet",
+        extra={**log, "reason": reason, "backup_id": found.id if found else None, "listed": len(backups)},
+    )
+    return found
+
+
+def _record(mine: Claim, backup: Backup, outcome: Outcome, deps: BackupOnDeploy, log: dict[str, Any]) -> ServerResult:
+    if not deps.claims.mark_created(mine, backup):
+        # Only if this delivery outlived its lease; the take-over reconciles by listing, which finds this one.
+        logger.error("the claim was taken over before the backup was recorded", extra={**log, "backup_id": backup.id})
+    return ServerResult(mine.server_id, outcome, backup.status, backup_id=backup.id)
+
+
+def _current_status(client: VpsClient, server_id: int, backup_id: int) -> str | None:
+    """The backup's status as the API lists it now; None if it cannot be read (logged)."""
+    try:
+        backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL, require_complete=True)
+    except VpsApiError as exc:
+        logger.warning(
+            "could not read the backup's current status", extra={"backup_id": backup_id, "error": exc.message}
+        )
+        return None
+    return next((b.status for b in backups if b.id == backup_id), STATUS_MISSING)
+
+
+# -- status endpoint ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    deployment_id: str
+    received_at: datetime
+    backups: list[dict[str, Any]]
+    api_failed: bool
+
+    @property
+    def http_status(self) -> int:
+        return 502 if self.api_failed else 200
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "deployment_id": self.deployment_id,
+            "received_at": self.received_at.isoformat(),
+            "backups": self.backups,
+        }
+
+
+@tracer.capture_method
+def deployment_status(
+    deployment_id: str, client: VpsClient, claims: ClaimStore, *, now: datetime | None = None
+) -> DeploymentStatus | None:
+    """Each of the deployment's backups with its current status from the API; None if unknown.
+
+    ``status`` is the API's (``in_progress``, ``completed``, ``failed``, ...), or ``in_progress``
+    with no ``backup_id`` while a delivery is still creating it, ``missing`` if the recorded backup
+    is no longer listed, ``error`` (with ``error``) if no backup could be made or the delivery
+    making it died (sending the request again settles it).
+    """
+    now = now or datetime.now(UTC)
+    meta, by_server = claims.load_deployment(deployment_id)
+    if meta is None:
+        return None
+    entries: list[dict[str, Any]] = []
+    api_failed = False
+    for server_id in meta.server_ids:
+        claim = by_server.get(server_id)
+        entry: dict[str, Any] = {"server_id": server_id, "backup_id": None, "status": STATUS_IN_PROGRESS}
+        if claim is not None and claim.state in ("failed", "unknown"):
+            entry.update(status=STATUS_ERROR, error=claim.error)
+        elif claim is None and now >= meta.last_received_at + DEFAULT_REMAINING + LEASE_MARGIN:
+            # Every delivery so far has surely ended (Lambda's longest timeout) without reaching it.
+            entry.update(
+                status=STATUS_ERROR,
+                error="no delivery started backing up this server; send the deploy request again",
+            )
+        elif claim is not None and claim.state == "claimed" and claim.lease_until <= now:
+            entry.update(
+                status=STATUS_ERROR,
+                error="the delivery creating this backup stopped before it finished; send the deploy request again",
+            )
+        elif claim is not None and claim.backup_id is not None:
+            entry["backup_id"] = claim.backup_id
+            try:
+                backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL, require_complete=True)
+            except VpsApiError as exc:
+                api_failed = True
+                entry.update(status=STATUS_ERROR, error=f"could not read the status from the API: {exc.message}")
+            else:
+                entry["status"] = next((b.status for b in backups if b.id == claim.backup_id), STATUS_MISSING)
+        entries.append(entry)
+    logger.info(
+        "deployment status",
+        extra={"deployment_id": deployment_id, "statuses": {e["server_id"]: e["status"] for e in entries}},
+    )
+    return DeploymentStatus(deployment_id, meta.received_at, entries, api_failed)

@@ -1,0 +1,467 @@
+"""The provider's Backups API over httpx: typed, bounded, and honest about uncertain outcomes.
+
+Retry policy (documented here because callers rely on it):
+
+- Retried, with capped exponential backoff and full jitter, honouring ``Retry-After``:
+  ``429``, ``502``, ``503``, ``504`` and connection errors — for GET and DELETE.
+- A POST (create a backup, restore a server) is retried only when the API cannot have applied
+  it: after ``429``/``503`` and after a connection that failed to open. A read timeout, a
+  connection dropped after the request was sent, or a ``502``/``504`` raise
+  :class:`OutcomeUnknownError` at once: the caller reconciles by listing, never by re-sending.
+- A ``401`` re-reads the token once (it may have been rotated), then fails with
+  :class:`AuthenticationError`.
+- Bounded twice: by ``RetryPolicy.max_attempts`` and by the deadline (the Lambda's remaining time):
+  no sleep or request is started that would end after it.
+
+The token lives only in the ``Authorization`` header of each request; it is never logged, never
+part of an error message or a repr.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from vpsbackup.observability import logger
+from vpsbackup.provider.errors import (
+    ApiConnectionError,
+    ApiStatusError,
+    ApiTimeoutError,
+    BackupAlreadyGoneError,
+    OutcomeUnknownError,
+    VpsApiError,
+    error_for_status,
+)
+from vpsbackup.provider.models import Backup, BackupPage, CreatedBackup, RestoreAccepted
+from vpsbackup.provider.token import TokenProvider
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# Statuses after which the API has certainly not applied a request: a POST may be re-sent.
+NOT_APPLIED_STATUSES = frozenset({429, 503})
+# Connection errors raised before any byte of the request left: a POST may be re-sent.
+_NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry. ``sleep`` and ``random`` are injectable for tests."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    # A Retry-After longer than this is not waited for: the request fails instead.
+    max_retry_after: float = 60.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    random: Callable[[], float] = field(default=random.random, repr=False)
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: a random delay in [0, min(max_delay, base_delay * 2**attempt)]."""
+        return self.random() * min(self.max_delay, self.base_delay * (2.0**attempt))
+
+
+NO_WAIT = RetryPolicy(sleep=lambda _s: None, random=lambda: 0.0)
+"""A policy that retries at once: for tests."""
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _api_message(body: Any) -> str | None:
+    """DRF error bodies: ``{"detail": "..."}`` or field errors ``{"field": ["..."]}``."""
+    if isinstance(body, dict):
+        if isinstance(body.get("detail"), str):
+            return str(body["detail"])
+        parts = []
+        for key, val in body.items():
+            msgs = val if isinstance(val, list) else [val]
+            parts.append(f"{key}: {' '.join(str(m) for m in msgs)}")
+        return "; ".join(parts) or None
+    if isinstance(body, list):
+        return " ".join(str(m) for m in body) or None
+    if isinstance(body, str):
+        return body[:500] or None
+    return None
+
+
+class VpsClient:
+    """A client of the provider's Backups API. Create once per cold start and reuse (keep-alive)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token_provider: TokenProvider,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._host = urlsplit(self.base_url).netloc
+        self._tokens = token_provider
+        self.retry = retry or RetryPolicy()
+        self._clock = clock
+        self._deadline: float | None = None
+        self._http = httpx.Client(
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "vps-backup-automation/0.1"},
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"VpsClient(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> VpsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- deadline ----------------------------------------------------------------------------
+
+    def set_deadline(self, seconds_from_now: float | None) -> None:
+        """Bound all further work (requests and backoff sleeps) to ``seconds_from_now``; None: no bound.
+
+        Handlers call it per invocation with the Lambda's remaining time minus a safety margin.
+        """
+        self._deadline = None if seconds_from_now is None else self._clock() + max(0.0, seconds_from_now)
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline, or None when unbounded."""
+        return None if self._deadline is None else self._deadline - self._clock()
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    def iter_backups(
+        self,
+        *,
+        server_id: int | None = None,
+        backup_type: str | None = None,
+        require_complete: bool = False,
+        distinct_copies: bool = False,
+    ) -> Iterator[Backup]:
+        """Every backup matching the filters, following ``next`` links; each id yielded once.
+
+        With ``distinct_copies``, a later copy of a backup that differs from every copy already
+        yielded (its status changed while the pages were read) is yielded too, so a caller that must
+        not act on stale data (prune) sees the disagreement; identical copies are still yielded once.
+
+        A ``next`` link to another host, or one already followed, ends the walk (logged): never loop.
+        With ``require_complete`` such a walk raises VpsApiError instead: for callers to whom a
+        backup missing from the listing means "it does not exist" (backup on deploy's reconcile).
+        """
+        params: dict[str, Any] = {}
+        if server_id is not None:
+            params["server_id"] = server_id
+        if backup_type is not None:
+            params["backup_type"] = backup_type
+        url: str | None = f"{self.base_url}/backups/"
+        seen_urls: set[str] = set()
+        seen_ids: set[int] = set()
+        seen_copies: set[Backup] = set()
+        pages = 0
+        while url is not None:
+            seen_urls.add(url)
+            response = self._request("GET", url, params=params if pages == 0 else None)
+            pages += 1
+            page = self._parse(BackupPage, response)
+            for backup in page.results:
+                if backup.id not in seen_ids:
+                    seen_ids.add(backup.id)
+                    seen_copies.add(backup)
+                    yield backup
+                elif distinct_copies and backup not in seen_copies:
+                    seen_copies.add(backup)
+                    yield backup
+            url = page.next
+            if url is not None:
+                problem = None
+                if urlsplit(url).netloc != self._host:
+                    problem = "next link points to another host"
+                elif url in seen_urls:
+                    problem = "next link repeats a page already read"
+                if problem is not None:
+                    logger.warning(f"pagination stopped: {problem}", extra={"pages": pages})
+                    if require_complete:
+                        raise VpsApiError(
+                            f"GET /backups/: listing incomplete after {pages} page(s): {problem}",
+                            method="GET",
+                            path=urlsplit(self.base_url).path + "/backups/",
+                        )
+                    url = None
+        logger.debug("listed backups", extra={"pages": pages, "backups": len(seen_ids), "filters": params})
+
+    def list_backups(
+        self,
+        *,
+        server_id: int | None = None,
+        backup_type: str | None = None,
+        require_complete: bool = False,
+        distinct_copies: bool = False,
+    ) -> list[Backup]:
+        """All backups matching the filters (see :meth:`iter_backups`), in the API's order."""
+        return list(
+            self.iter_backups(
+                server_id=server_id,
+                backup_type=backup_type,
+                require_complete=require_complete,
+                distinct_copies=distinct_copies,
+            )
+        )
+
+    def create_backup(self, server_id: int, description: str | None = None) -> CreatedBackup:
+        """Start a manual backup. Raises OutcomeUnknownError when it may or may not have been created."""
+        body: dict[str, Any] = {"server_id": server_id}
+        if description is not None:
+            body["description"] = description
+        response = self._request("POST", f"{self.base_url}/backups/", json=body)
+        return self._parse(CreatedBackup, response)
+
+    def delete_backup(self, backup_id: int, *, before_retry: Callable[[], None] | None = None) -> None:
+        """Delete a backup. Raises BackupAlreadyGoneError on 404 (callers may count it as done).
+
+        ``before_retry`` runs before each re-send (after a wait that may be long); whatever it raises
+        ends the deletion (prune re-checks the backup's hold there).
+        """
+        try:
+            self._request("DELETE", f"{self.base_url}/backups/{backup_id}/", before_retry=before_retry)
+        except ApiStatusError as exc:
+            if exc.status_code == 404:
+                raise BackupAlreadyGoneError(
+                    f"backup {backup_id} does not exist (already deleted?)",
+                    status_code=404,
+                    api_message=exc.api_message,
+                    body=exc.body,
+                    method="DELETE",
+                    path=exc.path,
+                ) from None
+            raise
+
+    def restore_server(self, server_id: int, backup_id: int) -> RestoreAccepted:
+        """Ask the API to restore ``server_id`` from ``backup_id``; any 2xx is accepted.
+
+        Raises OutcomeUnknownError when the restore may have started but no answer came back, and
+        ApiStatusError on any other non-2xx answer: redirects are not followed, so a ``3xx`` is not
+        an accepted restore (it must never be reported as "restored").
+        """
+        response = self._request("POST", f"{self.base_url}/servers/{server_id}/restore/", json={"backup_id": backup_id})
+        if not 200 <= response.status_code < 300:
+            status, path = response.status_code, response.request.url.path
+            answer = _safe_json(response)
+            message = _api_message(answer)
+            raise ApiStatusError(
+                f"POST {path}: HTTP {status}, not a 2xx: the restore was not accepted"
+                + (f": {message}" if message else ""),
+                status_code=status,
+                api_message=message,
+                body=answer,
+                method="POST",
+                path=path,
+            )
+        body: dict[str, Any] | None = None
+        if response.content:
+            try:
+                parsed = response.json()
+            except ValueError:
+                parsed = None
+            body = parsed if isinstance(parsed, dict) else None
+        return RestoreAccepted(server_id=server_id, backup_id=backup_id, status_code=response.status_code, body=body)
+
+    # -- core ----------------------------------------------------------------------------------
+
+    def _parse(self, model: type[ModelT], response: httpx.Response) -> ModelT:
+        try:
+            return model.model_validate(response.json())
+        except (ValueError, ValidationError) as exc:
+            raise VpsApiError(
+                f"the API answered {response.request.method} {response.request.url.path} with a body that is not "
+                f"a valid {model.__name__}: {type(exc).__name__}",
+                method=response.request.method,
+                path=response.request.url.path,
+            ) from None
+
+    def _request(
+        self, method: str, url: str, *, before_retry: Callable[[], None] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """One logical request: retries, token refresh and error mapping per the module's policy.
+
+        ``before_retry`` is called before every attempt but the first; an exception from it propagates.
+        """
+        path = urlsplit(url).path
+        is_post = method == "POST"
+        refreshed_token = False
+        attempt = 0
+        while True:
+            if attempt > 0 and before_retry is not None:
+                before_retry()
+            attempt += 1
+            self._check_time(method, path, needed=0.0)
+            token = self._tokens.get_token()
+            timeout = self._timeout_for_deadline()
+            started = time.monotonic()
+            try:
+                response = self._http.request(
+                    method,
+                    url,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=timeout,
+                    **kwargs,
+                )
+            except httpx.TransportError as exc:
+                elapsed_ms = round((time.monotonic() - started) * 1000)
+                kind = type(exc).__name__
+                if is_post and not isinstance(exc, _NOT_SENT_ERRORS):
+                    logger.warning(
+                        "POST outcome unknown: no answer after the request was sent; not re-sending",
+                        extra={"method": method, "path": path, "error": kind, "attempt": attempt, "ms": elapsed_ms},
+                    )
+                    raise OutcomeUnknownError(
+                        f"{method} {path}: no answer after the request was sent ({kind}); it may have been applied",
+                        method=method,
+                        path=path,
+                        cause=kind,
+                    ) from None
+                logger.info(
+                    "request failed, may retry",
+                    extra={"method": method, "path": path, "error": kind, "attempt": attempt, "ms": elapsed_ms},
+                )
+                if attempt >= self.retry.max_attempts or not self._sleep_before_retry(attempt, None):
+                    conn_error = ApiTimeoutError if isinstance(exc, httpx.TimeoutException) else ApiConnectionError
+                    raise conn_error(
+                        f"{method} {path}: {kind} after {attempt} attempt(s)", method=method, path=path
+                    ) from None
+                continue
+
+            status = response.status_code
+            logger.debug(
+                "api request",
+                extra={
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "attempt": attempt,
+                    "ms": round((time.monotonic() - started) * 1000),
+                },
+            )
+            if status < 400:
+                return response
+            body = _safe_json(response)
+            message = _api_message(body)
+            if status == 401 and not refreshed_token:
+                # The token may have been rotated: re-read the secret once, then try again.
+                logger.info("API answered 401: re-reading the token secret once", extra={"path": path})
+                refreshed_token = True
+                self._tokens.get_token(force_refresh=True)
+                attempt -= 1  # the retry after a refresh does not spend the retry budget
+                continue
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if status in RETRYABLE_STATUSES:
+                if is_post and status not in NOT_APPLIED_STATUSES:
+                    logger.warning(
+                        "POST outcome unknown: gateway error; not re-sending",
+                        extra={"method": method, "path": path, "status": status},
+                    )
+                    raise OutcomeUnknownError(
+                        f"{method} {path}: the API answered {status}; the request may have been applied",
+                        method=method,
+                        path=path,
+                        cause=f"HTTP {status}",
+                    )
+                logger.info(
+                    "API answered a retryable status",
+                    extra={
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "attempt": attempt,
+                        "retry_after": retry_after,
+                    },
+                )
+                if attempt < self.retry.max_attempts and self._sleep_before_retry(attempt, retry_after):
+                    continue
+            error_cls = error_for_status(status)
+            hint = " (after re-reading the token secret)" if status == 401 else ""
+            raise error_cls(
+                f"{method} {path}: HTTP {status}{hint}" + (f": {message}" if message else ""),
+                status_code=status,
+                api_message=message,
+                body=body,
+                method=method,
+                path=path,
+                retry_after=retry_after,
+            )
+
+    def _sleep_before_retry(self, attempt: int, retry_after: float | None) -> bool:
+        """Sleep before the next attempt; False if the wait would pass the deadline or is too long."""
+        if retry_after is not None:
+            if retry_after > self.retry.max_retry_after:
+                return False
+            delay = max(retry_after, self.retry.backoff(attempt - 1))
+        else:
+            delay = self.retry.backoff(attempt - 1)
+        remaining = self.remaining()
+        # Keep room for the request itself after the sleep.
+        if remaining is not None and delay + 0.5 >= remaining:
+            return False
+        self.retry.sleep(delay)
+        return True
+
+    def _check_time(self, method: str, path: str, *, needed: float) -> None:
+        remaining = self.remaining()
+        if remaining is not None and remaining <= needed:
+            raise ApiTimeoutError(f"{method} {path}: not started, the deadline has passed", method=method, path=path)
+
+    def _timeout_for_deadline(self) -> httpx.Timeout | Any:
+        remaining = self.remaining()
+        if remaining is None:
+            return httpx.USE_CLIENT_DEFAULT
+        base = self._http.timeout
+        cap = max(0.1, remaining)
+
+        def capped(value: float | None) -> float:
+            return cap if value is None else min(value, cap)
+
+        return httpx.Timeout(
+            connect=capped(base.connect), read=capped(base.read), write=capped(base.write), pool=capped(base.pool)
+        )
+
+
+def _safe_json(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:500]

@@ -1,0 +1,82 @@
+"""PruneBackupsFunction's settings."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BeforeValidator, Field, ValidationError
+
+from vpsbackup.durations import Duration
+from vpsbackup.prune.retention import (
+    RetentionPolicies,
+    RetentionPolicy,
+    parse_retention_overrides,
+    parse_retention_policy,
+)
+from vpsbackup.settings import SharedSettings, TimeZone
+
+
+def _policy_problems(exc: ValidationError) -> str:
+    """A retention policy's validation errors on one line, each naming its rule when it has one."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(problems)
+
+
+def _retention_policy(value: Any) -> Any:
+    if isinstance(value, RetentionPolicy):
+        return value
+    try:
+        return parse_retention_policy(value if isinstance(value, str) else json.dumps(value))
+    except ValidationError as exc:
+        raise ValueError(_policy_problems(exc)) from None
+
+
+def _retention_overrides(value: Any) -> Any:
+    if isinstance(value, Mapping) and all(isinstance(p, RetentionPolicy) for p in value.values()):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value)
+    try:
+        return parse_retention_overrides(text)
+    except ValueError as exc:
+        # parse_retention_overrides reports a bad policy with pydantic's multi-line text (and the
+        # input): say it again on one line, naming the server, without the value.
+        message = str(exc)
+    with contextlib.suppress(ValueError):
+        raw = json.loads(text)
+        for key, policy in raw.items() if isinstance(raw, dict) else ():
+            try:
+                RetentionPolicy.model_validate(policy)
+            except ValidationError as bad:
+                message = f"server {key}: {_policy_problems(bad)}"
+                break
+    raise ValueError(message.removeprefix("RETENTION_OVERRIDES: "))
+
+
+class PruneSettings(SharedSettings):
+    """SPEC §4. The retention JSON is parsed here, at cold start: a bad or empty policy fails naming
+    ``RETENTION_POLICY`` (or ``RETENTION_OVERRIDES``) before anything is listed or deleted."""
+
+    retention_policy: Annotated[RetentionPolicy, BeforeValidator(_retention_policy)]
+    retention_overrides: Annotated[dict[int, RetentionPolicy], BeforeValidator(_retention_overrides)] = Field(
+        default_factory=dict
+    )
+    retention_timezone: TimeZone = Field(default_factory=lambda: ZoneInfo("UTC"))
+    prune_scope: Literal["managed", "manual"] = "managed"
+    failed_backup_grace: Duration = Field(default=timedelta(hours=24))
+    max_deletions_per_run: int = Field(default=50, ge=0)
+    dry_run: bool = False
+    prune_concurrency: int = Field(default=4, ge=1, le=32)
+
+    @property
+    def retention_policies(self) -> RetentionPolicies:
+        """The default policy with the per-server overrides, as the prune plan takes it."""
+        return RetentionPolicies(self.retention_policy, self.retention_overrides)

@@ -1,0 +1,362 @@
+"""The restore guardrails, enforced atomically in ``StateTable`` (SPEC §5).
+
+Two limits, claimed together in one DynamoDB ``TransactWriteItems`` so that duplicate and
+concurrent alarms restore once and a storm of alarms cannot restore the whole fleet:
+
+- **Per-server cooldown** — item ``pk=server#<id>``, ``sk=restore-lock``: who claimed the server
+  (alarm transition, backup), when, and ``locked_until = claimed_at + RESTORE_COOLDOWN``. The put
+  succeeds only if there is no lock, or it has expired, or it was released — and never for the
+  transition that already holds or held it (a redelivery of the same alarm change is a duplicate,
+  not a new incident, even after a release).
+- **Fleet-wide rate** — ``MAX_RESTORES_PER_HOUR`` slot items ``pk=restores``, ``sk=slot#000`` …:
+  a claim takes a slot whose last use is more than an hour old (or that is empty). This is an exact
+  *sliding* window: at most N restores in any 60 minutes. A fixed clock-hour counter would be one
+  item and simpler, but lets 2N restores through across an hour boundary (N at 10:59, N at 11:00)
+  — exactly the alarm storm the valve is for. Each slot's condition is a plain comparison, so the
+  window needs no read-modify-write: a claim that loses a slot to a concurrent claim tries the next
+  free one; when none is left the claim is refused.
+
+Both puts succeed or neither does. When the restore then cannot have happened (the API refused it
+with a 4xx, or answered ``429``/``503`` until the deadline, or the request never left), the claim
+is **released**: the slot is freed (the fleet budget counts restores that happened or may have)
+and the lock is marked released, so a *later* alarm transition may try again, while a redelivery of
+this one may not (no retry loop). When the outcome is unknown (timeout after sending, ``5xx``
+other than ``503``) the lock and slot are **kept**: the restore may be running, and a second one
+must wait for the cooldown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from boto3.dynamodb.conditions import Key
+
+from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, epoch, server_pk, utc_key_time
+from vpsbackup.durations import format_duration
+from vpsbackup.observability import logger
+from vpsbackup.restore.point import human_time
+
+LOCK_SK = "restore-lock"
+RESTORES_PK = "restores"
+RATE_WINDOW = timedelta(hours=1)
+
+LockState = Literal["claimed", "restored", "outcome_unknown", "released"]
+RefusalKind = Literal["duplicate", "cooldown", "rate_limit"]
+
+
+def _parse_key_time(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def slot_sk(index: int) -> str:
+    return f"slot#{index:03d}"
+
+
+@dataclass(frozen=True)
+class RestoreClaim:
+    """A granted claim: this transition may restore ``server_id`` from ``backup_id``."""
+
+    server_id: int
+    backup_id: int
+    transition_key: str
+    alarm_name: str
+    claimed_at: datetime
+    locked_until: datetime
+    slot: int
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """What the server's restore lock says."""
+
+    server_id: int
+    transition_key: str
+    alarm_name: str
+    backup_id: int | None
+    claimed_at: datetime
+    locked_until: datetime
+    state: str
+
+    def describe(self) -> str:
+        verb = {
+            "restored": "was restored",
+            "outcome_unknown": "had a restore requested (outcome unknown)",
+            "released": "had a restore attempt that did not happen",
+        }.get(self.state, "had a restore started")
+        backup = f" from backup {self.backup_id}" if self.backup_id is not None else ""
+        return f"server {self.server_id} {verb}{backup} at {human_time(self.claimed_at)} for alarm {self.alarm_name!r}"
+
+
+@dataclass(frozen=True)
+class GuardRefusal:
+    """A claim the guardrails refused, and why, in words."""
+
+    kind: RefusalKind
+    reason: str
+    not_before: datetime | None = None
+    holder: LockHolder | None = None
+
+
+class RestoreGuard:
+    """Claims and releases restores in ``StateTable``; see the module docstring for the design."""
+
+    def __init__(
+        self,
+        state: StateTable,
+        *,
+        cooldown: timedelta,
+        max_per_hour: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        conflict_attempts: int = 3,
+    ) -> None:
+        self.state = state
+        self.cooldown = cooldown
+        self.max_per_hour = max_per_hour
+        self._clock = clock
+        self._conflict_attempts = conflict_attempts
+
+    @property
+    def _client(self) -> Any:
+        # The resource's client: it (de)serialises plain Python values, transactions included.
+        return self.state.table.meta.client
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def lock_holder(self, server_id: int) -> LockHolder | None:
+        item = self.state.table.get_item(Key={PK: server_pk(server_id), SK: LOCK_SK}, ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        return LockHolder(
+            server_id=server_id,
+            transition_key=str(item["transition"]),
+            alarm_name=str(item.get("alarm_name", "")),
+            backup_id=int(item["backup_id"]) if "backup_id" in item else None,
+            claimed_at=_parse_key_time(str(item["claimed_at"])),
+            locked_until=_parse_key_time(str(item["locked_until"])),
+            state=str(item.get("lock_state", "claimed")),
+        )
+
+    def slot_times(self) -> dict[int, datetime]:
+        """When each fleet slot was last taken (slots beyond the current limit included)."""
+        response = self.state.table.query(KeyConditionExpression=Key(PK).eq(RESTORES_PK), ConsistentRead=True)
+        out: dict[int, datetime] = {}
+        for item in response.get("Items", []):
+            sk = str(item[SK])
+            if sk.startswith("slot#") and "taken_at" in item:
+                out[int(sk.split("#", 1)[1])] = _parse_key_time(str(item["taken_at"]))
+        return out
+
+    def _lock_refusal(self, holder: LockHolder | None, transition_key: str, now: datetime) -> GuardRefusal | None:
+        if holder is None:
+            return None
+        if holder.transition_key == transition_key:
+            return GuardRefusal(
+                "duplicate",
+                f"this alarm change was already handled: {holder.describe()}",
+                holder=holder,
+            )
+        if holder.state == "released" or holder.locked_until <= now:
+            return None
+        return GuardRefusal(
+            "cooldown",
+            f"{holder.describe()}; one restore per server per {format_duration(self.cooldown)} (RESTORE_COOLDOWN), "
+            f"so no new restore before {human_time(holder.locked_until)}",
+            not_before=holder.locked_until,
+            holder=holder,
+        )
+
+    def _rate_refusal(self, now: datetime) -> GuardRefusal:
+        if self.max_per_hour <= 0:
+            return GuardRefusal("rate_limit", "restores are switched off (MAX_RESTORES_PER_HOUR is 0)")
+        window_start = now - RATE_WINDOW
+        recent = sorted(t for i, t in self.slot_times().items() if i < self.max_per_hour and t > window_start)
+        not_before = recent[0] + RATE_WINDOW if recent else now
+        shown = ", ".join(human_time(t) for t in recent)
+        return GuardRefusal(
+            "rate_limit",
+            f"{len(recent)} restore(s) already in the last hour across the fleet (at {shown}); the limit is "
+            f"{self.max_per_hour} per hour (MAX_RESTORES_PER_HOUR), so no new restore before {human_time(not_before)}",
+            not_before=not_before,
+        )
+
+    def _precheck(self, server_id: int, transition_key: str, now: datetime) -> GuardRefusal | list[int]:
+        """A cheap read: the refusal the guard would give now, or the fleet slots free now."""
+        if refusal := self._lock_refusal(self.lock_holder(server_id), transition_key, now):
+            return refusal
+        if self.max_per_hour <= 0:
+            return self._rate_refusal(now)
+        window_start = now - RATE_WINDOW
+        taken = self.slot_times()
+        free = [i for i in range(self.max_per_hour) if i not in taken or taken[i] <= window_start]
+        return free or self._rate_refusal(now)
+
+    def check(self, *, server_id: int, transition_key: str) -> GuardRefusal | None:
+        """Read-only: what :meth:`claim` would refuse now (None: it would be granted). Consumes nothing."""
+        found = self._precheck(server_id, transition_key, self._clock())
+        return found if isinstance(found, GuardRefusal) else None
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    def claim(
+        self, *, server_id: int, backup_id: int, transition_key: str, alarm_name: str
+    ) -> RestoreClaim | GuardRefusal:
+        """Atomically take the server's lock and one fleet slot, or say why not."""
+        now = self._clock()
+        # A cheap read first, for a precise refusal; the transaction's conditions are the guarantee.
+        free = self._precheck(server_id, transition_key, now)
+        if isinstance(free, GuardRefusal):
+            return free
+        locked_until = now + self.cooldown
+        for slot in free:
+            for attempt in range(1, self._conflict_attempts + 1):
+                outcome = self._transact_claim(
+                    server_id=server_id,
+                    backup_id=backup_id,
+                    transition_key=transition_key,
+                    alarm_name=alarm_name,
+                    now=now,
+                    locked_until=locked_until,
+                    slot=slot,
+                )
+                if outcome == "granted":
+                    logger.info(
+                        "restore claimed",
+                        extra={
+                            "server_id": server_id,
+                            "backup_id": backup_id,
+                            "slot": slot,
+                            "transition": transition_key,
+                        },
+                    )
+                    return RestoreClaim(server_id, backup_id, transition_key, alarm_name, now, locked_until, slot)
+                if outcome == "lock_taken":
+                    holder = self.lock_holder(server_id)
+                    return self._lock_refusal(holder, transition_key, now) or GuardRefusal(
+                        "cooldown", f"another restore of server {server_id} was claimed at the same moment"
+                    )
+                if outcome == "slot_taken":
+                    break  # a concurrent claim got this slot: try the next free one
+                # A transaction conflict (DynamoDB serialises concurrent transactions on one item): try again.
+                time.sleep(0.02 * attempt)
+        return self._rate_refusal(now)
+
+    def _transact_claim(
+        self,
+        *,
+        server_id: int,
+        backup_id: int,
+        transition_key: str,
+        alarm_name: str,
+        now: datetime,
+        locked_until: datetime,
+        slot: int,
+    ) -> Literal["granted", "lock_taken", "slot_taken", "conflict"]:
+        lock_item = {
+            PK: server_pk(server_id),
+            SK: LOCK_SK,
+            "server_id": server_id,
+            "backup_id": backup_id,
+            "transition": transition_key,
+            "alarm_name": alarm_name,
+            "claimed_at": utc_key_time(now),
+            "locked_until": utc_key_time(locked_until),
+            "lock_state": "claimed",
+            "slot": slot,
+            TTL_ATTRIBUTE: epoch(locked_until + timedelta(days=1)),
+        }
+        slot_item = {
+            PK: RESTORES_PK,
+            SK: slot_sk(slot),
+            "taken_at": utc_key_time(now),
+            "server_id": server_id,
+            "transition": transition_key,
+            TTL_ATTRIBUTE: epoch(now + RATE_WINDOW + timedelta(days=1)),
+        }
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.state.name,
+                            "Item": lock_item,
+                            "ConditionExpression": (
+                                "attribute_not_exists(#pk) OR (#tr <> :tr AND (#lu <= :now OR #st = :released))"
+                            ),
+                            "ExpressionAttributeNames": {
+                                "#pk": PK,
+                                "#tr": "transition",
+                                "#lu": "locked_until",
+                                "#st": "lock_state",
+                            },
+                            "ExpressionAttributeValues": {
+                                ":tr": transition_key,
+                                ":now": utc_key_time(now),
+                                ":released": "released",
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.state.name,
+                            "Item": slot_item,
+                            "ConditionExpression": "attribute_not_exists(#pk) OR #ta <= :window_start",
+                            "ExpressionAttributeNames": {"#pk": PK, "#ta": "taken_at"},
+                            "ExpressionAttributeValues": {":window_start": utc_key_time(now - RATE_WINDOW)},
+                        }
+                    },
+                ]
+            )
+        except self._client.exceptions.TransactionCanceledException as exc:
+            codes = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons", [])]
+            codes += ["None"] * (2 - len(codes))
+            if codes[0] == "ConditionalCheckFailed":
+                return "lock_taken"
+            if codes[1] == "ConditionalCheckFailed":
+                return "slot_taken"
+            if "TransactionConflict" in codes:
+                return "conflict"
+            raise
+        return "granted"
+
+    # -- after the API call ------------------------------------------------------------------
+
+    def _set_lock_state(self, claim: RestoreClaim, state: LockState, **extra: str) -> None:
+        names = {"#st": "lock_state", "#tr": "transition", **{f"#{k}": k for k in extra}}
+        values: dict[str, Any] = {":st": state, ":tr": claim.transition_key, **{f":{k}": v for k, v in extra.items()}}
+        sets = ", ".join(["#st = :st", *(f"#{k} = :{k}" for k in extra)])
+        condition_failed = self._client.exceptions.ConditionalCheckFailedException
+        try:
+            self.state.table.update_item(
+                Key={PK: server_pk(claim.server_id), SK: LOCK_SK},
+                UpdateExpression=f"SET {sets}",
+                ConditionExpression="#tr = :tr",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except condition_failed:
+            # Only possible if the lock expired and another transition took it: leave theirs alone.
+            logger.warning("restore lock no longer ours; not updated", extra={"server_id": claim.server_id})
+
+    def mark_restored(self, claim: RestoreClaim) -> None:
+        self._set_lock_state(claim, "restored", restored_at=utc_key_time(self._clock()))
+
+    def mark_outcome_unknown(self, claim: RestoreClaim, why: str) -> None:
+        """Keep the lock and the slot: the restore may be running."""
+        self._set_lock_state(claim, "outcome_unknown", note=why[:500])
+
+    def release(self, claim: RestoreClaim, why: str) -> None:
+        """The restore did not happen: free the fleet slot, mark the lock released (see module docstring)."""
+        self._set_lock_state(claim, "released", released_at=utc_key_time(self._clock()), note=why[:500])
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+            self.state.table.delete_item(
+                Key={PK: RESTORES_PK, SK: slot_sk(claim.slot)},
+                ConditionExpression="#tr = :tr",
+                ExpressionAttributeNames={"#tr": "transition"},
+                ExpressionAttributeValues={":tr": claim.transition_key},
+            )
+        logger.info("restore claim released", extra={"server_id": claim.server_id, "why": why})

@@ -1,0 +1,52 @@
+"""StateTable's shared records (moto): holds and the deployment history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.conftest import AwsEnv
+from vpsbackup.aws.state import StateTable
+from vpsbackup.records import DeploymentRecord, Hold
+
+T0 = datetime(2025, 1, 16, 12, 0, tzinfo=UTC)
+
+
+def test_a_hold_is_extended_never_shortened_and_read_back(aws: AwsEnv) -> None:
+    table = StateTable.from_name(aws.table_name)
+    table.put_hold(Hold(backup_id=7, server_id=1, until=T0 + timedelta(days=7), reason="restore A"))
+    table.put_hold(Hold(backup_id=7, server_id=1, until=T0 + timedelta(days=1), reason="restore B"))
+    hold = table.active_hold(7, T0)
+    assert hold is not None
+    assert hold.until == T0 + timedelta(days=7)
+    assert hold.reason == "restore A"
+    table.put_hold(Hold(backup_id=7, server_id=1, until=T0 + timedelta(days=9), reason="restore C"))
+    assert table.active_holds(T0)[7].reason == "restore C"
+
+
+def test_an_expired_hold_is_not_in_force(aws: AwsEnv) -> None:
+    table = StateTable.from_name(aws.table_name)
+    table.put_hold(Hold(backup_id=8, server_id=1, until=T0, reason="old"))
+    assert table.active_hold(8, T0 + timedelta(seconds=1)) is None
+    assert table.active_holds(T0 + timedelta(seconds=1)) == {}
+    assert table.active_hold(999, T0) is None
+
+
+def test_the_latest_deployment_strictly_before_a_time(aws: AwsEnv) -> None:
+    table = StateTable.from_name(aws.table_name)
+    for minutes, deployment in ((0, "d1"), (30, "d2"), (60, "d3")):
+        table.put_deployment_record(
+            DeploymentRecord(
+                deployment_id=deployment, server_id=1, received_at=T0 + timedelta(minutes=minutes), backup_id=minutes
+            )
+        )
+    table.put_deployment_record(
+        DeploymentRecord(deployment_id="other", server_id=2, received_at=T0 + timedelta(minutes=45))
+    )
+    latest = table.latest_deployment_before(1, T0 + timedelta(minutes=45))
+    assert latest is not None
+    assert (latest.deployment_id, latest.backup_id) == ("d2", 30)
+    at_the_same_instant = table.latest_deployment_before(1, T0 + timedelta(minutes=60))
+    assert at_the_same_instant is not None
+    assert at_the_same_instant.deployment_id == "d2"  # strictly before
+    assert table.latest_deployment_before(1, T0) is None
+    assert table.latest_deployment_before(3, T0 + timedelta(days=1)) is None

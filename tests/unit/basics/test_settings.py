@@ -1,0 +1,95 @@
+"""Settings: every variable validated at cold start, errors name the variable, never the value."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from vpsbackup.deploy.settings import BackupOnDeploySettings
+from vpsbackup.errors import ConfigurationError
+from vpsbackup.prune.settings import PruneSettings
+from vpsbackup.restore.settings import RestoreOnAlarmSettings
+from vpsbackup.settings import DEFAULT_API_BASE_URL, SharedSettings, load_settings
+
+BASE = {"VPS_API_TOKEN_SECRET": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:t", "STATE_TABLE_NAME": "t"}
+
+
+def test_defaults_of_the_shared_environment() -> None:
+    settings = load_settings(SharedSettings, BASE)
+    assert settings.vps_api_base_url == DEFAULT_API_BASE_URL
+    assert settings.notify_topic_arn is None
+
+
+def test_missing_required_variables_are_all_named() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(SharedSettings, {})
+    assert "VPS_API_TOKEN_SECRET" in str(info.value)
+    assert "STATE_TABLE_NAME" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("VPS_API_BASE_URL", "ftp://x"),
+        ("NOTIFY_TOPIC_ARN", "my-topic"),
+        ("SERVER_GROUPS", '{"production": ["web"]}'),
+        ("SERVER_GROUPS", "production=1"),
+        ("WEBHOOK_MAX_SKEW_SECONDS", "0"),
+    ],
+)
+def test_bad_deploy_settings_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=variable):
+        load_settings(BackupOnDeploySettings, {**BASE, variable: value})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RETENTION_TIMEZONE", "Mars/Olympus"),
+        ("FAILED_BACKUP_GRACE", "a day"),
+        ("PRUNE_SCOPE", "all"),
+        ("MAX_DELETIONS_PER_RUN", "-1"),
+        ("PRUNE_CONCURRENCY", "0"),
+        ("DRY_RUN", "maybe"),
+    ],
+)
+def test_bad_prune_settings_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=variable):
+        load_settings(PruneSettings, {**BASE, "RETENTION_POLICY": '{"keep_daily": 7}', variable: value})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RESTORE_COOLDOWN", "6"),
+        ("RESTORE_MAX_BACKUP_AGE", "1 week"),
+        ("RESTORE_MODE", "yolo"),
+        ("ALARM_SERVER_MAP", '{"alarm": "web"}'),
+        ("MAX_RESTORES_PER_HOUR", "many"),
+    ],
+)
+def test_bad_restore_settings_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=variable):
+        load_settings(RestoreOnAlarmSettings, {**BASE, variable: value})
+
+
+def test_restore_settings_parse_durations_and_json() -> None:
+    settings = load_settings(
+        RestoreOnAlarmSettings,
+        {**BASE, "RESTORE_COOLDOWN": "1d12h", "ALARM_SERVER_MAP": '{"web-down": 12345}', "RESTORE_MODE": "notify"},
+    )
+    assert settings.restore_cooldown == timedelta(hours=36)
+    assert settings.alarm_server_map == {"web-down": 12345}
+    assert settings.restore_hold == timedelta(days=7)
+    assert settings.restore_mode == "notify"
+
+
+def test_an_empty_value_means_the_default() -> None:
+    settings = load_settings(
+        # (an empty policy is an error since RETENTION_POLICY is parsed at load: see test_prune_settings.py)
+        PruneSettings,
+        {**BASE, "RETENTION_POLICY": '{"keep_daily": 7}', "PRUNE_SCOPE": "", "NOTIFY_TOPIC_ARN": ""},
+    )
+    assert settings.prune_scope == "managed"
+    assert settings.notify_topic_arn is None

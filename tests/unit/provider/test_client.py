@@ -1,0 +1,375 @@
+"""The provider client over httpx.MockTransport: retries, outcome-unknown POSTs, pagination, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from vpsbackup.provider.client import NO_WAIT, RetryPolicy, VpsClient, parse_retry_after
+from vpsbackup.provider.errors import (
+    ApiConnectionError,
+    AuthenticationError,
+    BackupAlreadyGoneError,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    OutcomeUnknownError,
+    RateLimitedError,
+    ServerError,
+)
+
+BASE = "https://api.test/api/v1"
+SECRET_TOKEN = "tok-SUPERSECRET-123"
+
+
+def backup_json(backup_id: int, server_id: int = 12345, **extra: object) -> dict[str, object]:
+    return {
+        "id": backup_id,
+        "server": {"id": server_id, "name": f"srv-{server_id}"},
+        "backup_type": "manual",
+        "status": "completed",
+        "size_mb": 10,
+        "created_at": "2025-01-16T03:00:00Z",
+        "expires_at": None,
+        "description": "x",
+        **extra,
+    }
+
+
+@dataclass
+class Tokens:
+    """A token provider whose secret can be 'rotated'; counts forced re-reads."""
+
+    current: str = SECRET_TOKEN
+    refreshes: int = 0
+    next_value: str | None = None
+
+    def get_token(self, *, force_refresh: bool = False) -> str:
+        if force_refresh:
+            self.refreshes += 1
+            if self.next_value is not None:
+                self.current = self.next_value
+        return self.current
+
+
+@dataclass
+class Recorder:
+    sleeps: list[float] = field(default_factory=list)
+
+    def policy(self, **kw: object) -> RetryPolicy:
+        return RetryPolicy(sleep=self.sleeps.append, random=lambda: 0.5, **kw)  # type: ignore[arg-type]
+
+
+def make_client(
+    handler: Callable[[httpx.Request], httpx.Response], *, tokens: Tokens | None = None, retry: RetryPolicy = NO_WAIT
+) -> tuple[VpsClient, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    client = VpsClient(BASE, tokens or Tokens(), retry=retry, transport=httpx.MockTransport(record))
+    return client, seen
+
+
+def sequence(*steps: httpx.Response | Exception) -> Callable[[httpx.Request], httpx.Response]:
+    """A handler answering each request with the next step (an exception is raised)."""
+    remaining = list(steps)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        step = remaining.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    return handler
+
+
+# -- pagination -----------------------------------------------------------------------------
+
+
+def test_listing_follows_next_links_and_keeps_filters_on_the_first_request() -> None:
+    page2 = f"{BASE}/backups/?page=2&server_id=12345"
+    client, seen = make_client(
+        sequence(
+            httpx.Response(200, json={"count": 3, "next": page2, "results": [backup_json(3)]}),
+            httpx.Response(200, json={"count": 3, "next": None, "results": [backup_json(1), backup_json(2)]}),
+        )
+    )
+    backups = client.list_backups(server_id=12345, backup_type="manual")
+    assert [b.id for b in backups] == [3, 1, 2]
+    assert dict(seen[0].url.params) == {"server_id": "12345", "backup_type": "manual"}
+    assert str(seen[1].url) == page2  # the next link is followed as given, filters included
+
+
+def test_a_repeated_next_link_ends_the_walk() -> None:
+    looping = {"count": 1, "next": f"{BASE}/backups/?page=2", "results": [backup_json(1)]}
+    client, seen = make_client(lambda _r: httpx.Response(200, json=looping))
+    assert [b.id for b in client.list_backups()] == [1]
+    assert len(seen) == 2  # page 1, then page 2 once; its next (page 2 again) is not followed
+
+
+def test_a_next_link_to_another_host_is_not_followed() -> None:
+    page = {"count": 1, "next": "https://evil.example/api/v1/backups/?page=2", "results": [backup_json(1)]}
+    client, seen = make_client(lambda _r: httpx.Response(200, json=page))
+    assert len(client.list_backups()) == 1
+    assert len(seen) == 1
+
+
+def test_a_backup_seen_on_two_pages_is_returned_once() -> None:
+    client, _ = make_client(
+        sequence(
+            httpx.Response(200, json={"next": f"{BASE}/backups/?page=2", "results": [backup_json(1), backup_json(2)]}),
+            httpx.Response(200, json={"next": None, "results": [backup_json(2), backup_json(3)]}),
+        )
+    )
+    assert [b.id for b in client.list_backups()] == [1, 2, 3]
+
+
+def test_a_body_that_is_not_a_page_is_a_clear_error() -> None:
+    client, _ = make_client(lambda _r: httpx.Response(200, json={"results": [{"id": "x"}]}))
+    with pytest.raises(Exception, match="not a valid BackupPage"):
+        client.list_backups()
+
+
+# -- retries --------------------------------------------------------------------------------
+
+
+def test_get_is_retried_on_transient_statuses_honouring_retry_after() -> None:
+    rec = Recorder()
+    client, seen = make_client(
+        sequence(
+            httpx.Response(429, headers={"Retry-After": "3"}),
+            httpx.Response(503),
+            httpx.Response(502),
+            httpx.ConnectError("refused"),
+            httpx.Response(200, json={"results": [backup_json(1)]}),
+        ),
+        retry=rec.policy(max_attempts=5),
+    )
+    assert len(client.list_backups()) == 1
+    assert len(seen) == 5
+    assert rec.sleeps[0] == 3.0  # Retry-After wins over a shorter backoff
+    assert len(rec.sleeps) == 4
+
+
+def test_retries_are_bounded_by_attempts() -> None:
+    client, seen = make_client(lambda _r: httpx.Response(503, json={"detail": "busy"}), retry=NO_WAIT)
+    with pytest.raises(ServerError) as info:
+        client.list_backups()
+    assert info.value.status_code == 503
+    assert info.value.api_message == "busy"
+    assert len(seen) == NO_WAIT.max_attempts
+
+
+def test_a_429_after_the_budget_is_a_rate_limited_error() -> None:
+    client, _ = make_client(lambda _r: httpx.Response(429, headers={"Retry-After": "1"}))
+    with pytest.raises(RateLimitedError) as info:
+        client.list_backups()
+    assert info.value.retry_after == 1.0
+
+
+def test_retries_stop_at_the_deadline() -> None:
+    rec = Recorder()
+    now = [1000.0]
+    client = VpsClient(
+        BASE,
+        Tokens(),
+        retry=rec.policy(max_attempts=50, base_delay=1.0),
+        transport=httpx.MockTransport(lambda _r: httpx.Response(503)),
+        clock=lambda: now[0],
+    )
+    client.set_deadline(3.0)
+
+    def advance(seconds: float) -> None:
+        now[0] += seconds
+
+    object.__setattr__(client.retry, "sleep", lambda s: (rec.sleeps.append(s), advance(s)))
+    with pytest.raises(ServerError):
+        client.list_backups()
+    assert sum(rec.sleeps) < 3.0
+    assert len(rec.sleeps) < 5
+
+
+def test_a_retry_after_longer_than_allowed_is_not_waited_for() -> None:
+    rec = Recorder()
+    client, seen = make_client(lambda _r: httpx.Response(429, headers={"Retry-After": "3600"}), retry=rec.policy())
+    with pytest.raises(RateLimitedError):
+        client.list_backups()
+    assert len(seen) == 1
+    assert rec.sleeps == []
+
+
+def test_backoff_is_capped_exponential_full_jitter() -> None:
+    policy = RetryPolicy(base_delay=0.5, max_delay=4.0, random=lambda: 1.0)
+    assert [policy.backoff(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert RetryPolicy(random=lambda: 0.0).backoff(3) == 0.0
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    now = datetime(2025, 1, 16, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("7", now=now) == 7.0
+    assert parse_retry_after("Thu, 16 Jan 2025 12:00:30 GMT", now=now) == 30.0
+    assert parse_retry_after("Thu, 16 Jan 2025 11:00:00 GMT", now=now) == 0.0
+    assert parse_retry_after("soon", now=now) is None
+    assert parse_retry_after(None) is None
+
+
+# -- POST: never re-sent when it may have been applied ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ReadTimeout("read timed out"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadError("connection reset"),
+        httpx.Response(502),
+        httpx.Response(504),
+    ],
+    ids=["read-timeout", "dropped", "reset", "502", "504"],
+)
+def test_an_ambiguous_create_raises_outcome_unknown_after_one_request(failure: httpx.Response | Exception) -> None:
+    client, seen = make_client(sequence(failure, httpx.Response(201, json=backup_json(9))))
+    with pytest.raises(OutcomeUnknownError, match="may have been applied"):
+        client.create_backup(12345, "d")
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.Response(429), httpx.Response(503), httpx.ConnectError("refused"), httpx.ConnectTimeout("slow")],
+    ids=["429", "503", "connect-error", "connect-timeout"],
+)
+def test_a_create_the_api_did_not_apply_is_retried(failure: httpx.Response | Exception) -> None:
+    client, seen = make_client(sequence(failure, httpx.Response(201, json={**backup_json(9), "message": "started"})))
+    created = client.create_backup(12345, "Release 2.3")
+    assert created.id == 9
+    assert created.message == "started"
+    assert len(seen) == 2
+    assert json.loads(seen[1].content) == {"server_id": 12345, "description": "Release 2.3"}
+
+
+def test_an_ambiguous_restore_raises_outcome_unknown() -> None:
+    client, seen = make_client(sequence(httpx.ReadTimeout("t"), httpx.Response(202)))
+    with pytest.raises(OutcomeUnknownError):
+        client.restore_server(12345, 501)
+    assert len(seen) == 1
+
+
+def test_restore_accepts_any_2xx_with_or_without_a_body() -> None:
+    client, seen = make_client(
+        sequence(httpx.Response(202, json={"detail": "Restore started."}), httpx.Response(200), httpx.Response(201))
+    )
+    first = client.restore_server(12345, 501)
+    assert first.status_code == 202
+    assert first.body == {"detail": "Restore started."}
+    assert client.restore_server(12345, 501).body is None
+    assert client.restore_server(12345, 501).status_code == 201
+    assert seen[0].url.path == "/api/v1/servers/12345/restore/"
+    assert json.loads(seen[0].content) == {"backup_id": 501}
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "message"),
+    [
+        (400, {"server_id": ["This field is required."]}, BadRequestError, "server_id: This field is required."),
+        (404, {"detail": "Server not found."}, NotFoundError, "Server not found."),
+        (409, {"detail": "A backup is already running."}, ConflictError, "A backup is already running."),
+    ],
+)
+def test_errors_carry_status_and_the_api_message(
+    status: int, body: dict[str, object], error: type[Exception], message: str
+) -> None:
+    client, seen = make_client(lambda _r: httpx.Response(status, json=body))
+    with pytest.raises(error) as info:
+        client.create_backup(12345)
+    assert info.value.status_code == status  # type: ignore[attr-defined]
+    assert info.value.api_message == message  # type: ignore[attr-defined]
+    assert message in str(info.value)
+    assert len(seen) == 1  # never retried
+
+
+def test_delete_answers_204_and_a_404_is_a_distinct_catchable_outcome() -> None:
+    client, seen = make_client(sequence(httpx.Response(204), httpx.Response(404, json={"detail": "Not found."})))
+    client.delete_backup(7)
+    with pytest.raises(BackupAlreadyGoneError):
+        client.delete_backup(7)
+    assert [r.method for r in seen] == ["DELETE", "DELETE"]
+    assert seen[0].url.path == "/api/v1/backups/7/"
+
+
+def test_delete_is_retried_after_a_dropped_connection() -> None:
+    client, seen = make_client(sequence(httpx.RemoteProtocolError("dropped"), httpx.Response(404)))
+    with pytest.raises(BackupAlreadyGoneError):
+        client.delete_backup(7)
+    assert len(seen) == 2
+
+
+def test_connection_errors_after_the_budget() -> None:
+    client, seen = make_client(sequence(*[httpx.ConnectError("refused")] * 5))
+    with pytest.raises(ApiConnectionError, match="ConnectError after 5 attempt"):
+        client.list_backups()
+    assert len(seen) == 5
+
+
+# -- token ----------------------------------------------------------------------------------
+
+
+def test_a_rotated_token_is_re_read_once_after_a_401() -> None:
+    tokens = Tokens(current="old", next_value="new")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        ok = request.headers["Authorization"] == "Bearer new"
+        return (
+            httpx.Response(200, json={"results": []}) if ok else httpx.Response(401, json={"detail": "Invalid token."})
+        )
+
+    client, seen = make_client(handler, tokens=tokens)
+    assert client.list_backups() == []
+    assert tokens.refreshes == 1
+    assert len(seen) == 2
+
+
+def test_a_wrong_token_fails_after_one_re_read_not_a_retry_storm() -> None:
+    tokens = Tokens()
+    client, seen = make_client(lambda _r: httpx.Response(401, json={"detail": "Invalid token."}), tokens=tokens)
+    with pytest.raises(AuthenticationError, match="after re-reading the token secret"):
+        client.create_backup(12345)
+    assert tokens.refreshes == 1
+    assert len(seen) == 2
+
+
+def test_the_token_never_leaks(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    client, seen = make_client(
+        sequence(
+            httpx.Response(503),
+            httpx.Response(401, json={"detail": "Invalid token."}),
+            httpx.Response(401, json={"detail": "Invalid token."}),
+        ),
+        retry=NO_WAIT,
+    )
+    with pytest.raises(AuthenticationError) as info:
+        client.list_backups()
+    assert seen[0].headers["Authorization"] == f"Bearer {SECRET_TOKEN}"  # it is sent...
+    captured = capsys.readouterr()
+    texts = [
+        str(info.value),
+        repr(info.value),
+        repr(client),
+        captured.out,
+        captured.err,
+        caplog.text,
+        str(vars(info.value)),
+    ]
+    for text in texts:  # ...and never shown
+        assert SECRET_TOKEN not in text

@@ -1,0 +1,125 @@
+"""template.yaml, prune part: every setting wired, the schedule, least privilege, logs, alarm."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import load_template
+from vpsbackup.prune.request import parse_prune_request
+from vpsbackup.prune.settings import PruneSettings
+from vpsbackup.settings import SharedSettings, env_name, load_settings
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def function(template: dict[str, Any]) -> dict[str, Any]:
+    props: dict[str, Any] = resources(template)["PruneBackupsFunction"]["Properties"]
+    return props
+
+
+def test_the_function_is_wired_to_its_handler(template: dict[str, Any]) -> None:
+    props = function(template)
+    assert props["CodeUri"] == "functions/prune_backups/"
+    assert props["Handler"] == "prune_backups.handler"
+    assert props["Timeout"] >= 300
+    assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "prune-backups"
+
+
+def test_every_prune_setting_comes_from_a_parameter(template: dict[str, Any]) -> None:
+    variables = function(template)["Environment"]["Variables"]
+    own = {env_name(f) for f in PruneSettings.model_fields} - {env_name(f) for f in SharedSettings.model_fields}
+    assert own <= set(variables)
+    for name in own:
+        ref = variables[name]["Ref"]
+        assert ref in template["Parameters"], name
+
+
+def test_the_template_defaults_are_valid_settings(template: dict[str, Any]) -> None:
+    # Given the defaults of the parameters, as a deployed function would see them
+    variables = function(template)["Environment"]["Variables"]
+    env = {name: str(template["Parameters"][ref["Ref"]]["Default"]) for name, ref in variables.items() if "Ref" in ref}
+    env |= {"VPS_API_TOKEN_SECRET": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:t", "STATE_TABLE_NAME": "t"}
+    # When they load, Then they are the documented defaults
+    settings = load_settings(PruneSettings, env)
+    assert settings.retention_policy.describe() == "last 3, daily 7, weekly 4, monthly 6"
+    assert (settings.prune_scope, settings.max_deletions_per_run, settings.dry_run) == ("managed", 50, False)
+    assert settings.prune_concurrency == 4
+
+
+def test_the_schedule_runs_daily_at_0330_through_a_role_that_can_only_invoke_this_function(
+    template: dict[str, Any],
+) -> None:
+    res = resources(template)
+    schedule = res["PruneBackupsSchedule"]["Properties"]
+    params = template["Parameters"]
+    assert params[schedule["ScheduleExpression"]["Ref"]]["Default"] == "cron(30 3 * * ? *)"
+    assert schedule["ScheduleExpressionTimezone"]["Ref"] in params
+    target = schedule["Target"]
+    assert target["Arn"] == {"GetAtt": "PruneBackupsFunction.Arn"}
+    assert target["DeadLetterConfig"]["Arn"] == {"GetAtt": "FailedInvocationsQueue.Arn"}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert (
+        parse_prune_request(
+            json.loads(target["Input"].replace("<aws.scheduler.scheduled-time>", "2025-01-16T03:30:00Z"))
+        ).trigger
+        == "schedule"
+    )
+    role = res[target["RoleArn"]["GetAtt"].split(".")[0]]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert {(s["Action"], json.dumps(s["Resource"])) for s in statements} == {
+        ("lambda:InvokeFunction", json.dumps({"GetAtt": "PruneBackupsFunction.Arn"})),
+        ("sqs:SendMessage", json.dumps({"GetAtt": "FailedInvocationsQueue.Arn"})),
+    }
+
+
+def test_the_function_may_read_the_secret_and_the_table_and_publish_nothing_more(template: dict[str, Any]) -> None:
+    statements = [s for p in function(template)["Policies"] for s in p["Statement"]]
+    granted = {
+        (a, json.dumps(s["Resource"]))
+        for s in statements
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert granted == {
+        ("secretsmanager:GetSecretValue", json.dumps({"Ref": "VpsApiTokenSecretArn"})),
+        ("dynamodb:Query", json.dumps({"GetAtt": "StateTable.Arn"})),
+        ("dynamodb:GetItem", json.dumps({"GetAtt": "StateTable.Arn"})),  # a hold re-checked before each delete
+        ("sns:Publish", json.dumps({"Ref": "NotificationsTopic"})),
+        # the topic is encrypted with the stack's own key: publishing needs it
+        ("kms:GenerateDataKey", json.dumps({"GetAtt": "NotificationsKey.Arn"})),
+        ("kms:Decrypt", json.dumps({"GetAtt": "NotificationsKey.Arn"})),
+        ("sqs:SendMessage", json.dumps({"GetAtt": "FailedInvocationsQueue.Arn"})),
+    }
+    assert all("*" not in action for action, _ in granted)
+
+
+def test_failures_are_kept_logged_and_alarmed(template: dict[str, Any]) -> None:
+    res = resources(template)
+    on_failure = function(template)["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+    assert on_failure == {"Type": "SQS", "Destination": {"GetAtt": "FailedInvocationsQueue.Arn"}}
+    log_group = res["PruneBackupsLogGroup"]["Properties"]
+    assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert log_group["LogGroupName"] == {"Sub": "/aws/lambda/${AWS::StackName}/prune-backups"}
+    alarm = res["PruneBackupsErrorsAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "PruneBackupsFunction"}}]
+
+
+def test_the_function_name_is_an_output(template: dict[str, Any]) -> None:
+    assert template["Outputs"]["PruneBackupsFunctionName"]["Value"] == {"Ref": "PruneBackupsFunction"}
+
+
+def test_a_failed_run_is_not_retried_so_the_valve_holds_per_run(template: dict[str, Any]) -> None:
+    # A retried run plans afresh and could delete MAX_DELETIONS_PER_RUN more: the next schedule retries instead.
+    assert function(template)["EventInvokeConfig"]["MaximumRetryAttempts"] == 0

@@ -1,0 +1,225 @@
+"""The restore guardrails in StateTable (moto): cooldown per server, a sliding hourly window across
+the fleet, duplicates, release and outcome-unknown semantics, and atomicity under threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.conftest import AwsEnv
+from vpsbackup.aws.state import StateTable
+from vpsbackup.restore.guard import GuardRefusal, RestoreClaim, RestoreGuard
+
+T0 = datetime(2025, 1, 16, 16, 5, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make_guard(aws: AwsEnv, clock: Clock) -> Callable[..., RestoreGuard]:
+    def make(cooldown: timedelta = timedelta(hours=6), max_per_hour: int = 3) -> RestoreGuard:
+        return RestoreGuard(
+            StateTable.from_name(aws.table_name), cooldown=cooldown, max_per_hour=max_per_hour, clock=clock
+        )
+
+    return make
+
+
+def claim(guard: RestoreGuard, server: int = 12345, transition: str = "t1", backup: int = 501) -> Any:
+    return guard.claim(server_id=server, backup_id=backup, transition_key=transition, alarm_name=f"alarm-{transition}")
+
+
+def test_a_first_claim_is_granted_and_locks_the_server_for_the_cooldown(
+    make_guard: Callable[..., RestoreGuard], clock: Clock
+) -> None:
+    guard = make_guard()
+    granted = claim(guard)
+    assert isinstance(granted, RestoreClaim)
+    assert granted.locked_until == T0 + timedelta(hours=6)
+    holder = guard.lock_holder(12345)
+    assert holder is not None
+    assert (holder.transition_key, holder.backup_id, holder.state) == ("t1", 501, "claimed")
+
+
+def test_another_alarm_on_the_same_server_inside_the_cooldown_is_refused(
+    make_guard: Callable[..., RestoreGuard], clock: Clock
+) -> None:
+    # Given a restore of server 12345 at T0
+    guard = make_guard()
+    first = claim(guard)
+    assert isinstance(first, RestoreClaim)
+    guard.mark_restored(first)
+    # When another alarm change for it comes 2 hours later
+    clock.advance(hours=2)
+    refused = claim(guard, transition="t2")
+    # Then it is refused as cooldown, saying until when
+    assert isinstance(refused, GuardRefusal)
+    assert refused.kind == "cooldown"
+    assert refused.not_before == T0 + timedelta(hours=6)
+    assert "was restored from backup 501" in refused.reason
+    assert "RESTORE_COOLDOWN" in refused.reason
+    # And after the cooldown it is granted
+    clock.advance(hours=4)
+    assert isinstance(claim(guard, transition="t3"), RestoreClaim)
+
+
+def test_the_same_transition_again_is_a_duplicate(make_guard: Callable[..., RestoreGuard]) -> None:
+    guard = make_guard()
+    assert isinstance(claim(guard), RestoreClaim)
+    refused = claim(guard)
+    assert isinstance(refused, GuardRefusal)
+    assert refused.kind == "duplicate"
+
+
+def test_the_cooldown_is_per_server(make_guard: Callable[..., RestoreGuard]) -> None:
+    guard = make_guard()
+    assert isinstance(claim(guard, 12345, "a"), RestoreClaim)
+    assert isinstance(claim(guard, 12346, "b"), RestoreClaim)
+
+
+def test_the_fleet_window_slides(make_guard: Callable[..., RestoreGuard], clock: Clock) -> None:
+    # Given 3 restores at T0, T0+20m, T0+40m on three servers (limit 3 per hour)
+    guard = make_guard(max_per_hour=3)
+    for i in range(3):
+        assert isinstance(claim(guard, 20000 + i, f"t{i}"), RestoreClaim)
+        clock.advance(minutes=20)
+    # When a 4th comes at T0+60m - 1s
+    clock.now = T0 + timedelta(minutes=59, seconds=59)
+    refused = claim(guard, 20010, "t10")
+    # Then it is refused until the oldest leaves the window
+    assert isinstance(refused, GuardRefusal)
+    assert refused.kind == "rate_limit"
+    assert refused.not_before == T0 + timedelta(hours=1)
+    assert "MAX_RESTORES_PER_HOUR" in refused.reason
+    # And a refused claim took no lock: the same server can be claimed once the window frees a slot
+    assert guard.lock_holder(20010) is None
+    clock.now = T0 + timedelta(hours=1)
+    assert isinstance(claim(guard, 20010, "t11"), RestoreClaim)
+    # But only one: the next two slots are still within their hour
+    assert isinstance(claim(guard, 20011, "t12"), GuardRefusal)
+
+
+def test_a_clock_hour_boundary_does_not_reset_the_window(make_guard: Callable[..., RestoreGuard], clock: Clock) -> None:
+    # Given 2 restores at 10:59 (limit 2)
+    guard = make_guard(max_per_hour=2)
+    clock.now = datetime(2025, 1, 16, 10, 59, tzinfo=UTC)
+    assert isinstance(claim(guard, 1, "a"), RestoreClaim)
+    assert isinstance(claim(guard, 2, "b"), RestoreClaim)
+    # When the clock passes 11:00 (a fixed window would reset here)
+    clock.now = datetime(2025, 1, 16, 11, 1, tzinfo=UTC)
+    # Then no more restores until 11:59
+    assert isinstance(claim(guard, 3, "c"), GuardRefusal)
+
+
+def test_zero_per_hour_switches_restores_off(make_guard: Callable[..., RestoreGuard]) -> None:
+    refused = claim(make_guard(max_per_hour=0))
+    assert isinstance(refused, GuardRefusal)
+    assert refused.kind == "rate_limit"
+    assert "switched off" in refused.reason
+
+
+def test_a_released_claim_frees_the_slot_and_lets_a_new_alarm_try_but_not_a_redelivery(
+    make_guard: Callable[..., RestoreGuard],
+) -> None:
+    # Given a claim whose restore the API refused (released), with a limit of 1 per hour
+    guard = make_guard(max_per_hour=1)
+    first = claim(guard, transition="t1")
+    assert isinstance(first, RestoreClaim)
+    guard.release(first, "HTTP 409")
+    assert guard.slot_times() == {}
+    # When the same alarm change is redelivered: still a duplicate (no retry loop)
+    again = claim(guard, transition="t1")
+    assert isinstance(again, GuardRefusal)
+    assert again.kind == "duplicate"
+    # When a new alarm change comes for the same server: it may try (lock released, slot free)
+    assert isinstance(claim(guard, transition="t2"), RestoreClaim)
+
+
+def test_an_unknown_outcome_keeps_the_lock_and_the_slot(make_guard: Callable[..., RestoreGuard]) -> None:
+    guard = make_guard(max_per_hour=1)
+    first = claim(guard, transition="t1")
+    assert isinstance(first, RestoreClaim)
+    guard.mark_outcome_unknown(first, "POST timed out")
+    holder = guard.lock_holder(12345)
+    assert holder is not None
+    assert holder.state == "outcome_unknown"
+    refused = claim(guard, transition="t2")
+    assert isinstance(refused, GuardRefusal)
+    assert refused.kind == "cooldown"
+    assert "outcome unknown" in refused.reason
+    assert isinstance(claim(guard, 999, "t3"), GuardRefusal)  # the fleet slot is still used
+
+
+def test_check_is_read_only(make_guard: Callable[..., RestoreGuard]) -> None:
+    guard = make_guard(max_per_hour=1)
+    assert guard.check(server_id=12345, transition_key="t1") is None
+    assert guard.check(server_id=12345, transition_key="t1") is None
+    assert guard.lock_holder(12345) is None
+    assert guard.slot_times() == {}
+    assert isinstance(claim(guard), RestoreClaim)
+    refusal = guard.check(server_id=12346, transition_key="t9")
+    assert refusal is not None
+    assert refusal.kind == "rate_limit"
+
+
+@pytest.mark.usefixtures("atomic_moto")
+def test_ten_concurrent_claims_on_one_server_grant_one(make_guard: Callable[..., RestoreGuard]) -> None:
+    # Given 10 different alarm changes for server 12345 racing
+    guard = make_guard(max_per_hour=10)
+    results: list[Any] = []
+    barrier = threading.Barrier(10)
+
+    def race(i: int) -> None:
+        barrier.wait()
+        results.append(claim(guard, 12345, f"t{i}"))
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then exactly one is granted and one fleet slot is used
+    assert sum(isinstance(r, RestoreClaim) for r in results) == 1
+    assert all(r.kind == "cooldown" for r in results if isinstance(r, GuardRefusal))
+    assert len(guard.slot_times()) == 1
+
+
+@pytest.mark.usefixtures("atomic_moto")
+def test_concurrent_claims_across_the_fleet_never_exceed_the_limit(make_guard: Callable[..., RestoreGuard]) -> None:
+    # Given 8 servers alarming at once with a limit of 3 per hour
+    guard = make_guard(max_per_hour=3)
+    results: list[Any] = []
+    barrier = threading.Barrier(8)
+
+    def race(i: int) -> None:
+        barrier.wait()
+        results.append(claim(guard, 30000 + i, f"t{i}"))
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then exactly 3 are granted, each on its own slot, and 5 refused by the rate limit
+    granted = [r for r in results if isinstance(r, RestoreClaim)]
+    assert len(granted) == 3
+    assert sorted(r.slot for r in granted) == [0, 1, 2]
+    assert [r.kind for r in results if isinstance(r, GuardRefusal)] == ["rate_limit"] * 5

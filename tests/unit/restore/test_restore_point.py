@@ -1,0 +1,272 @@
+"""The restore point (SPEC §5): the deploy's backup first, else the newest completed one before the
+alarm, never too old, never another server's — examples, then properties over random fleets."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vpsbackup.provider.models import Backup
+from vpsbackup.records import DeploymentRecord
+from vpsbackup.restore.point import RestorePointDecision, choose_restore_point
+
+SERVER = 12345
+OTHER = 12346
+ALARM_AT = datetime(2025, 1, 16, 16, 5, tzinfo=UTC)
+MAX_AGE = timedelta(days=7)
+
+
+def backup(
+    id: int,
+    created_at: datetime,
+    *,
+    status: str = "completed",
+    server: int = SERVER,
+    backup_type: str = "automatic",
+) -> Backup:
+    return Backup.model_validate(
+        {
+            "id": id,
+            "server": {"id": server, "name": f"web-{server}"},
+            "backup_type": backup_type,
+            "status": status,
+            "created_at": created_at.isoformat(),
+        }
+    )
+
+
+def deployment(backup_id: int | None, received_at: datetime, *, server: int = SERVER) -> DeploymentRecord:
+    return DeploymentRecord(deployment_id="gh-8812-1", server_id=server, received_at=received_at, backup_id=backup_id)
+
+
+def choose(
+    backups: list[Backup], dep: DeploymentRecord | None = None, max_age: timedelta = MAX_AGE
+) -> RestorePointDecision:
+    return choose_restore_point(SERVER, backups, deployment=dep, alarm_at=ALARM_AT, max_age=max_age)
+
+
+# -- examples --------------------------------------------------------------------------------------
+
+
+def test_the_deploys_backup_wins_over_a_newer_automatic_backup() -> None:
+    # Given a pre-deploy backup at 15:45, and an automatic backup at 16:00, after the deploy
+    pre_deploy = backup(499, ALARM_AT - timedelta(minutes=20), backup_type="manual")
+    newer = backup(501, ALARM_AT - timedelta(minutes=5))
+    # When the alarm fires at 16:05
+    decision = choose([newer, pre_deploy], deployment(499, ALARM_AT - timedelta(minutes=21)))
+    # Then the deploy's backup is chosen, and the reason names the deployment
+    assert decision.backup == pre_deploy
+    assert decision.basis == "deployment"
+    assert "gh-8812-1" in decision.reason
+
+
+def test_without_a_deployment_the_newest_completed_backup_before_the_alarm_is_chosen() -> None:
+    # Given backups listed out of order, one in progress, one after the alarm
+    old = backup(495, ALARM_AT - timedelta(days=2))
+    newest = backup(499, ALARM_AT - timedelta(days=1))
+    running = backup(502, ALARM_AT - timedelta(hours=1), status="in_progress")
+    after = backup(503, ALARM_AT + timedelta(minutes=1))
+    # When the restore point is chosen
+    decision = choose([running, newest, after, old])
+    # Then it is the newest completed backup created before the alarm
+    assert decision.backup == newest
+    assert decision.basis == "newest_completed"
+    assert "no deployment" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("deploy_backup", "why"),
+    [
+        (backup(499, ALARM_AT - timedelta(minutes=20), status="in_progress"), "in_progress"),
+        (backup(499, ALARM_AT - timedelta(minutes=20), status="failed"), "failed"),
+        (backup(499, ALARM_AT + timedelta(minutes=1)), "not before the alarm"),
+        (backup(499, ALARM_AT - timedelta(days=8)), "RESTORE_MAX_BACKUP_AGE"),
+        (None, "not among"),
+    ],
+)
+def test_an_unusable_deploy_backup_falls_back_to_the_newest_completed_one(
+    deploy_backup: Backup | None, why: str
+) -> None:
+    # Given the deployment's backup is not usable, and an older completed backup exists
+    fallback = backup(480, ALARM_AT - timedelta(days=1))
+    backups = [fallback] + ([deploy_backup] if deploy_backup else [])
+    # When the restore point is chosen
+    decision = choose(backups, deployment(499, ALARM_AT - timedelta(minutes=21)))
+    # Then the fallback is chosen and the reason says why the deploy's backup was not
+    assert decision.backup == fallback
+    assert decision.basis == "newest_completed"
+    assert why in decision.reason
+
+
+def test_a_deployment_without_a_recorded_backup_falls_back() -> None:
+    fallback = backup(480, ALARM_AT - timedelta(days=1))
+    decision = choose([fallback], deployment(None, ALARM_AT - timedelta(hours=1)))
+    assert decision.backup == fallback
+    assert "no recorded backup" in decision.reason
+
+
+def test_a_deployment_received_after_the_alarm_is_not_used() -> None:
+    # Given the deployment's request came in after the alarm (the caller should not pass it, but)
+    deploy_backup = backup(499, ALARM_AT - timedelta(minutes=1))
+    older = backup(480, ALARM_AT - timedelta(days=1))
+    decision = choose([deploy_backup, older], deployment(499, ALARM_AT + timedelta(minutes=1)))
+    # Then the rule "newest completed before the alarm" applies
+    assert decision.basis == "newest_completed"
+    assert decision.backup == deploy_backup
+
+
+def test_another_servers_backup_is_never_chosen_even_if_the_api_returns_it() -> None:
+    # Given the listing (wrongly filtered) contains a newer backup of another server, also named by the deploy
+    foreign = backup(499, ALARM_AT - timedelta(minutes=10), server=OTHER)
+    own = backup(480, ALARM_AT - timedelta(days=1))
+    decision = choose([foreign, own], deployment(499, ALARM_AT - timedelta(minutes=11)))
+    # Then only this server's backup can be chosen
+    assert decision.backup == own
+
+
+def test_a_deployment_record_of_another_server_is_ignored() -> None:
+    own = backup(480, ALARM_AT - timedelta(days=1))
+    decision = choose([own, backup(499, ALARM_AT - timedelta(hours=1))], deployment(499, ALARM_AT, server=OTHER))
+    assert decision.basis == "newest_completed"
+
+
+def test_nothing_within_the_max_age_means_no_restore_and_says_why() -> None:
+    # Given only a completed backup older than 7 days, one failed and one of another server
+    backups = [
+        backup(400, ALARM_AT - timedelta(days=8)),
+        backup(401, ALARM_AT - timedelta(hours=2), status="failed"),
+        backup(402, ALARM_AT - timedelta(hours=1), server=OTHER),
+    ]
+    # When the restore point is chosen
+    decision = choose(backups)
+    # Then there is none, and the reason counts what was seen
+    assert decision.backup is None
+    assert decision.basis == "none"
+    assert "1 completed but older than 1w" in decision.reason
+    assert "1 not completed" in decision.reason
+    assert "1 of other servers ignored" in decision.reason
+
+
+def test_no_backups_at_all() -> None:
+    decision = choose([])
+    assert decision.backup is None
+    assert "0 backup(s)" in decision.reason
+
+
+def test_the_max_age_boundary_is_inclusive() -> None:
+    exactly = backup(1, ALARM_AT - MAX_AGE)
+    assert choose([exactly]).backup == exactly
+    assert choose([backup(2, ALARM_AT - MAX_AGE - timedelta(microseconds=1))]).backup is None
+
+
+def test_a_backup_made_at_the_alarm_instant_is_not_before_it() -> None:
+    assert choose([backup(1, ALARM_AT)]).backup is None
+
+
+def test_ties_on_created_at_are_broken_by_id_not_by_listing_order() -> None:
+    at = ALARM_AT - timedelta(hours=1)
+    a, b = backup(10, at), backup(11, at)
+    assert choose([a, b]).backup == b
+    assert choose([b, a]).backup == b
+
+
+def test_offsets_are_compared_as_instants() -> None:
+    # 17:00+02:00 is 15:00Z: before the 16:05Z alarm
+    tz_backup = Backup.model_validate(
+        {
+            "id": 7,
+            "server": {"id": SERVER},
+            "backup_type": "manual",
+            "status": "completed",
+            "created_at": "2025-01-16T17:00:00+02:00",
+        }
+    )
+    assert choose([tz_backup]).backup == tz_backup
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+STATUSES = st.sampled_from(["completed", "completed", "completed", "in_progress", "failed", "deleting"])
+OFFSETS = st.integers(min_value=-10 * 24 * 60, max_value=60)  # minutes around the alarm
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> tuple[list[Backup], DeploymentRecord | None, timedelta]:
+    n = draw(st.integers(min_value=0, max_value=12))
+    backups = [
+        backup(
+            1000 + i,
+            ALARM_AT + timedelta(minutes=draw(OFFSETS)),
+            status=draw(STATUSES),
+            server=draw(st.sampled_from([SERVER, SERVER, SERVER, OTHER])),
+            backup_type=draw(st.sampled_from(["manual", "automatic"])),
+        )
+        for i in range(n)
+    ]
+    dep: DeploymentRecord | None = None
+    if draw(st.booleans()):
+        backup_id = draw(st.one_of(st.none(), st.sampled_from([b.id for b in backups] or [999])))
+        dep = deployment(backup_id, ALARM_AT + timedelta(minutes=draw(st.integers(-3 * 24 * 60, 10))))
+    max_age = timedelta(hours=draw(st.integers(min_value=1, max_value=9 * 24)))
+    return backups, dep, max_age
+
+
+@settings(max_examples=400, deadline=None)
+@given(fleets())
+def test_properties_of_the_chosen_backup(fleet: tuple[list[Backup], DeploymentRecord | None, timedelta]) -> None:
+    backups, dep, max_age = fleet
+    decision = choose(backups, dep, max_age)
+    usable = [
+        b for b in backups if b.server.id == SERVER and b.is_completed and ALARM_AT - max_age <= b.created_at < ALARM_AT
+    ]
+    assert decision.reason
+    if decision.backup is None:
+        # None only when nothing is usable
+        assert usable == []
+        assert decision.basis == "none"
+        return
+    chosen = decision.backup
+    # Chosen: completed, this server's, before the alarm, within the max age
+    assert chosen.is_completed
+    assert chosen.server.id == SERVER
+    assert chosen.created_at < ALARM_AT
+    assert chosen.created_at >= ALARM_AT - max_age
+    assert chosen in usable
+    if decision.basis == "deployment":
+        assert dep is not None
+        assert chosen.id == dep.backup_id
+        assert dep.received_at < ALARM_AT
+    else:
+        # No usable backup is newer than the chosen one, unless the deploy's backup was chosen
+        assert all(b.created_at <= chosen.created_at for b in usable)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fleets(), st.randoms())
+def test_the_decision_does_not_depend_on_the_listing_order(
+    fleet: tuple[list[Backup], DeploymentRecord | None, timedelta], rnd: random.Random
+) -> None:
+    backups, dep, max_age = fleet
+    shuffled = list(backups)
+    rnd.shuffle(shuffled)
+    assert choose(backups, dep, max_age).backup == choose(shuffled, dep, max_age).backup
+
+
+@settings(max_examples=200, deadline=None)
+@given(fleets())
+def test_a_usable_deploy_backup_is_always_chosen(
+    fleet: tuple[list[Backup], DeploymentRecord | None, timedelta],
+) -> None:
+    backups, dep, max_age = fleet
+    if dep is None or dep.received_at >= ALARM_AT:
+        return
+    deploy_backup = next((b for b in backups if b.id == dep.backup_id and b.server.id == SERVER), None)
+    if deploy_backup is None or not deploy_backup.is_completed:
+        return
+    if not (ALARM_AT - max_age <= deploy_backup.created_at < ALARM_AT):
+        return
+    assert choose(backups, dep, max_age).backup == deploy_backup
