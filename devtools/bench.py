@@ -41,7 +41,7 @@ Reading these numbers:
   times the number of pages. Bigger pages, if the provider allows them, are the lever.
 - The cold import is what a cold start pays before the handler runs (boto3, Powertools with the
   X-Ray SDK, pydantic, httpx). On Lambda the layer ships byte-compiled (layers/shared/Makefile),
-  which TOOLING-NOTES measured at 339 ms instead of 548 ms for the same imports.
+  which was measured at 339 ms instead of 548 ms for the same imports.
 """
 
 POLICY = RetentionPolicy(keep_last=3, keep_daily=7, keep_weekly=4, keep_monthly=6)

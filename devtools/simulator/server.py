@@ -1,4 +1,4 @@
-"""A faithful local simulator of the VPS provider's Backups API (see ``docs``/``vps-backups-api.md``).
+"""A faithful local simulator of the VPS provider's Backups API (see ``docs/provider-api.md``).
 
 Why the standard library (``http.server.ThreadingHTTPServer`` + ``BaseHTTPRequestHandler``):
 

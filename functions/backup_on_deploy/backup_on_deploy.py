@@ -1,6 +1,6 @@
 """BackupOnDeployFunction: a CI deploy hook makes one manual backup per deployment and server.
 
-Two triggers (SPEC §3): an EventBridge ``Deployment Started`` event from ``ci.deploy``, and the
+Two triggers (docs/backup-on-deploy.md): an EventBridge ``Deployment Started`` event from ``ci.deploy``, and the
 Lambda Function URL (``POST`` a deploy request, ``GET ?deployment_id=`` its status), both signed
 with HMAC-SHA256. This module only parses the trigger, calls :mod:`vpsbackup.deploy.job` and shapes
 the answer.

@@ -1,4 +1,4 @@
-"""PruneBackupsFunction: delete the manual backups the retention policy no longer keeps (SPEC §4).
+"""PruneBackupsFunction: delete the manual backups the retention policy no longer keeps (docs/prune.md).
 
 Triggers: the EventBridge Scheduler schedule (daily by default), a classic EventBridge scheduled
 event, or a manual invoke ``{"dry_run": true, "server_ids": [12345]}``. This module only wires:

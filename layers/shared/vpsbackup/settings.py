@@ -21,7 +21,7 @@ DEFAULT_API_BASE_URL = "https://admin.vps.org/api/v1"
 
 
 class SharedSettings(BaseModel):
-    """The variables every function has (SPEC §2)."""
+    """The variables every function has (docs/configuration.md)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
 

@@ -1,4 +1,4 @@
-"""Backup on deploy (SPEC §3): one manual backup per (deployment, server), recorded for restore.
+"""Backup on deploy (docs/backup-on-deploy.md): one manual backup per (deployment, server), recorded for restore.
 
 :func:`back_up_deployment` walks the servers one by one through the claim protocol of
 :mod:`vpsbackup.deploy.claims`; each server gets its own result and one failure never hides the others.

@@ -1,4 +1,4 @@
-"""The deploy request (SPEC §3): its model, the servers it names, the backup description, and the
+"""The deploy request (docs/backup-on-deploy.md): its model, the servers it names, the backup description, and the
 webhook's HMAC signature.
 
 Everything here is pure: no environment, no AWS, no provider. The handler authenticates a webhook

@@ -8,7 +8,7 @@ from vpsbackup.settings import SharedSettings
 
 
 class BackupOnDeploySettings(SharedSettings):
-    """SPEC §3."""
+    """docs/configuration.md, backup on deploy."""
 
     # {"production": [12345, 12346]}: the servers an `environment` name stands for.
     server_groups: Json[dict[str, list[PositiveInt]]] = Field(default_factory=dict)

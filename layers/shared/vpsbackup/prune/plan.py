@@ -3,7 +3,7 @@
 :func:`plan_prune` takes the fleet's backups as listed (any order, possibly with the same backup
 listed twice), the holds in force and the settings, and says for every backup whether to delete,
 keep, skip or defer it, and why. The handler only executes ``plan.to_delete``. The rules of
-SPEC section 4, in the order they are applied:
+docs/prune.md, in the order they are applied:
 
 1. only ``manual`` backups are candidates; with ``scope="managed"`` only those carrying this
    project's marker; everything else is *skipped* (never deleted, never counted by a rule);

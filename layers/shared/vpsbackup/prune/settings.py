@@ -62,7 +62,7 @@ def _retention_overrides(value: Any) -> Any:
 
 
 class PruneSettings(SharedSettings):
-    """SPEC §4. The retention JSON is parsed here, at cold start: a bad or empty policy fails naming
+    """docs/configuration.md, prune. The retention JSON is parsed here, at cold start: a bad or empty policy fails naming
     ``RETENTION_POLICY`` (or ``RETENTION_OVERRIDES``) before anything is listed or deleted."""
 
     retention_policy: Annotated[RetentionPolicy, BeforeValidator(_retention_policy)]

@@ -376,7 +376,7 @@ def _resolve_first(
     alarm_server_map: Mapping[str, int],
     tags: Callable[[], Mapping[str, str] | None],
 ) -> ServerResolution:
-    """The first source that names a server, in SPEC order (see :func:`resolve_server`)."""
+    """The first source that names a server, in the documented order (see :func:`resolve_server`)."""
     notes: list[str] = []
     values = transition.dimension_values(dimension)
     if len(values) == 1:

@@ -1,4 +1,4 @@
-"""The restore guardrails, enforced atomically in ``StateTable`` (SPEC §5).
+"""The restore guardrails, enforced atomically in ``StateTable`` (docs/restore-on-alarm.md).
 
 Two limits, claimed together in one DynamoDB ``TransactWriteItems`` so that duplicate and
 concurrent alarms restore once and a storm of alarms cannot restore the whole fleet:

@@ -1,4 +1,4 @@
-"""Restore on alarm (SPEC §5): from one alarm transition to one outcome, told to the people on call.
+"""Restore on alarm (docs/restore-on-alarm.md): from one alarm transition to one outcome, told to the people on call.
 
 The decisions are pure and live elsewhere (``restore.alarm.resolve_server``,
 ``restore.point.choose_restore_point``); the guardrails are ``restore.guard``. This module only

@@ -1,4 +1,4 @@
-"""Which backup to restore a server from when an alarm fires (SPEC §5): a pure decision.
+"""Which backup to restore a server from when an alarm fires (docs/restore-on-alarm.md): a pure decision.
 
 1. The backup made for the server's most recent recorded deployment before the alarm, if that
    deployment's request was received before the alarm's state-change time and its backup is

@@ -12,7 +12,7 @@ from vpsbackup.settings import SharedSettings
 
 
 class RestoreOnAlarmSettings(SharedSettings):
-    """SPEC §5."""
+    """docs/configuration.md, restore on alarm."""
 
     alarm_name_prefix: str = ""
     server_id_dimension: str = Field(default="ServerId", min_length=1)
