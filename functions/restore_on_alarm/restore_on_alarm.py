@@ -1,164 +1,23 @@
 """RestoreOnAlarmFunction: a CloudWatch alarm entering ALARM (EventBridge or SNS) -> a guarded restore.
 
-Thin: parse the trigger, drop what must not restore (logged with the reason), run each alarm
-transition once through ``vpsbackup.restore.job.AlarmRestorer`` and count the outcomes. Settings are
-validated on the first invocation (a bad one fails it, naming the variable) and everything built
-from them is reused by warm invocations.
-
-Powertools Idempotency, keyed on the alarm transition (alarm, new state, state-change time), is
-the first layer against redeliveries: a repeat gets the first outcome back without acting or
-notifying again. The StateTable guard (``vpsbackup.restore.guard``) is the real guarantee.
+Thin: :func:`vpsbackup.restore.wiring.handle_alarm_event` parses the trigger, drops what must not
+restore (logged with the reason), runs each alarm transition once (Powertools Idempotency) through
+``vpsbackup.restore.job.AlarmRestorer`` and counts the outcomes; this module returns them.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-import boto3
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from vpsbackup.observability import logger, tracer
+from vpsbackup.restore.wiring import IDEMPOTENCY_PK, IDEMPOTENCY_TTL_S, handle_alarm_event, reset
 
-from vpsbackup.aws import runtime
-from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE
-from vpsbackup.observability import logger, metrics, tracer
-from vpsbackup.restore.alarm import AlarmEventError, AlarmTransition, parse_alarm_event
-from vpsbackup.restore.guard import RestoreGuard
-from vpsbackup.restore.job import AlarmRestorer, RestoreOutcome
-from vpsbackup.restore.settings import RestoreOnAlarmSettings
-from vpsbackup.settings import load_settings
-
-IDEMPOTENCY_PK = "idempotency#restore-on-alarm"
-IDEMPOTENCY_TTL_S = 24 * 3600  # EventBridge redelivers for up to 24 h
-
-
-@dataclass
-class _Wiring:
-    settings: RestoreOnAlarmSettings
-    restorer: AlarmRestorer
-    idempotency: IdempotencyConfig
-    process: Callable[..., dict[str, Any]]
-
-
-_wiring_lock = threading.Lock()
-_wiring_cache: _Wiring | None = None
-_metrics_lock = threading.Lock()
-
-
-def _alarm_tags_reader() -> Callable[[str], Mapping[str, str]]:
-    cloudwatch = boto3.client("cloudwatch")
-
-    def read(alarm_arn: str) -> Mapping[str, str]:
-        tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm_arn).get("Tags", [])
-        return {str(t["Key"]): str(t["Value"]) for t in tags}
-
-    return read
-
-
-def _build() -> _Wiring:
-    settings = load_settings(RestoreOnAlarmSettings)
-    state = runtime.state_table(settings.state_table_name)
-    restorer = AlarmRestorer(
-        settings,
-        client=runtime.api_client(settings.vps_api_base_url, settings.vps_api_token_secret),
-        state=state,
-        guard=RestoreGuard(state, cooldown=settings.restore_cooldown, max_per_hour=settings.max_restores_per_hour),
-        notifier=runtime.notifier(settings.notify_topic_arn),
-        alarm_tags=_alarm_tags_reader(),
-    )
-    idempotency = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_S)
-    persistence = DynamoDBPersistenceLayer(
-        table_name=settings.state_table_name,
-        key_attr=PK,
-        sort_key_attr=SK,
-        static_pk_value=IDEMPOTENCY_PK,
-        expiry_attr=TTL_ATTRIBUTE,
-    )
-
-    def process(*, idempotency_key: dict[str, str], transition: AlarmTransition, ran: list[bool]) -> dict[str, Any]:
-        ran.append(True)  # tells a fresh run from a replayed one
-        return restorer.handle(transition).as_dict()
-
-    idempotent = idempotent_function(
-        data_keyword_argument="idempotency_key", persistence_store=persistence, config=idempotency
-    )
-    return _Wiring(settings, restorer, idempotency, cast(Callable[..., dict[str, Any]], idempotent(process)))
-
-
-def _wiring() -> _Wiring:
-    global _wiring_cache
-    with _wiring_lock:
-        if _wiring_cache is None:
-            _wiring_cache = _build()
-        return _wiring_cache
-
-
-def reset() -> None:
-    """Forget the settings and everything built from them (tests; a changed environment)."""
-    global _wiring_cache
-    with _wiring_lock:
-        _wiring_cache = None
-
-
-def _handle_transition(wiring: _Wiring, transition: AlarmTransition) -> RestoreOutcome:
-    log = {"alarm": transition.alarm_name, "transition": transition.key, "source": transition.source}
-    if (why := transition.ignore_reason(wiring.settings.alarm_name_prefix)) is not None:
-        logger.info("alarm event ignored", extra={**log, "why": why})
-        return RestoreOutcome("ignored", why, transition.alarm_name, cause="not_entering_alarm")
-    ran: list[bool] = []
-    try:
-        result = wiring.process(idempotency_key={"transition": transition.key}, transition=transition, ran=ran)
-    except IdempotencyAlreadyInProgressError:
-        # Another invocation is handling this very transition; if it fails, Lambda retries *it*.
-        logger.info("duplicate alarm change: already being handled by another invocation", extra=log)
-        return RestoreOutcome(
-            "duplicate",
-            "the same alarm change is being handled by another invocation",
-            transition.alarm_name,
-            cause="in_progress",
-        )
-    outcome = RestoreOutcome.from_dict(result)
-    if not ran:
-        logger.info("duplicate alarm change: returning the first outcome", extra={**log, "first": outcome.outcome})
-        return RestoreOutcome(
-            "duplicate",
-            f"already handled: {outcome.outcome} ({outcome.reason})",
-            outcome.alarm_name,
-            outcome.server_id,
-            outcome.backup_id,
-            cause="redelivery",
-        )
-    return outcome
-
-
-def _count(outcomes: list[RestoreOutcome]) -> None:
-    # One Metrics object per process (observability); tests run handlers in threads, so flush under a lock.
-    with _metrics_lock:
-        for outcome in outcomes:
-            metrics.add_metric(name=outcome.metric_name, unit=MetricUnit.Count, value=1)
-        metrics.flush_metrics()
+__all__ = ["IDEMPOTENCY_PK", "IDEMPOTENCY_TTL_S", "handler", "reset"]
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Returns ``{"outcomes": [...]}``, one per alarm transition in the event."""
-    wiring = _wiring()
-    wiring.idempotency.register_lambda_context(context)
-    wiring.restorer.client.set_deadline(runtime.remaining_seconds(context))
-    try:
-        transitions = parse_alarm_event(event)
-    except AlarmEventError as exc:
-        logger.warning("event ignored: not an alarm state change", extra={"why": str(exc)})
-        outcomes = [RestoreOutcome("ignored", str(exc), cause="not_an_alarm")]
-    else:
-        outcomes = [_handle_transition(wiring, transition) for transition in transitions]
-    _count(outcomes)
+    outcomes = handle_alarm_event(event, context)
     return {"outcomes": [outcome.as_dict() for outcome in outcomes]}

@@ -1,4 +1,4 @@
-"""The webhook's HMAC signature: how CI signs a call and how the function checks it.
+"""The webhook's HMAC signature: how CI signs a call, how the function checks it, and the signed bytes.
 
 Signature (the CI side is in the README)::
 
@@ -9,6 +9,7 @@ Signature (the CI side is in the README)::
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -55,6 +56,21 @@ def verify_signature(
     expected = signature_for(secret or "", timestamp if timestamp_ok else "0", body)
     digest_ok = hmac.compare_digest(expected.encode("ascii"), provided.encode("utf-8"))
     return bool(secret) and fresh and digest_ok
+
+
+def decode_body(body: str | None, *, base64_encoded: bool) -> bytes:
+    """The raw bytes that were signed: a Function URL body as sent (base64 decoded when it says so).
+
+    Raises ValueError for a body that claims base64 and is not.
+    """
+    if body is None:
+        return b""
+    if base64_encoded:
+        try:
+            return base64.b64decode(body, validate=True)
+        except binascii.Error:
+            raise ValueError("body is not valid base64") from None
+    return body.encode("utf-8")
 
 
 def resign_function_url_event(event: Mapping[str, Any], secret: str, now: float) -> dict[str, Any]:

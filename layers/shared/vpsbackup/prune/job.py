@@ -39,6 +39,7 @@ from vpsbackup.errors import ConfigurationError
 from vpsbackup.observability import logger, metrics
 from vpsbackup.provider.errors import AuthenticationError, BackupAlreadyGoneError, VpsApiError
 from vpsbackup.provider.models import BACKUP_MANUAL, Backup
+from vpsbackup.prune import messages
 from vpsbackup.prune.plan import BackupDecision, PrunePlan, Scope, plan_prune
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.prune.retention import RetentionPolicies
@@ -53,8 +54,6 @@ STOP_STARTING_MARGIN_S = 20.0
 # CloudWatch Logs takes events up to 256 KB: above this, the log record lists only the decisions
 # that change something (delete, defer) and counts the others.
 _LOG_RECORD_LIMIT = 200_000
-# Backups named one by one in a notification; the rest are counted.
-_NOTIFY_LIST_LIMIT = 20
 
 Outcome = Literal["deleted", "already_gone", "failed", "not_started", "dry_run"]
 OUTCOMES: tuple[Outcome, ...] = ("deleted", "already_gone", "failed", "not_started", "dry_run")
@@ -197,7 +196,13 @@ class PruneReport:
         """Subject and text for people, or None when the run needs no attention."""
         if not self.needs_attention:
             return None
-        return _notification(self)
+        return messages.needs_a_look(
+            self.request,
+            self.plan,
+            self.totals,
+            failed=[(d, self._by_id[d.backup_id].detail) for d in self.with_outcome("failed")],
+            not_started=[(d, self._by_id[d.backup_id].detail) for d in self.with_outcome("not_started")],
+        )
 
 
 def list_backups_to_plan(client: BackupsApi, server_ids: Sequence[int] | None) -> tuple[list[Backup], Listing]:
@@ -354,72 +359,3 @@ def publish_report(report: PruneReport, *, notifier: Notifier) -> None:
     if message is not None:
         subject, text = message
         notifier.publish(subject, text, attributes={"job": "prune"})
-
-
-# -- words for people --------------------------------------------------------------------------
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else (many or one + 's')}"
-
-
-def _backup_line(decision: BackupDecision, detail: str = "") -> str:
-    line = f"- backup {decision.backup_id} of server {decision.server_id}, made {_when(decision.created_at)}"
-    return f"{line}: {detail}" if detail else line
-
-
-def _listed(lines: list[str]) -> list[str]:
-    if len(lines) <= _NOTIFY_LIST_LIMIT:
-        return lines
-    return [*lines[:_NOTIFY_LIST_LIMIT], f"- … and {len(lines) - _NOTIFY_LIST_LIMIT} more (see the function's log)"]
-
-
-def _notification(report: PruneReport) -> tuple[str, str]:
-    totals = report.totals
-    plan = report.plan
-    failed = report.with_outcome("failed")
-    problems = []
-    if failed:
-        problems.append(f"{_plural(len(failed), 'deletion')} failed")
-    if plan.valve_tripped:
-        problems.append(f"safety valve held back {_plural(len(plan.deferred), 'deletion')}")
-    subject = "VPS backup prune: " + ", ".join(problems)
-
-    what = "The scheduled prune" if report.request.trigger != "manual" else "A prune run started by hand"
-    scope = " for servers " + ", ".join(str(s) for s in report.request.server_ids) if report.request.server_ids else ""
-    lines = [
-        f"{what} of manual VPS backups{scope} at {_when(plan.now)} needs a look.",
-        "",
-        f"Deleted {_plural(totals['deleted'] + totals['already_gone'], 'backup')}"
-        + (f" ({totals['already_gone']} of them were already gone)" if totals["already_gone"] else "")
-        + f", kept {totals['kept']} that the retention policy keeps, left alone {totals['skipped']} "
-        "(automatic backups, backups made by people or still in progress).",
-    ]
-    if failed:
-        lines += [
-            "",
-            f"{_plural(len(failed), 'backup')} could not be deleted. They are still there and the next run will "
-            "try again; if this repeats, check the provider's status and the API token:",
-            *_listed([_backup_line(d, report._by_id[d.backup_id].detail) for d in failed]),
-        ]
-    if plan.valve_tripped:
-        lines += [
-            "",
-            f"Safety valve: one run deletes at most {plan.max_deletions} backups (MAX_DELETIONS_PER_RUN), and the "
-            f"retention policy wanted {plan.max_deletions + len(plan.deferred)} deletions. The oldest "
-            f"{plan.max_deletions} went first; the {len(plan.deferred)} others wait for the next runs. "
-            "This is expected the first time prune runs or after the policy was tightened. If neither happened, "
-            "check RETENTION_POLICY before raising the limit: a policy that keeps too little looks like this.",
-        ]
-    not_started = report.with_outcome("not_started")
-    if not_started:
-        lines += [
-            "",
-            f"{_plural(len(not_started), 'deletion')} did not start ({report._by_id[not_started[0].backup_id].detail})"
-            "; the next run picks them up.",
-        ]
-    return subject, "\n".join(lines)

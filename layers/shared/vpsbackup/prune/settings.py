@@ -62,8 +62,9 @@ def _retention_overrides(value: Any) -> Any:
 
 
 class PruneSettings(SharedSettings):
-    """docs/configuration.md, prune. The retention JSON is parsed here, at cold start: a bad or empty policy fails naming
-    ``RETENTION_POLICY`` (or ``RETENTION_OVERRIDES``) before anything is listed or deleted."""
+    """docs/configuration.md, prune. The retention JSON is parsed here, at cold start: a bad or empty
+    policy fails naming ``RETENTION_POLICY`` (or ``RETENTION_OVERRIDES``) before anything is listed or
+    deleted."""
 
     retention_policy: Annotated[RetentionPolicy, BeforeValidator(_retention_policy)]
     retention_overrides: Annotated[dict[int, RetentionPolicy], BeforeValidator(_retention_overrides)] = Field(

@@ -48,7 +48,8 @@ from vpsbackup.provider.errors import (
 )
 from vpsbackup.provider.models import Backup, RestoreAccepted
 from vpsbackup.records import Hold
-from vpsbackup.restore.alarm import AlarmTransition, ServerResolution, resolve_server
+from vpsbackup.restore import messages
+from vpsbackup.restore.alarm import AlarmTransition, resolve_server
 from vpsbackup.restore.guard import GuardRefusal, RestoreClaim, RestoreGuard
 from vpsbackup.restore.point import RestorePointDecision, choose_restore_point, human_time
 from vpsbackup.restore.settings import RestoreOnAlarmSettings
@@ -136,7 +137,10 @@ def _send_restore(client: VpsClient, server_id: int, backup_id: int) -> RestoreA
 
 
 class AlarmRestorer:
-    """Handles one :class:`AlarmTransition` (already known to enter ALARM) end to end."""
+    """Handles one :class:`AlarmTransition` (already known to enter ALARM) end to end.
+
+    The words people read are composed in :mod:`vpsbackup.restore.messages`; this class chooses which.
+    """
 
     def __init__(
         self,
@@ -168,20 +172,20 @@ class AlarmRestorer:
             alarm_server_map=self.settings.alarm_server_map,
             tags=lambda: self._tags_of(transition),
         )
+        scene = messages.AlarmScene(transition, resolution, self.settings.restore_mode)
         if resolution.server_id is None:
             logger.error(
                 "no restore: cannot tell which server the alarm is about", extra={**log, "why": resolution.explanation}
             )
             return self._publish(
-                transition,
+                scene,
                 RestoreOutcome(
                     "skipped",
                     f"cannot tell which server the alarm is about: {resolution.explanation}",
                     alarm,
                     cause="server_unresolved",
                 ),
-                subject=f"Restore skipped: alarm {alarm} names no server",
-                body=self._unresolved_body(transition, resolution),
+                messages.server_unresolved(scene, dimension=self.settings.server_id_dimension),
             )
         server_id = resolution.server_id
         log["server_id"] = str(server_id)
@@ -190,43 +194,22 @@ class AlarmRestorer:
             cause, why = untimely
             logger.warning("no restore: the alarm is not current", extra={**log, "why": why})
             return self._publish(
-                transition,
+                scene,
                 RestoreOutcome("skipped", why, alarm, server_id, cause=cause),
-                subject=f"Restore skipped for server {server_id}: alarm {alarm} is not current",
-                body=self._body(
-                    transition,
-                    resolution,
-                    headline=f"Server {server_id} was NOT restored: {why}.",
-                    lines=[],
-                    todo=(
-                        "Check whether the server still needs a restore and do it by hand if so; "
-                        "no automatic restore will happen for this alarm change."
-                    ),
-                ),
+                messages.alarm_not_current(scene, server_id, why),
             )
 
         deployment = self.state.latest_deployment_before(server_id, transition.state_changed_at)
         try:
             backups = self.client.list_backups(server_id=server_id)
         except VpsApiError as exc:
-            logger.error("no restore: the backups could not be listed", extra={**log, "error": _api_said(exc)})
+            said = _api_said(exc)
+            logger.error("no restore: the backups could not be listed", extra={**log, "error": said})
+            reason = f"the backups of server {server_id} could not be listed: {said}"
             return self._publish(
-                transition,
-                RestoreOutcome(
-                    "failed",
-                    f"the backups of server {server_id} could not be listed: {_api_said(exc)}",
-                    alarm,
-                    server_id,
-                    cause="list_failed",
-                ),
-                subject=f"Restore FAILED for server {server_id}: backups could not be listed",
-                body=self._body(
-                    transition,
-                    resolution,
-                    headline=f"Server {server_id} was NOT restored: its backups could not be listed.",
-                    lines=[f"The API said: {_api_said(exc)}"],
-                    todo="Restore by hand if the server still needs it; check the provider's API status.",
-                ),
+                scene,
+                RestoreOutcome("failed", reason, alarm, server_id, cause="list_failed"),
+                messages.listing_failed(scene, server_id, said),
             )
         decision = choose_restore_point(
             server_id,
@@ -246,184 +229,67 @@ class AlarmRestorer:
         )
         if decision.backup is None:
             return self._publish(
-                transition,
+                scene,
                 RestoreOutcome("skipped", decision.reason, alarm, server_id, cause="no_backup"),
-                subject=f"Restore skipped for server {server_id}: no usable backup",
-                body=self._body(
-                    transition,
-                    resolution,
-                    headline=f"Server {server_id} was NOT restored: there is no usable backup.",
-                    lines=[f"Why: {decision.reason}."],
-                    todo="Investigate the server by hand; no automatic restore will happen for this alarm.",
-                ),
+                messages.no_usable_backup(scene, decision),
             )
         backup = decision.backup
 
         if self.settings.restore_mode == "notify":
-            return self._plan(transition, resolution, decision, backup)
+            return self._plan(scene, decision, backup)
 
         claim = self.guard.claim(
             server_id=server_id, backup_id=backup.id, transition_key=transition.key, alarm_name=alarm
         )
         if isinstance(claim, GuardRefusal):
-            return self._refused(transition, resolution, decision, claim)
+            return self._refused(scene, decision, claim)
         try:
-            return self._restore(transition, resolution, decision, backup, claim)
+            return self._restore(scene, decision, backup, claim)
         except Exception as exc:  # an AWS or programming error after the claim: never leave people uninformed
             logger.exception("restore aborted by an unexpected error", extra=log)
             # Only reached before the restore request was sent (see _restore): releasing is safe.
-            why = f"unexpected error: {type(exc).__name__}"
-            self._guard_update(lambda: self.guard.release(claim, why), log)
+            error_name = type(exc).__name__
+            self._guard_update(lambda: self.guard.release(claim, f"unexpected error: {error_name}"), log)
+            reason = f"an unexpected error stopped the restore: {error_name}"
             return self._publish(
-                transition,
-                RestoreOutcome(
-                    "failed",
-                    f"an unexpected error stopped the restore: {type(exc).__name__}",
-                    alarm,
-                    server_id,
-                    backup.id,
-                    cause="internal_error",
-                ),
-                subject=f"Restore FAILED for server {server_id}: internal error",
-                body=self._body(
-                    transition,
-                    resolution,
-                    headline=(
-                        f"Server {server_id} was NOT restored: the automation hit an unexpected error "
-                        f"({type(exc).__name__})."
-                    ),
-                    lines=self._backup_lines(decision, backup),
-                    todo="Check the function's logs; restore by hand if the server still needs it.",
-                ),
+                scene,
+                RestoreOutcome("failed", reason, alarm, server_id, backup.id, cause="internal_error"),
+                messages.internal_error(scene, decision, backup, error_name),
             )
 
     def _restore(
-        self,
-        transition: AlarmTransition,
-        resolution: ServerResolution,
-        decision: RestorePointDecision,
-        backup: Backup,
-        claim: RestoreClaim,
+        self, scene: messages.AlarmScene, decision: RestorePointDecision, backup: Backup, claim: RestoreClaim
     ) -> RestoreOutcome:
-        alarm, server_id = transition.alarm_name, claim.server_id
-        log = {"alarm": alarm, "server_id": str(server_id), "transition": transition.key}
-        hold_until = self._hold(transition, backup)
-        guard_lines = [
-            f"Guardrails: no other restore of server {server_id} before {human_time(claim.locked_until)} "
-            f"(RESTORE_COOLDOWN {format_duration(self.settings.restore_cooldown)}); backup {backup.id} is kept "
-            f"from pruning until {human_time(hold_until)} (RESTORE_HOLD {format_duration(self.settings.restore_hold)})."
-        ]
+        alarm, server_id = scene.alarm, claim.server_id
+        log = {"alarm": alarm, "server_id": str(server_id), "transition": scene.transition.key}
+        hold_until = self._hold(scene.transition, backup)
 
         # The listing may be minutes old (and the claim took time): re-read the status right before.
         try:
             fresh = next((b for b in self.client.iter_backups(server_id=server_id) if b.id == backup.id), None)
         except VpsApiError as exc:
-            self.guard.release(claim, f"re-reading backup {backup.id} failed: {_api_said(exc)}")
+            said = _api_said(exc)
+            self.guard.release(claim, f"re-reading backup {backup.id} failed: {said}")
+            reason = f"backup {backup.id} could not be re-read before restoring: {said}"
             return self._publish(
-                transition,
-                RestoreOutcome(
-                    "failed",
-                    f"backup {backup.id} could not be re-read before restoring: {_api_said(exc)}",
-                    alarm,
-                    server_id,
-                    backup.id,
-                    cause="reread_failed",
-                ),
-                subject=f"Restore FAILED for server {server_id}: backup status unreadable",
-                body=self._body(
-                    transition,
-                    resolution,
-                    headline=(
-                        f"Server {server_id} was NOT restored: backup {backup.id}'s status could not be re-read "
-                        "just before restoring."
-                    ),
-                    lines=[*self._backup_lines(decision, backup), f"The API said: {_api_said(exc)}"],
-                    todo="Restore by hand if the server still needs it.",
-                ),
+                scene,
+                RestoreOutcome("failed", reason, alarm, server_id, backup.id, cause="reread_failed"),
+                messages.reread_failed(scene, decision, backup, said),
             )
         if fresh is None or not fresh.is_completed or fresh.server.id != server_id:
-            now_is = (
-                "is gone"
-                if fresh is None
-                else f"is now {fresh.status}"
-                if fresh.server.id == server_id
-                else "belongs to another server"
-            )
+            now_is = messages.backup_now_is(fresh, server_id)
             self.guard.release(claim, f"backup {backup.id} {now_is}")
+            reason = f"backup {backup.id} {now_is} (it was completed when chosen)"
             return self._publish(
-                transition,
-                RestoreOutcome(
-                    "skipped",
-                    f"backup {backup.id} {now_is} (it was completed when chosen)",
-                    alarm,
-                    server_id,
-                    backup.id,
-                    cause="backup_changed",
-                ),
-                subject=f"Restore skipped for server {server_id}: backup {backup.id} no longer usable",
-                body=self._body(
-                    transition,
-                    resolution,
-                    headline=(
-                        f"Server {server_id} was NOT restored: backup {backup.id} {now_is} "
-                        "(re-checked just before restoring)."
-                    ),
-                    lines=self._backup_lines(decision, backup),
-                    todo="Restore by hand from another backup if the server still needs it.",
-                ),
+                scene,
+                RestoreOutcome("skipped", reason, alarm, server_id, backup.id, cause="backup_changed"),
+                messages.backup_changed(scene, decision, backup, now_is),
             )
 
         try:
             accepted = _send_restore(self.client, server_id, backup.id)
         except VpsApiError as exc:
-            said = _api_said(exc)
-            # From here on nothing may raise into handle(), whose fallback releases the claim: a
-            # failed lock update leaves it "claimed", which blocks new restores for the cooldown.
-            if _restore_was_not_applied(exc):
-                self._guard_update(lambda: self.guard.release(claim, f"restore refused or not applied: {said}"), log)
-                verdict = "The restore did not start. It will not be retried for this alarm; a new alarm may try again."
-            else:
-                self._guard_update(lambda: self.guard.mark_outcome_unknown(claim, said), log)
-                verdict = (
-                    "The restore MAY have started (no clear answer came back). It is not re-sent; the server stays "
-                    f"locked for restores until {human_time(claim.locked_until)}."
-                )
-            cause = (
-                f"api_{exc.status_code}"
-                if isinstance(exc, ApiStatusError)
-                else "outcome_unknown"
-                if isinstance(exc, OutcomeUnknownError)
-                else "api_unreachable"
-            )
-            logger.error(
-                "restore failed",
-                extra={
-                    "alarm": alarm,
-                    "server_id": server_id,
-                    "backup_id": backup.id,
-                    "api_said": said,
-                    "cause": cause,
-                },
-            )
-            return self._publish(
-                transition,
-                RestoreOutcome(
-                    "failed",
-                    f"the API did not restore server {server_id} from backup {backup.id}: {said}",
-                    alarm,
-                    server_id,
-                    backup.id,
-                    cause=cause,
-                ),
-                subject=f"Restore FAILED for server {server_id}: {said}",
-                body=self._body(
-                    transition,
-                    resolution,
-                    headline=f"Server {server_id} was NOT restored from backup {backup.id}.",
-                    lines=[*self._backup_lines(decision, backup), f"The API said: {said}", verdict],
-                    todo="Check the server and the provider's panel; restore by hand if it still needs it.",
-                ),
-            )
+            return self._restore_failed(scene, decision, backup, claim, exc)
 
         # The restore happened; if this fails the lock still holds (state "claimed"): only logged.
         self._guard_update(lambda: self.guard.mark_restored(claim), log)
@@ -431,9 +297,14 @@ class AlarmRestorer:
             "server restored",
             extra={"alarm": alarm, "server_id": server_id, "backup_id": backup.id, "status": accepted.status_code},
         )
-        named = f" ({backup.server.name})" if backup.server.name else ""
+        guardrails = messages.Guardrails(
+            locked_until=claim.locked_until,
+            cooldown=self.settings.restore_cooldown,
+            hold_until=hold_until,
+            hold=self.settings.restore_hold,
+        )
         return self._publish(
-            transition,
+            scene,
             RestoreOutcome(
                 "restored",
                 decision.reason,
@@ -443,98 +314,89 @@ class AlarmRestorer:
                 cause=decision.basis,
                 extra={"api_status": accepted.status_code},
             ),
-            subject=f"Restored server {server_id}{named} from backup {backup.id} after alarm {alarm}",
-            body=self._body(
-                transition,
-                resolution,
-                headline=(
-                    f"Server {server_id}{named} is being restored from backup {backup.id} "
-                    f"(the API answered HTTP {accepted.status_code})."
-                ),
-                lines=[*self._backup_lines(decision, backup), *guard_lines],
-                todo=(
-                    f"Check that the server is healthy again. It now holds the state of "
-                    f"{human_time(backup.created_at)}: anything written after that is gone from it."
-                ),
+            messages.restored(scene, decision, backup, api_status=accepted.status_code, guardrails=guardrails),
+        )
+
+    def _restore_failed(
+        self,
+        scene: messages.AlarmScene,
+        decision: RestorePointDecision,
+        backup: Backup,
+        claim: RestoreClaim,
+        exc: VpsApiError,
+    ) -> RestoreOutcome:
+        alarm, server_id = scene.alarm, claim.server_id
+        log = {"alarm": alarm, "server_id": str(server_id), "transition": scene.transition.key}
+        said = _api_said(exc)
+        # From here on nothing may raise into handle(), whose fallback releases the claim: a
+        # failed lock update leaves it "claimed", which blocks new restores for the cooldown.
+        not_applied = _restore_was_not_applied(exc)
+        if not_applied:
+            self._guard_update(lambda: self.guard.release(claim, f"restore refused or not applied: {said}"), log)
+        else:
+            self._guard_update(lambda: self.guard.mark_outcome_unknown(claim, said), log)
+        cause = (
+            f"api_{exc.status_code}"
+            if isinstance(exc, ApiStatusError)
+            else "outcome_unknown"
+            if isinstance(exc, OutcomeUnknownError)
+            else "api_unreachable"
+        )
+        logger.error(
+            "restore failed",
+            extra={"alarm": alarm, "server_id": server_id, "backup_id": backup.id, "api_said": said, "cause": cause},
+        )
+        reason = f"the API did not restore server {server_id} from backup {backup.id}: {said}"
+        return self._publish(
+            scene,
+            RestoreOutcome("failed", reason, alarm, server_id, backup.id, cause=cause),
+            messages.restore_failed(
+                scene, decision, backup, api_said=said, not_applied=not_applied, locked_until=claim.locked_until
             ),
         )
 
-    def _plan(
-        self, transition: AlarmTransition, resolution: ServerResolution, decision: RestorePointDecision, backup: Backup
-    ) -> RestoreOutcome:
+    def _plan(self, scene: messages.AlarmScene, decision: RestorePointDecision, backup: Backup) -> RestoreOutcome:
         server_id = decision.server_id
-        refusal = self.guard.check(server_id=server_id, transition_key=transition.key)
-        hold_until = self._hold(transition, backup)
-        would = (
-            "the guardrails would allow it now"
-            if refusal is None
-            else f"the guardrails would refuse it now: {refusal.reason}"
-        )
+        refusal = self.guard.check(server_id=server_id, transition_key=scene.transition.key)
+        hold_until = self._hold(scene.transition, backup)
+        would = messages.guard_verdict(None if refusal is None else refusal.reason)
         logger.info(
             "restore planned (RESTORE_MODE=notify)",
-            extra={"alarm": transition.alarm_name, "server_id": server_id, "backup_id": backup.id, "guard": would},
+            extra={"alarm": scene.alarm, "server_id": server_id, "backup_id": backup.id, "guard": would},
         )
         return self._publish(
-            transition,
+            scene,
             RestoreOutcome(
                 "planned",
                 decision.reason,
-                transition.alarm_name,
+                scene.alarm,
                 server_id,
                 backup.id,
                 cause=decision.basis,
                 extra={"guard": would},
             ),
-            subject=f"Restore plan for server {server_id}: backup {backup.id} (notify mode, nothing done)",
-            body=self._body(
-                transition,
-                resolution,
-                headline=(
-                    f"RESTORE_MODE=notify: server {server_id} was NOT restored. The automation would restore it "
-                    f"from backup {backup.id}."
-                ),
-                lines=[
-                    *self._backup_lines(decision, backup),
-                    f"Guardrails: {would}.",
-                    f"Backup {backup.id} is kept from pruning until {human_time(hold_until)}.",
-                ],
-                todo=f'To restore by hand: POST /servers/{server_id}/restore/ with {{"backup_id": {backup.id}}}.',
-            ),
+            messages.planned(scene, decision, backup, would=would, hold_until=hold_until),
         )
 
     def _refused(
-        self,
-        transition: AlarmTransition,
-        resolution: ServerResolution,
-        decision: RestorePointDecision,
-        refusal: GuardRefusal,
+        self, scene: messages.AlarmScene, decision: RestorePointDecision, refusal: GuardRefusal
     ) -> RestoreOutcome:
         server_id = decision.server_id
         backup_id = decision.backup.id if decision.backup else None
         if refusal.kind == "duplicate":
             logger.info(
                 "duplicate alarm change: already handled",
-                extra={"alarm": transition.alarm_name, "server_id": server_id, "why": refusal.reason},
+                extra={"alarm": scene.alarm, "server_id": server_id, "why": refusal.reason},
             )
-            return RestoreOutcome(
-                "duplicate", refusal.reason, transition.alarm_name, server_id, backup_id, cause="duplicate"
-            )
+            return RestoreOutcome("duplicate", refusal.reason, scene.alarm, server_id, backup_id, cause="duplicate")
         logger.warning(
             "restore refused by the guardrails",
-            extra={"alarm": transition.alarm_name, "server_id": server_id, "kind": refusal.kind, "why": refusal.reason},
+            extra={"alarm": scene.alarm, "server_id": server_id, "kind": refusal.kind, "why": refusal.reason},
         )
-        label = "cooldown" if refusal.kind == "cooldown" else "fleet restore limit reached"
         return self._publish(
-            transition,
-            RestoreOutcome("skipped", refusal.reason, transition.alarm_name, server_id, backup_id, cause=refusal.kind),
-            subject=f"Restore skipped for server {server_id}: {label}",
-            body=self._body(
-                transition,
-                resolution,
-                headline=f"Server {server_id} was NOT restored: {refusal.reason}.",
-                lines=[f"It would have been restored from backup {backup_id}: {decision.reason}."] if backup_id else [],
-                todo="If the server still needs a restore, do it by hand (the automation will not retry this alarm).",
-            ),
+            scene,
+            RestoreOutcome("skipped", refusal.reason, scene.alarm, server_id, backup_id, cause=refusal.kind),
+            messages.refused(scene, decision, kind=refusal.kind, reason=refusal.reason),
         )
 
     # -- helpers -------------------------------------------------------------------------------
@@ -589,58 +451,16 @@ class AlarmRestorer:
         return until
 
     def _publish(
-        self, transition: AlarmTransition, outcome: RestoreOutcome, *, subject: str, body: str
+        self, scene: messages.AlarmScene, outcome: RestoreOutcome, message: messages.Message
     ) -> RestoreOutcome:
         notified = self.notifier.publish(
-            subject,
-            body,
+            message.subject,
+            message.body,
             attributes={
                 "job": "restore-on-alarm",
                 "outcome": outcome.outcome,
                 "server_id": str(outcome.server_id or ""),
-                "alarm": transition.alarm_name,
+                "alarm": scene.alarm,
             },
         )
         return RestoreOutcome(**{**outcome.as_dict(), "notified": notified})
-
-    @staticmethod
-    def _backup_lines(decision: RestorePointDecision, backup: Backup) -> list[str]:
-        description = f', "{backup.description}"' if backup.description else ""
-        return [
-            f"Backup: {backup.id}, {backup.backup_type}, created {human_time(backup.created_at)}{description}",
-            f"Why this backup: {decision.reason}.",
-        ]
-
-    def _body(
-        self, transition: AlarmTransition, resolution: ServerResolution, *, headline: str, lines: list[str], todo: str
-    ) -> str:
-        previous = transition.previous_state or "?"
-        parts = [
-            headline,
-            "",
-            f"Alarm: {transition.alarm_name} went {previous} -> {transition.new_state} "
-            f"at {human_time(transition.state_changed_at)}",
-        ]
-        if transition.reason:
-            parts.append(f"       {transition.reason}")
-        if resolution.server_id is not None:
-            parts.append(f"Server found by: {resolution.found_by}")
-        parts += lines
-        parts += ["", f"What to do: {todo}"]
-        if self.settings.restore_mode == "execute" and transition.account:
-            parts.append(f"(account {transition.account}, region {transition.region or '?'})")
-        return "\n".join(parts)
-
-    def _unresolved_body(self, transition: AlarmTransition, resolution: ServerResolution) -> str:
-        return self._body(
-            transition,
-            resolution,
-            headline=(
-                f"No server was restored: the alarm {transition.alarm_name!r} does not say which server it is about."
-            ),
-            lines=[f"Looked for: {resolution.explanation}."],
-            todo=(
-                f"Give the alarm's metric a {self.settings.server_id_dimension} dimension, or tag the alarm "
-                f"vps:server-id=<server id>, or add it to ALARM_SERVER_MAP; restore by hand if needed."
-            ),
-        )

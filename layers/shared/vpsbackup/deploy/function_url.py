@@ -1,0 +1,125 @@
+"""The Function URL trigger: ``POST`` a deploy request, ``GET ?deployment_id=`` its status.
+
+Every call is signed (:mod:`vpsbackup.deploy.webhook`) with the key in Secrets Manager
+(``WEBHOOK_SECRET``, cached ``WEBHOOK_KEY_MAX_AGE_S`` seconds). Every answer is JSON: ``400`` for a
+malformed request (naming the field), ``401`` for a bad signature (without saying what is wrong),
+``405`` for another method, ``500`` when the key cannot be read, ``404`` for an unknown deployment,
+otherwise the deployment's own status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from aws_lambda_powertools.utilities.parser import ValidationError
+from aws_lambda_powertools.utilities.parser.models import LambdaFunctionUrlModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vpsbackup.aws import runtime
+from vpsbackup.deploy.claims import ClaimStore
+from vpsbackup.deploy.job import deployment_status
+from vpsbackup.deploy.request import InvalidDeployRequestError, parse_deploy_body, resolve_servers
+from vpsbackup.deploy.run import back_up
+from vpsbackup.deploy.settings import BackupOnDeploySettings
+from vpsbackup.deploy.webhook import decode_body, verify_signature
+from vpsbackup.observability import logger, metrics
+
+WEBHOOK_KEY_MAX_AGE_S = 300
+
+
+def on_function_url(
+    event: dict[str, Any], context: LambdaContext, config: BackupOnDeploySettings, *, max_wait_for_claim: float
+) -> dict[str, Any]:
+    """The Function URL response (status code, JSON headers and body) for one request."""
+    try:
+        request = LambdaFunctionUrlModel.model_validate(event)
+        raw_body = _raw_body(request)
+    except (ValidationError, ValueError):
+        logger.warning("malformed Function URL event")
+        metrics.add_metric(name="requests_rejected", unit=MetricUnit.Count, value=1)
+        return respond(400, {"error": "bad_request", "message": "malformed request", "fields": ["body"]})
+    method = request.requestContext.http.method
+    if method not in ("POST", "GET"):
+        metrics.add_metric(name="requests_rejected", unit=MetricUnit.Count, value=1)
+        return respond(405, {"error": "method_not_allowed", "message": "use POST or GET"})
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    try:
+        key = webhook_key(config)
+    except WebhookKeyUnavailableError:
+        return respond(500, {"error": "internal_error", "message": "the webhook key cannot be read (see logs)"})
+    if not verify_signature(key, headers, raw_body, now=time.time(), max_skew=config.webhook_max_skew_seconds):
+        logger.warning("webhook rejected: missing, wrong or stale signature", extra={"method": method})
+        # A steady stream of these usually means CI signs with an old key or a skewed clock.
+        metrics.add_metric(name="webhook_rejected", unit=MetricUnit.Count, value=1)
+        return respond(401, {"error": "unauthorized"})
+    if method == "GET":
+        metrics.add_metric(name="status_checks", unit=MetricUnit.Count, value=1)
+        return _status(request, context, config)
+    try:
+        deploy_request = parse_deploy_body(raw_body)
+        servers = resolve_servers(deploy_request, config.server_groups)
+    except InvalidDeployRequestError as exc:
+        logger.info("deploy request rejected", extra={"fields": exc.fields, "reason": exc.message})
+        metrics.add_metric(name="requests_rejected", unit=MetricUnit.Count, value=1)
+        return respond(400, {"error": "bad_request", "message": exc.message, "fields": exc.fields})
+    result = back_up(deploy_request, servers, context, config, max_wait_for_claim=max_wait_for_claim)
+    return respond(result.http_status, result.body())
+
+
+def _status(request: LambdaFunctionUrlModel, context: LambdaContext, config: BackupOnDeploySettings) -> dict[str, Any]:
+    deployment_id = (request.queryStringParameters or {}).get("deployment_id", "")
+    if not 1 <= len(deployment_id) <= 128:
+        return respond(
+            400,
+            {
+                "error": "bad_request",
+                "message": "deployment_id: give ?deployment_id=<1 to 128 characters>",
+                "fields": ["deployment_id"],
+            },
+        )
+    logger.append_keys(deployment_id=deployment_id)
+    client = runtime.api_client(config.vps_api_base_url, config.vps_api_token_secret)
+    client.set_deadline(runtime.remaining_seconds(context))
+    status = deployment_status(deployment_id, client, ClaimStore(runtime.state_table(config.state_table_name)))
+    if status is None:
+        return respond(404, {"error": "not_found", "message": f"no deployment {deployment_id!r} was received"})
+    return respond(status.http_status, status.body())
+
+
+def _raw_body(request: LambdaFunctionUrlModel) -> bytes:
+    body = request.body
+    if body is not None and not isinstance(body, str):
+        raise ValueError("unexpected body type")
+    return decode_body(body, base64_encoded=bool(request.isBase64Encoded))
+
+
+class WebhookKeyUnavailableError(Exception):
+    """WEBHOOK_SECRET is set but cannot be read: our fault, not the caller's (500, logged)."""
+
+
+def webhook_key(config: BackupOnDeploySettings) -> str | None:
+    """The HMAC key, cached ``WEBHOOK_KEY_MAX_AGE_S`` seconds; None (every call refused) if unset."""
+    if not config.webhook_secret:
+        logger.warning("WEBHOOK_SECRET is not set: every webhook call is refused")
+        return None
+    try:
+        value = parameters.get_secret(config.webhook_secret, max_age=WEBHOOK_KEY_MAX_AGE_S)
+    except GetParameterError as exc:
+        logger.error(
+            "cannot read the webhook key (WEBHOOK_SECRET)",
+            extra={"secret_id": config.webhook_secret, "error": type(exc.__cause__ or exc).__name__},
+        )
+        raise WebhookKeyUnavailableError from None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    return value if isinstance(value, str) and value else None
+
+
+def respond(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """A Function URL response with a JSON body."""
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}

@@ -1,0 +1,86 @@
+"""What people read after a prune run that needs a look: a deletion failed or the safety valve held.
+
+Pure: :func:`needs_a_look` takes the run's request, plan, totals and the backups that failed or did
+not start (each with its detail) and returns the notification's subject and text;
+:meth:`vpsbackup.prune.job.PruneReport.notification` decides whether one is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from vpsbackup.prune.plan import BackupDecision, PrunePlan
+from vpsbackup.prune.request import PruneRequest
+
+# Backups named one by one in a notification; the rest are counted.
+NOTIFY_LIST_LIMIT = 20
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def _backup_line(decision: BackupDecision, detail: str = "") -> str:
+    line = f"- backup {decision.backup_id} of server {decision.server_id}, made {_when(decision.created_at)}"
+    return f"{line}: {detail}" if detail else line
+
+
+def _listed(lines: list[str]) -> list[str]:
+    if len(lines) <= NOTIFY_LIST_LIMIT:
+        return lines
+    return [*lines[:NOTIFY_LIST_LIMIT], f"- … and {len(lines) - NOTIFY_LIST_LIMIT} more (see the function's log)"]
+
+
+def needs_a_look(
+    request: PruneRequest,
+    plan: PrunePlan,
+    totals: Mapping[str, int],
+    *,
+    failed: Sequence[tuple[BackupDecision, str]],
+    not_started: Sequence[tuple[BackupDecision, str]],
+) -> tuple[str, str]:
+    """Subject and text; ``failed`` and ``not_started`` pair each backup with its outcome's detail."""
+    problems = []
+    if failed:
+        problems.append(f"{_plural(len(failed), 'deletion')} failed")
+    if plan.valve_tripped:
+        problems.append(f"safety valve held back {_plural(len(plan.deferred), 'deletion')}")
+    subject = "VPS backup prune: " + ", ".join(problems)
+
+    what = "The scheduled prune" if request.trigger != "manual" else "A prune run started by hand"
+    scope = " for servers " + ", ".join(str(s) for s in request.server_ids) if request.server_ids else ""
+    lines = [
+        f"{what} of manual VPS backups{scope} at {_when(plan.now)} needs a look.",
+        "",
+        f"Deleted {_plural(totals['deleted'] + totals['already_gone'], 'backup')}"
+        + (f" ({totals['already_gone']} of them were already gone)" if totals["already_gone"] else "")
+        + f", kept {totals['kept']} that the retention policy keeps, left alone {totals['skipped']} "
+        "(automatic backups, backups made by people or still in progress).",
+    ]
+    if failed:
+        lines += [
+            "",
+            f"{_plural(len(failed), 'backup')} could not be deleted. They are still there and the next run will "
+            "try again; if this repeats, check the provider's status and the API token:",
+            *_listed([_backup_line(d, detail) for d, detail in failed]),
+        ]
+    if plan.valve_tripped:
+        lines += [
+            "",
+            f"Safety valve: one run deletes at most {plan.max_deletions} backups (MAX_DELETIONS_PER_RUN), and the "
+            f"retention policy wanted {plan.max_deletions + len(plan.deferred)} deletions. The oldest "
+            f"{plan.max_deletions} went first; the {len(plan.deferred)} others wait for the next runs. "
+            "This is expected the first time prune runs or after the policy was tightened. If neither happened, "
+            "check RETENTION_POLICY before raising the limit: a policy that keeps too little looks like this.",
+        ]
+    if not_started:
+        lines += [
+            "",
+            f"{_plural(len(not_started), 'deletion')} did not start ({not_started[0][1]}); the next run picks them up.",
+        ]
+    return subject, "\n".join(lines)
