@@ -1,11 +1,13 @@
 """Local simulator of the VPS provider's Backups API (standard library only; see ``server``)."""
 
+from devtools.simulator.clock import SimulatedClock
 from devtools.simulator.server import (
     API_PREFIX,
     CREATE_MESSAGE,
     Fault,
     FaultKind,
     LoggedRequest,
+    RateLimit,
     Simulator,
     format_timestamp,
     seed_demo_fleet,
@@ -17,6 +19,8 @@ __all__ = [
     "Fault",
     "FaultKind",
     "LoggedRequest",
+    "RateLimit",
+    "SimulatedClock",
     "Simulator",
     "format_timestamp",
     "seed_demo_fleet",

@@ -7,7 +7,18 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from devtools.simulator.server import Simulator, seed_demo_fleet
+from devtools.simulator.server import RateLimit, Simulator, seed_demo_fleet
+
+
+def _rate_limit(parser: argparse.ArgumentParser, text: str | None) -> RateLimit | None:
+    if text is None:
+        return None
+    try:
+        rate, _, burst = text.partition("+")
+        limit, _, window = rate.partition("/")
+        return RateLimit(int(limit), float(window or 1), int(burst) if burst else None)
+    except ValueError as exc:
+        parser.error(f"--rate-limit {text!r}: {exc} (expected N/SECONDS[+BURST], e.g. 3600/3600+100)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -17,7 +28,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--token", action="append", dest="tokens", help="accepted API token (repeatable; default: dev-token)"
     )
-    parser.add_argument("--page-size", type=int, default=10)
+    parser.add_argument("--page-size", type=int, default=10, help="default page size (default: 10)")
+    parser.add_argument(
+        "--max-page-size", type=int, default=None, help="largest ?page_size= honoured (default: the page size)"
+    )
+    parser.add_argument(
+        "--rate-limit",
+        metavar="N/SECONDS[+BURST]",
+        default=None,
+        help="answer 429 beyond N requests per SECONDS, bursts up to BURST (e.g. 3600/3600+100)",
+    )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--completion-delay", type=float, default=5.0, help="seconds until a new backup completes")
     parser.add_argument("--restore-duration", type=float, default=0.0, help="seconds a restore keeps a server busy")
     parser.add_argument("--seed", type=int, default=0, help="seed of the listing order")
@@ -32,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         completion_delay=args.completion_delay,
         seed=args.seed,
         restore_duration=args.restore_duration,
+        max_page_size=args.max_page_size,
+        rate_limit=_rate_limit(parser, args.rate_limit),
+        latency=args.latency,
     )
     if args.demo_fleet:
         seed_demo_fleet(sim)

@@ -25,6 +25,7 @@ import copy
 import enum
 import json
 import logging
+import math
 import random
 import re
 import socket
@@ -45,6 +46,7 @@ __all__ = [
     "Fault",
     "FaultKind",
     "LoggedRequest",
+    "RateLimit",
     "Simulator",
     "format_timestamp",
     "seed_demo_fleet",
@@ -156,6 +158,84 @@ class LoggedRequest:
     fault: str | None
     body: dict[str, Any] | None
     at: datetime = field(default_factory=lambda: datetime.now(UTC), compare=False)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A provider-side request limit: ``limit`` requests per ``window`` seconds, bursts up to ``burst``.
+
+    A token bucket: it holds at most ``burst`` tokens (default ``limit``), refills at
+    ``limit / window`` per second, and every request that reaches the API takes one. A request
+    that finds the bucket empty is answered ``429`` with ``Retry-After`` (whole seconds until the
+    next token, DRF's wording) and takes nothing. So in any interval of ``t`` seconds at most
+    ``burst + t * limit / window`` requests are served. E.g. Hetzner-like: ``RateLimit(3600, 3600)``.
+
+    ``headers`` picks what every answer carries: ``"ratelimit"`` — ``RateLimit-Limit``,
+    ``RateLimit-Remaining`` and ``RateLimit-Reset`` (seconds until the bucket is full again, as in
+    the IETF draft); ``"x-ratelimit"`` — ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
+    ``X-RateLimit-Reset`` (a UNIX time, as GitHub and others send it); ``"both"``; ``"none"``
+    (only ``Retry-After`` on a ``429``, which is all the provider documents).
+    """
+
+    limit: int
+    window: float = 1.0
+    burst: int | None = None
+    headers: Literal["ratelimit", "x-ratelimit", "both", "none"] = "both"
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError("limit must be >= 1")
+        if self.window <= 0:
+            raise ValueError("window must be > 0")
+        if self.burst is not None and self.burst < 1:
+            raise ValueError("burst must be >= 1")
+        if self.headers not in ("ratelimit", "x-ratelimit", "both", "none"):
+            raise ValueError(f"unknown headers style {self.headers!r}")
+
+    @property
+    def capacity(self) -> int:
+        return self.burst if self.burst is not None else self.limit
+
+    @property
+    def rate(self) -> float:
+        """Tokens per second."""
+        return self.limit / self.window
+
+
+@dataclass
+class _Bucket:
+    rule: RateLimit
+    tokens: float
+    updated: datetime
+    served: int = 0
+    throttled: int = 0
+
+    def take(self, now: datetime) -> float | None:
+        """Take a token: None if served, else the seconds until the next token."""
+        elapsed = max(0.0, (now - self.updated).total_seconds())
+        self.tokens = min(float(self.rule.capacity), self.tokens + elapsed * self.rule.rate)
+        self.updated = max(self.updated, now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self.served += 1
+            return None
+        self.throttled += 1
+        return (1.0 - self.tokens) / self.rule.rate
+
+    def headers(self, now: datetime) -> dict[str, str]:
+        style = self.rule.headers
+        remaining = int(self.tokens)
+        full_in = max(0.0, (self.rule.capacity - self.tokens) / self.rule.rate)
+        out: dict[str, str] = {}
+        if style in ("ratelimit", "both"):
+            out["RateLimit-Limit"] = str(self.rule.capacity)
+            out["RateLimit-Remaining"] = str(remaining)
+            out["RateLimit-Reset"] = str(math.ceil(full_in))
+        if style in ("x-ratelimit", "both"):
+            out["X-RateLimit-Limit"] = str(self.rule.capacity)
+            out["X-RateLimit-Remaining"] = str(remaining)
+            out["X-RateLimit-Reset"] = str(math.ceil(now.timestamp() + full_in))
+        return out
 
 
 @dataclass
@@ -295,12 +375,25 @@ class Simulator:
         restore_duration: float = 0.0,
         expire_backups: bool = False,
         first_backup_id: int = 501,
+        max_page_size: int | None = None,
+        rate_limit: RateLimit | None = None,
+        latency: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
+        if max_page_size is not None and max_page_size < 1:
+            raise ValueError("max_page_size must be >= 1")
+        if latency < 0:
+            raise ValueError("latency must be >= 0")
         self._lock = threading.RLock()
         self._tokens: frozenset[str] = frozenset(tokens)
         self._page_size = page_size
+        # DRF's max_page_size: a client's ?page_size= is honoured up to it. Default: the default
+        # page size, so a client asking for more still walks several pages (what tests rely on).
+        self._max_page_size = max_page_size if max_page_size is not None else page_size
+        self._latency = latency
+        self._sleep = sleep
         self._completion_delay = timedelta(seconds=completion_delay)
         self._restore_duration = timedelta(seconds=restore_duration)
         self._expire_backups = expire_backups
@@ -311,6 +404,14 @@ class Simulator:
         self._next_id = first_backup_id
         self._servers: dict[int, _Server] = {}
         self._backups: dict[int, _Backup] = {}
+        # Indexes, so a fleet of 300,000 backups is served page after page without rescanning it:
+        # backups by server, the in_progress ones that finish on their own, and the listing order
+        # (rebuilt only after a change, as ``_version`` says).
+        self._by_server: dict[int, dict[int, _Backup]] = {}
+        self._pending: dict[int, _Backup] = {}
+        self._version = 0
+        self._ordered: tuple[int, dict[str, list[_Backup]]] | None = None
+        self._bucket: _Bucket | None = None
         self._failing: set[int] = set()
         self._faults: list[_FaultState] = []
         self._flaky: list[_Flaky] = []
@@ -318,6 +419,8 @@ class Simulator:
         self._httpd: _SimulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
+        if rate_limit is not None:
+            self.set_rate_limit(rate_limit)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -450,7 +553,7 @@ class Simulator:
                 sort_key=self._order_rng.random(),
                 extra=dict(extra or {}),
             )
-            self._backups[id] = backup
+            self._store(backup)
             return self._render(backup)
 
     @property
@@ -469,7 +572,7 @@ class Simulator:
     def remove_backup(self, backup_id: int) -> None:
         """Delete a backup behind the API's back (as an operator in the provider's panel would)."""
         with self._lock:
-            self._backups.pop(backup_id, None)
+            self._discard(backup_id)
 
     @property
     def servers(self) -> dict[int, dict[str, Any]]:
@@ -505,6 +608,7 @@ class Simulator:
                 if backup.status == "in_progress":
                     backup.completes_at = None
                     self._finish(backup)
+            self._pending.clear()
             for server in self._servers.values():
                 server.restoring_until = None
 
@@ -536,6 +640,35 @@ class Simulator:
             raise ValueError("rate must be within [0, 1]")
         with self._lock:
             self._flaky.append(_Flaky(rate, kinds, random.Random(seed), retry_after))
+
+    def set_rate_limit(self, rule: RateLimit | None) -> None:
+        """Enforce ``rule`` from now on (the bucket starts full); None lifts the limit."""
+        with self._lock:
+            self._bucket = None if rule is None else _Bucket(rule, float(rule.capacity), self.now())
+
+    @property
+    def rate_limit_counts(self) -> dict[str, int]:
+        """Requests the rate limit let through (``served``) and answered 429 (``throttled``)."""
+        with self._lock:
+            bucket = self._bucket
+            return {"served": bucket.served, "throttled": bucket.throttled} if bucket else {}
+
+    def set_latency(self, seconds: float) -> None:
+        """Every request waits ``seconds`` (through ``sleep``) before it is handled."""
+        if seconds < 0:
+            raise ValueError("latency must be >= 0")
+        with self._lock:
+            self._latency = seconds
+
+    def _throttle(self) -> tuple[float | None, dict[str, str]]:
+        """(seconds until a token if this request is throttled, else None; the headers to send)."""
+        with self._lock:
+            bucket = self._bucket
+            if bucket is None:
+                return None, {}
+            now = self.now()
+            wait = bucket.take(now)
+            return wait, bucket.headers(now)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -578,14 +711,43 @@ class Simulator:
             if backup.size_mb is None:
                 backup.size_mb = _default_size(backup.id, backup.server_id + self._size_seed)
 
+    def _store(self, backup: _Backup) -> None:
+        self._backups[backup.id] = backup
+        self._by_server.setdefault(backup.server_id, {})[backup.id] = backup
+        if backup.status == "in_progress" and backup.completes_at is not None:
+            self._pending[backup.id] = backup
+        self._version += 1
+
+    def _discard(self, backup_id: int) -> None:
+        backup = self._backups.pop(backup_id, None)
+        if backup is None:
+            return
+        self._by_server.get(backup.server_id, {}).pop(backup_id, None)
+        self._pending.pop(backup_id, None)
+        self._version += 1
+
+    def _in_listing_order(self, backup_type: str) -> list[_Backup]:
+        """The fleet's backups of ``backup_type`` ("" = all) in the listing's order, cached until a
+        backup is added or removed (a type never changes)."""
+        if self._ordered is None or self._ordered[0] != self._version:
+            self._ordered = (self._version, {})
+        by_type = self._ordered[1]
+        if backup_type not in by_type:
+            items = sorted(self._backups.values(), key=lambda b: (b.sort_key, b.id))
+            by_type[backup_type] = [b for b in items if b.backup_type == backup_type] if backup_type else items
+        return by_type[backup_type]
+
     def _resolve_all(self) -> None:
         now = self.now()
-        for backup in self._backups.values():
-            if backup.status == "in_progress" and backup.completes_at is not None and now >= backup.completes_at:
+        for backup in list(self._pending.values()):
+            if backup.status != "in_progress":
+                del self._pending[backup.id]
+            elif backup.completes_at is not None and now >= backup.completes_at:
                 self._finish(backup)
+                del self._pending[backup.id]
         if self._expire_backups:
             for backup_id in [b.id for b in self._backups.values() if b.expires_at is not None and b.expires_at <= now]:
-                del self._backups[backup_id]
+                self._discard(backup_id)
 
     def _busy(self, server_id: int) -> str | None:
         """Why new work on this server is refused right now, if it is (after _resolve_all)."""
@@ -594,7 +756,7 @@ class Simulator:
             if self.now() < server.restoring_until:
                 return "A restore is already in progress for this server."
             server.restoring_until = None
-        if any(b.server_id == server_id and b.status == "in_progress" for b in self._backups.values()):
+        if any(b.status == "in_progress" for b in self._by_server.get(server_id, {}).values()):
             return "A backup is already in progress for this server."
         return None
 
@@ -699,15 +861,20 @@ class Simulator:
             errors["backup_type"] = [f"Select a valid choice. {type_filter} is not one of the available choices."]
         if errors:
             return _Response(400, errors)
-        items = [
-            b
-            for b in self._backups.values()
-            if (server_filter is None or b.server_id == server_filter)
-            and (not type_filter or b.backup_type == type_filter)
-        ]
-        items.sort(key=lambda b: (b.sort_key, b.id))
+        if server_filter is None:
+            items = self._in_listing_order(type_filter)
+        else:
+            items = sorted(
+                (
+                    b
+                    for b in self._by_server.get(server_filter, {}).values()
+                    if not type_filter or b.backup_type == type_filter
+                ),
+                key=lambda b: (b.sort_key, b.id),
+            )
+        page_size = self._requested_page_size(params.get("page_size"))
         count = len(items)
-        num_pages = max(1, -(-count // self._page_size))
+        num_pages = max(1, -(-count // page_size))
         raw_page = params.get("page") or "1"
         if raw_page == "last":
             page = num_pages
@@ -715,7 +882,7 @@ class Simulator:
             page = int(raw_page)
         else:
             return _error(404, "Invalid page.")
-        start = (page - 1) * self._page_size
+        start = (page - 1) * page_size
         url = origin + path + ("?" + urlencode(sorted(query.items()), doseq=True) if query else "")
         next_url = _replace_query_param(url, "page", page + 1) if page < num_pages else None
         if page <= 1:
@@ -730,9 +897,16 @@ class Simulator:
                 "count": count,
                 "next": next_url,
                 "previous": previous_url,
-                "results": [self._render(b) for b in items[start : start + self._page_size]],
+                "results": [self._render(b) for b in items[start : start + page_size]],
             },
         )
+
+    def _requested_page_size(self, raw: str | None) -> int:
+        """DRF's ``get_page_size``: a positive integer ``page_size`` capped at ``max_page_size``;
+        anything else (absent, 0, negative, not a number) means the default page size."""
+        if raw is not None and _INT_RE.match(raw.strip()) and int(raw) > 0:
+            return min(int(raw), self._max_page_size)
+        return self._page_size
 
     def _create(self, body: bytes) -> _Response:
         data = _parse_json(body)
@@ -771,7 +945,7 @@ class Simulator:
             completes_at=now + self._completion_delay,
             will_fail=server_id in self._failing,
         )
-        self._backups[backup_id] = backup
+        self._store(backup)
         shown = self._render(backup)
         shown["message"] = CREATE_MESSAGE
         return _Response(201, shown)
@@ -782,7 +956,7 @@ class Simulator:
             return _error(404, "Not found.")
         if backup.status == "in_progress":
             return _error(409, "Backup is in progress and cannot be deleted.")
-        del self._backups[backup_id]
+        self._discard(backup_id)
         return _Response(204)
 
     def _restore(self, server_id: int, body: bytes) -> _Response:
@@ -882,6 +1056,11 @@ class _Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header follows the simulator's clock (simulated time included), so a client can
+        # read an absolute X-RateLimit-Reset against it.
+        return format_datetime(self.server.simulator.now(), usegmt=True)
+
     def setup(self) -> None:
         super().setup()
         # Headers and body go out in two writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
@@ -959,11 +1138,22 @@ class _Handler(BaseHTTPRequestHandler):
         flat_query = {key: values[-1] for key, values in query.items()}
 
         def log(status: int | None, fault: str | None) -> None:
-            sim._log(LoggedRequest(method, path, flat_query, status, fault, logged_body))
+            sim._log(LoggedRequest(method, path, flat_query, status, fault, logged_body, at=sim.now()))
 
+        if sim._latency > 0:
+            sim._sleep(sim._latency)
+        throttled, limit_headers = sim._throttle()
+        if throttled is not None:
+            seconds = max(1, math.ceil(throttled))
+            response = _Response(429, {"detail": f"Request was throttled. Expected available in {seconds} seconds."})
+            response.headers.update(limit_headers)
+            response.headers["Retry-After"] = str(seconds)
+            log(429, "rate_limit")
+            self._send(response, method)
+            return
         fault, delay = sim._pick_fault(method, path)
         if delay > 0:
-            time.sleep(delay)
+            sim._sleep(delay)
         kind = fault.kind if fault is not None else ("latency" if delay > 0 else None)
         if fault is not None and fault.kind == "drop_before":
             log(None, kind)
@@ -978,6 +1168,7 @@ class _Handler(BaseHTTPRequestHandler):
                 response = _Response(fault.status, raw, content_type="text/plain; charset=utf-8")
             else:
                 response = _Response(fault.status, dict(fault.body))
+            response.headers.update(limit_headers)
             if fault.retry_after is not None:
                 response.headers["Retry-After"] = _retry_after_header(fault.retry_after)
             log(response.status, kind)
@@ -993,6 +1184,7 @@ class _Handler(BaseHTTPRequestHandler):
             log(None, kind)
             self._drop()
             return
+        response.headers.update(limit_headers)
         log(response.status, kind)
         self._send(response, method)
 
