@@ -269,22 +269,26 @@ class AlarmRestorer:
             fresh = next((b for b in self.client.iter_backups(server_id=server_id) if b.id == backup.id), None)
         except VpsApiError as exc:
             said = _api_said(exc)
-            self.guard.release(claim, f"re-reading backup {backup.id} failed: {said}")
             reason = f"backup {backup.id} could not be re-read before restoring: {said}"
-            return self._publish(
+            return self._released(
+                claim,
+                f"re-reading backup {backup.id} failed: {said}",
                 scene,
                 RestoreOutcome("failed", reason, alarm, server_id, backup.id, cause="reread_failed"),
                 messages.reread_failed(scene, decision, backup, said),
             )
         if fresh is None or not fresh.is_completed or fresh.server.id != server_id:
             now_is = messages.backup_now_is(fresh, server_id)
-            self.guard.release(claim, f"backup {backup.id} {now_is}")
-            reason = f"backup {backup.id} {now_is} (it was completed when chosen)"
-            return self._publish(
-                scene,
-                RestoreOutcome("skipped", reason, alarm, server_id, backup.id, cause="backup_changed"),
-                messages.backup_changed(scene, decision, backup, now_is),
+            outcome = RestoreOutcome(
+                "skipped",
+                f"backup {backup.id} {now_is} (it was completed when chosen)",
+                alarm,
+                server_id,
+                backup.id,
+                cause="backup_changed",
             )
+            message = messages.backup_changed(scene, decision, backup, now_is)
+            return self._released(claim, f"backup {backup.id} {now_is}", scene, outcome, message)
 
         try:
             accepted = _send_restore(self.client, server_id, backup.id)
@@ -449,6 +453,18 @@ class AlarmRestorer:
             )
         )
         return until
+
+    def _released(
+        self,
+        claim: RestoreClaim,
+        why: str,
+        scene: messages.AlarmScene,
+        outcome: RestoreOutcome,
+        message: messages.Message,
+    ) -> RestoreOutcome:
+        """Release the claim (the restore request was not sent), then tell people."""
+        self.guard.release(claim, why)
+        return self._publish(scene, outcome, message)
 
     def _publish(
         self, scene: messages.AlarmScene, outcome: RestoreOutcome, message: messages.Message

@@ -54,6 +54,10 @@ class AlarmScene:
             parts.append(f"(account {transition.account}, region {transition.region or '?'})")
         return "\n".join(parts)
 
+    def told(self, subject: str, headline: str, lines: list[str], todo: str) -> Message:
+        """The message: ``subject``, and the body framed around ``headline``, ``lines`` and ``todo``."""
+        return Message(subject, self.body(headline=headline, lines=lines, todo=todo))
+
 
 def backup_lines(decision: RestorePointDecision, backup: Backup) -> list[str]:
     """The chosen backup and why it was chosen, two lines."""
@@ -68,54 +72,39 @@ def backup_lines(decision: RestorePointDecision, backup: Backup) -> list[str]:
 
 
 def server_unresolved(scene: AlarmScene, *, dimension: str) -> Message:
-    return Message(
-        f"Restore skipped: alarm {scene.alarm} names no server",
-        scene.body(
-            headline=f"No server was restored: the alarm {scene.alarm!r} does not say which server it is about.",
-            lines=[f"Looked for: {scene.resolution.explanation}."],
-            todo=(
-                f"Give the alarm's metric a {dimension} dimension, or tag the alarm "
-                f"vps:server-id=<server id>, or add it to ALARM_SERVER_MAP; restore by hand if needed."
-            ),
-        ),
+    headline = f"No server was restored: the alarm {scene.alarm!r} does not say which server it is about."
+    todo = (
+        f"Give the alarm's metric a {dimension} dimension, or tag the alarm "
+        f"vps:server-id=<server id>, or add it to ALARM_SERVER_MAP; restore by hand if needed."
     )
+    looked_for = [f"Looked for: {scene.resolution.explanation}."]
+    return scene.told(f"Restore skipped: alarm {scene.alarm} names no server", headline, looked_for, todo)
 
 
 def alarm_not_current(scene: AlarmScene, server_id: int, why: str) -> Message:
-    return Message(
-        f"Restore skipped for server {server_id}: alarm {scene.alarm} is not current",
-        scene.body(
-            headline=f"Server {server_id} was NOT restored: {why}.",
-            lines=[],
-            todo=(
-                "Check whether the server still needs a restore and do it by hand if so; "
-                "no automatic restore will happen for this alarm change."
-            ),
-        ),
+    todo = (
+        "Check whether the server still needs a restore and do it by hand if so; "
+        "no automatic restore will happen for this alarm change."
     )
+    subject = f"Restore skipped for server {server_id}: alarm {scene.alarm} is not current"
+    return scene.told(subject, f"Server {server_id} was NOT restored: {why}.", [], todo)
 
 
 def listing_failed(scene: AlarmScene, server_id: int, api_said: str) -> Message:
-    return Message(
+    return scene.told(
         f"Restore FAILED for server {server_id}: backups could not be listed",
-        scene.body(
-            headline=f"Server {server_id} was NOT restored: its backups could not be listed.",
-            lines=[f"The API said: {api_said}"],
-            todo="Restore by hand if the server still needs it; check the provider's API status.",
-        ),
+        f"Server {server_id} was NOT restored: its backups could not be listed.",
+        [f"The API said: {api_said}"],
+        "Restore by hand if the server still needs it; check the provider's API status.",
     )
 
 
 def no_usable_backup(scene: AlarmScene, decision: RestorePointDecision) -> Message:
     server_id = decision.server_id
-    return Message(
-        f"Restore skipped for server {server_id}: no usable backup",
-        scene.body(
-            headline=f"Server {server_id} was NOT restored: there is no usable backup.",
-            lines=[f"Why: {decision.reason}."],
-            todo="Investigate the server by hand; no automatic restore will happen for this alarm.",
-        ),
-    )
+    todo = "Investigate the server by hand; no automatic restore will happen for this alarm."
+    headline = f"Server {server_id} was NOT restored: there is no usable backup."
+    subject = f"Restore skipped for server {server_id}: no usable backup"
+    return scene.told(subject, headline, [f"Why: {decision.reason}."], todo)
 
 
 # -- with a backup chosen ------------------------------------------------------------------------
@@ -132,20 +121,18 @@ def planned(
     scene: AlarmScene, decision: RestorePointDecision, backup: Backup, *, would: str, hold_until: datetime
 ) -> Message:
     server_id = decision.server_id
-    return Message(
-        f"Restore plan for server {server_id}: backup {backup.id} (notify mode, nothing done)",
-        scene.body(
-            headline=(
-                f"RESTORE_MODE=notify: server {server_id} was NOT restored. The automation would restore it "
-                f"from backup {backup.id}."
-            ),
-            lines=[
-                *backup_lines(decision, backup),
-                f"Guardrails: {would}.",
-                f"Backup {backup.id} is kept from pruning until {human_time(hold_until)}.",
-            ],
-            todo=f'To restore by hand: POST /servers/{server_id}/restore/ with {{"backup_id": {backup.id}}}.',
-        ),
+    lines = [
+        *backup_lines(decision, backup),
+        f"Guardrails: {would}.",
+        f"Backup {backup.id} is kept from pruning until {human_time(hold_until)}.",
+    ]
+    headline = (
+        f"RESTORE_MODE=notify: server {server_id} was NOT restored. The automation would restore it "
+        f"from backup {backup.id}."
+    )
+    todo = f'To restore by hand: POST /servers/{server_id}/restore/ with {{"backup_id": {backup.id}}}.'
+    return scene.told(
+        f"Restore plan for server {server_id}: backup {backup.id} (notify mode, nothing done)", headline, lines, todo
     )
 
 
@@ -155,41 +142,28 @@ def refused(scene: AlarmScene, decision: RestorePointDecision, *, kind: str, rea
     backup_id = decision.backup.id if decision.backup else None
     label = "cooldown" if kind == "cooldown" else "fleet restore limit reached"
     would_have = [f"It would have been restored from backup {backup_id}: {decision.reason}."] if backup_id else []
-    return Message(
-        f"Restore skipped for server {server_id}: {label}",
-        scene.body(
-            headline=f"Server {server_id} was NOT restored: {reason}.",
-            lines=would_have,
-            todo="If the server still needs a restore, do it by hand (the automation will not retry this alarm).",
-        ),
-    )
+    todo = "If the server still needs a restore, do it by hand (the automation will not retry this alarm)."
+    subject = f"Restore skipped for server {server_id}: {label}"
+    return scene.told(subject, f"Server {server_id} was NOT restored: {reason}.", would_have, todo)
 
 
 def internal_error(scene: AlarmScene, decision: RestorePointDecision, backup: Backup, error_name: str) -> Message:
     server_id = decision.server_id
-    return Message(
-        f"Restore FAILED for server {server_id}: internal error",
-        scene.body(
-            headline=(f"Server {server_id} was NOT restored: the automation hit an unexpected error ({error_name})."),
-            lines=backup_lines(decision, backup),
-            todo="Check the function's logs; restore by hand if the server still needs it.",
-        ),
+    headline = f"Server {server_id} was NOT restored: the automation hit an unexpected error ({error_name})."
+    todo = "Check the function's logs; restore by hand if the server still needs it."
+    return scene.told(
+        f"Restore FAILED for server {server_id}: internal error", headline, backup_lines(decision, backup), todo
     )
 
 
 def reread_failed(scene: AlarmScene, decision: RestorePointDecision, backup: Backup, api_said: str) -> Message:
     server_id = decision.server_id
-    return Message(
-        f"Restore FAILED for server {server_id}: backup status unreadable",
-        scene.body(
-            headline=(
-                f"Server {server_id} was NOT restored: backup {backup.id}'s status could not be re-read "
-                "just before restoring."
-            ),
-            lines=[*backup_lines(decision, backup), f"The API said: {api_said}"],
-            todo="Restore by hand if the server still needs it.",
-        ),
+    lines = [*backup_lines(decision, backup), f"The API said: {api_said}"]
+    headline = (
+        f"Server {server_id} was NOT restored: backup {backup.id}'s status could not be re-read just before restoring."
     )
+    subject = f"Restore FAILED for server {server_id}: backup status unreadable"
+    return scene.told(subject, headline, lines, "Restore by hand if the server still needs it.")
 
 
 def backup_now_is(fresh: Backup | None, server_id: int) -> str:
@@ -203,16 +177,10 @@ def backup_now_is(fresh: Backup | None, server_id: int) -> str:
 
 def backup_changed(scene: AlarmScene, decision: RestorePointDecision, backup: Backup, now_is: str) -> Message:
     server_id = decision.server_id
-    return Message(
-        f"Restore skipped for server {server_id}: backup {backup.id} no longer usable",
-        scene.body(
-            headline=(
-                f"Server {server_id} was NOT restored: backup {backup.id} {now_is} (re-checked just before restoring)."
-            ),
-            lines=backup_lines(decision, backup),
-            todo="Restore by hand from another backup if the server still needs it.",
-        ),
-    )
+    subject = f"Restore skipped for server {server_id}: backup {backup.id} no longer usable"
+    headline = f"Server {server_id} was NOT restored: backup {backup.id} {now_is} (re-checked just before restoring)."
+    todo = "Restore by hand from another backup if the server still needs it."
+    return scene.told(subject, headline, backup_lines(decision, backup), todo)
 
 
 def restore_failed(
@@ -233,14 +201,10 @@ def restore_failed(
             "The restore MAY have started (no clear answer came back). It is not re-sent; the server stays "
             f"locked for restores until {human_time(locked_until)}."
         )
-    return Message(
-        f"Restore FAILED for server {server_id}: {api_said}",
-        scene.body(
-            headline=f"Server {server_id} was NOT restored from backup {backup.id}.",
-            lines=[*backup_lines(decision, backup), f"The API said: {api_said}", verdict],
-            todo="Check the server and the provider's panel; restore by hand if it still needs it.",
-        ),
-    )
+    lines = [*backup_lines(decision, backup), f"The API said: {api_said}", verdict]
+    todo = "Check the server and the provider's panel; restore by hand if it still needs it."
+    headline = f"Server {server_id} was NOT restored from backup {backup.id}."
+    return scene.told(f"Restore FAILED for server {server_id}: {api_said}", headline, lines, todo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,17 +227,12 @@ def restored(
         f"(RESTORE_COOLDOWN {format_duration(guardrails.cooldown)}); backup {backup.id} is kept "
         f"from pruning until {human_time(guardrails.hold_until)} (RESTORE_HOLD {format_duration(guardrails.hold)})."
     )
-    return Message(
-        f"Restored server {server_id}{named} from backup {backup.id} after alarm {scene.alarm}",
-        scene.body(
-            headline=(
-                f"Server {server_id}{named} is being restored from backup {backup.id} "
-                f"(the API answered HTTP {api_status})."
-            ),
-            lines=[*backup_lines(decision, backup), guard_line],
-            todo=(
-                f"Check that the server is healthy again. It now holds the state of "
-                f"{human_time(backup.created_at)}: anything written after that is gone from it."
-            ),
-        ),
+    headline = (
+        f"Server {server_id}{named} is being restored from backup {backup.id} (the API answered HTTP {api_status})."
     )
+    todo = (
+        f"Check that the server is healthy again. It now holds the state of "
+        f"{human_time(backup.created_at)}: anything written after that is gone from it."
+    )
+    subject = f"Restored server {server_id}{named} from backup {backup.id} after alarm {scene.alarm}"
+    return scene.told(subject, headline, [*backup_lines(decision, backup), guard_line], todo)
