@@ -134,6 +134,12 @@ def _hold_reason(hold: Hold) -> str:
     return f"{text}: {hold.reason}" if hold.reason else text
 
 
+# One backup's decision before the valve: the backup, what to do, and why.
+_Decided = tuple[Backup, Action, tuple[str, ...]]
+# What a rule decided for one backup id: the action and its reasons so far.
+_Verdict = tuple[Action, list[str]]
+
+
 def plan_prune(
     backups: Iterable[Backup],
     *,
@@ -156,6 +162,19 @@ def plan_prune(
     a server's newest completed backup; failed backups deleted only once older than
     ``failed_grace``; at most ``max_deletions`` deletions, the oldest ones. Deterministic.
     """
+    _check_arguments(now=now, scope=scope, max_deletions=max_deletions, failed_grace=failed_grace)
+    unique, conflicting = _dedupe(backups)
+    by_server = _group_by_server(unique, server_ids)
+    decided: list[_Decided] = []
+    for server_id in sorted(by_server):
+        decided.extend(
+            _plan_server(server_id, by_server[server_id], policy_for, tz, now, scope, holds, failed_grace, conflicting)
+        )
+    return _apply_valve(decided, now=now, scope=scope, max_deletions=max_deletions)
+
+
+def _check_arguments(*, now: datetime, scope: Scope, max_deletions: int, failed_grace: timedelta) -> None:
+    """Bad arguments are a ``ValueError`` naming the argument, before anything is decided."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if scope not in ("managed", "manual"):
@@ -165,19 +184,20 @@ def plan_prune(
     if failed_grace < timedelta(0):
         raise ValueError("failed_grace must not be negative")
 
-    unique, conflicting = _dedupe(backups)
+
+def _group_by_server(
+    backups: Iterable[Backup], server_ids: set[int] | frozenset[int] | None
+) -> dict[int, list[Backup]]:
+    """The selected servers' backups, by server id (``server_ids`` None: every server)."""
     by_server: dict[int, list[Backup]] = defaultdict(list)
-    for backup in unique:
+    for backup in backups:
         if server_ids is None or backup.server_id in server_ids:
             by_server[backup.server_id].append(backup)
+    return by_server
 
-    decided: list[tuple[Backup, Action, tuple[str, ...]]] = []
-    for server_id in sorted(by_server):
-        decided.extend(
-            _plan_server(server_id, by_server[server_id], policy_for, tz, now, scope, holds, failed_grace, conflicting)
-        )
 
-    # The valve: the oldest would-be deletions go now, the rest wait for a later run.
+def _apply_valve(decided: list[_Decided], *, now: datetime, scope: Scope, max_deletions: int) -> PrunePlan:
+    """The safety valve: the oldest would-be deletions go now, the rest are deferred to a later run."""
     would_delete = sorted((item for item in decided if item[1] == "delete"), key=lambda item: _order_key(item[0]))
     deferred_ids = {backup.id for backup, _, _ in would_delete[max_deletions:]}
     valve_note = f"deferred (valve): at most {max_deletions} deletions per run"
@@ -222,79 +242,115 @@ def _plan_server(
     holds: Mapping[int, Hold],
     failed_grace: timedelta,
     conflicting: set[int],
-) -> list[tuple[Backup, Action, tuple[str, ...]]]:
-    """One server's decisions before the valve, newest first."""
+) -> list[_Decided]:
+    """One server's decisions before the valve, newest first: rules 1-3, then retention, then protections."""
     backups = sorted(backups, key=_order_key, reverse=True)
-    reasons: dict[int, list[str]] = {b.id: [] for b in backups}
-    action: dict[int, Action] = {}
+    verdicts: dict[int, _Verdict] = {}
     retained: list[Backup] = []  # completed candidates: the backups the retention rules see
-
     for backup in backups:
-        why = reasons[backup.id]
-        if backup.id in conflicting:
-            action[backup.id] = "skip"
-            why.append(REASON_CONFLICTING_COPIES)
-        elif backup.backup_type != BACKUP_MANUAL:
-            action[backup.id] = "skip"
-            why.append(
-                REASON_AUTOMATIC
-                if backup.backup_type == BACKUP_AUTOMATIC
-                else f"backup type {backup.backup_type!r} is never pruned"
-            )
-        elif scope == "managed" and not is_managed(backup.description):
-            action[backup.id] = "skip"
-            why.append(REASON_NOT_MANAGED)
-        elif backup.status == STATUS_IN_PROGRESS:
-            action[backup.id] = "skip"
-            why.append(REASON_IN_PROGRESS)
-        elif backup.status == STATUS_FAILED:
-            grace = format_duration(failed_grace)
-            if now - backup.created_at > failed_grace:
-                action[backup.id] = "delete"
-                why.append(f"failed, older than {grace}")
-            else:
-                action[backup.id] = "keep"
-                why.append(f"failed, within grace ({grace})")
-        elif backup.status == STATUS_COMPLETED:
+        verdict = _triage(backup, now=now, scope=scope, failed_grace=failed_grace, conflicting=conflicting)
+        if verdict is None:
             retained.append(backup)
         else:
-            action[backup.id] = "skip"
-            why.append(f"unknown status {backup.status!r}")
+            verdicts[backup.id] = verdict
+    verdicts.update(_retention_verdicts(retained, policy_for(server_id), tz, now))
+    protect = _newest_protections(backups, retained, now, conflicting)
+    _add_hold_protections(protect, backups, holds, now)
+    _apply_protections(verdicts, protect)
+    return [(b, verdicts[b.id][0], tuple(verdicts[b.id][1])) for b in backups]
 
-    policy = policy_for(server_id)
-    for verdict in apply_policy(((b.id, b.created_at) for b in retained), policy, tz, now=now):
-        if verdict.keep:
-            action[verdict.key] = "keep"
-            reasons[verdict.key].extend(verdict.reasons)
+
+def _triage(
+    backup: Backup, *, now: datetime, scope: Scope, failed_grace: timedelta, conflicting: set[int]
+) -> _Verdict | None:
+    """Rules 1-3 for one backup: skipped, or a failed one deleted or kept; None for a completed candidate."""
+    if backup.id in conflicting:
+        return "skip", [REASON_CONFLICTING_COPIES]
+    if backup.backup_type != BACKUP_MANUAL:
+        if backup.backup_type == BACKUP_AUTOMATIC:
+            return "skip", [REASON_AUTOMATIC]
+        return "skip", [f"backup type {backup.backup_type!r} is never pruned"]
+    if scope == "managed" and not is_managed(backup.description):
+        return "skip", [REASON_NOT_MANAGED]
+    if backup.status == STATUS_IN_PROGRESS:
+        return "skip", [REASON_IN_PROGRESS]
+    if backup.status == STATUS_FAILED:
+        return _failed_verdict(backup, now=now, failed_grace=failed_grace)
+    if backup.status == STATUS_COMPLETED:
+        return None
+    return "skip", [f"unknown status {backup.status!r}"]
+
+
+def _failed_verdict(backup: Backup, *, now: datetime, failed_grace: timedelta) -> _Verdict:
+    """A failed backup counts for no rule: deleted once older than the grace period, kept until then."""
+    grace = format_duration(failed_grace)
+    if now - backup.created_at > failed_grace:
+        return "delete", [f"failed, older than {grace}"]
+    return "keep", [f"failed, within grace ({grace})"]
+
+
+def _retention_verdicts(
+    retained: list[Backup], policy: RetentionPolicy, tz: tzinfo, now: datetime
+) -> dict[int, _Verdict]:
+    """Rule 4: the server's retention policy over its completed candidates."""
+    verdicts: dict[int, _Verdict] = {}
+    for decision in apply_policy(((b.id, b.created_at) for b in retained), policy, tz, now=now):
+        if decision.keep:
+            verdicts[decision.key] = ("keep", list(decision.reasons))
         else:
-            action[verdict.key] = "delete"
-            reasons[verdict.key].append(f"{REASON_NOT_RETAINED} ({policy.describe()})")
+            verdicts[decision.key] = ("delete", [f"{REASON_NOT_RETAINED} ({policy.describe()})"])
+    return verdicts
 
-    # Protections override any delete. The newest completed backup is taken over everything
-    # listed for the server (an automatic one included); the newest completed candidate is kept
-    # as well, so a server never loses its last backup this project manages.
+
+def _newest_protections(
+    backups: list[Backup], retained: list[Backup], now: datetime, conflicting: set[int]
+) -> dict[int, list[str]]:
+    """Rule 5, newest part: the notes protecting a server's newest backups (``backups`` newest first).
+
+    The newest completed backup is taken over everything listed for the server (an automatic one
+    included); the newest completed candidate is kept as well, so a server never loses its last
+    backup this project manages.
+    """
     protect: dict[int, list[str]] = defaultdict(list)
-    newest_completed = next((b for b in backups if b.status == STATUS_COMPLETED and b.id not in conflicting), None)
+    completed = [b for b in backups if b.status == STATUS_COMPLETED and b.id not in conflicting]
+    newest_completed = completed[0] if completed else None
     if newest_completed is not None:
         protect[newest_completed.id].append(REASON_NEWEST_COMPLETED)
     if retained and retained[0] is not newest_completed:
         protect[retained[0].id].append(REASON_NEWEST_COMPLETED_CANDIDATE)
     # A backup dated after now (the provider's clock, bad data) is the newest only on paper, and a
     # keep_last or bucket rule would spend itself on it: the newest one dated before now is kept too.
-    completed = [b for b in backups if b.status == STATUS_COMPLETED and b.id not in conflicting]
     for pool in (completed, retained):
-        if pool and pool[0].created_at > now:
-            past = next((b for b in pool if b.created_at <= now), None)
-            if past is not None and REASON_NEWEST_NOT_FUTURE not in protect[past.id]:
-                protect[past.id].append(REASON_NEWEST_NOT_FUTURE)
+        past = _newest_not_future(pool, now)
+        if past is not None and REASON_NEWEST_NOT_FUTURE not in protect[past.id]:
+            protect[past.id].append(REASON_NEWEST_NOT_FUTURE)
+    return protect
+
+
+def _newest_not_future(pool: list[Backup], now: datetime) -> Backup | None:
+    """When the newest of ``pool`` (newest first) is dated after ``now``: the newest dated before it."""
+    if pool and pool[0].created_at > now:
+        return next((b for b in pool if b.created_at <= now), None)
+    return None
+
+
+def _add_hold_protections(
+    protect: dict[int, list[str]], backups: list[Backup], holds: Mapping[int, Hold], now: datetime
+) -> None:
+    """Rule 5, holds part: a note for every backup under a hold still in force."""
     for backup in backups:
         hold = holds.get(backup.id)
         if hold is not None and hold.until > now:
             protect[backup.id].append(_hold_reason(hold))
 
-    for backup_id, notes in protect.items():
-        if action.get(backup_id) in ("delete", "keep"):
-            action[backup_id] = "keep"
-            reasons[backup_id] = [*notes, *(r for r in reasons[backup_id] if not r.startswith(REASON_NOT_RETAINED))]
 
-    return [(b, action[b.id], tuple(reasons[b.id])) for b in backups]
+def _apply_protections(verdicts: dict[int, _Verdict], protect: Mapping[int, list[str]]) -> None:
+    """Protections override any delete: a protected backup that retention decided on is kept.
+
+    Its protection notes come first; "no retention rule keeps it" no longer applies and is dropped.
+    Skipped backups stay skipped.
+    """
+    for backup_id, notes in protect.items():
+        action, reasons = verdicts[backup_id]
+        if action in ("delete", "keep"):
+            verdicts[backup_id] = ("keep", [*notes, *(r for r in reasons if not r.startswith(REASON_NOT_RETAINED))])

@@ -238,58 +238,88 @@ def apply_policy(
     after it are not taken as the newest (restic's guard against clock skew), and if every item
     is in the future the window keeps them all. Raises ``ValueError`` on a naive time.
     """
+    walk = _newest_first(items)
+    if not walk:
+        return []
+    window = _Window.of(policy, walk, now)
+    rules = _CountRules(policy.counts())
+    oldest = len(walk) - 1
+    decisions: list[RetentionDecision[K]] = []
+    for nr, (key, moment) in enumerate(walk):
+        matches = window.matches(moment) + rules.matches(nr, moment.astimezone(tz), is_oldest=nr == oldest)
+        decisions.append(RetentionDecision(key=key, time=moment, keep=bool(matches), matches=tuple(matches)))
+    return decisions
+
+
+def _newest_first(items: Iterable[tuple[K, datetime]]) -> list[tuple[K, datetime]]:
+    """The items newest first, equal times by key highest first; ``ValueError`` naming a naive time."""
     walk = list(items)
     for key, moment in walk:  # before sorting: a naive time cannot even be compared to an aware one
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise ValueError(f"time of {key!r} is naive; retention needs aware datetimes")
     walk.sort(key=lambda item: item[0], reverse=True)
     walk.sort(key=lambda item: item[1], reverse=True)  # stable: equal times stay in key order
-    if not walk:
+    return walk
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """The ``keep_within`` rule over one walk: everything, nothing, or what is newer than ``cutoff``."""
+
+    keep_all: bool
+    cutoff: datetime | None
+    text: str
+
+    @classmethod
+    def of(cls, policy: RetentionPolicy, walk: list[tuple[K, datetime]], now: datetime | None) -> _Window:
+        if not policy.keep_within:
+            return cls(keep_all=False, cutoff=None, text="")
+        text = f"within {format_within(policy.keep_within)}"
+        candidates = [moment for _, moment in walk if now is None or moment < now]
+        if not candidates:
+            # Nothing dated before now: restic counts back from year 1, keeping all.
+            return cls(keep_all=True, cutoff=None, text=text)
+        try:
+            return cls(keep_all=False, cutoff=max(candidates) - policy.keep_within, text=text)
+        except OverflowError:  # a window reaching before year 1 keeps everything, as in restic
+            return cls(keep_all=True, cutoff=None, text=text)
+
+    def matches(self, moment: datetime) -> list[RuleMatch]:
+        """``[within ...]`` if the window keeps ``moment``, else ``[]``."""
+        if self.keep_all or (self.cutoff is not None and moment > self.cutoff):
+            return [RuleMatch("within", self.text, self.text)]
         return []
 
-    within_all = False
-    cutoff: datetime | None = None
-    if policy.keep_within:
-        candidates = [moment for _, moment in walk if now is None or moment < now]
-        if candidates:
-            try:
-                cutoff = max(candidates) - policy.keep_within
-            except OverflowError:  # a window reaching before year 1 keeps everything, as in restic
-                within_all = True
-        else:
-            within_all = True  # nothing dated before now: restic counts back from year 1, keeping all
-    within_text = f"within {format_within(policy.keep_within)}" if policy.keep_within else ""
 
-    counts = policy.counts()
-    budget: dict[RuleName, int] = dict(counts)
-    last_bucket: dict[RuleName, str | int | None] = dict.fromkeys(counts, None)
-    bucket_of: dict[RuleName, Callable[[datetime], str]] = dict(_BUCKETS)
-    oldest = len(walk) - 1
+class _CountRules:
+    """The count rules (``keep_last`` and the buckets) walking newest first: budgets and last buckets kept."""
 
-    decisions: list[RetentionDecision[K]] = []
-    for nr, (key, moment) in enumerate(walk):
-        matches: list[RuleMatch] = []
-        if within_all or (cutoff is not None and moment > cutoff):
-            matches.append(RuleMatch("within", within_text, within_text))
-        local = moment.astimezone(tz)
-        for rule in counts:
-            if budget[rule] <= 0:
-                continue
-            # keep_last puts every item in a bucket of its own (restic's ``always`` bucker).
-            bucket: str | int = nr if rule == "last" else bucket_of[rule](local)
-            if bucket == last_bucket[rule] and nr != oldest:
-                continue
-            # Same bucket as the last kept one, yet kept: the oldest item with budget left.
-            extra = bucket == last_bucket[rule]
-            last_bucket[rule] = bucket
-            budget[rule] -= 1
-            if rule == "last":
-                matches.append(RuleMatch("last", "last snapshot", "last snapshot"))
-            else:
-                text = f"{rule} {bucket}"
-                restic = f"{rule} snapshot"
-                if extra:
-                    text, restic = f"oldest {text}", f"oldest {restic}"
-                matches.append(RuleMatch(rule, text, restic))
-        decisions.append(RetentionDecision(key=key, time=moment, keep=bool(matches), matches=tuple(matches)))
-    return decisions
+    def __init__(self, counts: dict[RuleName, int]) -> None:
+        self._counts = counts
+        self._budget: dict[RuleName, int] = dict(counts)
+        self._last_bucket: dict[RuleName, str | int | None] = dict.fromkeys(counts, None)
+        self._bucket_of: dict[RuleName, Callable[[datetime], str]] = dict(_BUCKETS)
+
+    def matches(self, nr: int, local: datetime, *, is_oldest: bool) -> list[RuleMatch]:
+        """Every count rule that keeps the ``nr``-th item of the walk (at ``local`` time), in restic's order."""
+        found = (self._match(rule, nr, local, is_oldest=is_oldest) for rule in self._counts)
+        return [match for match in found if match is not None]
+
+    def _match(self, rule: RuleName, nr: int, local: datetime, *, is_oldest: bool) -> RuleMatch | None:
+        if self._budget[rule] <= 0:
+            return None
+        # keep_last puts every item in a bucket of its own (restic's ``always`` bucker).
+        bucket: str | int = nr if rule == "last" else self._bucket_of[rule](local)
+        if bucket == self._last_bucket[rule] and not is_oldest:
+            return None
+        # Same bucket as the last kept one, yet kept: the oldest item with budget left.
+        extra = bucket == self._last_bucket[rule]
+        self._last_bucket[rule] = bucket
+        self._budget[rule] -= 1
+        if rule == "last":
+            return RuleMatch("last", "last snapshot", "last snapshot")
+        text = f"{rule} {bucket}"
+        restic = f"{rule} snapshot"
+        if extra:
+            text, restic = f"oldest {text}", f"oldest {restic}"
+        return RuleMatch(rule, text, restic)

@@ -59,85 +59,105 @@ def choose_restore_point(
     """The restore point for ``server_id`` given its backups (any type, any order, possibly polluted
     with other servers' backups), its latest deployment before the alarm (or None), the alarm's
     state-change time and ``RESTORE_MAX_BACKUP_AGE``."""
-    oldest_allowed = alarm_at - max_age
+    window = _Window(alarm_at=alarm_at, max_age=max_age)
     listed = list(backups)
     own = [b for b in listed if b.server.id == server_id]
     foreign = len(listed) - len(own)
 
-    def usable_why_not(backup: Backup) -> str | None:
-        if not backup.is_completed:
-            return f"its status is {backup.status}"
-        if backup.created_at >= alarm_at:
-            return f"it was created at {human_time(backup.created_at)}, not before the alarm"
-        if backup.created_at < oldest_allowed:
-            return (
-                f"it was created at {human_time(backup.created_at)}, more than "
-                f"{format_duration(max_age)} (RESTORE_MAX_BACKUP_AGE) before the alarm"
-            )
-        return None
+    by_deployment = _deployment_backup(server_id, own, deployment, window)
+    if isinstance(by_deployment, RestorePointDecision):
+        return by_deployment
+    deploy_note = by_deployment
 
-    deploy_note = ""
-    if deployment is not None and deployment.server_id == server_id and deployment.received_at < alarm_at:
-        label = f"deployment {deployment.deployment_id} (request received {human_time(deployment.received_at)})"
-        if deployment.backup_id is None:
-            deploy_note = f"{label} has no recorded backup"
-        else:
-            deploy_backup = next((b for b in own if b.id == deployment.backup_id), None)
-            if deploy_backup is None:
-                deploy_note = f"backup {deployment.backup_id} of {label} is not among server {server_id}'s backups"
-            elif (why := usable_why_not(deploy_backup)) is not None:
-                deploy_note = f"backup {deploy_backup.id} of {label} is not usable: {why}"
-            else:
-                return RestorePointDecision(
-                    server_id=server_id,
-                    backup=deploy_backup,
-                    basis="deployment",
-                    reason=(
-                        f"backup {deploy_backup.id} (created {human_time(deploy_backup.created_at)}) was made for "
-                        f"{label}, the server's last recorded deployment before the alarm: it holds the state "
-                        "from before that deploy"
-                    ),
-                    deployment=deployment,
-                )
-    elif deployment is None:
-        deploy_note = "no deployment of this server is recorded before the alarm"
-
-    candidates = [b for b in own if usable_why_not(b) is None]
+    candidates = [b for b in own if window.why_not_usable(b) is None]
     if candidates:
         chosen = max(candidates, key=_newest_first_key)
         reason = (
             f"backup {chosen.id} ({chosen.backup_type}, created {human_time(chosen.created_at)}) is the newest "
             f"completed backup of server {server_id} made before the alarm"
         )
-        return RestorePointDecision(
-            server_id=server_id,
-            backup=chosen,
-            basis="newest_completed",
-            reason=reason + (f"; {deploy_note}" if deploy_note else ""),
-            deployment=deployment,
-        )
+        basis: Basis = "newest_completed"
+    else:
+        chosen, reason, basis = None, _nothing_usable_reason(server_id, own, foreign, window), "none"
+    return RestorePointDecision(
+        server_id=server_id,
+        backup=chosen,
+        basis=basis,
+        reason=reason + (f"; {deploy_note}" if deploy_note else ""),
+        deployment=deployment,
+    )
 
+
+@dataclass(frozen=True)
+class _Window:
+    """When a restore point may have been made: before the alarm, not more than ``max_age`` before it."""
+
+    alarm_at: datetime
+    max_age: timedelta
+
+    @property
+    def oldest_allowed(self) -> datetime:
+        return self.alarm_at - self.max_age
+
+    def why_not_usable(self, backup: Backup) -> str | None:
+        """Why ``backup`` cannot be restored from, in words; None if it can."""
+        if not backup.is_completed:
+            return f"its status is {backup.status}"
+        if backup.created_at >= self.alarm_at:
+            return f"it was created at {human_time(backup.created_at)}, not before the alarm"
+        if backup.created_at < self.oldest_allowed:
+            return (
+                f"it was created at {human_time(backup.created_at)}, more than "
+                f"{format_duration(self.max_age)} (RESTORE_MAX_BACKUP_AGE) before the alarm"
+            )
+        return None
+
+
+def _deployment_backup(
+    server_id: int, own: list[Backup], deployment: DeploymentRecord | None, window: _Window
+) -> RestorePointDecision | str:
+    """Rule 1: the decision to restore the deployment's backup, or a note saying why not ("": no note)."""
+    if deployment is None:
+        return "no deployment of this server is recorded before the alarm"
+    if deployment.server_id != server_id or deployment.received_at >= window.alarm_at:
+        return ""
+    label = f"deployment {deployment.deployment_id} (request received {human_time(deployment.received_at)})"
+    if deployment.backup_id is None:
+        return f"{label} has no recorded backup"
+    deploy_backup = next((b for b in own if b.id == deployment.backup_id), None)
+    if deploy_backup is None:
+        return f"backup {deployment.backup_id} of {label} is not among server {server_id}'s backups"
+    if (why := window.why_not_usable(deploy_backup)) is not None:
+        return f"backup {deploy_backup.id} of {label} is not usable: {why}"
+    return RestorePointDecision(
+        server_id=server_id,
+        backup=deploy_backup,
+        basis="deployment",
+        reason=(
+            f"backup {deploy_backup.id} (created {human_time(deploy_backup.created_at)}) was made for "
+            f"{label}, the server's last recorded deployment before the alarm: it holds the state "
+            "from before that deploy"
+        ),
+        deployment=deployment,
+    )
+
+
+def _nothing_usable_reason(server_id: int, own: list[Backup], foreign: int, window: _Window) -> str:
+    """Rule 3: why no backup is restored, with what was listed and why each kind was left out."""
     completed = [b for b in own if b.is_completed]
-    too_old = sum(1 for b in completed if b.created_at < oldest_allowed)
-    after = sum(1 for b in completed if b.created_at >= alarm_at)
+    too_old = sum(1 for b in completed if b.created_at < window.oldest_allowed)
+    after = sum(1 for b in completed if b.created_at >= window.alarm_at)
     not_completed = len(own) - len(completed)
     counts = [f"{len(own)} backup(s) of the server listed"]
     if not_completed:
         counts.append(f"{not_completed} not completed")
     if too_old:
-        counts.append(f"{too_old} completed but older than {format_duration(max_age)}")
+        counts.append(f"{too_old} completed but older than {format_duration(window.max_age)}")
     if after:
         counts.append(f"{after} created after the alarm")
     if foreign:
         counts.append(f"{foreign} of other servers ignored")
-    reason = (
-        f"no completed backup of server {server_id} was created between {human_time(oldest_allowed)} and the "
-        f"alarm ({human_time(alarm_at)}): " + ", ".join(counts)
-    )
-    return RestorePointDecision(
-        server_id=server_id,
-        backup=None,
-        basis="none",
-        reason=reason + (f"; {deploy_note}" if deploy_note else ""),
-        deployment=deployment,
+    return (
+        f"no completed backup of server {server_id} was created between {human_time(window.oldest_allowed)} and the "
+        f"alarm ({human_time(window.alarm_at)}): " + ", ".join(counts)
     )
