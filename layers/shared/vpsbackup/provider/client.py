@@ -320,108 +320,129 @@ class VpsClient:
         ``before_retry`` is called before every attempt but the first; an exception from it propagates.
         """
         path = urlsplit(url).path
-        is_post = method == "POST"
         refreshed_token = False
         attempt = 0
         while True:
             if attempt > 0 and before_retry is not None:
                 before_retry()
             attempt += 1
-            self._check_time(method, path, needed=0.0)
-            token = self._tokens.get_token()
-            timeout = self._timeout_for_deadline()
-            started = time.monotonic()
-            try:
-                response = self._http.request(
-                    method,
-                    url,
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=timeout,
-                    **kwargs,
-                )
-            except httpx.TransportError as exc:
-                elapsed_ms = round((time.monotonic() - started) * 1000)
-                kind = type(exc).__name__
-                if is_post and not isinstance(exc, _NOT_SENT_ERRORS):
-                    logger.warning(
-                        "POST outcome unknown: no answer after the request was sent; not re-sending",
-                        extra={"method": method, "path": path, "error": kind, "attempt": attempt, "ms": elapsed_ms},
-                    )
-                    raise OutcomeUnknownError(
-                        f"{method} {path}: no answer after the request was sent ({kind}); it may have been applied",
-                        method=method,
-                        path=path,
-                        cause=kind,
-                    ) from None
-                logger.info(
-                    "request failed, may retry",
-                    extra={"method": method, "path": path, "error": kind, "attempt": attempt, "ms": elapsed_ms},
-                )
-                if attempt >= self.retry.max_attempts or not self._sleep_before_retry(attempt, None):
-                    conn_error = ApiTimeoutError if isinstance(exc, httpx.TimeoutException) else ApiConnectionError
-                    raise conn_error(
-                        f"{method} {path}: {kind} after {attempt} attempt(s)", method=method, path=path
-                    ) from None
+            response = self._send_once(method, url, path, attempt, kwargs)
+            if response is None:  # a transport error after which a retry was waited for
                 continue
-
             status = response.status_code
-            logger.debug(
-                "api request",
-                extra={
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "attempt": attempt,
-                    "ms": round((time.monotonic() - started) * 1000),
-                },
-            )
             if status < 400:
                 return response
             body = _safe_json(response)
-            message = _api_message(body)
             if status == 401 and not refreshed_token:
-                # The token may have been rotated: re-read the secret once, then try again.
-                logger.info("API answered 401: re-reading the token secret once", extra={"path": path})
+                self._refresh_token(path)
                 refreshed_token = True
-                self._tokens.get_token(force_refresh=True)
                 attempt -= 1  # the retry after a refresh does not spend the retry budget
                 continue
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if status in RETRYABLE_STATUSES:
-                if is_post and status not in NOT_APPLIED_STATUSES:
-                    logger.warning(
-                        "POST outcome unknown: gateway error; not re-sending",
-                        extra={"method": method, "path": path, "status": status},
-                    )
-                    raise OutcomeUnknownError(
-                        f"{method} {path}: the API answered {status}; the request may have been applied",
-                        method=method,
-                        path=path,
-                        cause=f"HTTP {status}",
-                    )
-                logger.info(
-                    "API answered a retryable status",
-                    extra={
-                        "method": method,
-                        "path": path,
-                        "status": status,
-                        "attempt": attempt,
-                        "retry_after": retry_after,
-                    },
-                )
-                if attempt < self.retry.max_attempts and self._sleep_before_retry(attempt, retry_after):
-                    continue
-            error_cls = error_for_status(status)
-            hint = " (after re-reading the token secret)" if status == 401 else ""
-            raise error_cls(
-                f"{method} {path}: HTTP {status}{hint}" + (f": {message}" if message else ""),
-                status_code=status,
-                api_message=message,
-                body=body,
+            if self._retry_after_status(method, path, status, attempt, retry_after):
+                continue
+            raise self._status_error(method, path, status, body, retry_after)
+
+    def _send_once(
+        self, method: str, url: str, path: str, attempt: int, kwargs: dict[str, Any]
+    ) -> httpx.Response | None:
+        """One attempt: the response, whatever its status, or None after a transport error worth retrying
+        (the wait already done). Raises when the deadline passed or the error ends the request."""
+        self._check_time(method, path, needed=0.0)
+        token = self._tokens.get_token()
+        timeout = self._timeout_for_deadline()
+        started = time.monotonic()
+        try:
+            response = self._http.request(
+                method,
+                url,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=timeout,
+                **kwargs,
+            )
+        except httpx.TransportError as exc:
+            self._after_transport_error(
+                exc, method, path, attempt, elapsed_ms=round((time.monotonic() - started) * 1000)
+            )
+            return None
+        logger.debug(
+            "api request",
+            extra={
+                "method": method,
+                "path": path,
+                "status": response.status_code,
+                "attempt": attempt,
+                "ms": round((time.monotonic() - started) * 1000),
+            },
+        )
+        return response
+
+    def _after_transport_error(
+        self, exc: httpx.TransportError, method: str, path: str, attempt: int, *, elapsed_ms: int
+    ) -> None:
+        """Returns after waiting for a retry; raises if the request may have been applied (a POST
+        that left), or when the retries or the time are used up."""
+        kind = type(exc).__name__
+        if method == "POST" and not isinstance(exc, _NOT_SENT_ERRORS):
+            logger.warning(
+                "POST outcome unknown: no answer after the request was sent; not re-sending",
+                extra={"method": method, "path": path, "error": kind, "attempt": attempt, "ms": elapsed_ms},
+            )
+            raise OutcomeUnknownError(
+                f"{method} {path}: no answer after the request was sent ({kind}); it may have been applied",
                 method=method,
                 path=path,
-                retry_after=retry_after,
+                cause=kind,
+            ) from None
+        logger.info(
+            "request failed, may retry",
+            extra={"method": method, "path": path, "error": kind, "attempt": attempt, "ms": elapsed_ms},
+        )
+        if attempt >= self.retry.max_attempts or not self._sleep_before_retry(attempt, None):
+            conn_error = ApiTimeoutError if isinstance(exc, httpx.TimeoutException) else ApiConnectionError
+            raise conn_error(f"{method} {path}: {kind} after {attempt} attempt(s)", method=method, path=path) from None
+
+    def _refresh_token(self, path: str) -> None:
+        # The token may have been rotated: re-read the secret once, then try again.
+        logger.info("API answered 401: re-reading the token secret once", extra={"path": path})
+        self._tokens.get_token(force_refresh=True)
+
+    def _retry_after_status(self, method: str, path: str, status: int, attempt: int, retry_after: float | None) -> bool:
+        """True after waiting for a retry of a retryable status; False if the status is final or the
+        retries or time are used up. Raises for a POST the API may have applied (``502``/``504``)."""
+        if status not in RETRYABLE_STATUSES:
+            return False
+        if method == "POST" and status not in NOT_APPLIED_STATUSES:
+            logger.warning(
+                "POST outcome unknown: gateway error; not re-sending",
+                extra={"method": method, "path": path, "status": status},
             )
+            raise OutcomeUnknownError(
+                f"{method} {path}: the API answered {status}; the request may have been applied",
+                method=method,
+                path=path,
+                cause=f"HTTP {status}",
+            )
+        logger.info(
+            "API answered a retryable status",
+            extra={"method": method, "path": path, "status": status, "attempt": attempt, "retry_after": retry_after},
+        )
+        return attempt < self.retry.max_attempts and self._sleep_before_retry(attempt, retry_after)
+
+    @staticmethod
+    def _status_error(method: str, path: str, status: int, body: Any, retry_after: float | None) -> ApiStatusError:
+        """The error a final non-2xx answer raises: its class per status, with the API's message."""
+        message = _api_message(body)
+        hint = " (after re-reading the token secret)" if status == 401 else ""
+        return error_for_status(status)(
+            f"{method} {path}: HTTP {status}{hint}" + (f": {message}" if message else ""),
+            status_code=status,
+            api_message=message,
+            body=body,
+            method=method,
+            path=path,
+            retry_after=retry_after,
+        )
 
     def _sleep_before_retry(self, attempt: int, retry_after: float | None) -> bool:
         """Sleep before the next attempt; False if the wait would pass the deadline or is too long."""
