@@ -23,6 +23,7 @@ from vpsbackup.deploy.claims import (
     Action,
     Claim,
     ClaimStore,
+    DeploymentMeta,
     decide,
     find_marked_backup,
 )
@@ -177,6 +178,7 @@ def record_metrics(result: DeploymentResult) -> None:
 def _back_up_server(
     deployment_id: str, server_id: int, description: str, received_at: datetime, deps: BackupOnDeploy
 ) -> ServerResult:
+    """One server through the claim protocol: reuse, wait for another delivery, or claim and create."""
     log = {"deployment_id": deployment_id, "server_id": server_id, "owner": deps.owner}
     wait_until = time.monotonic() + deps.wait_for_claim
     while True:
@@ -184,28 +186,13 @@ def _back_up_server(
         seen = deps.claims.get(deployment_id, server_id)
         action = decide(seen, now)
         if action == Action.REUSE:
-            assert seen is not None
-            assert seen.backup_id is not None
-            status = _current_status(deps.client, server_id, seen.backup_id) or seen.backup_status or "unknown"
-            logger.info("reused: the backup already exists", extra={**log, "backup_id": seen.backup_id})
-            return ServerResult(server_id, "reused", status, backup_id=seen.backup_id)
+            return _reuse(seen, server_id, deps, log)
         if action == Action.WAIT:
-            assert seen is not None
-            if time.monotonic() >= wait_until:
-                logger.info(
-                    "in progress: another delivery holds the claim; not creating",
-                    extra={**log, "holder": seen.owner, "lease_until": seen.lease_until.isoformat()},
-                )
-                return ServerResult(server_id, "pending", STATUS_IN_PROGRESS)
-            deps.sleep(deps.poll_interval)
+            pending = _wait_for_holder(seen, server_id, wait_until, deps, log)
+            if pending is not None:
+                return pending
             continue
-        if action == Action.CREATE:
-            mine = deps.claims.claim_new(
-                deployment_id, server_id, owner=deps.owner, now=now, lease=deps.lease, received_at=received_at
-            )
-        else:
-            assert seen is not None
-            mine = deps.claims.take_over(seen, owner=deps.owner, now=now, lease=deps.lease)
+        mine = _take_claim(action, seen, deployment_id, server_id, now, received_at, deps)
         if mine is None:
             logger.info("lost the race for the claim; reading it again", extra={**log, "action": str(action)})
             continue
@@ -214,21 +201,73 @@ def _back_up_server(
             extra={**log, "action": str(action), "attempt": mine.attempts, "previous_state": seen and seen.state},
         )
         if action == Action.RECONCILE:
-            found = _reconcile(mine, deps, log, reason=f"previous attempt left the claim {seen and seen.state!r}")
-            if isinstance(found, ServerResult):
-                return found
-            if found is not None:
-                return _record(mine, found, "reconciled", deps, log)
-            if mine.settles_at is not None and deps.clock() < mine.settles_at:
-                # An earlier POST may still be in the provider's hands: not listed is not "not made".
-                error = (
-                    "an earlier create's outcome is still unknown and its backup is not listed yet; "
-                    f"not creating another before {mine.settles_at.isoformat()} (send the request again then)"
-                )
-                deps.claims.mark_unknown(mine, error)
-                logger.warning("not creating: an earlier create may still appear", extra=log)
-                return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+            settled = _reconcile_before_create(mine, seen, server_id, deps, log)
+            if settled is not None:
+                return settled
         return _create(mine, description, deps, log)
+
+
+def _reuse(seen: Claim | None, server_id: int, deps: BackupOnDeploy, log: dict[str, Any]) -> ServerResult:
+    """The claim already records the backup: report it with its current status, create nothing."""
+    assert seen is not None
+    assert seen.backup_id is not None
+    status = _current_status(deps.client, server_id, seen.backup_id) or seen.backup_status or "unknown"
+    logger.info("reused: the backup already exists", extra={**log, "backup_id": seen.backup_id})
+    return ServerResult(server_id, "reused", status, backup_id=seen.backup_id)
+
+
+def _wait_for_holder(
+    seen: Claim | None, server_id: int, wait_until: float, deps: BackupOnDeploy, log: dict[str, Any]
+) -> ServerResult | None:
+    """Another delivery holds the claim: ``pending`` once the wait is over, else None after one poll interval."""
+    assert seen is not None
+    if time.monotonic() >= wait_until:
+        logger.info(
+            "in progress: another delivery holds the claim; not creating",
+            extra={**log, "holder": seen.owner, "lease_until": seen.lease_until.isoformat()},
+        )
+        return ServerResult(server_id, "pending", STATUS_IN_PROGRESS)
+    deps.sleep(deps.poll_interval)
+    return None
+
+
+def _take_claim(
+    action: Action,
+    seen: Claim | None,
+    deployment_id: str,
+    server_id: int,
+    now: datetime,
+    received_at: datetime,
+    deps: BackupOnDeploy,
+) -> Claim | None:
+    """A new claim (``CREATE``) or a take-over of the one seen; None if another delivery got there first."""
+    if action == Action.CREATE:
+        return deps.claims.claim_new(
+            deployment_id, server_id, owner=deps.owner, now=now, lease=deps.lease, received_at=received_at
+        )
+    assert seen is not None
+    return deps.claims.take_over(seen, owner=deps.owner, now=now, lease=deps.lease)
+
+
+def _reconcile_before_create(
+    mine: Claim, seen: Claim | None, server_id: int, deps: BackupOnDeploy, log: dict[str, Any]
+) -> ServerResult | None:
+    """After an earlier attempt: the backup it made if listed, a failure if it may still appear, else None (create)."""
+    found = _reconcile(mine, deps, log, reason=f"previous attempt left the claim {seen and seen.state!r}")
+    if isinstance(found, ServerResult):
+        return found
+    if found is not None:
+        return _record(mine, found, "reconciled", deps, log)
+    if mine.settles_at is not None and deps.clock() < mine.settles_at:
+        # An earlier POST may still be in the provider's hands: not listed is not "not made".
+        error = (
+            "an earlier create's outcome is still unknown and its backup is not listed yet; "
+            f"not creating another before {mine.settles_at.isoformat()} (send the request again then)"
+        )
+        deps.claims.mark_unknown(mine, error)
+        logger.warning("not creating: an earlier create may still appear", extra=log)
+        return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+    return None
 
 
 def _create(mine: Claim, description: str, deps: BackupOnDeploy, log: dict[str, Any]) -> ServerResult:
@@ -378,33 +417,51 @@ def deployment_status(
     entries: list[dict[str, Any]] = []
     api_failed = False
     for server_id in meta.server_ids:
-        claim = by_server.get(server_id)
-        entry: dict[str, Any] = {"server_id": server_id, "backup_id": None, "status": STATUS_IN_PROGRESS}
-        if claim is not None and claim.state in ("failed", "unknown"):
-            entry.update(status=STATUS_ERROR, error=claim.error)
-        elif claim is None and now >= meta.last_received_at + DEFAULT_REMAINING + LEASE_MARGIN:
-            # Every delivery so far has surely ended (Lambda's longest timeout) without reaching it.
-            entry.update(
-                status=STATUS_ERROR,
-                error="no delivery started backing up this server; send the deploy request again",
-            )
-        elif claim is not None and claim.state == "claimed" and claim.lease_until <= now:
-            entry.update(
-                status=STATUS_ERROR,
-                error="the delivery creating this backup stopped before it finished; send the deploy request again",
-            )
-        elif claim is not None and claim.backup_id is not None:
-            entry["backup_id"] = claim.backup_id
-            try:
-                backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL, require_complete=True)
-            except VpsApiError as exc:
-                api_failed = True
-                entry.update(status=STATUS_ERROR, error=f"could not read the status from the API: {exc.message}")
-            else:
-                entry["status"] = next((b.status for b in backups if b.id == claim.backup_id), STATUS_MISSING)
+        entry, failed = _server_status(server_id, by_server.get(server_id), meta, now, client)
+        api_failed = api_failed or failed
         entries.append(entry)
     logger.info(
         "deployment status",
         extra={"deployment_id": deployment_id, "statuses": {e["server_id"]: e["status"] for e in entries}},
     )
     return DeploymentStatus(deployment_id, meta.received_at, entries, api_failed)
+
+
+def _server_status(
+    server_id: int, claim: Claim | None, meta: DeploymentMeta, now: datetime, client: VpsClient
+) -> tuple[dict[str, Any], bool]:
+    """One server's entry of the status answer, and whether the API failed to say its backup's status."""
+    entry: dict[str, Any] = {"server_id": server_id, "backup_id": None, "status": STATUS_IN_PROGRESS}
+    problem = _claim_problem(claim, meta, now)
+    if problem is not None:
+        entry.update(status=STATUS_ERROR, error=problem.error)
+        return entry, False
+    if claim is None or claim.backup_id is None:
+        return entry, False  # a delivery is still creating it
+    entry["backup_id"] = claim.backup_id
+    try:
+        backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL, require_complete=True)
+    except VpsApiError as exc:
+        entry.update(status=STATUS_ERROR, error=f"could not read the status from the API: {exc.message}")
+        return entry, True
+    entry["status"] = next((b.status for b in backups if b.id == claim.backup_id), STATUS_MISSING)
+    return entry, False
+
+
+@dataclass(frozen=True)
+class _ClaimProblem:
+    error: str | None
+
+
+def _claim_problem(claim: Claim | None, meta: DeploymentMeta, now: datetime) -> _ClaimProblem | None:
+    """Why the server has no backup and will get none without a new request; None if it has or may still."""
+    if claim is not None and claim.state in ("failed", "unknown"):
+        return _ClaimProblem(claim.error)
+    if claim is None and now >= meta.last_received_at + DEFAULT_REMAINING + LEASE_MARGIN:
+        # Every delivery so far has surely ended (Lambda's longest timeout) without reaching it.
+        return _ClaimProblem("no delivery started backing up this server; send the deploy request again")
+    if claim is not None and claim.state == "claimed" and claim.lease_until <= now:
+        return _ClaimProblem(
+            "the delivery creating this backup stopped before it finished; send the deploy request again"
+        )
+    return None
