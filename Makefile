@@ -1,5 +1,6 @@
 # Targets a newcomer can guess. `make test` is what CI runs (.ci/run): it builds .venv from the
-# pinned requirements, then lints, type-checks and runs every test offline.
+# pinned requirements, then lints (ruff, cfn-lint, the complexity limit, the import contracts),
+# type-checks and runs every test offline.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -29,6 +30,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
+	$(BIN)/python -m devtools.check_complexity
+	PYTHONPATH=layers/shared $(BIN)/lint-imports --no-cache --no-logo
 
 typecheck: $(STAMP)
 	$(BIN)/mypy $(SRC)
