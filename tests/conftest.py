@@ -146,7 +146,7 @@ def fast_api_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Any],
 
 @pytest.fixture
 def shared_env(monkeypatch: pytest.MonkeyPatch, aws: AwsEnv, simulator: Any) -> AwsEnv:
-    """The shared environment variables (SPEC §2) pointing at the simulator and the mock account."""
+    """The shared environment variables (docs/configuration.md) pointing at the simulator and the mock account."""
     monkeypatch.setenv("VPS_API_BASE_URL", simulator.base_url)
     monkeypatch.setenv("VPS_API_TOKEN_SECRET", aws.secret_id)
     monkeypatch.setenv("STATE_TABLE_NAME", aws.table_name)

@@ -38,7 +38,7 @@ FAST = RetryPolicy(max_attempts=1000, base_delay=0.01, max_delay=0.05)
 def restore_env(
     shared_env: AwsEnv, monkeypatch: pytest.MonkeyPatch, fast_api_client: Callable[[Any], None]
 ) -> Iterator[AwsEnv]:
-    """The function's environment (defaults from SPEC §5), and an API client with fast retries."""
+    """The function's environment (the defaults of docs/configuration.md), and an API client with fast retries."""
     monkeypatch.setenv("ALARM_NAME_PREFIX", "vps-restore-")
     monkeypatch.setenv("MAX_RESTORES_PER_HOUR", "3")
     fast_api_client(FAST)

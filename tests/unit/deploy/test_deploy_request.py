@@ -30,7 +30,7 @@ GROUPS = {"production": [12345, 12346], "empty": []}
 
 
 def test_the_spec_sample_request_parses_with_every_field() -> None:
-    # Given the request from SPEC §3
+    # Given the request from docs/backup-on-deploy.md
     data = {
         "deployment_id": "gh-8812-1",
         "server_ids": [12345],

@@ -1,4 +1,4 @@
-"""Property-based tests of the prune plan: the promises of SPEC section 4 over random fleets."""
+"""Property-based tests of the prune plan: the promises of docs/prune.md over random fleets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The restore point (SPEC §5): the deploy's backup first, else the newest completed one before the
+"""The restore point (docs/restore-on-alarm.md): the deploy's backup first, else the newest completed one before the
 alarm, never too old, never another server's — examples, then properties over random fleets."""
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def test_a_dimension_and_a_propagated_tag_that_disagree_restore_nothing() -> Non
 
 
 def test_the_map_stays_the_last_resort_below_the_dimension() -> None:
-    # ALARM_SERVER_MAP is the operator's fallback (SPEC §5, and test_alarms pins tag > map)
+    # ALARM_SERVER_MAP is the operator's fallback (docs/restore-on-alarm.md, and test_alarms pins tag > map)
     assert resolve(transition(), mapping={"vps-restore-web-01-5xx": 67890}).server_id == SERVER
 
 
