@@ -17,11 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from devtools.local_env import Resources, create_resources
 from devtools.local_env import load_template as load_template  # re-exported for the template tests
 
 pytest_plugins = ["devtools.simulator.pytest_plugin"]
+
+# No per-example deadline: hypothesis' 200 ms default is a timed test, and on a shared 2-core
+# machine a slow example fails a correct property ("DeadlineExceeded ... unreliable results").
+settings.register_profile("vpsbackup", deadline=None)
+settings.load_profile("vpsbackup")
 
 # Offline AWS: fake credentials and a region, so nothing can reach a real account.
 os.environ["AWS_DEFAULT_REGION"] = "eu-west-1"
