@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 SRC := layers/shared/vpsbackup functions devtools
 PORT ?= 8080
 
-.PHONY: help venv lint typecheck test test-compat test-unit test-integration fmt demo simulator invoke bench build validate deploy clean
+.PHONY: help venv lint typecheck test test-compat artifact-check test-unit test-integration fmt demo simulator invoke bench build validate deploy clean
 
 help:
-	@echo "make test       lint + type-check + all tests (what CI runs)"
+	@echo "make test       lint + type-check + all tests + the artifact check (what CI runs)"
+	@echo "make artifact-check  build the layer as sam build does, zip it as SAM does, import every handler"
 	@echo "make demo       the whole story on the local simulator: deploy, prune, alarm and restore"
 	@echo "make simulator  run the local VPS API simulator on 127.0.0.1:$(PORT)"
 	@echo "make invoke FN=<function> EVENT=events/<file>.json   invoke a handler locally"
@@ -39,6 +40,7 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest -n 2 -q
 	$(MAKE) --no-print-directory test-compat
+	$(MAKE) --no-print-directory artifact-check
 
 # The unit tests again on the newest Python the Lambda runtime uses (3.13), when this machine has
 # it (pyenv's shims need PYENV_VERSION to expose it). Skipped, saying so, where it is absent.
@@ -52,6 +54,15 @@ test-compat:
 			$(COMPAT_VENV)/bin/python -m pip install --quiet -r requirements-dev.txt && touch $(COMPAT_VENV)/.installed; \
 		fi && $(COMPAT_VENV)/bin/python -m pytest -n 2 -q -p no:cacheprovider tests/unit; \
 	else echo "test-compat: skipped, no $(COMPAT_PYTHON) on this machine"; fi
+
+# What Lambda will run: the layer built by its own recipe (layers/shared/Makefile, for this host's
+# architecture), zipped with SAM's 1980 dates and unzipped, then every handler imported by a fresh
+# Python 3.13 that has only boto3 (.venv-artifact), with the template's environment: each import
+# succeeds, no layer module is compiled from source, the layer holds neither the runtime's boto3
+# tree nor bin/ scripts. The layer's wheels are downloaded once into .cache/artifact/. Skipped,
+# saying so, where this machine has no Python 3.13.
+artifact-check: $(STAMP)
+	$(BIN)/python -m devtools.artifact
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
@@ -88,4 +99,4 @@ deploy: build
 	sam deploy --guided
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(COMPAT_VENV) .venv-artifact .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
