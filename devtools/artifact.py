@@ -9,8 +9,9 @@
    with the unzipped layer (``/opt/python``) and function folder (``/var/task``) on ``sys.path`` and the
    environment template.yaml gives the function. The check fails if an import fails, if a layer module
    is compiled from source (``python -v`` names the ``.py`` instead of its ``.pyc``), if a layer ``.py``
-   has no byte-code valid without its source's date (``unchecked-hash``), or if the layer carries the
-   runtime's own boto3 tree or a ``bin/`` folder.
+   has no byte-code valid without its source's date (``unchecked-hash``), if the layer carries the
+   runtime's own boto3 tree or a ``bin/`` folder, or if the X-Ray SDK is loaded although the
+   template's defaults turn tracing off (it costs about a third of a cold start).
 
 Where the machine has no Python 3.13 the check says so and skips. ``devtools.bench`` reuses the same
 build to measure cold starts.
@@ -302,6 +303,8 @@ def lambda_environment(template: Mapping[str, Any], logical_id: str, **overrides
         "AWS_LAMBDA_FUNCTION_NAME": f"stack-{logical_id}",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "LAMBDA_TASK_ROOT": "/var/task",
+        "LAMBDA_RUNTIME_DIR": "/var/runtime",
         "_HANDLER": str(props["Handler"]),
         **function_environment(template, logical_id, overrides),
     }
@@ -425,8 +428,8 @@ def build_artifact(workdir: Path, python313: Path) -> Artifact:
 
 def measured(body: str) -> str:
     """Code running ``body`` (argv 1 and 2 put first on sys.path), then printing as JSON its wall and
-    CPU seconds and the process's peak resident set. Peak RSS is /proc's VmHWM, which exec resets:
-    ``ru_maxrss`` would also count the parent process the child was forked from."""
+    CPU seconds, the process's peak resident set and whether the X-Ray SDK was loaded. Peak RSS is
+    /proc's VmHWM, which exec resets: ``ru_maxrss`` would also count the parent it was forked from."""
     return f"""
 import json, resource, sys, time
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
@@ -438,7 +441,8 @@ try:
         peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 except (OSError, StopIteration):
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu_seconds, "max_rss_kib": peak_kib}}))
+xray = "aws_xray_sdk" in sys.modules
+print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu_seconds, "max_rss_kib": peak_kib, "xray_loaded": xray}}))
 """
 
 
@@ -456,6 +460,7 @@ class HandlerImport:
     module: str
     seconds: float
     max_rss_mib: float
+    xray_loaded: bool
     trace: ImportTrace
 
 
@@ -469,7 +474,11 @@ def import_handler(artifact: Artifact, module: str) -> HandlerImport:
         raise ArtifactError(f"{module}: importing {handler} failed:\n{tail}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return HandlerImport(
-        module, result["seconds"], result["max_rss_kib"] / 1024, trace_imports(done.stderr, artifact.layer_python)
+        module,
+        result["seconds"],
+        result["max_rss_kib"] / 1024,
+        result["xray_loaded"],
+        trace_imports(done.stderr, artifact.layer_python),
     )
 
 
@@ -500,13 +509,17 @@ def check(workdir: Path, python313: Path) -> list[str]:
             continue
         trace = imported.trace
         print(
-            f"artifact-check: {module}: handler imported in {imported.seconds * 1000:.0f} ms, "
+            f"artifact-check: {module}: handler imported in {imported.seconds * 1000:.0f} ms "
+            f"(peak RSS {imported.max_rss_mib:.0f} MiB), "
             f"{len(trace.from_pyc)} layer modules from .pyc, {len(trace.from_source)} compiled from source"
         )
         if trace.from_source:
             problems.append(
                 f"{module}: layer modules compiled from source at import: {', '.join(trace.from_source[:10])}"
             )
+        tracing = function_environment(artifact.template, artifact.logical_id(module))
+        if imported.xray_loaded and tracing.get("POWERTOOLS_TRACE_DISABLED") == "true":
+            problems.append(f"{module}: the X-Ray SDK is imported although the template's default turns tracing off")
         if not trace.from_pyc:
             problems.append(f"{module}: python -v reported no layer module read from .pyc (is the layer on sys.path?)")
     return problems

@@ -14,8 +14,6 @@ import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from aws_lambda_powertools.utilities.parser import ValidationError
 from aws_lambda_powertools.utilities.parser.models import LambdaFunctionUrlModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -107,6 +105,10 @@ def webhook_key(config: BackupOnDeploySettings) -> str | None:
     if not config.webhook_secret:
         logger.warning("WEBHOOK_SECRET is not set: every webhook call is refused")
         return None
+    # Imported at the first webhook call, not at import: the EventBridge trigger never needs it.
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
     try:
         value = parameters.get_secret(config.webhook_secret, max_age=WEBHOOK_KEY_MAX_AGE_S)
     except GetParameterError as exc:

@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 from typing import Protocol
 
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-
 from vpsbackup.errors import ConfigurationError
 
 
@@ -54,6 +51,11 @@ class SecretsManagerTokenProvider:
         self.max_age = max_age
 
     def get_token(self, *, force_refresh: bool = False) -> str:
+        # Imported here, at the first token read: Powertools Parameters is a tenth of a cold import
+        # that a failing settings check or a refused webhook call never needs.
+        from aws_lambda_powertools.utilities import parameters
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
         try:
             raw = parameters.get_secret(self.secret_id, max_age=self.max_age, force_fetch=force_refresh)
         except GetParameterError as exc:
