@@ -72,7 +72,8 @@ def test_the_layer_is_built_for_the_runtime_without_the_runtime_s_own_boto3(temp
     assert "compileall" in makefile
     # SAM zips with 1980 dates: byte-code checked against its source's date would be ignored on Lambda.
     assert "--invalidation-mode unchecked-hash" in makefile
-    assert "PLATFORM ?= manylinux2014_aarch64" in makefile  # arm64 by default; the artifact check overrides it
+    # arm64; only make's command line may change it (the artifact check does), not the environment
+    assert "PLATFORM := manylinux2014_aarch64" in makefile
     requirements = Path(ROOT / "layers" / "shared" / "requirements.txt").read_text(encoding="utf-8")
     pinned = [line for line in requirements.splitlines() if line and not line.startswith("#")]
     assert all("==" in line for line in pinned)
