@@ -15,10 +15,12 @@ parameter (docs/configuration.md).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
@@ -76,3 +78,11 @@ class LazyTracer:
 logger = Logger()
 tracer = LazyTracer()
 metrics = Metrics()
+
+_count_lock = threading.Lock()
+
+
+def count(name: str, value: int = 1) -> None:
+    """Add ``value`` to the Count metric ``name``; safe from worker threads (prune's deletions)."""
+    with _count_lock:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from vpsbackup.provider.client import NO_WAIT, RetryPolicy, VpsClient, parse_retry_after
+from vpsbackup.observability import metrics
+from vpsbackup.provider.client import (
+    API_ERRORS_METRIC,
+    API_THROTTLED_METRIC,
+    NO_WAIT,
+    RetryPolicy,
+    VpsClient,
+    parse_retry_after,
+)
 from vpsbackup.provider.errors import (
     ApiConnectionError,
     AuthenticationError,
@@ -373,3 +381,60 @@ def test_the_token_never_leaks(capsys: pytest.CaptureFixture[str], caplog: pytes
     ]
     for text in texts:  # ...and never shown
         assert SECRET_TOKEN not in text
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def counted() -> Iterator[Callable[[], dict[str, float]]]:
+    """The Count metrics the client adds during a test: {name: total}."""
+    metrics.clear_metrics()
+
+    def totals() -> dict[str, float]:
+        return {name: sum(m["Value"]) for name, m in metrics.metric_set.items()}
+
+    yield totals
+    metrics.clear_metrics()
+
+
+def test_every_429_answer_is_counted_as_a_throttle_and_a_recovered_request_is_no_error(
+    counted: Callable[[], dict[str, float]],
+) -> None:
+    client, _ = make_client(
+        sequence(httpx.Response(429), httpx.Response(429), httpx.Response(200, json={"results": []})),
+        retry=Recorder().policy(max_attempts=5),
+    )
+    client.list_backups()
+    assert counted() == {API_THROTTLED_METRIC: 2}
+
+
+@pytest.mark.parametrize(
+    ("steps", "call", "error"),
+    [
+        ([httpx.Response(503)] * NO_WAIT.max_attempts, lambda c: c.list_backups(), ServerError),
+        ([httpx.Response(429)] * NO_WAIT.max_attempts, lambda c: c.list_backups(), RateLimitedError),
+        ([httpx.ConnectError("refused")] * NO_WAIT.max_attempts, lambda c: c.list_backups(), ApiConnectionError),
+        ([httpx.ReadTimeout("slow")], lambda c: c.create_backup(12345), OutcomeUnknownError),
+        ([httpx.Response(504)], lambda c: c.create_backup(12345), OutcomeUnknownError),
+        ([httpx.Response(409, json={"detail": "busy"})], lambda c: c.restore_server(12345, 7), ConflictError),
+        ([httpx.Response(404)], lambda c: c.create_backup(99), NotFoundError),
+    ],
+)
+def test_a_request_that_ends_in_an_error_is_counted_once(
+    counted: Callable[[], dict[str, float]],
+    steps: list[httpx.Response | Exception],
+    call: Callable[[VpsClient], object],
+    error: type[Exception],
+) -> None:
+    client, _ = make_client(sequence(*steps))
+    with pytest.raises(error):
+        call(client)
+    assert counted().get(API_ERRORS_METRIC) == 1
+
+
+def test_a_delete_of_a_backup_already_gone_is_no_api_error(counted: Callable[[], dict[str, float]]) -> None:
+    client, _ = make_client(sequence(httpx.Response(404)))
+    with pytest.raises(BackupAlreadyGoneError):
+        client.delete_backup(7)
+    assert API_ERRORS_METRIC not in counted()

@@ -78,9 +78,16 @@ def test_the_schedule_runs_daily_at_0330_through_a_role_that_can_only_invoke_thi
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    assert {(s["Action"], json.dumps(s["Resource"])) for s in statements} == {
+    assert {
+        (a, json.dumps(s["Resource"]))
+        for s in statements
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    } == {
         ("lambda:InvokeFunction", json.dumps({"GetAtt": "PruneBackupsFunction.Arn"})),
         ("sqs:SendMessage", json.dumps({"GetAtt": "FailedInvocationsQueue.Arn"})),
+        # the queue is encrypted with the stack's key: its dead letters need it
+        ("kms:GenerateDataKey", json.dumps({"GetAtt": "NotificationsKey.Arn"})),
+        ("kms:Decrypt", json.dumps({"GetAtt": "NotificationsKey.Arn"})),
     }
 
 
@@ -123,3 +130,9 @@ def test_the_function_name_is_an_output(template: dict[str, Any]) -> None:
 def test_a_failed_run_is_not_retried_so_the_valve_holds_per_run(template: dict[str, Any]) -> None:
     # A retried run plans afresh and could delete MAX_DELETIONS_PER_RUN more: the next schedule retries instead.
     assert function(template)["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_prune_runs_one_at_a_time(template: dict[str, Any]) -> None:
+    # A manual invoke overlapping the scheduled run is throttled, so two runs cannot each delete
+    # MAX_DELETIONS_PER_RUN from the same listing.
+    assert function(template)["ReservedConcurrentExecutions"] == 1

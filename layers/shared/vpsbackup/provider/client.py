@@ -13,6 +13,10 @@ Retry policy (documented here because callers rely on it):
 - Bounded twice: by ``RetryPolicy.max_attempts`` and by the deadline (the Lambda's remaining time):
   no sleep or request is started that would end after it.
 
+Metrics (the operations dashboard shows them per function): ``api_throttled`` counts every ``429``
+answer, retried or not; ``api_errors`` counts every request that ended in an error (no answer, an
+uncertain outcome, or an error status), except a ``404`` to a DELETE (the backup is already gone).
+
 The token lives only in the ``Authorization`` header of each request; it is never logged, never
 part of an error message or a repr.
 """
@@ -31,7 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from vpsbackup.observability import logger
+from vpsbackup.observability import count, logger
 from vpsbackup.provider.errors import (
     ApiConnectionError,
     ApiStatusError,
@@ -45,6 +49,9 @@ from vpsbackup.provider.models import Backup, BackupPage, CreatedBackup, Restore
 from vpsbackup.provider.token import TokenProvider
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+API_ERRORS_METRIC = "api_errors"
+API_THROTTLED_METRIC = "api_throttled"
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Statuses after which the API has certainly not applied a request: a POST may be re-sent.
@@ -339,8 +346,12 @@ class VpsClient:
                 attempt -= 1  # the retry after a refresh does not spend the retry budget
                 continue
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if status == 429:
+                count(API_THROTTLED_METRIC)
             if self._retry_after_status(method, path, status, attempt, retry_after):
                 continue
+            if not (status == 404 and method == "DELETE"):  # a backup already gone is an answer, not an error
+                count(API_ERRORS_METRIC)
             raise self._status_error(method, path, status, body, retry_after)
 
     def _send_once(
@@ -384,6 +395,7 @@ class VpsClient:
         that left), or when the retries or the time are used up."""
         kind = type(exc).__name__
         if method == "POST" and not isinstance(exc, _NOT_SENT_ERRORS):
+            count(API_ERRORS_METRIC)
             logger.warning(
                 "POST outcome unknown: no answer after the request was sent; not re-sending",
                 extra={"method": method, "path": path, "error": kind, "attempt": attempt, "ms": elapsed_ms},
@@ -399,6 +411,7 @@ class VpsClient:
             extra={"method": method, "path": path, "error": kind, "attempt": attempt, "ms": elapsed_ms},
         )
         if attempt >= self.retry.max_attempts or not self._sleep_before_retry(attempt, None):
+            count(API_ERRORS_METRIC)
             conn_error = ApiTimeoutError if isinstance(exc, httpx.TimeoutException) else ApiConnectionError
             raise conn_error(f"{method} {path}: {kind} after {attempt} attempt(s)", method=method, path=path) from None
 
@@ -413,6 +426,7 @@ class VpsClient:
         if status not in RETRYABLE_STATUSES:
             return False
         if method == "POST" and status not in NOT_APPLIED_STATUSES:
+            count(API_ERRORS_METRIC)
             logger.warning(
                 "POST outcome unknown: gateway error; not re-sending",
                 extra={"method": method, "path": path, "status": status},
