@@ -21,11 +21,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from devtools.local_env import WEBHOOK_KEY, LocalWorld, add_import_paths, invoke, local_world
+from devtools.local_env import WEBHOOK_KEY, LocalWorld, add_import_paths, invoke, local_world, seed_project_backups
 
 add_import_paths()
 from vpsbackup.deploy.webhook import resign_function_url_event  # noqa: E402
-from vpsbackup.markers import describe_with_marker  # noqa: E402
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 WEB = 12345
@@ -51,17 +50,6 @@ def show_notifications(world: LocalWorld) -> None:
             say(f"   │ {line}")
 
 
-def seed_history(world: LocalWorld, now: datetime) -> None:
-    """Three weeks of earlier deploys' backups on web-server-01, made by this project."""
-    for day in range(1, 22):
-        world.simulator.add_backup(
-            WEB,
-            backup_type="manual",
-            created_at=(now - timedelta(days=day)).replace(hour=14, minute=5, second=0, microsecond=0),
-            description=describe_with_marker(f"Release 2.{30 - day}", f"gh-{8800 - day}-1"),
-        )
-
-
 def alarm_event(state: str, previous: str, at: datetime) -> dict[str, Any]:
     event = copy.deepcopy(load("alarm-eventbridge-alarm.json"))
     stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
@@ -83,7 +71,7 @@ def main() -> None:
     with local_world(extra_env=env) as world:
         sim = world.simulator
         now = datetime.now(UTC)
-        seed_history(world, now)
+        seed_project_backups(world.simulator, now, servers=(WEB,))  # three weeks of earlier deploys
         print(f"Provider simulator at {world.api_base_url}, local AWS at {world.aws_endpoint}.")
         print(f"The fleet: {len(sim.servers)} servers, {len(sim.backups)} backups (automatic, people's manual, ours).")
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,27 @@ def create_resources(*, table_name: str, api_token: str, webhook_key: str) -> Re
         queue_url=queue_url,
         clients={"sqs": sqs, "sns": sns, "secretsmanager": secrets, "dynamodb": ddb},
     )
+
+
+def seed_project_backups(
+    simulator: Any, now: datetime, servers: tuple[int, ...] = (12345, 12346), days: int = 21
+) -> int:
+    """Earlier deploys' backups, made by this project (their descriptions carry its marker): one a
+    day at 14:05 UTC for ``days`` days before ``now`` on each of ``servers``, so prune has a real
+    plan. Returns how many were added."""
+    from vpsbackup.markers import describe_with_marker
+
+    added = 0
+    for day in range(1, days + 1):
+        for server_id in servers:
+            simulator.add_backup(
+                server_id,
+                backup_type="manual",
+                created_at=(now - timedelta(days=day)).replace(hour=14, minute=5, second=0, microsecond=0),
+                description=describe_with_marker(f"Release 2.{30 - day}", f"gh-{8800 - day}-1"),
+            )
+            added += 1
+    return added
 
 
 @contextmanager

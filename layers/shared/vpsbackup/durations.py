@@ -50,6 +50,38 @@ def format_duration(delta: timedelta) -> str:
     return "".join(parts)
 
 
+_FOR_PEOPLE = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+_ONLY_DAYS_FROM = 7 * 86400
+
+
+def describe_duration(delta: timedelta) -> str:
+    """``delta`` as people read it in a message: ``"680 days"``, ``"2 days 4 hours"``, ``"15 minutes"``.
+
+    Whole seconds, rounded down (so "more than 15 minutes" stays true), in the largest unit and the
+    next one when it is not zero; from a week on, days only. Never weeks, which people count badly.
+    The grammar form (:func:`format_duration`) stays for values people write in settings.
+    """
+    seconds = int(delta.total_seconds())
+    if seconds < 0:
+        return "minus " + describe_duration(timedelta(seconds=-seconds))
+    if seconds >= _ONLY_DAYS_FROM:
+        return _count(seconds // 86400, "day")
+    for index, (name, size) in enumerate(_FOR_PEOPLE):
+        if seconds >= size or size == 1:
+            words = [_count(seconds // size, name)]
+            if index + 1 < len(_FOR_PEOPLE):
+                smaller, small_size = _FOR_PEOPLE[index + 1]
+                rest = (seconds % size) // small_size
+                if rest:
+                    words.append(_count(rest, smaller))
+            return " ".join(words)
+    raise AssertionError("unreachable: the last unit is one second")  # pragma: no cover
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" + ("" if n == 1 else "s")
+
+
 def _coerce(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
