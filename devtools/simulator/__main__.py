@@ -26,6 +26,7 @@ def _rate_limit(parser: argparse.ArgumentParser, text: str | None) -> RateLimit 
     except ValueError as exc:
         parser.error(f"--rate-limit {text!r}: {exc} (expected N/SECONDS[+BURST], e.g. 3600/3600+100)")
 
+
 DEFAULT_TOKEN = "dev-token"  # noqa: S105 - the local simulator's token
 
 

@@ -335,7 +335,7 @@ def test_no_usable_backup_means_no_restore_and_a_notification(restore_env: AwsEn
     assert restore_posts(simulator) == []
     [note] = restore_env.notifications()
     assert note["Subject"] == "Restore skipped for server 12345: no usable backup"
-    assert "older than 1w" in note["Message"]
+    assert "older than 7 days" in note["Message"]
 
 
 def test_an_alarm_that_names_no_server_is_not_acted_on_but_reported(restore_env: AwsEnv, simulator: Simulator) -> None:

@@ -95,8 +95,8 @@ def test_failed_backups_go_after_the_grace_and_count_for_no_rule() -> None:
         ]
     )
     assert actions(result) == {1: "keep", 2: "delete", 3: "keep", 4: "delete"}
-    assert reasons(result, 1) == ("failed, within grace (1d)",)
-    assert reasons(result, 2) == ("failed, older than 1d",)
+    assert reasons(result, 1) == ("failed, within grace (1 day)",)
+    assert reasons(result, 2) == ("failed, older than 1 day",)
 
 
 def test_failed_exactly_at_the_grace_is_still_kept() -> None:
@@ -170,7 +170,7 @@ def test_a_held_backup_is_never_deleted_and_an_expired_hold_is_ignored() -> None
     )
     assert actions(result) == {1: "keep", 2: "delete", 3: "keep", 4: "keep"}
     assert reasons(result, 1) == ("hold until 2025-01-22T12:00:00+00:00: restore after alarm api-5xx",)
-    assert reasons(result, 4) == ("hold until 2025-01-22T12:00:00+00:00", "failed, older than 1d")
+    assert reasons(result, 4) == ("hold until 2025-01-22T12:00:00+00:00", "failed, older than 1 day")
 
 
 def test_valve_deletes_the_oldest_across_the_fleet_and_defers_the_rest() -> None:

@@ -62,8 +62,8 @@ def test_restored_names_the_backup_the_guardrails_and_what_is_lost() -> None:
         + ALARM_LINES
         + "Server found by: the ServerId dimension\n"
         + BACKUP_LINES
-        + "Guardrails: no other restore of server 12345 before 2025-01-16 16:45:00 UTC (RESTORE_COOLDOWN 1h); "
-        "backup 901 is kept from pruning until 2025-01-23 15:45:00 UTC (RESTORE_HOLD 1w).\n\n"
+        + "Guardrails: no other restore of server 12345 before 2025-01-16 16:45:00 UTC (RESTORE_COOLDOWN 1 hour); "
+        "backup 901 is kept from pruning until 2025-01-23 15:45:00 UTC (RESTORE_HOLD 7 days).\n\n"
         "What to do: Check that the server is healthy again. It now holds the state of 2025-01-16 15:40:00 UTC: "
         "anything written after that is gone from it." + ACCOUNT,
     )

@@ -146,7 +146,7 @@ def test_nothing_within_the_max_age_means_no_restore_and_says_why() -> None:
     # Then there is none, and the reason counts what was seen
     assert decision.backup is None
     assert decision.basis == "none"
-    assert "1 completed but older than 1w" in decision.reason
+    assert "1 completed but older than 7 days" in decision.reason
     assert "1 not completed" in decision.reason
     assert "1 of other servers ignored" in decision.reason
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 
-from vpsbackup.durations import format_duration
+from vpsbackup.durations import describe_duration
 from vpsbackup.markers import is_managed
 from vpsbackup.provider.models import (
     BACKUP_AUTOMATIC,
@@ -283,7 +283,7 @@ def _triage(
 
 def _failed_verdict(backup: Backup, *, now: datetime, failed_grace: timedelta) -> _Verdict:
     """A failed backup counts for no rule: deleted once older than the grace period, kept until then."""
-    grace = format_duration(failed_grace)
+    grace = describe_duration(failed_grace)
     if now - backup.created_at > failed_grace:
         return "delete", [f"failed, older than {grace}"]
     return "keep", [f"failed, within grace ({grace})"]

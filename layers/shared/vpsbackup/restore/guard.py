@@ -37,7 +37,7 @@ from typing import Any, Literal
 from boto3.dynamodb.conditions import Key
 
 from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, epoch, server_pk, utc_key_time
-from vpsbackup.durations import format_duration
+from vpsbackup.durations import describe_duration
 from vpsbackup.observability import logger
 from vpsbackup.restore.point import human_time
 
@@ -164,7 +164,7 @@ class RestoreGuard:
             return None
         return GuardRefusal(
             "cooldown",
-            f"{holder.describe()}; one restore per server per {format_duration(self.cooldown)} (RESTORE_COOLDOWN), "
+            f"{holder.describe()}; one restore per server per {describe_duration(self.cooldown)} (RESTORE_COOLDOWN), "
             f"so no new restore before {human_time(holder.locked_until)}",
             not_before=holder.locked_until,
             holder=holder,

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from vpsbackup.aws.notifications import Notifier
 from vpsbackup.aws.state import StateTable
-from vpsbackup.durations import format_duration
+from vpsbackup.durations import describe_duration
 from vpsbackup.observability import logger
 from vpsbackup.provider.client import VpsClient
 from vpsbackup.provider.errors import (
@@ -411,12 +411,12 @@ class AlarmRestorer:
         at = transition.state_changed_at
         if now - at > MAX_ALARM_AGE:
             return "stale_alarm", (
-                f"the alarm changed state at {human_time(at)}, {format_duration(now - at)} ago: more than "
-                f"{format_duration(MAX_ALARM_AGE)} is too old for an automatic restore (a late redelivery or replay)"
+                f"the alarm changed state at {human_time(at)}, {describe_duration(now - at)} ago: more than "
+                f"{describe_duration(MAX_ALARM_AGE)} is too old for an automatic restore (a late redelivery or replay)"
             )
         if at - now > MAX_ALARM_CLOCK_SKEW:
             return "alarm_in_future", (
-                f"the alarm's state-change time {human_time(at)} is {format_duration(at - now)} in the future "
+                f"the alarm's state-change time {human_time(at)} is {describe_duration(at - now)} in the future "
                 f"(now {human_time(now)}): it is not trusted"
             )
         return None

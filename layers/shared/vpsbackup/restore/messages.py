@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from vpsbackup.durations import format_duration
+from vpsbackup.durations import describe_duration
 from vpsbackup.provider.models import Backup
 from vpsbackup.restore.alarm import AlarmTransition, ServerResolution
 from vpsbackup.restore.point import RestorePointDecision, human_time
@@ -224,8 +224,8 @@ def restored(
     named = f" ({backup.server.name})" if backup.server.name else ""
     guard_line = (
         f"Guardrails: no other restore of server {server_id} before {human_time(guardrails.locked_until)} "
-        f"(RESTORE_COOLDOWN {format_duration(guardrails.cooldown)}); backup {backup.id} is kept "
-        f"from pruning until {human_time(guardrails.hold_until)} (RESTORE_HOLD {format_duration(guardrails.hold)})."
+        f"(RESTORE_COOLDOWN {describe_duration(guardrails.cooldown)}); backup {backup.id} is kept "
+        f"from pruning until {human_time(guardrails.hold_until)} (RESTORE_HOLD {describe_duration(guardrails.hold)})."
     )
     headline = (
         f"Server {server_id}{named} is being restored from backup {backup.id} (the API answered HTTP {api_status})."

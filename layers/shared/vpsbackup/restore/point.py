@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from vpsbackup.durations import format_duration
+from vpsbackup.durations import describe_duration
 from vpsbackup.provider.models import Backup
 from vpsbackup.records import DeploymentRecord
 
@@ -108,7 +108,7 @@ class _Window:
         if backup.created_at < self.oldest_allowed:
             return (
                 f"it was created at {human_time(backup.created_at)}, more than "
-                f"{format_duration(self.max_age)} (RESTORE_MAX_BACKUP_AGE) before the alarm"
+                f"{describe_duration(self.max_age)} (RESTORE_MAX_BACKUP_AGE) before the alarm"
             )
         return None
 
@@ -152,7 +152,7 @@ def _nothing_usable_reason(server_id: int, own: list[Backup], foreign: int, wind
     if not_completed:
         counts.append(f"{not_completed} not completed")
     if too_old:
-        counts.append(f"{too_old} completed but older than {format_duration(window.max_age)}")
+        counts.append(f"{too_old} completed but older than {describe_duration(window.max_age)}")
     if after:
         counts.append(f"{after} created after the alarm")
     if foreign:
