@@ -3,7 +3,9 @@
 ``test_plan_equivalence.py`` checks that :func:`vpsbackup.prune.plan.plan_prune` decides exactly as
 this copy does (actions, reasons, order, valve) over random fleets. Do not edit it to make that test
 pass: a difference is a behaviour change in the product code. It uses the frozen copy of
-``apply_policy`` too (``legacy_retention``), so the whole decision is the old one.
+``apply_policy`` too (``legacy_retention``), so the whole decision is the old one. One deliberate
+change is carried here: the failed-backup grace in the reasons is written for people
+(``describe_duration``: "1 day", not "1d"); the decisions are untouched.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, tzinfo
 
 from tests.unit.prune.legacy_retention import apply_policy
-from vpsbackup.durations import format_duration
+from vpsbackup.durations import describe_duration
 from vpsbackup.markers import is_managed
 from vpsbackup.provider.models import (
     BACKUP_AUTOMATIC,
@@ -183,7 +185,7 @@ def _plan_server(
             action[backup.id] = "skip"
             why.append(REASON_IN_PROGRESS)
         elif backup.status == STATUS_FAILED:
-            grace = format_duration(failed_grace)
+            grace = describe_duration(failed_grace)
             if now - backup.created_at > failed_grace:
                 action[backup.id] = "delete"
                 why.append(f"failed, older than {grace}")

@@ -2,7 +2,9 @@
 
 ``test_restore_point_equivalence.py`` checks that :func:`vpsbackup.restore.point.choose_restore_point`
 decides exactly as this copy does (backup, basis, reason) over random inputs. Do not edit it to make
-that test pass: a difference is a behaviour change in the product code.
+that test pass: a difference is a behaviour change in the product code. One deliberate change is
+carried here: durations in the reasons are written for people (``describe_duration``: "7 days", not
+"1w"); the decisions are untouched.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from vpsbackup.durations import format_duration
+from vpsbackup.durations import describe_duration
 from vpsbackup.provider.models import Backup
 from vpsbackup.records import DeploymentRecord
 from vpsbackup.restore.point import RestorePointDecision, human_time
@@ -44,7 +46,7 @@ def choose_restore_point(
         if backup.created_at < oldest_allowed:
             return (
                 f"it was created at {human_time(backup.created_at)}, more than "
-                f"{format_duration(max_age)} (RESTORE_MAX_BACKUP_AGE) before the alarm"
+                f"{describe_duration(max_age)} (RESTORE_MAX_BACKUP_AGE) before the alarm"
             )
         return None
 
@@ -97,7 +99,7 @@ def choose_restore_point(
     if not_completed:
         counts.append(f"{not_completed} not completed")
     if too_old:
-        counts.append(f"{too_old} completed but older than {format_duration(max_age)}")
+        counts.append(f"{too_old} completed but older than {describe_duration(max_age)}")
     if after:
         counts.append(f"{after} created after the alarm")
     if foreign:
