@@ -1,4 +1,7 @@
-"""Durations as users write them: a number and a unit (``s``, ``m``, ``h``, ``d``, ``w``), or a sum (``1d12h``)."""
+"""Durations as users write them: a number and a unit (``s``, ``m``, ``h``, ``d``, ``w``), or a sum (``1d12h``).
+
+A bare ``0`` is the one unitless value: zero needs no unit (``RESTORE_WATCH_WINDOW=0`` means "none").
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ class DurationError(ValueError):
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse ``"36h"``, ``"2w"`` or ``"1d12h"`` into a timedelta.
+    """Parse ``"36h"``, ``"2w"``, ``"1d12h"`` or ``"0"`` into a timedelta.
 
     Whitespace around the value is tolerated; anything else (no unit, an unknown unit, a sign,
     a decimal point, an empty string) raises :class:`DurationError` quoting the input.
@@ -26,9 +29,11 @@ def parse_duration(text: str) -> timedelta:
     if not isinstance(text, str):
         raise DurationError(f"a duration must be a string such as '36h', got {text!r}")
     value = text.strip()
+    if value == "0":
+        return timedelta(0)
     if not _WHOLE.fullmatch(value):
         raise DurationError(
-            f"invalid duration {text!r}: use a number and a unit s, m, h, d or w, or a sum such as '1d12h'"
+            f"invalid duration {text!r}: use a number and a unit s, m, h, d or w, or a sum such as '1d12h' (or 0)"
         )
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _TERM.findall(value))
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
@@ -18,6 +18,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from vpsbackup.errors import ConfigurationError
 
 DEFAULT_API_BASE_URL = "https://admin.vps.org/api/v1"
+
+NotifyFormat = Literal["text", "chatbot"]
+"""``text``: a plain message (e-mail, SMS); ``chatbot``: the AWS Chatbot custom-notification JSON."""
 
 
 class SharedSettings(BaseModel):
@@ -29,6 +32,7 @@ class SharedSettings(BaseModel):
     vps_api_token_secret: str = Field(min_length=1)
     state_table_name: str = Field(min_length=1)
     notify_topic_arn: str | None = None
+    notify_format: NotifyFormat = "text"
 
     @field_validator("vps_api_base_url")
     @classmethod

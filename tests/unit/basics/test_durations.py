@@ -19,13 +19,17 @@ from vpsbackup.durations import Duration, DurationError, describe_duration, form
         ("1d12h", timedelta(days=1, hours=12)),
         (" 1w2d3h4m5s ", timedelta(weeks=1, days=2, hours=3, minutes=4, seconds=5)),
         ("0s", timedelta(0)),
+        ("0", timedelta(0)),  # zero needs no unit (RESTORE_WATCH_WINDOW=0: no window)
+        (" 0 ", timedelta(0)),
     ],
 )
 def test_valid_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "36", "h", "1.5h", "-1d", "1y", "1 d", "1D", "1d 2h", "P1D", "1dd"])
+@pytest.mark.parametrize(
+    "text", ["", "36", "00", "1", "-0", "0.0", "h", "1.5h", "-1d", "1y", "1 d", "1D", "1d 2h", "P1D", "1dd"]
+)
 def test_invalid_durations_name_the_input(text: str) -> None:
     with pytest.raises(DurationError, match="invalid duration"):
         parse_duration(text)

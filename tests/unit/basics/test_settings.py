@@ -52,6 +52,11 @@ def test_bad_deploy_settings_name_the_variable(variable: str, value: str) -> Non
         ("MAX_DELETIONS_PER_RUN", "-1"),
         ("PRUNE_CONCURRENCY", "0"),
         ("DRY_RUN", "maybe"),
+        ("KEEP_AT_LEAST", "0"),
+        ("KEEP_AT_LEAST", "-2"),
+        ("KEEP_AT_LEAST", "1.5"),
+        ("KEEP_AT_LEAST", "all"),
+        ("NOTIFY_FORMAT", "json"),
     ],
 )
 def test_bad_prune_settings_name_the_variable(variable: str, value: str) -> None:
@@ -67,6 +72,12 @@ def test_bad_prune_settings_name_the_variable(variable: str, value: str) -> None
         ("RESTORE_MODE", "yolo"),
         ("ALARM_SERVER_MAP", '{"alarm": "web"}'),
         ("MAX_RESTORES_PER_HOUR", "many"),
+        ("RESTORE_WATCH_WINDOW", "2 hours"),
+        ("RESTORE_WATCH_WINDOW", "-1h"),
+        ("RESTORE_MAX_ALARM_AGE", "15"),
+        ("RESTORE_MAX_ALARM_AGE", "0"),
+        ("RESTORE_MAX_ALARM_AGE", "0s"),
+        ("NOTIFY_FORMAT", "slack"),
     ],
 )
 def test_bad_restore_settings_name_the_variable(variable: str, value: str) -> None:
@@ -93,3 +104,31 @@ def test_an_empty_value_means_the_default() -> None:
     )
     assert settings.prune_scope == "managed"
     assert settings.notify_topic_arn is None
+
+
+def test_the_safety_settings_default_to_today_s_behaviour() -> None:
+    # Given no watch window, alarm age, floor or format set
+    restore = load_settings(RestoreOnAlarmSettings, BASE)
+    prune = load_settings(PruneSettings, {**BASE, "RETENTION_POLICY": '{"keep_daily": 7}'})
+    # Then: no window, the 15-minute stale-alarm limit, keep at least the newest one, plain text
+    assert restore.restore_watch_window == timedelta(0)
+    assert restore.restore_max_alarm_age == timedelta(minutes=15)
+    assert prune.keep_at_least == 1
+    assert restore.notify_format == prune.notify_format == "text"
+
+
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [("0", timedelta(0)), ("0s", timedelta(0)), ("2h", timedelta(hours=2)), ("1d", timedelta(1))],
+)
+def test_the_watch_window_is_a_duration_or_0(window: str, expected: timedelta) -> None:
+    settings = load_settings(RestoreOnAlarmSettings, {**BASE, "RESTORE_WATCH_WINDOW": window})
+    assert settings.restore_watch_window == expected
+
+
+def test_the_new_settings_are_read_from_their_variables() -> None:
+    restore = load_settings(RestoreOnAlarmSettings, {**BASE, "RESTORE_MAX_ALARM_AGE": "1h", "NOTIFY_FORMAT": "chatbot"})
+    prune = load_settings(PruneSettings, {**BASE, "RETENTION_POLICY": '{"keep_last": 1}', "KEEP_AT_LEAST": "3"})
+    assert restore.restore_max_alarm_age == timedelta(hours=1)
+    assert restore.notify_format == "chatbot"
+    assert prune.keep_at_least == 3

@@ -13,6 +13,7 @@ from vpsbackup.aws.notifications import Notifier
 from vpsbackup.aws.state import StateTable
 from vpsbackup.provider.client import VpsClient
 from vpsbackup.provider.token import SecretsManagerTokenProvider
+from vpsbackup.settings import NotifyFormat
 
 # Work stops this long before Lambda's own timeout, so there is time to report what is left.
 DEFAULT_SAFETY_MARGIN_S = 10.0
@@ -34,8 +35,8 @@ def state_table(table_name: str) -> StateTable:
 
 
 @functools.cache
-def notifier(topic_arn: str | None) -> Notifier:
-    return Notifier(topic_arn)
+def notifier(topic_arn: str | None, notify_format: NotifyFormat = "text") -> Notifier:
+    return Notifier(topic_arn, notify_format=notify_format)
 
 
 def remaining_seconds(context: LambdaContextLike | Any, margin: float = DEFAULT_SAFETY_MARGIN_S) -> float | None:

@@ -76,6 +76,8 @@ class PruneSettings(SharedSettings):
     max_deletions_per_run: int = Field(default=50, ge=0)
     dry_run: bool = False
     prune_concurrency: int = Field(default=4, ge=1, le=32)
+    # Whatever the policy, at least this many completed backups in scope stay per server (the newest).
+    keep_at_least: int = Field(default=1, ge=1)
 
     @property
     def retention_policies(self) -> RetentionPolicies:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field, Json, PositiveInt
+from pydantic import Field, Json, PositiveInt, field_validator
 
 from vpsbackup.durations import Duration
 from vpsbackup.settings import SharedSettings
@@ -22,3 +22,22 @@ class RestoreOnAlarmSettings(SharedSettings):
     max_restores_per_hour: int = Field(default=3, ge=0)
     restore_mode: Literal["execute", "notify"] = "execute"
     restore_hold: Duration = Field(default=timedelta(days=7))
+    # 0 = no window: an alarm acts whenever it fires. Otherwise only within this time after the
+    # server's latest recorded deployment; later (or with no deployment) the plan is only published.
+    restore_watch_window: Duration = Field(default=timedelta(0))
+    # An alarm whose state changed longer ago than this is not acted on (a redelivery, a replay).
+    restore_max_alarm_age: Duration = Field(default=timedelta(minutes=15))
+
+    @field_validator("restore_watch_window")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative (0 means no watch window)")
+        return value
+
+    @field_validator("restore_max_alarm_age")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0: with 0 every alarm would be too old to act on")
+        return value

@@ -1,0 +1,245 @@
+"""Notifications people can route: SNS message attributes, the e-mail filter policy, the chatbot format.
+
+Read back through an SQS queue subscribed to the topic with raw delivery off (the SNS envelope
+carries ``MessageAttributes``), as a subscriber with a filter policy would see them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import AwsEnv, load_template
+from vpsbackup.aws.notifications import (
+    CHATBOT_DESCRIPTION_LIMIT,
+    CHATBOT_TITLE_LIMIT,
+    JOBS,
+    SEVERITIES,
+    Notifier,
+    Routing,
+    chatbot_notification,
+)
+
+
+def attributes_of(envelope: dict[str, Any]) -> dict[str, str]:
+    return {key: value["Value"] for key, value in envelope.get("MessageAttributes", {}).items()}
+
+
+def subscribe_queue(aws: AwsEnv, name: str, *, filter_policy: dict[str, Any] | None = None) -> str:
+    sqs, sns = aws.clients["sqs"], aws.clients["sns"]
+    url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    attributes = {"RawMessageDelivery": "false"}
+    if filter_policy is not None:
+        attributes |= {"FilterPolicy": json.dumps(filter_policy), "FilterPolicyScope": "MessageAttributes"}
+    sns.subscribe(TopicArn=aws.topic_arn, Protocol="sqs", Endpoint=arn, Attributes=attributes)
+    return url
+
+
+def drain(aws: AwsEnv, url: str) -> list[dict[str, Any]]:
+    from devtools.local_env import drain_sns_queue
+
+    return drain_sns_queue(aws.clients["sqs"], url)
+
+
+# -- Routing: the attributes themselves ----------------------------------------------------------
+
+
+def test_the_attributes_are_job_outcome_severity_and_server() -> None:
+    routing = Routing("restore-on-alarm", "restored", "warning", server_id=12345)
+    assert routing.attributes() == {
+        "job": "restore-on-alarm",
+        "outcome": "restored",
+        "severity": "warning",
+        "server_id": "12345",
+    }
+    # A fleet-wide message (a prune run) names no server.
+    assert Routing("prune", "valve", "warning").attributes() == {
+        "job": "prune",
+        "outcome": "valve",
+        "severity": "warning",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"job": "backup", "outcome": "failed", "severity": "error"}, "job"),
+        ({"job": "prune", "outcome": "Failed!", "severity": "error"}, "outcome"),
+        ({"job": "prune", "outcome": "", "severity": "error"}, "outcome"),
+        ({"job": "prune", "outcome": "failed", "severity": "critical"}, "severity"),
+        ({"job": "prune", "outcome": "failed", "severity": "error", "server_id": 0}, "server_id"),
+        ({"job": "prune", "outcome": "failed", "severity": "error", "server_id": True}, "server_id"),
+    ],
+)
+def test_a_bad_routing_is_refused_naming_the_field(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        Routing(**kwargs)
+
+
+@given(
+    job=st.sampled_from(JOBS),
+    outcome=st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True),
+    severity=st.sampled_from(SEVERITIES),
+    server_id=st.none() | st.integers(min_value=1, max_value=2**40),
+)
+def test_every_valid_routing_becomes_non_empty_string_attributes(
+    job: Any, outcome: str, severity: Any, server_id: int | None
+) -> None:
+    request = Notifier("arn:aws:sns:eu-west-1:123456789012:t").request(
+        "s", "m", routing=Routing(job, outcome, severity, server_id)
+    )
+    attributes = request["MessageAttributes"]
+    assert set(attributes) == {"job", "outcome", "severity"} | ({"server_id"} if server_id else set())
+    assert all(a["DataType"] == "String" and a["StringValue"] for a in attributes.values())
+    assert attributes["severity"]["StringValue"] == severity
+
+
+def test_extra_attributes_never_override_the_routing() -> None:
+    request = Notifier(None).request(
+        "s", "m", routing=Routing("prune", "valve", "warning"), attributes={"severity": "info", "alarm": "a"}
+    )
+    assert request["MessageAttributes"]["severity"]["StringValue"] == "warning"
+    assert request["MessageAttributes"]["alarm"]["StringValue"] == "a"
+
+
+# -- over SNS -> SQS (moto) -------------------------------------------------------------------------
+
+
+def test_attributes_arrive_with_the_message(aws: AwsEnv) -> None:
+    # Given the topic and a queue subscribed with raw delivery off
+    notifier = Notifier(aws.topic_arn)
+    # When a notification is published
+    assert notifier.publish(
+        "Restored server 12345",
+        "Server 12345 is being restored.",
+        routing=Routing("restore-on-alarm", "restored", "warning", 12345),
+    )
+    # Then the subscriber sees the text and the attributes it can filter on
+    [envelope] = aws.notifications()
+    assert envelope["Subject"] == "Restored server 12345"
+    assert envelope["Message"] == "Server 12345 is being restored."
+    assert attributes_of(envelope) == {
+        "job": "restore-on-alarm",
+        "outcome": "restored",
+        "severity": "warning",
+        "server_id": "12345",
+    }
+
+
+def email_filter_policy() -> dict[str, Any]:
+    subscription = load_template()["Resources"]["NotificationsEmailSubscription"]["Properties"]
+    condition, when_all, otherwise = subscription["FilterPolicy"]["If"]
+    assert condition == "EmailGetsAllNotifications"
+    assert when_all == {"Ref": "AWS::NoValue"}
+    scope = subscription["FilterPolicyScope"]["If"]
+    assert scope == ["EmailGetsAllNotifications", {"Ref": "AWS::NoValue"}, "MessageAttributes"]
+    return dict(otherwise)
+
+
+def test_the_template_s_email_filter_lets_only_warnings_and_errors_through(aws: AwsEnv) -> None:
+    # Given a subscriber with the template's e-mail filter policy (a queue stands in for the inbox)
+    policy = email_filter_policy()
+    assert policy == {"severity": ["warning", "error"]}
+    inbox = subscribe_queue(aws, "inbox", filter_policy=policy)
+    notifier = Notifier(aws.topic_arn)
+    # When one message of each severity is published
+    for severity in SEVERITIES:
+        notifier.publish(f"a {severity}", "text", routing=Routing("prune", "planned", severity))
+    # Then the unfiltered subscriber gets all three, the inbox only the warning and the error
+    assert sorted(attributes_of(e)["severity"] for e in aws.notifications()) == ["error", "info", "warning"]
+    assert sorted(attributes_of(e)["severity"] for e in drain(aws, inbox)) == ["error", "warning"]
+
+
+def test_the_email_filter_can_be_widened_by_a_parameter() -> None:
+    template = load_template()
+    parameter = template["Parameters"]["NotificationEmailSeverities"]
+    assert parameter["Default"] == "warning-and-error"
+    assert parameter["AllowedValues"] == ["warning-and-error", "all"]
+    assert template["Conditions"]["EmailGetsAllNotifications"] == {
+        "Equals": [{"Ref": "NotificationEmailSeverities"}, "all"]
+    }
+
+
+# -- NOTIFY_FORMAT=chatbot -----------------------------------------------------------------------
+
+
+def test_the_chatbot_document_has_aws_chatbot_s_shape() -> None:
+    document = chatbot_notification(
+        "Restore FAILED for server 12345: HTTP 409",
+        "Server 12345 was NOT restored.\n\nWhat to do: restore by hand.",
+        Routing("restore-on-alarm", "failed", "error", 12345),
+    )
+    assert document["version"] == "1.0"
+    assert document["source"] == "custom"
+    content = document["content"]
+    assert content["textType"] == "client-markdown"
+    assert content["title"] == "[ERROR] Restore FAILED for server 12345: HTTP 409"
+    assert content["description"] == "Server 12345 was NOT restored.\n\nWhat to do: restore by hand."
+    assert content["keywords"] == ["restore-on-alarm", "failed", "error", "server 12345"]
+    assert document["metadata"]["eventType"] == "restore-on-alarm:failed"
+    assert document["metadata"]["threadId"] == "restore-on-alarm-12345"
+    assert document["metadata"]["additionalContext"] == {
+        "job": "restore-on-alarm",
+        "outcome": "failed",
+        "severity": "error",
+        "server_id": "12345",
+    }
+    assert all(isinstance(v, str) for v in document["metadata"]["additionalContext"].values())
+
+
+def test_a_long_chatbot_message_is_shortened_and_says_so() -> None:
+    document = chatbot_notification("t" * 400, "x" * 20_000, Routing("prune", "valve", "warning"))
+    assert len(document["content"]["title"]) <= CHATBOT_TITLE_LIMIT
+    assert len(document["content"]["description"]) <= CHATBOT_DESCRIPTION_LIMIT
+    assert document["content"]["description"].endswith("(shortened; the whole text is in the function's log)")
+    assert "threadId" not in document["metadata"]  # no server: no per-server thread
+
+
+def test_chatbot_format_over_sns_gives_chat_the_document_and_email_the_text(aws: AwsEnv) -> None:
+    # Given NOTIFY_FORMAT=chatbot
+    notifier = Notifier(aws.topic_arn, notify_format="chatbot")
+    routing = Routing("prune", "deletions_failed", "error")
+    # When a notification is published
+    assert notifier.publish(
+        "VPS backup prune: 2 deletions failed", "Two backups could not be deleted.", routing=routing
+    )
+    # Then a subscriber other than e-mail (chat, a queue) gets the Chatbot document, with the attributes
+    [envelope] = aws.notifications()
+    document = json.loads(envelope["Message"])
+    assert document["version"] == "1.0"
+    assert document["source"] == "custom"
+    assert document["content"]["description"] == "Two backups could not be deleted."
+    assert attributes_of(envelope) == {"job": "prune", "outcome": "deletions_failed", "severity": "error"}
+    # And the e-mail protocol's message is the plain text
+    request = notifier.request(
+        "VPS backup prune: 2 deletions failed", "Two backups could not be deleted.", routing=routing
+    )
+    assert request["MessageStructure"] == "json"
+    assert json.loads(request["Message"])["email"] == "Two backups could not be deleted."
+
+
+def test_text_format_sends_the_words_as_written() -> None:
+    request = Notifier("arn:aws:sns:eu-west-1:123456789012:t").request(
+        "subject", "words", routing=Routing("restore-on-alarm", "skipped", "warning", 7)
+    )
+    assert request["Message"] == "words"
+    assert "MessageStructure" not in request
+
+
+def test_an_unknown_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="notify_format"):
+        Notifier(None, notify_format="slack")  # type: ignore[arg-type]
+
+
+def test_a_publish_failure_is_reported_not_raised() -> None:
+    class Broken:
+        def publish(self, **kwargs: Any) -> dict[str, Any]:
+            raise RuntimeError("SNS is down")
+
+    notifier = Notifier("arn:aws:sns:eu-west-1:123456789012:t", notify_format="chatbot", sns_client=Broken())
+    assert notifier.publish("s", "m", routing=Routing("prune", "valve", "warning")) is False
