@@ -88,17 +88,17 @@ def test_without_a_deployment_the_newest_completed_backup_before_the_alarm_is_ch
         (None, "not among"),
     ],
 )
-def test_an_unusable_deploy_backup_falls_back_to_the_newest_completed_one(
+def test_an_unusable_deploy_backup_falls_back_to_the_newest_completed_one_before_the_deploy(
     deploy_backup: Backup | None, why: str
 ) -> None:
-    # Given the deployment's backup is not usable, and an older completed backup exists
+    # Given the deployment's backup is not usable, and a completed backup made before the deploy exists
     fallback = backup(480, ALARM_AT - timedelta(days=1))
     backups = [fallback] + ([deploy_backup] if deploy_backup else [])
     # When the restore point is chosen
     decision = choose(backups, deployment(499, ALARM_AT - timedelta(minutes=21)))
     # Then the fallback is chosen and the reason says why the deploy's backup was not
     assert decision.backup == fallback
-    assert decision.basis == "newest_completed"
+    assert decision.basis == "before_deployment"
     assert why in decision.reason
 
 
@@ -224,9 +224,13 @@ def test_properties_of_the_chosen_backup(fleet: tuple[list[Backup], DeploymentRe
         b for b in backups if b.server.id == SERVER and b.is_completed and ALARM_AT - max_age <= b.created_at < ALARM_AT
     ]
     assert decision.reason
+    # A deployment of this server before the alarm whose backup is unusable: only backups made before it count
+    governing = dep is not None and dep.server_id == SERVER and dep.received_at < ALARM_AT
+    deploy_usable = governing and dep is not None and any(b.id == dep.backup_id for b in usable)
+    eligible = [b for b in usable if not governing or deploy_usable or (dep and b.created_at < dep.received_at)]
     if decision.backup is None:
-        # None only when nothing is usable
-        assert usable == []
+        # None only when nothing is eligible
+        assert eligible == []
         assert decision.basis == "none"
         return
     chosen = decision.backup
@@ -240,6 +244,12 @@ def test_properties_of_the_chosen_backup(fleet: tuple[list[Backup], DeploymentRe
         assert dep is not None
         assert chosen.id == dep.backup_id
         assert dep.received_at < ALARM_AT
+    elif decision.basis == "before_deployment":
+        # The deploy's backup was unusable: the newest usable one made before that deployment
+        assert dep is not None
+        assert dep.received_at < ALARM_AT
+        assert chosen.created_at < dep.received_at
+        assert all(b.created_at <= chosen.created_at for b in usable if b.created_at < dep.received_at)
     else:
         # No usable backup is newer than the chosen one, unless the deploy's backup was chosen
         assert all(b.created_at <= chosen.created_at for b in usable)

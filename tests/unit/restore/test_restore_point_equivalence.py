@@ -3,7 +3,8 @@
 ``legacy_point`` is that copy (see its docstring). Given random listings (other servers' backups
 mixed in, every status, backups after the alarm or older than the maximum age, ties) and random
 deployment records (none, another server's, after the alarm, without backup, with a missing or
-unusable backup), when both choose, then the backup, basis, reason and deployment are the same.
+unusable backup), when both choose, then the backup, basis, reason and deployment are the same —
+except where a deployment's unusable backup now limits the choice to backups made before it.
 """
 
 from __future__ import annotations
@@ -64,4 +65,12 @@ def test_choose_restore_point_decides_as_before(data: st.DataObject) -> None:
     new = choose_restore_point(SERVER, listed, deployment=deployment, alarm_at=ALARM_AT, max_age=max_age)
     old = legacy_choose_restore_point(SERVER, listed, deployment=deployment, alarm_at=ALARM_AT, max_age=max_age)
 
+    governs = deployment is not None and deployment.server_id == SERVER and deployment.received_at < ALARM_AT
+    if governs and old.basis != "deployment":
+        # Changed on purpose since the copy was frozen ("no fallback past a failed deploy backup"):
+        # only backups made before that deployment count. test_restore_point_safety.py states the
+        # new rule exactly; here, that the new choice is never a backup made after the deployment.
+        assert deployment is not None
+        assert new.backup is None or new.backup.created_at < deployment.received_at
+        return
     assert new == old

@@ -5,9 +5,15 @@
    ``completed``, of this server, created before the alarm and not older than the maximum age.
    It wins even when newer backups exist: those were taken after the deploy, of the state that
    probably raised the alarm.
-2. Otherwise the newest ``completed`` backup (manual or automatic) of the server created before
-   the alarm's state-change time, not older than ``max_age`` counted back from the alarm's time.
-3. Otherwise none: no restore.
+2. If that deployment precedes the alarm but its backup is not usable (failed, missing, still in
+   progress, no backup recorded): the newest ``completed`` backup created **before that
+   deployment's request was received**, never one made after it, which may hold the bad deploy's
+   state.
+3. With no deployment recorded before the alarm: the newest ``completed`` backup (manual or
+   automatic) of the server created before the alarm's state-change time.
+4. Otherwise none: no restore.
+
+Rules 2 and 3 never take a backup older than ``max_age`` counted back from the alarm's time.
 
 A backup of another server is never chosen, whatever the API's filter returned; the API's order is
 never trusted (newest is by ``created_at``, ties broken by id). Every decision carries its reason
@@ -25,7 +31,7 @@ from vpsbackup.durations import describe_duration
 from vpsbackup.provider.models import Backup
 from vpsbackup.records import DeploymentRecord
 
-Basis = Literal["deployment", "newest_completed", "none"]
+Basis = Literal["deployment", "before_deployment", "newest_completed", "none"]
 
 
 def human_time(moment: datetime) -> str:
@@ -70,6 +76,8 @@ def choose_restore_point(
     deploy_note = by_deployment
 
     candidates = [b for b in own if window.why_not_usable(b) is None]
+    if deployment is not None and _governs(server_id, deployment, window):
+        return _before_failed_deployment(server_id, own, candidates, deployment, deploy_note, foreign, window)
     if candidates:
         chosen = max(candidates, key=_newest_first_key)
         reason = (
@@ -111,6 +119,47 @@ class _Window:
                 f"{describe_duration(self.max_age)} (RESTORE_MAX_BACKUP_AGE) before the alarm"
             )
         return None
+
+
+def _governs(server_id: int, deployment: DeploymentRecord, window: _Window) -> bool:
+    """True when ``deployment`` is the server's and was received before the alarm: rules 1 and 2 apply."""
+    return deployment.server_id == server_id and deployment.received_at < window.alarm_at
+
+
+def _before_failed_deployment(
+    server_id: int,
+    own: list[Backup],
+    candidates: list[Backup],
+    deployment: DeploymentRecord,
+    deploy_note: str,
+    foreign: int,
+    window: _Window,
+) -> RestorePointDecision:
+    """Rule 2: the deployment's backup is unusable (``deploy_note`` says why); only backups created
+    before its request was received count, a newer one may hold the bad deploy's state."""
+    before = [b for b in candidates if b.created_at < deployment.received_at]
+    passed_over = sorted((b for b in candidates if b.created_at >= deployment.received_at), key=_newest_first_key)
+    after_note = (
+        "; not used, made after that deployment: " + ", ".join(f"backup {b.id}" for b in reversed(passed_over))
+        if passed_over
+        else ""
+    )
+    if before:
+        chosen = max(before, key=_newest_first_key)
+        reason = (
+            f"{deploy_note}, so backup {chosen.id} ({chosen.backup_type}, created {human_time(chosen.created_at)}) "
+            f"was chosen: the newest completed backup of server {server_id} made before that deployment "
+            f"(a backup made after it may hold the state the deploy broke){after_note}"
+        )
+        return RestorePointDecision(
+            server_id=server_id, backup=chosen, basis="before_deployment", reason=reason, deployment=deployment
+        )
+    reason = (
+        f"{deploy_note}, and no completed backup of server {server_id} was created before that deployment "
+        f"and after {human_time(window.oldest_allowed)} (a backup made after it may hold the state the deploy "
+        f"broke){after_note}; " + _nothing_usable_reason(server_id, own, foreign, window)
+    )
+    return RestorePointDecision(server_id=server_id, backup=None, basis="none", reason=reason, deployment=deployment)
 
 
 def _deployment_backup(
@@ -160,4 +209,48 @@ def _nothing_usable_reason(server_id: int, own: list[Backup], foreign: int, wind
     return (
         f"no completed backup of server {server_id} was created between {human_time(window.oldest_allowed)} and the "
         f"alarm ({human_time(window.alarm_at)}): " + ", ".join(counts)
+    )
+
+
+WatchCause = Literal["no_window", "inside_window", "outside_window", "no_deployment"]
+
+
+@dataclass(frozen=True)
+class WatchWindowDecision:
+    """Whether an alarm may act as ``RESTORE_MODE`` says (``acts``), or only publish its plan; and why."""
+
+    acts: bool
+    cause: WatchCause
+    reason: str
+
+
+def watch_window(
+    server_id: int, deployment: DeploymentRecord | None, *, alarm_at: datetime, window: timedelta
+) -> WatchWindowDecision:
+    """``RESTORE_WATCH_WINDOW``: with a window, an alarm acts only if its state change falls within
+    ``window`` after the request of the server's latest recorded deployment before the alarm
+    (boundary included). ``0`` is no window: every alarm acts, as without this guardrail."""
+    if window <= timedelta(0):
+        return WatchWindowDecision(True, "no_window", "no watch window is set (RESTORE_WATCH_WINDOW=0)")
+    span = format_duration(window)
+    if deployment is None or deployment.server_id != server_id or deployment.received_at >= alarm_at:
+        return WatchWindowDecision(
+            False,
+            "no_deployment",
+            f"no deployment of server {server_id} is recorded before the alarm, and RESTORE_WATCH_WINDOW ({span}) "
+            "lets an alarm restore only within that time after a deployment",
+        )
+    elapsed = alarm_at - deployment.received_at
+    label = f"deployment {deployment.deployment_id} (request received {human_time(deployment.received_at)})"
+    if elapsed <= window:
+        return WatchWindowDecision(
+            True,
+            "inside_window",
+            f"the alarm fired {format_duration(elapsed)} after {label}, within RESTORE_WATCH_WINDOW ({span})",
+        )
+    return WatchWindowDecision(
+        False,
+        "outside_window",
+        f"the alarm fired {format_duration(elapsed)} after {label}, the server's latest recorded deployment: "
+        f"later than RESTORE_WATCH_WINDOW ({span}), so the deploy is not the likely cause",
     )
