@@ -5,14 +5,16 @@ The decisions are pure and live elsewhere (``restore.alarm.resolve_server``,
 sequences the effects, in this order, and turns every path into a :class:`RestoreOutcome`:
 
 1. which server (dimension, tag, map) — unresolved: skipped, notified; an alarm that changed state
-   more than ``MAX_ALARM_AGE`` ago (a redelivery, a redrive of the failed-invocations queue, a
+   more than ``RESTORE_MAX_ALARM_AGE`` ago (a redelivery, a redrive of the failed-invocations queue, a
    replay) or that claims a time in the future: skipped, notified — an automatic restore acts on
    a fresh alarm only, never on one the people on call may already have dealt with;
 2. the server's latest deployment before the alarm (StateTable) and its backups (API);
 3. the restore point — none: skipped, notified;
-4. ``RESTORE_MODE=notify``: the plan is published, with what the guardrails would say; nothing is
-   claimed (a shadow run must not use up the cooldown or the fleet budget of the real thing), but
-   the proposed backup is held so that prune keeps it for whoever acts on the plan;
+4. ``RESTORE_MODE=notify``, or an alarm outside ``RESTORE_WATCH_WINDOW`` after the server's latest
+   recorded deployment (or with none recorded, when a window is set): the plan is published, with
+   what the guardrails would say; nothing is claimed (a shadow run must not use up the cooldown or
+   the fleet budget of the real thing), but the proposed backup is held so that prune keeps it for
+   whoever acts on the plan;
 5. the guard's claim (cooldown, fleet rate, duplicates) — refused: skipped, notified (a duplicate
    of an alarm change already handled is only logged: people were told the first time);
 6. the hold on the chosen backup, so prune keeps it;
@@ -33,9 +35,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from vpsbackup.aws.notifications import Notifier
+from vpsbackup.aws.notifications import Notifier, Routing, Severity
 from vpsbackup.aws.state import StateTable
-from vpsbackup.durations import describe_duration
+from vpsbackup.durations import describe_duration, format_duration
 from vpsbackup.observability import logger
 from vpsbackup.provider.client import VpsClient
 from vpsbackup.provider.errors import (
@@ -51,13 +53,19 @@ from vpsbackup.records import Hold
 from vpsbackup.restore import messages
 from vpsbackup.restore.alarm import AlarmTransition, resolve_server
 from vpsbackup.restore.guard import GuardRefusal, RestoreClaim, RestoreGuard
-from vpsbackup.restore.point import RestorePointDecision, choose_restore_point, human_time
+from vpsbackup.restore.point import (
+    RestorePointDecision,
+    WatchWindowDecision,
+    choose_restore_point,
+    human_time,
+    watch_window,
+)
 from vpsbackup.restore.settings import RestoreOnAlarmSettings
 
-# An alarm older than this is not acted on (the template's EventBridge and async-invoke
-# MaximumEventAgeInSeconds is 900 too, but counts from when the event was queued, and does not cover
-# a redrive, a replay or a direct invoke); one further in the future than the skew is not trusted.
-MAX_ALARM_AGE = timedelta(minutes=15)
+# An alarm older than RESTORE_MAX_ALARM_AGE is not acted on (the template's EventBridge and
+# async-invoke MaximumEventAgeInSeconds is 900 too, but counts from when the event was queued, and
+# does not cover a redrive, a replay or a direct invoke); one further in the future than the skew is
+# not trusted.
 MAX_ALARM_CLOCK_SKEW = timedelta(minutes=5)
 
 OutcomeKind = Literal["restored", "planned", "skipped", "failed", "duplicate", "ignored"]
@@ -70,6 +78,23 @@ METRIC_NAMES: Mapping[str, str] = {
     "duplicate": "restore_duplicate",
     "ignored": "alarm_ignored",
 }
+
+
+# How much attention each published outcome asks for (the ``severity`` attribute people route on):
+# a restore done or only planned, and a skipped one, want a look; a failure, an alarm that names no
+# server and a server with no backup to restore from are errors.
+SEVERITY: Mapping[str, Severity] = {
+    "restored": "warning",
+    "planned": "warning",
+    "skipped": "warning",
+    "failed": "error",
+}
+ERROR_CAUSES = frozenset({"server_unresolved", "no_backup"})
+
+
+def severity_of(outcome: str, cause: str | None) -> Severity:
+    """The ``severity`` of a published restore outcome."""
+    return "error" if cause in ERROR_CAUSES else SEVERITY.get(outcome, "warning")
 
 
 @dataclass(frozen=True)
@@ -237,6 +262,12 @@ class AlarmRestorer:
 
         if self.settings.restore_mode == "notify":
             return self._plan(scene, decision, backup)
+        watch = watch_window(
+            server_id, deployment, alarm_at=transition.state_changed_at, window=self.settings.restore_watch_window
+        )
+        logger.info("watch window", extra={**log, "acts": watch.acts, "cause": watch.cause, "why": watch.reason})
+        if not watch.acts:
+            return self._plan(scene, decision, backup, watch=watch)
 
         claim = self.guard.claim(
             server_id=server_id, backup_id=backup.id, transition_key=transition.key, alarm_name=alarm
@@ -359,15 +390,28 @@ class AlarmRestorer:
             ),
         )
 
-    def _plan(self, scene: messages.AlarmScene, decision: RestorePointDecision, backup: Backup) -> RestoreOutcome:
+    def _plan(
+        self,
+        scene: messages.AlarmScene,
+        decision: RestorePointDecision,
+        backup: Backup,
+        *,
+        watch: WatchWindowDecision | None = None,
+    ) -> RestoreOutcome:
+        """Publish what a restore would do, claim nothing, hold the backup: ``RESTORE_MODE=notify``, or
+        (``watch``) an alarm outside the watch window."""
         server_id = decision.server_id
         refusal = self.guard.check(server_id=server_id, transition_key=scene.transition.key)
         hold_until = self._hold(scene.transition, backup)
         would = messages.guard_verdict(None if refusal is None else refusal.reason)
+        why = "RESTORE_MODE=notify" if watch is None else f"outside the watch window: {watch.reason}"
         logger.info(
-            "restore planned (RESTORE_MODE=notify)",
-            extra={"alarm": scene.alarm, "server_id": server_id, "backup_id": backup.id, "guard": would},
+            "restore planned, not done",
+            extra={"alarm": scene.alarm, "server_id": server_id, "backup_id": backup.id, "guard": would, "why": why},
         )
+        extra: dict[str, Any] = {"guard": would, "basis": decision.basis}
+        if watch is not None:
+            extra["watch_window"] = watch.reason
         return self._publish(
             scene,
             RestoreOutcome(
@@ -376,10 +420,17 @@ class AlarmRestorer:
                 scene.alarm,
                 server_id,
                 backup.id,
-                cause=decision.basis,
-                extra={"guard": would},
+                cause=decision.basis if watch is None else watch.cause,
+                extra=extra,
             ),
-            messages.planned(scene, decision, backup, would=would, hold_until=hold_until),
+            messages.planned(
+                scene,
+                decision,
+                backup,
+                would=would,
+                hold_until=hold_until,
+                watch=None if watch is None else watch.reason,
+            ),
         )
 
     def _refused(
@@ -409,10 +460,12 @@ class AlarmRestorer:
         """(cause, why) when the alarm's state change is too old or in the future to act on."""
         now = self._clock()
         at = transition.state_changed_at
-        if now - at > MAX_ALARM_AGE:
+        max_age = self.settings.restore_max_alarm_age
+        if now - at > max_age:
             return "stale_alarm", (
                 f"the alarm changed state at {human_time(at)}, {describe_duration(now - at)} ago: more than "
-                f"{describe_duration(MAX_ALARM_AGE)} is too old for an automatic restore (a late redelivery or replay)"
+                f"{describe_duration(max_age)} (RESTORE_MAX_ALARM_AGE={format_duration(max_age)}) is too old for an "
+                "automatic restore (a late redelivery or replay)"
             )
         if at - now > MAX_ALARM_CLOCK_SKEW:
             return "alarm_in_future", (
@@ -469,14 +522,10 @@ class AlarmRestorer:
     def _publish(
         self, scene: messages.AlarmScene, outcome: RestoreOutcome, message: messages.Message
     ) -> RestoreOutcome:
+        routing = Routing(
+            "restore-on-alarm", outcome.outcome, severity_of(outcome.outcome, outcome.cause), outcome.server_id
+        )
         notified = self.notifier.publish(
-            message.subject,
-            message.body,
-            attributes={
-                "job": "restore-on-alarm",
-                "outcome": outcome.outcome,
-                "server_id": str(outcome.server_id or ""),
-                "alarm": scene.alarm,
-            },
+            message.subject, message.body, routing=routing, attributes={"alarm": scene.alarm}
         )
         return RestoreOutcome(**{**outcome.as_dict(), "notified": notified})

@@ -118,21 +118,29 @@ def guard_verdict(refusal_reason: str | None) -> str:
 
 
 def planned(
-    scene: AlarmScene, decision: RestorePointDecision, backup: Backup, *, would: str, hold_until: datetime
+    scene: AlarmScene,
+    decision: RestorePointDecision,
+    backup: Backup,
+    *,
+    would: str,
+    hold_until: datetime,
+    watch: str | None = None,
 ) -> Message:
+    """The plan, not done: ``RESTORE_MODE=notify``, or (``watch``: why) an alarm outside the watch window."""
     server_id = decision.server_id
     lines = [
         *backup_lines(decision, backup),
         f"Guardrails: {would}.",
         f"Backup {backup.id} is kept from pruning until {human_time(hold_until)}.",
     ]
-    headline = (
-        f"RESTORE_MODE=notify: server {server_id} was NOT restored. The automation would restore it "
-        f"from backup {backup.id}."
-    )
+    if watch is None:
+        mode, why = "notify mode", f"RESTORE_MODE=notify: server {server_id} was NOT restored."
+    else:
+        mode, why = "outside the watch window", f"Server {server_id} was NOT restored automatically: {watch}."
+    headline = f"{why} The automation would restore it from backup {backup.id}."
     todo = f'To restore by hand: POST /servers/{server_id}/restore/ with {{"backup_id": {backup.id}}}.'
     return scene.told(
-        f"Restore plan for server {server_id}: backup {backup.id} (notify mode, nothing done)", headline, lines, todo
+        f"Restore plan for server {server_id}: backup {backup.id} ({mode}, nothing done)", headline, lines, todo
     )
 
 

@@ -72,7 +72,7 @@ def build() -> _Wiring:
         client=runtime.api_client(settings.vps_api_base_url, settings.vps_api_token_secret),
         state=state,
         guard=RestoreGuard(state, cooldown=settings.restore_cooldown, max_per_hour=settings.max_restores_per_hour),
-        notifier=runtime.notifier(settings.notify_topic_arn),
+        notifier=runtime.notifier(settings.notify_topic_arn, settings.notify_format),
         alarm_tags=alarm_tags_reader(),
     )
     idempotency = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_S)

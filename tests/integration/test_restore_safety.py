@@ -1,0 +1,277 @@
+"""Restore on alarm, the guardrails of the safety issue, end to end: the handler over the local API
+simulator (real HTTP) and moto (StateTable, SNS -> SQS with raw delivery off, so every notification's
+attributes are read back as a subscriber's filter policy sees them).
+
+- ``RESTORE_WATCH_WINDOW``: inside the window after the latest deployment an alarm restores; outside
+  it (or with no deployment) the plan is only published, nothing is claimed, the backup is held;
+- a failed pre-deploy backup: the restore uses the newest backup made before that deploy, never a
+  newer one made after it;
+- ``RESTORE_MAX_ALARM_AGE`` replaces the fixed 15 minutes;
+- every notification carries ``job``, ``outcome``, ``severity`` and ``server_id``; ``NOTIFY_FORMAT=chatbot``
+  publishes the AWS Chatbot document.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import restore_on_alarm
+from devtools.simulator import Simulator
+from tests.conftest import AwsEnv, FakeLambdaContext, load_event
+from vpsbackup.aws.state import StateTable
+from vpsbackup.provider.client import RetryPolicy
+from vpsbackup.records import DeploymentRecord
+from vpsbackup.restore.guard import RestoreGuard
+
+pytestmark = pytest.mark.integration
+
+ALARM = "vps-restore-web-01-5xx"
+SERVER = 12345
+FAST = RetryPolicy(max_attempts=1000, base_delay=0.01, max_delay=0.05)
+
+
+@pytest.fixture
+def restore_env(
+    shared_env: AwsEnv, monkeypatch: pytest.MonkeyPatch, fast_api_client: Callable[[Any], None]
+) -> Iterator[AwsEnv]:
+    monkeypatch.setenv("ALARM_NAME_PREFIX", "vps-restore-")
+    fast_api_client(FAST)
+    restore_on_alarm.reset()
+    yield shared_env
+    restore_on_alarm.reset()
+
+
+def alarm_time(minutes_ago: float = 1) -> datetime:
+    return datetime.now(UTC) - timedelta(minutes=minutes_ago)
+
+
+def eventbridge(*, at: datetime, server: int | None = SERVER, alarm: str = ALARM) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("alarm-eventbridge-alarm.json"))
+    detail = event["detail"]
+    detail["alarmName"] = alarm
+    event["resources"] = [f"arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{alarm}"]
+    metric = detail["configuration"]["metrics"][0]["metricStat"]["metric"]
+    metric["dimensions"] = {"ServerId": str(server)} if server is not None else {}
+    detail["state"]["value"] = "ALARM"
+    detail["state"]["timestamp"] = at.isoformat()
+    detail["previousState"]["value"] = "OK"
+    detail["previousState"]["timestamp"] = (at - timedelta(minutes=5)).isoformat()
+    event["time"] = at.isoformat()
+    return event
+
+
+def outcome_of(event: dict[str, Any]) -> dict[str, Any]:
+    [outcome] = restore_on_alarm.handler(event, FakeLambdaContext())["outcomes"]
+    return dict(outcome)
+
+
+def restore_posts(simulator: Simulator) -> list[Any]:
+    return [r for r in simulator.requests if r.method == "POST" and r.path.endswith("/restore/")]
+
+
+def attributes_of(note: dict[str, Any]) -> dict[str, str]:
+    return {key: value["Value"] for key, value in note.get("MessageAttributes", {}).items()}
+
+
+def state(aws: AwsEnv) -> StateTable:
+    return StateTable.from_name(aws.table_name)
+
+
+def record_deployment(aws: AwsEnv, received_at: datetime, backup_id: int | None) -> None:
+    state(aws).put_deployment_record(
+        DeploymentRecord(deployment_id="gh-8812-1", server_id=SERVER, received_at=received_at, backup_id=backup_id)
+    )
+
+
+def nothing_claimed(aws: AwsEnv) -> bool:
+    guard = RestoreGuard(state(aws), cooldown=timedelta(hours=6), max_per_hour=3)
+    return guard.lock_holder(SERVER) is None and guard.slot_times() == {}
+
+
+# -- the watch window --------------------------------------------------------------------------------
+
+
+def test_an_alarm_inside_the_watch_window_restores(
+    restore_env: AwsEnv, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a 2h watch window and a deploy 30 minutes before the alarm, with its backup
+    monkeypatch.setenv("RESTORE_WATCH_WINDOW", "2h")
+    at = alarm_time()
+    pre_deploy = simulator.add_backup(SERVER, backup_type="manual", created_at=at - timedelta(minutes=29))
+    record_deployment(restore_env, at - timedelta(minutes=30), pre_deploy["id"])
+    # When the alarm fires
+    outcome = outcome_of(eventbridge(at=at))
+    # Then the server is restored from the deploy's backup
+    assert outcome["outcome"] == "restored"
+    assert simulator.servers[SERVER]["restored_from"] == pre_deploy["id"]
+    assert len(restore_posts(simulator)) == 1
+    # And the notification is routable: job, outcome, severity, server
+    [note] = restore_env.notifications()
+    assert attributes_of(note) == {
+        "job": "restore-on-alarm",
+        "outcome": "restored",
+        "severity": "warning",
+        "server_id": str(SERVER),
+        "alarm": ALARM,
+    }
+
+
+@pytest.mark.parametrize("deployed_minutes_before", [5 * 60, None])
+def test_an_alarm_outside_the_watch_window_only_publishes_the_plan_and_claims_nothing(
+    restore_env: AwsEnv, simulator: Simulator, monkeypatch: pytest.MonkeyPatch, deployed_minutes_before: int | None
+) -> None:
+    # Given a 2h watch window, and the last deploy 5h before the alarm (or none recorded)
+    monkeypatch.setenv("RESTORE_WATCH_WINDOW", "2h")
+    at = alarm_time()
+    good = simulator.add_backup(SERVER, created_at=at - timedelta(hours=6))
+    if deployed_minutes_before is not None:
+        record_deployment(restore_env, at - timedelta(minutes=deployed_minutes_before), good["id"])
+    # When the alarm fires
+    outcome = outcome_of(eventbridge(at=at))
+    # Then nothing is restored, nothing is claimed, the backup it would use is held
+    assert outcome["outcome"] == "planned"
+    assert outcome["cause"] == ("outside_window" if deployed_minutes_before else "no_deployment")
+    assert restore_posts(simulator) == []
+    assert simulator.servers[SERVER]["restored_from"] is None
+    assert simulator.servers[SERVER]["restore_count"] == 0
+    assert nothing_claimed(restore_env)
+    assert good["id"] in state(restore_env).active_holds(datetime.now(UTC))
+    # And the plan is published as in notify mode: the backup, why, and how to restore by hand
+    [note] = restore_env.notifications()
+    assert (
+        note["Subject"]
+        == f"Restore plan for server {SERVER}: backup {good['id']} (outside the watch window, nothing done)"
+    )
+    assert "RESTORE_WATCH_WINDOW (2h)" in note["Message"]
+    assert f"Why this backup: backup {good['id']}" in note["Message"]
+    assert f'POST /servers/{SERVER}/restore/ with {{"backup_id": {good["id"]}}}' in note["Message"]
+    assert "the guardrails would allow it now" in note["Message"]
+    assert attributes_of(note)["outcome"] == "planned"
+    assert attributes_of(note)["severity"] == "warning"
+
+
+def test_no_window_is_today_s_behaviour(restore_env: AwsEnv, simulator: Simulator) -> None:
+    # Given the default RESTORE_WATCH_WINDOW=0 and no deployment recorded at all
+    at = alarm_time()
+    good = simulator.add_backup(SERVER, created_at=at - timedelta(hours=6))
+    # When the alarm fires, Then it restores
+    assert outcome_of(eventbridge(at=at))["outcome"] == "restored"
+    assert simulator.servers[SERVER]["restored_from"] == good["id"]
+
+
+# -- no fallback past a failed deploy backup ---------------------------------------------------------
+
+
+def test_a_failed_pre_deploy_backup_restores_the_older_backup_made_before_the_deploy(
+    restore_env: AwsEnv, simulator: Simulator
+) -> None:
+    # Given a deploy 30 minutes ago whose backup failed, a backup made the day before it, and a
+    # newer backup made 10 minutes after the deploy (it may hold the bad deploy's state)
+    at = alarm_time()
+    deployed = at - timedelta(minutes=30)
+    before = simulator.add_backup(SERVER, backup_type="automatic", created_at=deployed - timedelta(hours=20))
+    failed = simulator.add_backup(SERVER, backup_type="manual", status="failed", created_at=deployed)
+    after = simulator.add_backup(SERVER, backup_type="automatic", created_at=deployed + timedelta(minutes=10))
+    record_deployment(restore_env, deployed, failed["id"])
+    # When the alarm fires
+    outcome = outcome_of(eventbridge(at=at))
+    # Then the server is restored from the backup made before the deploy, never the newer one
+    assert outcome["outcome"] == "restored"
+    assert outcome["backup_id"] == before["id"] != after["id"]
+    assert simulator.servers[SERVER]["restored_from"] == before["id"]
+    assert outcome["cause"] == "before_deployment"
+    # And people are told which deployment's backup was unusable, and why the older one was chosen
+    [note] = restore_env.notifications()
+    assert f"backup {failed['id']} of deployment gh-8812-1" in note["Message"]
+    assert "its status is failed" in note["Message"]
+    assert "before that deployment" in note["Message"]
+    assert str(after["id"]) in note["Message"]
+
+
+def test_a_failed_deploy_backup_and_nothing_before_it_means_no_restore(
+    restore_env: AwsEnv, simulator: Simulator
+) -> None:
+    at = alarm_time()
+    deployed = at - timedelta(minutes=30)
+    failed = simulator.add_backup(SERVER, backup_type="manual", status="failed", created_at=deployed)
+    simulator.add_backup(SERVER, backup_type="automatic", created_at=deployed + timedelta(minutes=10))
+    record_deployment(restore_env, deployed, failed["id"])
+    outcome = outcome_of(eventbridge(at=at))
+    assert (outcome["outcome"], outcome["cause"]) == ("skipped", "no_backup")
+    assert restore_posts(simulator) == []
+    [note] = restore_env.notifications()
+    assert attributes_of(note)["severity"] == "error"
+    assert "gh-8812-1" in note["Message"]
+
+
+# -- RESTORE_MAX_ALARM_AGE -------------------------------------------------------------------------
+
+
+def test_the_stale_alarm_limit_is_a_setting(
+    restore_env: AwsEnv, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an alarm that changed state 30 minutes ago, and a usable backup
+    at = alarm_time(30)
+    good = simulator.add_backup(SERVER, created_at=at - timedelta(hours=2))
+    # When the default 15m limit applies, Then it is too old
+    stale = outcome_of(eventbridge(at=at))
+    assert (stale["outcome"], stale["cause"]) == ("skipped", "stale_alarm")
+    assert "15 minutes (RESTORE_MAX_ALARM_AGE=15m)" in stale["reason"]
+    [note] = restore_env.notifications()
+    assert attributes_of(note)["outcome"] == "skipped"
+    # When RESTORE_MAX_ALARM_AGE=1h, Then the same alarm (as a new change) restores
+    monkeypatch.setenv("RESTORE_MAX_ALARM_AGE", "1h")
+    restore_on_alarm.reset()
+    fresh = outcome_of(eventbridge(at=at + timedelta(seconds=1)))
+    assert fresh["outcome"] == "restored"
+    assert simulator.servers[SERVER]["restored_from"] == good["id"]
+
+
+# -- every notification routable -------------------------------------------------------------------
+
+
+def test_each_restore_outcome_carries_its_attributes(
+    restore_env: AwsEnv, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from devtools.simulator import Fault
+
+    at = alarm_time()
+    # an alarm that names no server: skipped, an error to fix
+    outcome_of(eventbridge(at=at, server=None, alarm="vps-restore-mystery"))
+    # no usable backup on 12346: skipped, error
+    outcome_of(eventbridge(at=at, server=12346, alarm="vps-restore-web-02"))
+    # a restore the API refuses on 12345: failed, error
+    simulator.add_backup(SERVER, created_at=at - timedelta(hours=1))
+    simulator.inject(Fault(kind="status", status=409, method="POST", path_prefix=f"/servers/{SERVER}/restore/"))
+    outcome_of(eventbridge(at=at))
+    notes = restore_env.notifications()
+    seen = sorted((a["outcome"], a["severity"], a.get("server_id", "-")) for a in (attributes_of(n) for n in notes))
+    assert seen == [("failed", "error", str(SERVER)), ("skipped", "error", "-"), ("skipped", "error", "12346")]
+    assert all(attributes_of(n)["job"] == "restore-on-alarm" for n in notes)
+
+
+def test_notify_format_chatbot_publishes_the_chatbot_document(
+    restore_env: AwsEnv, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given NOTIFY_FORMAT=chatbot
+    monkeypatch.setenv("NOTIFY_FORMAT", "chatbot")
+    at = alarm_time()
+    good = simulator.add_backup(SERVER, created_at=at - timedelta(hours=1))
+    # When a restore happens
+    assert outcome_of(eventbridge(at=at))["outcome"] == "restored"
+    # Then a chat subscriber gets the AWS Chatbot custom-notification document
+    [note] = restore_env.notifications()
+    document = json.loads(note["Message"])
+    assert document["version"] == "1.0"
+    assert document["source"] == "custom"
+    assert document["content"]["textType"] == "client-markdown"
+    assert document["content"]["title"].startswith(f"[warning] Restored server {SERVER}")
+    assert f"Backup: {good['id']}" in document["content"]["description"]
+    assert document["metadata"]["additionalContext"]["outcome"] == "restored"
+    assert attributes_of(note)["severity"] == "warning"
