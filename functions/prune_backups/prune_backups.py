@@ -42,5 +42,5 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
         holds=runtime.state_table(config.state_table_name),
         time_left=lambda: runtime.remaining_seconds(context, margin=0.0),
     )
-    publish_report(report, notifier=runtime.notifier(config.notify_topic_arn))
+    publish_report(report, notifier=runtime.notifier(config.notify_topic_arn, config.notify_format))
     return report.to_dict()

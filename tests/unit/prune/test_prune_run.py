@@ -94,7 +94,7 @@ class FakeNotifier:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 
-    def publish(self, subject: str, message: str, *, attributes: dict[str, str] | None = None) -> bool:
+    def publish(self, subject: str, message: str, *, routing: Any = None, attributes: Any = None) -> bool:
         self.sent.append((subject, message))
         return True
 

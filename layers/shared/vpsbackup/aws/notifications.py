@@ -138,25 +138,23 @@ class Notifier:
         subject: str,
         message: str,
         *,
-        routing: Routing | None = None,
+        routing: Routing,
         attributes: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """The ``sns.publish`` arguments for one notification (without the topic): pure.
 
         ``routing`` gives the attributes subscribers filter on; ``attributes`` adds others (e.g.
-        ``alarm``), never overriding the routing ones. Without a routing the message goes as text
-        whatever the format: a chat document needs to say what it is about.
+        ``alarm``), never overriding the routing ones.
         """
         subject = sns_subject(subject)
-        values = {**(attributes or {}), **(routing.attributes() if routing else {})}
+        values = {**(attributes or {}), **routing.attributes()}
         kwargs: dict[str, Any] = {"Subject": subject, "Message": message}
-        if self.notify_format == "chatbot" and routing is not None:
+        if self.notify_format == "chatbot":
             document = json.dumps(chatbot_notification(subject, message, routing), ensure_ascii=False)
             # One message per protocol: chat channels (https) and queues get the document, e-mail the text.
             kwargs["Message"] = json.dumps({"default": document, "email": message}, ensure_ascii=False)
             kwargs["MessageStructure"] = "json"
-        if values:
-            kwargs["MessageAttributes"] = message_attributes(values)
+        kwargs["MessageAttributes"] = message_attributes(values)
         return kwargs
 
     def publish(
@@ -164,12 +162,12 @@ class Notifier:
         subject: str,
         message: str,
         *,
-        routing: Routing | None = None,
+        routing: Routing,
         attributes: Mapping[str, str] | None = None,
     ) -> bool:
         """Publish ``message``; True if SNS accepted it (or there is no topic and it was logged)."""
         kwargs = self.request(subject, message, routing=routing, attributes=attributes)
-        log = {"subject": kwargs["Subject"], **(routing.attributes() if routing else {})}
+        log = {"subject": kwargs["Subject"], **routing.attributes()}
         if not self.topic_arn:
             logger.info("notification (no NOTIFY_TOPIC_ARN set, logged only)", extra=log)
             return True

@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from vpsbackup.aws.notifications import Notifier
+from vpsbackup.aws.notifications import Notifier, Routing
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.observability import logger, metrics
 from vpsbackup.provider.errors import AuthenticationError, BackupAlreadyGoneError, VpsApiError
@@ -89,6 +89,7 @@ class PruneOptions:
     max_deletions: int
     concurrency: int
     dry_run: bool
+    keep_at_least: int = 1
 
     @classmethod
     def from_settings(cls, settings: PruneSettings) -> PruneOptions:
@@ -100,6 +101,7 @@ class PruneOptions:
             max_deletions=settings.max_deletions_per_run,
             concurrency=settings.prune_concurrency,
             dry_run=settings.dry_run,
+            keep_at_least=settings.keep_at_least,
         )
 
 
@@ -321,6 +323,7 @@ def run_prune(
         failed_grace=options.failed_grace,
         max_deletions=options.max_deletions,
         server_ids=frozenset(request.server_ids) if request.server_ids is not None else None,
+        keep_at_least=options.keep_at_least,
     )
     if dry_run:
         results = tuple(DeletionResult(d.backup_id, "dry_run", "dry run: not deleted") for d in plan.to_delete)
@@ -358,4 +361,14 @@ def publish_report(report: PruneReport, *, notifier: Notifier) -> None:
     message = report.notification()
     if message is not None:
         subject, text = message
-        notifier.publish(subject, text, attributes={"job": "prune"})
+        notifier.publish(subject, text, routing=report_routing(report))
+
+
+def report_routing(report: PruneReport) -> Routing:
+    """The attributes of a run's notification: failed deletions are an error, the valve a warning;
+    ``server_id`` when the run was for one server."""
+    servers = report.request.server_ids
+    server_id = servers[0] if servers and len(set(servers)) == 1 else None
+    if any(r.outcome == "failed" for r in report.results):
+        return Routing("prune", "deletions_failed", "error", server_id)
+    return Routing("prune", "valve", "warning", server_id)

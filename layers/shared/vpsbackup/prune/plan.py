@@ -48,6 +48,7 @@ REASON_NEWEST_COMPLETED = "newest completed"
 REASON_NEWEST_COMPLETED_CANDIDATE = "newest completed in scope"
 REASON_NEWEST_NOT_FUTURE = "newest completed not dated in the future"
 REASON_NOT_RETAINED = "no retention rule keeps it"
+REASON_KEEP_AT_LEAST = "keep at least"  # followed by KEEP_AT_LEAST: "keep at least 3"
 REASON_CONFLICTING_COPIES = "listed more than once with different data"
 
 
@@ -151,6 +152,7 @@ def plan_prune(
     failed_grace: timedelta,
     max_deletions: int,
     server_ids: set[int] | frozenset[int] | None = None,
+    keep_at_least: int = 1,
 ) -> PrunePlan:
     """Decide, for every backup of the selected servers, whether this run deletes it, and why.
 
@@ -160,15 +162,30 @@ def plan_prune(
     limits the plan to those servers (``None``: all). Promises, whatever the input order:
     no deletion of an automatic, out-of-scope, in-progress, unknown-status or held backup, nor of
     a server's newest completed backup; failed backups deleted only once older than
-    ``failed_grace``; at most ``max_deletions`` deletions, the oldest ones. Deterministic.
+    ``failed_grace``; at most ``max_deletions`` deletions, the oldest ones; never fewer than
+    ``keep_at_least`` completed backups in scope left on a server (``KEEP_AT_LEAST``; 1 is the
+    newest completed one, as without it). Deterministic.
     """
     _check_arguments(now=now, scope=scope, max_deletions=max_deletions, failed_grace=failed_grace)
+    if isinstance(keep_at_least, bool) or not isinstance(keep_at_least, int) or keep_at_least < 1:
+        raise ValueError(f"keep_at_least must be an integer >= 1, got {keep_at_least!r}")
     unique, conflicting = _dedupe(backups)
     by_server = _group_by_server(unique, server_ids)
     decided: list[_Decided] = []
     for server_id in sorted(by_server):
         decided.extend(
-            _plan_server(server_id, by_server[server_id], policy_for, tz, now, scope, holds, failed_grace, conflicting)
+            _plan_server(
+                server_id,
+                by_server[server_id],
+                policy_for,
+                tz,
+                now,
+                scope,
+                holds,
+                failed_grace,
+                conflicting,
+                keep_at_least,
+            )
         )
     return _apply_valve(decided, now=now, scope=scope, max_deletions=max_deletions)
 
@@ -242,6 +259,7 @@ def _plan_server(
     holds: Mapping[int, Hold],
     failed_grace: timedelta,
     conflicting: set[int],
+    keep_at_least: int = 1,
 ) -> list[_Decided]:
     """One server's decisions before the valve, newest first: rules 1-3, then retention, then protections."""
     backups = sorted(backups, key=_order_key, reverse=True)
@@ -255,6 +273,7 @@ def _plan_server(
             verdicts[backup.id] = verdict
     verdicts.update(_retention_verdicts(retained, policy_for(server_id), tz, now))
     protect = _newest_protections(backups, retained, now, conflicting)
+    _add_floor_protections(protect, retained, keep_at_least)
     _add_hold_protections(protect, backups, holds, now)
     _apply_protections(verdicts, protect)
     return [(b, verdicts[b.id][0], tuple(verdicts[b.id][1])) for b in backups]
@@ -325,6 +344,15 @@ def _newest_protections(
         if past is not None and REASON_NEWEST_NOT_FUTURE not in protect[past.id]:
             protect[past.id].append(REASON_NEWEST_NOT_FUTURE)
     return protect
+
+
+def _add_floor_protections(protect: dict[int, list[str]], retained: list[Backup], keep_at_least: int) -> None:
+    """``KEEP_AT_LEAST``: the ``keep_at_least`` newest completed candidates (``retained``, newest
+    first) are kept whatever the policy says. The newest one is already kept as the newest
+    completed; the next ones get the reason ``keep at least N``. With 1 nothing is added."""
+    reason = f"{REASON_KEEP_AT_LEAST} {keep_at_least}"
+    for backup in retained[1:keep_at_least]:
+        protect[backup.id].append(reason)
 
 
 def _newest_not_future(pool: list[Backup], now: datetime) -> Backup | None:

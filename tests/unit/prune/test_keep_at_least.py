@@ -1,0 +1,245 @@
+"""KEEP_AT_LEAST: a floor under retention. Whatever the policy, the newest N completed backups in
+scope stay on each server, with the reason ``keep at least N``; ``1`` decides exactly as before the
+floor existed (proved against the frozen pre-refactor copy of the plan)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.unit.prune.legacy_plan import plan_prune as legacy_plan_prune
+from vpsbackup.markers import make_marker
+from vpsbackup.provider.models import Backup
+from vpsbackup.prune.plan import PrunePlan, Scope, plan_prune
+from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
+from vpsbackup.records import Hold
+
+NOW = datetime(2025, 3, 30, 12, 0, tzinfo=UTC)
+UTC_ZONE = ZoneInfo("UTC")
+GRACE = timedelta(hours=24)
+
+
+def backup(
+    backup_id: int,
+    days_ago: float,
+    *,
+    status: str = "completed",
+    kind: str = "manual",
+    managed: bool = True,
+    server: int = 1,
+) -> Backup:
+    return Backup.model_validate(
+        {
+            "id": backup_id,
+            "server": {"id": server},
+            "backup_type": kind,
+            "status": status,
+            "created_at": NOW - timedelta(days=days_ago),
+            "description": make_marker(f"d{backup_id}") if managed else "by hand",
+        }
+    )
+
+
+def plan(
+    backups: list[Backup],
+    policy: RetentionPolicy,
+    *,
+    keep_at_least: int = 1,
+    scope: Scope = "managed",
+    holds: dict[int, Hold] | None = None,
+    max_deletions: int = 10_000,
+) -> PrunePlan:
+    return plan_prune(
+        backups,
+        policy_for=RetentionPolicies(policy),
+        tz=UTC_ZONE,
+        now=NOW,
+        scope=scope,
+        holds=holds or {},
+        failed_grace=GRACE,
+        max_deletions=max_deletions,
+        keep_at_least=keep_at_least,
+    )
+
+
+def actions(result: PrunePlan) -> dict[int, str]:
+    return {d.backup_id: d.action for d in result.decisions}
+
+
+def reasons(result: PrunePlan) -> dict[int, tuple[str, ...]]:
+    return {d.backup_id: d.reasons for d in result.decisions}
+
+
+KEEP_LAST_1 = RetentionPolicy(keep_last=1)
+
+
+def test_keep_at_least_3_keeps_three_under_keep_last_1() -> None:
+    # Given six completed managed backups, one a day, and {"keep_last": 1}
+    fleet = [backup(100 + day, day) for day in range(6)]
+    # When the plan has KEEP_AT_LEAST=3
+    result = plan(fleet, KEEP_LAST_1, keep_at_least=3)
+    # Then the three newest are kept, the two after the newest because of the floor
+    assert actions(result) == {100: "keep", 101: "keep", 102: "keep", 103: "delete", 104: "delete", 105: "delete"}
+    assert "keep at least 3" not in reasons(result)[100]  # kept as the newest already
+    assert reasons(result)[101][0] == "keep at least 3"
+    assert reasons(result)[102][0] == "keep at least 3"
+    assert not any(r.startswith("no retention rule keeps it") for r in reasons(result)[101])
+
+
+def test_only_completed_backups_in_scope_count_toward_the_floor() -> None:
+    # Given, newest first: an automatic backup, people's manual one, an in-progress one, a failed one,
+    # then four completed managed ones
+    fleet = [
+        backup(1, 0.1, kind="automatic"),
+        backup(2, 0.2, managed=False),
+        backup(3, 0.3, status="in_progress"),
+        backup(4, 0.4, status="failed"),
+        *(backup(10 + i, 1 + i) for i in range(4)),
+    ]
+    # When KEEP_AT_LEAST=3 under keep_last 1
+    result = plan(fleet, KEEP_LAST_1, keep_at_least=3)
+    # Then the three newest managed completed ones are kept; none of the others counted
+    assert [actions(result)[10 + i] for i in range(4)] == ["keep", "keep", "keep", "delete"]
+    assert "keep at least 3" in reasons(result)[11]
+    assert "keep at least 3" in reasons(result)[12]
+
+
+def test_a_floor_above_what_exists_keeps_everything_and_is_not_an_error() -> None:
+    fleet = [backup(100 + day, day) for day in range(3)]
+    assert set(actions(plan(fleet, KEEP_LAST_1, keep_at_least=10)).values()) == {"keep"}
+
+
+def test_the_floor_is_per_server() -> None:
+    fleet = [backup(100 + day, day, server=1) for day in range(4)] + [backup(200 + d, d, server=2) for d in range(4)]
+    result = actions(plan(fleet, KEEP_LAST_1, keep_at_least=2))
+    assert [result[100 + d] for d in range(4)] == ["keep", "keep", "delete", "delete"]
+    assert [result[200 + d] for d in range(4)] == ["keep", "keep", "delete", "delete"]
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5])
+def test_a_bad_floor_is_refused_naming_it(bad: object) -> None:
+    with pytest.raises(ValueError, match="keep_at_least"):
+        plan([backup(1, 1)], KEEP_LAST_1, keep_at_least=bad)  # type: ignore[arg-type]
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+STATUSES = ["completed", "completed", "completed", "failed", "in_progress", "deleting"]
+TYPES = ["manual", "manual", "manual", "automatic"]
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> list[Backup]:
+    ids = draw(st.lists(st.integers(1, 10_000), unique=True, max_size=30))
+    listed = [
+        Backup.model_validate(
+            {
+                "id": backup_id,
+                "server": {"id": draw(st.integers(1, 3))},
+                "backup_type": draw(st.sampled_from(TYPES)),
+                "status": draw(st.sampled_from(STATUSES)),
+                "created_at": NOW
+                - timedelta(hours=draw(st.one_of(st.integers(-48, 24 * 400), st.sampled_from([0, 1, 24])))),
+                "description": make_marker(f"d{backup_id}") if draw(st.booleans()) else "by hand",
+            }
+        )
+        for backup_id in ids
+    ]
+    for copy in draw(st.lists(st.sampled_from(listed), max_size=3)) if listed else []:
+        listed.append(copy)  # listed twice, identically
+    return listed
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> RetentionPolicy:
+    counts = {
+        rule: draw(st.one_of(st.none(), st.integers(0, 5)))
+        for rule in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+    }
+    within = draw(st.one_of(st.none(), st.integers(0, 24 * 60).map(lambda h: timedelta(hours=h))))
+    if not any(counts.values()) and not within:
+        counts["keep_last"] = 1
+    return RetentionPolicy(**counts, keep_within=within)
+
+
+@st.composite
+def holds_for(draw: st.DrawFn, listed: list[Backup]) -> dict[int, Hold]:
+    held = draw(st.lists(st.sampled_from(listed), max_size=4)) if listed else []
+    return {
+        b.id: Hold(backup_id=b.id, server_id=b.server_id, until=NOW + timedelta(hours=draw(st.integers(-48, 48))))
+        for b in held
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_keep_at_least_1_decides_exactly_as_before_the_floor(data: st.DataObject) -> None:
+    # Given any fleet, policy, scope, holds and valve
+    listed = data.draw(fleets())
+    policy = data.draw(policies())
+    scope: Scope = data.draw(st.sampled_from(["managed", "manual"]))
+    holds = data.draw(holds_for(listed))
+    max_deletions = data.draw(st.integers(0, 40))
+    # When planned with KEEP_AT_LEAST=1 and by the frozen copy of the plan from before the floor
+    new = plan(listed, policy, keep_at_least=1, scope=scope, holds=holds, max_deletions=max_deletions)
+    old = legacy_plan_prune(
+        listed,
+        policy_for=RetentionPolicies(policy),
+        tz=UTC_ZONE,
+        now=NOW,
+        scope=scope,
+        holds=holds,
+        failed_grace=GRACE,
+        max_deletions=max_deletions,
+    )
+    # Then every decision, reason, deletion, deferral and total is the same
+    assert new == old
+
+
+def in_scope_completed_newest_first(result: PrunePlan, listed: list[Backup], scope: Scope, server: int) -> list[int]:
+    from vpsbackup.markers import is_managed
+
+    by_id = {d.backup_id: d for d in result.decisions}
+    conflicting = {d.backup_id for d in result.decisions if "listed more than once with different data" in d.reasons}
+    pool = {
+        b.id: b
+        for b in listed
+        if b.server_id == server
+        and b.backup_type == "manual"
+        and b.status == "completed"
+        and b.id not in conflicting
+        and (scope == "manual" or is_managed(b.description))
+        and b.id in by_id
+    }
+    return [b.id for b in sorted(pool.values(), key=lambda b: (b.created_at, b.id), reverse=True)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_floor_keeps_the_newest_n_and_changes_nothing_else(data: st.DataObject) -> None:
+    # Given any fleet, policy, scope and holds, and a floor N
+    listed = data.draw(fleets())
+    policy = data.draw(policies())
+    scope: Scope = data.draw(st.sampled_from(["managed", "manual"]))
+    holds = data.draw(holds_for(listed))
+    n = data.draw(st.integers(1, 8))
+    # When planned with and without the floor (valve open, so deferrals do not interfere)
+    floor = plan(listed, policy, keep_at_least=n, scope=scope, holds=holds)
+    base = plan(listed, policy, keep_at_least=1, scope=scope, holds=holds)
+    floor_actions, base_actions = actions(floor), actions(base)
+    floor_reasons = reasons(floor)
+    for server in {b.server_id for b in listed}:
+        newest = in_scope_completed_newest_first(floor, listed, scope, server)
+        # Then each server keeps at least min(N, its completed backups in scope), the newest ones
+        assert all(floor_actions[i] == "keep" for i in newest[:n])
+        assert sum(1 for i in newest if floor_actions[i] != "delete") >= min(n, len(newest))
+        # the ones after the newest carry the reason
+        assert all(f"keep at least {n}" in floor_reasons[i] for i in newest[1:n])
+    # And nothing else changes: every other backup is decided as without the floor
+    lifted = {i for i in floor_actions if floor_actions[i] != base_actions[i]}
+    assert all(base_actions[i] == "delete" and floor_actions[i] == "keep" for i in lifted)
+    assert all(f"keep at least {n}" in floor_reasons[i] for i in lifted)
