@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from vpsbackup.durations import describe_duration
+from vpsbackup.durations import describe_duration, format_duration
 from vpsbackup.provider.models import Backup
 from vpsbackup.records import DeploymentRecord
 
@@ -246,11 +246,11 @@ def watch_window(
         return WatchWindowDecision(
             True,
             "inside_window",
-            f"the alarm fired {format_duration(elapsed)} after {label}, within RESTORE_WATCH_WINDOW ({span})",
+            f"the alarm fired {describe_duration(elapsed)} after {label}, within RESTORE_WATCH_WINDOW ({span})",
         )
     return WatchWindowDecision(
         False,
         "outside_window",
-        f"the alarm fired {format_duration(elapsed)} after {label}, the server's latest recorded deployment: "
+        f"the alarm fired {describe_duration(elapsed)} after {label}, the server's latest recorded deployment: "
         f"later than RESTORE_WATCH_WINDOW ({span}), so the deploy is not the likely cause",
     )
