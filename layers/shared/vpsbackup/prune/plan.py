@@ -18,10 +18,11 @@ docs/prune.md, in the order they are applied:
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from vpsbackup.durations import describe_duration
@@ -112,6 +113,39 @@ def _order_key(backup: Backup) -> tuple[datetime, int]:
     return (backup.created_at, backup.id)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _instant(moment: datetime | None) -> int | None:
+    # Microseconds since the epoch: equal for equal instants whatever their UTC offset.
+    return None if moment is None else (moment - _EPOCH) // _MICROSECOND
+
+
+def backup_fingerprint(backup: Backup) -> int:
+    """A stable 64-bit digest of everything one listed copy of a backup says.
+
+    Two copies have the same fingerprint exactly when they are equal as models (times compared as
+    instants), but for a 2**-64 chance; the same in every process (no per-process hash seed), so the
+    copy the plan reports of a conflicting backup never depends on the run or the listing order.
+    The compact listing (prune/compact.py) keeps only this of each copy, and picks the same copy.
+    """
+    canonical = repr(
+        (
+            backup.id,
+            backup.server.id,
+            backup.server.name,
+            backup.backup_type,
+            backup.status,
+            backup.size_mb,
+            _instant(backup.created_at),
+            _instant(backup.expires_at),
+            backup.description,
+        )
+    )
+    return int.from_bytes(hashlib.blake2b(canonical.encode(), digest_size=8).digest(), "big")
+
+
 def _dedupe(backups: Iterable[Backup]) -> tuple[list[Backup], set[int]]:
     """One entry per backup id; ids whose copies disagree are returned apart, to be left alone."""
     copies: dict[int, list[Backup]] = defaultdict(list)
@@ -123,7 +157,7 @@ def _dedupe(backups: Iterable[Backup]) -> tuple[list[Backup], set[int]]:
         if any(other != listed[0] for other in listed[1:]):
             conflicting.add(backup_id)
             # Which copy is reported must not depend on the listing order either.
-            unique.append(min(listed, key=lambda b: b.model_dump_json()))
+            unique.append(min(listed, key=backup_fingerprint))
         else:
             unique.append(listed[0])
     return unique, conflicting
@@ -196,16 +230,50 @@ def _group_by_server(
     return by_server
 
 
+def valve_note(max_deletions: int) -> str:
+    """The reason added to a deletion the safety valve defers."""
+    return f"deferred (valve): at most {max_deletions} deletions per run"
+
+
+def plan_servers(
+    by_server: Mapping[int, list[Backup]],
+    *,
+    policy_for: Callable[[int], RetentionPolicy],
+    tz: tzinfo,
+    now: datetime,
+    scope: Scope,
+    holds: Mapping[int, Hold],
+    failed_grace: timedelta,
+    conflicting: set[int],
+) -> Iterator[BackupDecision]:
+    """Every server's decisions before the safety valve, by server id, each server newest first:
+    :func:`plan_prune`'s own steps, for the compact fleet path (prune/compact.py), which applies
+    the valve across the fleet itself. ``by_server`` holds one copy of each backup."""
+    for server_id in sorted(by_server):
+        for backup, action, reasons in _plan_server(
+            server_id, by_server[server_id], policy_for, tz, now, scope, holds, failed_grace, conflicting
+        ):
+            yield BackupDecision(
+                backup_id=backup.id,
+                server_id=backup.server_id,
+                created_at=backup.created_at,
+                status=backup.status,
+                backup_type=backup.backup_type,
+                action=action,
+                reasons=reasons,
+            )
+
+
 def _apply_valve(decided: list[_Decided], *, now: datetime, scope: Scope, max_deletions: int) -> PrunePlan:
     """The safety valve: the oldest would-be deletions go now, the rest are deferred to a later run."""
     would_delete = sorted((item for item in decided if item[1] == "delete"), key=lambda item: _order_key(item[0]))
     deferred_ids = {backup.id for backup, _, _ in would_delete[max_deletions:]}
-    valve_note = f"deferred (valve): at most {max_deletions} deletions per run"
+    note = valve_note(max_deletions)
 
     decisions: list[BackupDecision] = []
     for backup, action, reasons in decided:
         if backup.id in deferred_ids:
-            action, reasons = "defer", (*reasons, valve_note)
+            action, reasons = "defer", (*reasons, note)
         decisions.append(
             BackupDecision(
                 backup_id=backup.id,
