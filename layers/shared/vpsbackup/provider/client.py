@@ -46,6 +46,7 @@ from vpsbackup.provider.errors import (
     error_for_status,
 )
 from vpsbackup.provider.models import Backup, BackupPage, CreatedBackup, RestoreAccepted
+from vpsbackup.provider.ratelimit import RequestBudget
 from vpsbackup.provider.token import TokenProvider
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -130,13 +131,20 @@ class VpsClient:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        page_size: int | None = None,
     ) -> None:
+        if page_size is not None and page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
+        self.page_size = page_size
         self.base_url = base_url.rstrip("/")
         self._host = urlsplit(self.base_url).netloc
         self._tokens = token_provider
         self.retry = retry or RetryPolicy()
         self._clock = clock
         self._deadline: float | None = None
+        # Every attempt of every request waits for its turn here (provider/ratelimit.py); waits go
+        # through the retry policy's sleep, so a test's or benchmark's clock governs them too.
+        self.budget = RequestBudget(None, clock=clock, sleep=lambda seconds: self.retry.sleep(seconds))
         self._http = httpx.Client(
             timeout=timeout,
             transport=transport,
@@ -155,6 +163,21 @@ class VpsClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def configure(self, *, page_size: int | None, max_rps: float | None, burst: int | None = None) -> None:
+        """Apply ``VPS_API_PAGE_SIZE`` and ``VPS_API_MAX_RPS`` (handlers call it per invocation).
+
+        The budget is replaced only when its rate or burst change, so a warm invocation inherits
+        what the provider said to the previous one (a Retry-After, a spent window).
+        """
+        if page_size is not None and page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
+        self.page_size = page_size
+        wanted_burst = burst if burst is not None else max(1, int(max_rps or 1))
+        if self.budget.max_rps != max_rps or self.budget.burst != wanted_burst:
+            self.budget = RequestBudget(
+                max_rps, burst=burst, clock=self._clock, sleep=lambda seconds: self.retry.sleep(seconds)
+            )
 
     # -- deadline ----------------------------------------------------------------------------
 
@@ -178,12 +201,20 @@ class VpsClient:
         backup_type: str | None = None,
         require_complete: bool = False,
         distinct_copies: bool = False,
+        every_copy: bool = False,
+        on_page: Callable[[BackupPage], None] | None = None,
     ) -> Iterator[Backup]:
         """Every backup matching the filters, following ``next`` links; each id yielded once.
 
         With ``distinct_copies``, a later copy of a backup that differs from every copy already
         yielded (its status changed while the pages were read) is yielded too, so a caller that must
         not act on stale data (prune) sees the disagreement; identical copies are still yielded once.
+        With ``every_copy``, every listed item is yielded as it comes and nothing is remembered (the
+        caller dedupes: prune's compact listing, whose memory must not grow with copies of models).
+        ``on_page`` is called with each page as it is read (for progress), before its backups.
+
+        Pages of ``page_size`` (``VPS_API_PAGE_SIZE``) are asked for with ``?page_size=``; the
+        ``next`` links carry it on (a server that does not know it ignores it, as DRF's do).
 
         A ``next`` link to another host, or one already followed, ends the walk (logged): never loop.
         With ``require_complete`` such a walk raises VpsApiError instead: for callers to whom a
@@ -194,17 +225,24 @@ class VpsClient:
             params["server_id"] = server_id
         if backup_type is not None:
             params["backup_type"] = backup_type
+        if self.page_size is not None:
+            params["page_size"] = self.page_size
         url: str | None = f"{self.base_url}/backups/"
         seen_urls: set[str] = set()
         seen_ids: set[int] = set()
         seen_copies: set[Backup] = set()
-        pages = 0
+        pages = listed = 0
         while url is not None:
             seen_urls.add(url)
             response = self._request("GET", url, params=params if pages == 0 else None)
             pages += 1
             page = self._parse(BackupPage, response)
-            for backup in page.results:
+            if on_page is not None:
+                on_page(page)
+            if every_copy:
+                yield from page.results
+                listed += len(page.results)
+            for backup in () if every_copy else page.results:
                 if backup.id not in seen_ids:
                     seen_ids.add(backup.id)
                     seen_copies.add(backup)
@@ -228,7 +266,7 @@ class VpsClient:
                             path=urlsplit(self.base_url).path + "/backups/",
                         )
                     url = None
-        logger.debug("listed backups", extra={"pages": pages, "backups": len(seen_ids), "filters": params})
+        logger.debug("listed backups", extra={"pages": pages, "backups": listed or len(seen_ids), "filters": params})
 
     def list_backups(
         self,
