@@ -26,10 +26,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, cast
 
 from vpsbackup.markers import is_managed, make_marker
-from vpsbackup.provider.models import Backup, ServerRef
+from vpsbackup.provider.models import Backup
 from vpsbackup.prune.plan import (
     ACTIONS,
     Action,
@@ -52,6 +52,22 @@ DEFERRED_SAMPLE = 20
 
 def _micros(moment: datetime) -> int:
     return (moment - _EPOCH) // _US
+
+
+class _Listed:
+    """One backup as the plan engine reads it: the attributes of :class:`Backup` it uses."""
+
+    __slots__ = ("backup_type", "created_at", "description", "id", "server_id", "status")
+
+    def __init__(
+        self, id: int, server_id: int, backup_type: str, status: str, created_at: datetime, description: str | None
+    ) -> None:
+        self.id = id
+        self.server_id = server_id
+        self.backup_type = backup_type
+        self.status = status
+        self.created_at = created_at
+        self.description = description
 
 
 class CompactListing:
@@ -103,17 +119,17 @@ class CompactListing:
         return sum(column.buffer_info()[1] * column.itemsize for column in columns)
 
     def _materialise(self, row: int) -> Backup:
-        server = ServerRef.model_construct(id=self._servers[row], name=None)
-        return Backup.model_construct(
-            id=self._ids[row],
-            server=server,
-            backup_type=self._words[self._type[row]],
-            status=self._words[self._status[row]],
-            size_mb=None,
-            created_at=_EPOCH + self._created[row] * _US,
-            expires_at=None,
-            description=_MANAGED if self._managed[row] else None,
+        listed = _Listed(
+            self._ids[row],
+            self._servers[row],
+            self._words[self._type[row]],
+            self._words[self._status[row]],
+            _EPOCH + self._created[row] * _US,
+            _MANAGED if self._managed[row] else None,
         )
+        # The engine reads only these attributes of a Backup; a pydantic model per row would cost
+        # a third of the planning time at 300,000 backups.
+        return cast(Backup, listed)
 
     def by_server(self, server_ids: frozenset[int] | None = None) -> Iterator[tuple[int, list[Backup], set[int]]]:
         """Per server, in id order: its backups (one copy each) and the ids listed with conflicting data.
@@ -190,6 +206,22 @@ class FleetPlan:
     totals: Mapping[Action, int]
     by_reason: Mapping[tuple[Action, str], int]
     decisions: tuple[BackupDecision, ...] | None = None
+
+    @classmethod
+    def empty(cls, *, now: datetime, scope: Scope, max_deletions: int) -> FleetPlan:
+        """No plan at all (a listing that did not finish is never planned on)."""
+        return cls(
+            now=now,
+            scope=scope,
+            max_deletions=max_deletions,
+            servers=0,
+            to_delete=(),
+            deferred=(),
+            deferred_count=0,
+            totals=dict.fromkeys(ACTIONS, 0),
+            by_reason={},
+            decisions=(),
+        )
 
     @property
     def valve_tripped(self) -> bool:
