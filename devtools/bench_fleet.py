@@ -110,38 +110,46 @@ class RunFigures:
     largest_log_bytes: int
 
 
+_AWS: dict[str, str] = {}
+
+
 @contextmanager
 def _local_aws() -> Iterator[dict[str, str]]:
-    import logging
+    """moto's server and the project's resources, started once for all the runs of a bench (moto's
+    state is per process, so a second server would find the resources already there)."""
+    if not _AWS:
+        import logging
 
-    from moto.server import ThreadedMotoServer
+        from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    saved = dict(os.environ)
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_DEFAULT_REGION": "eu-west-1",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_SESSION_TOKEN": "bench",
-        }
-    )
-    try:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+                "AWS_DEFAULT_REGION": "eu-west-1",
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_SESSION_TOKEN": "bench",
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
         resources = create_resources(table_name="bench-state", api_token=TOKEN, webhook_key="unused")
-        yield {
-            "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
-            "VPS_API_TOKEN_SECRET": resources.secret_id,
-            "STATE_TABLE_NAME": resources.table_name,
-            "NOTIFY_TOPIC_ARN": resources.topic_arn,
-        }
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        server.stop()
+        _AWS.update(
+            {
+                "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+                "AWS_DEFAULT_REGION": "eu-west-1",
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_SESSION_TOKEN": "bench",
+                "VPS_API_TOKEN_SECRET": resources.secret_id,
+                "STATE_TABLE_NAME": resources.table_name,
+                "NOTIFY_TOPIC_ARN": resources.topic_arn,
+            }
+        )
+    yield dict(_AWS)
 
 
 def _child(env: dict[str, str], clock_start: str | None, elapsed: Any, timeout_s: float, out: Any) -> None:
