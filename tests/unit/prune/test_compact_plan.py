@@ -11,8 +11,15 @@ from hypothesis import strategies as st
 
 from vpsbackup.markers import make_marker
 from vpsbackup.provider.models import Backup
-from vpsbackup.prune.compact import DEFERRED_SAMPLE, CompactListing, FleetPlan, plan_fleet, reason_kind
-from vpsbackup.prune.plan import PrunePlan, Scope, backup_fingerprint, plan_prune
+from vpsbackup.prune.compact import (
+    DEFERRED_SAMPLE,
+    CompactListing,
+    FleetPlan,
+    backup_fingerprint,
+    plan_fleet,
+    reason_kind,
+)
+from vpsbackup.prune.plan import PrunePlan, Scope, plan_prune
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
 from vpsbackup.records import Hold
 
@@ -185,9 +192,9 @@ def test_a_backup_listed_with_two_statuses_is_left_alone_and_reported_the_same_w
         )
         assert plan.decisions is not None
         skipped = next(d for d in plan.decisions if d.backup_id == 7)
-        # Then it is skipped, and the copy reported is the one with the lower fingerprint
+        # Then it is skipped, and the copy reported is plan_prune's: the least JSON, whatever the order
         assert (skipped.action, skipped.reasons) == ("skip", ("listed more than once with different data",))
-        shown = min((first, second), key=backup_fingerprint)
+        shown = min((first, second), key=lambda b: b.model_dump_json())
         assert skipped.status == shown.status
         assert plan.to_delete == ()
 
@@ -203,12 +210,34 @@ def test_fingerprints_are_equal_exactly_for_equal_copies() -> None:
         assert backup_fingerprint(other) != backup_fingerprint(a)
 
 
-def test_the_compact_listing_keeps_a_few_bytes_per_copy() -> None:
+def test_the_compact_listing_keeps_about_a_hundred_bytes_per_copy_at_most() -> None:
     compact = CompactListing()
-    for n in range(1000):
+    for n in range(5000):
         compact.add(backup(n + 1, n % 7, n, status="completed", backup_type="manual", managed=True))
-    assert len(compact) == 1000
-    assert compact.memory_bytes() < 1000 * 64
+    assert len(compact) == 5000
+    assert compact.memory_bytes() < 5000 * 100
+
+
+def test_a_conflict_across_compressed_chunks_reports_the_same_copy() -> None:
+    # Given 3,000 backups listed, then one of the first listed again with another status (its
+    # first copy is in a compressed chunk by then)
+    listed = [backup(n + 1, 1, n + 2, status="completed", backup_type="manual", managed=True) for n in range(3000)]
+    listed.append(listed[5].model_copy(update={"status": "failed"}))
+    compact = CompactListing()
+    compact.extend(listed)
+    args: dict[str, object] = {
+        "policy_for": RetentionPolicies(RetentionPolicy(keep_last=1)),
+        "tz": ZONES[0],
+        "now": NOW,
+        "scope": "managed",
+        "holds": {},
+        "failed_grace": GRACE,
+        "max_deletions": 10,
+    }
+    fleet = plan_fleet(compact, keep_decisions=True, **args)  # type: ignore[arg-type]
+    engine = plan_prune(listed, **args)  # type: ignore[arg-type]
+    # Then both paths report the same copy, and the same decisions
+    assert fleet.decisions == engine.decisions
 
 
 def test_a_negative_valve_is_refused() -> None:

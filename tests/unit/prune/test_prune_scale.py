@@ -47,6 +47,13 @@ class Listed:
     def server_id(self) -> int:
         return self.server.id
 
+    def model_dump_json(self) -> str:
+        return (
+            f'{{"id":{self.id},"server":{{"id":{self.server.id},"name":null}},"backup_type":"manual",'
+            f'"status":"completed","size_mb":4000,"created_at":"{self.created_at.isoformat()}",'
+            f'"expires_at":null,"description":"{self.description}"}}'
+        )
+
 
 def fleet(servers: int, per_server: int) -> Iterator[Backup]:
     """``servers`` × ``per_server`` managed backups, one a day, made as they are listed."""

@@ -227,22 +227,15 @@ class VpsClient:
             params["backup_type"] = backup_type
         if self.page_size is not None:
             params["page_size"] = self.page_size
-        url: str | None = f"{self.base_url}/backups/"
-        seen_urls: set[str] = set()
+        pages = self._iter_pages(params, require_complete=require_complete, on_page=on_page)
+        if every_copy:
+            for page in pages:
+                yield from page.results
+            return
         seen_ids: set[int] = set()
         seen_copies: set[Backup] = set()
-        pages = listed = 0
-        while url is not None:
-            seen_urls.add(url)
-            response = self._request("GET", url, params=params if pages == 0 else None)
-            pages += 1
-            page = self._parse(BackupPage, response)
-            if on_page is not None:
-                on_page(page)
-            if every_copy:
-                yield from page.results
-                listed += len(page.results)
-            for backup in () if every_copy else page.results:
+        for page in pages:
+            for backup in page.results:
                 if backup.id not in seen_ids:
                     seen_ids.add(backup.id)
                     seen_copies.add(backup)
@@ -250,23 +243,49 @@ class VpsClient:
                 elif distinct_copies and backup not in seen_copies:
                     seen_copies.add(backup)
                     yield backup
-            url = page.next
-            if url is not None:
-                problem = None
-                if urlsplit(url).netloc != self._host:
-                    problem = "next link points to another host"
-                elif url in seen_urls:
-                    problem = "next link repeats a page already read"
-                if problem is not None:
-                    logger.warning(f"pagination stopped: {problem}", extra={"pages": pages})
-                    if require_complete:
-                        raise VpsApiError(
-                            f"GET /backups/: listing incomplete after {pages} page(s): {problem}",
-                            method="GET",
-                            path=urlsplit(self.base_url).path + "/backups/",
-                        )
-                    url = None
-        logger.debug("listed backups", extra={"pages": pages, "backups": listed or len(seen_ids), "filters": params})
+
+    def _iter_pages(
+        self,
+        params: dict[str, Any],
+        *,
+        require_complete: bool,
+        on_page: Callable[[BackupPage], None] | None,
+    ) -> Iterator[BackupPage]:
+        """The pages of ``GET /backups/`` with ``params``, following ``next`` (see iter_backups)."""
+        url: str | None = f"{self.base_url}/backups/"
+        seen_urls: set[str] = set()
+        pages = listed = 0
+        while url is not None:
+            seen_urls.add(url)
+            response = self._request("GET", url, params=params if pages == 0 else None)
+            pages += 1
+            page = self._parse(BackupPage, response)
+            listed += len(page.results)
+            if on_page is not None:
+                on_page(page)
+            yield page
+            url = self._next_page(page.next, seen_urls, pages=pages, require_complete=require_complete)
+        logger.debug("listed backups", extra={"pages": pages, "listed": listed, "filters": params})
+
+    def _next_page(self, url: str | None, seen_urls: set[str], *, pages: int, require_complete: bool) -> str | None:
+        """The next page to read, or None: the end, or a link that must not be followed (logged)."""
+        if url is None:
+            return None
+        problem = None
+        if urlsplit(url).netloc != self._host:
+            problem = "next link points to another host"
+        elif url in seen_urls:
+            problem = "next link repeats a page already read"
+        if problem is None:
+            return url
+        logger.warning(f"pagination stopped: {problem}", extra={"pages": pages})
+        if require_complete:
+            raise VpsApiError(
+                f"GET /backups/: listing incomplete after {pages} page(s): {problem}",
+                method="GET",
+                path=urlsplit(self.base_url).path + "/backups/",
+            )
+        return None
 
     def list_backups(
         self,

@@ -7,7 +7,8 @@ decisions:
 - :class:`CompactListing` keeps per listed copy only what the plan reads — id, server, time,
   status, type, whether it carries this project's marker — in typed arrays (about 35 bytes a
   copy), plus a 64-bit fingerprint of the whole copy so that a backup listed twice with different
-  data is still recognised (and left alone) as :func:`~vpsbackup.prune.plan.plan_prune` does.
+  data is still recognised (and left alone) as :func:`~vpsbackup.prune.plan.plan_prune` does, and
+  the copy's JSON, compressed, to report the same copy of it as ``plan_prune`` does.
 - :func:`plan_fleet` runs the very engine of :mod:`vpsbackup.prune.plan` one server at a time
   (every rule works per server), then the safety valve across the fleet. It keeps every decision
   only when asked (``keep_decisions``: runs limited to ``server_ids``, small fleets and tests);
@@ -21,6 +22,8 @@ in UTC (the API sends UTC).
 
 from __future__ import annotations
 
+import hashlib
+import zlib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,15 +33,7 @@ from typing import Any, cast
 
 from vpsbackup.markers import is_managed, make_marker
 from vpsbackup.provider.models import Backup
-from vpsbackup.prune.plan import (
-    ACTIONS,
-    Action,
-    BackupDecision,
-    Scope,
-    backup_fingerprint,
-    plan_servers,
-    valve_note,
-)
+from vpsbackup.prune.plan import ACTIONS, Action, BackupDecision, Scope, plan_servers, valve_note
 from vpsbackup.prune.retention import RetentionPolicy
 from vpsbackup.records import Hold
 
@@ -46,8 +41,38 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 # The marker a materialised copy carries when the listed one did: the engine only asks is_managed().
 _MANAGED = make_marker("listed")
+# Rows whose JSON is compressed together.
+_CHUNK = 1024
 # Deferred deletions named in the report (oldest first); the rest are counted.
 DEFERRED_SAMPLE = 20
+
+
+def _instant(moment: datetime | None) -> int | None:
+    # Microseconds since the epoch: equal for equal instants whatever their UTC offset.
+    return None if moment is None else (moment - _EPOCH) // _US
+
+
+def backup_fingerprint(backup: Backup) -> int:
+    """A stable 64-bit digest of everything one listed copy of a backup says.
+
+    Two copies have the same fingerprint exactly when they are equal as models (times compared as
+    instants), but for a 2**-64 chance; the same in every process (no per-process hash seed), so the
+    copy the plan reports of a conflicting backup never depends on the run or the listing order.
+    """
+    canonical = repr(
+        (
+            backup.id,
+            backup.server.id,
+            backup.server.name,
+            backup.backup_type,
+            backup.status,
+            backup.size_mb,
+            _instant(backup.created_at),
+            _instant(backup.expires_at),
+            backup.description,
+        )
+    )
+    return int.from_bytes(hashlib.blake2b(canonical.encode(), digest_size=8).digest(), "big")
 
 
 def _micros(moment: datetime) -> int:
@@ -73,7 +98,19 @@ class _Listed:
 class CompactListing:
     """Listed backups, one row per copy as listed, in typed arrays. Not thread-safe (one listing)."""
 
-    __slots__ = ("_created", "_fingerprint", "_ids", "_managed", "_servers", "_status", "_type", "_words", "pages")
+    __slots__ = (
+        "_chunks",
+        "_created",
+        "_fingerprint",
+        "_ids",
+        "_managed",
+        "_pending",
+        "_servers",
+        "_status",
+        "_type",
+        "_words",
+        "pages",
+    )
 
     def __init__(self) -> None:
         self._ids = array("q")
@@ -85,6 +122,10 @@ class CompactListing:
         self._managed = array("b")
         # Status and type strings, each stored once: an unknown status is data, kept as it is.
         self._words: list[str] = []
+        # Every copy's JSON, compressed _CHUNK rows at a time: read back only for a backup listed
+        # with conflicting data, to report the copy plan_prune reports (the least JSON).
+        self._chunks: list[bytes] = []
+        self._pending: list[str] = []
         self.pages = 0
 
     def __len__(self) -> int:
@@ -108,6 +149,16 @@ class CompactListing:
         self._status.append(self._word(backup.status))
         self._type.append(self._word(backup.backup_type))
         self._managed.append(1 if is_managed(backup.description) else 0)
+        self._pending.append(backup.model_dump_json())
+        if len(self._pending) == _CHUNK:
+            self._chunks.append(zlib.compress("\n".join(self._pending).encode(), 1))
+            self._pending = []
+
+    def _json(self, row: int) -> str:
+        chunk, offset = divmod(row, _CHUNK)
+        if chunk < len(self._chunks):
+            return zlib.decompress(self._chunks[chunk]).decode().split("\n")[offset]
+        return self._pending[offset]
 
     def extend(self, backups: Iterable[Backup]) -> None:
         for backup in backups:
@@ -116,7 +167,8 @@ class CompactListing:
     def memory_bytes(self) -> int:
         """What the rows take (the arrays' buffers), for the report."""
         columns = (self._ids, self._servers, self._created, self._fingerprint, self._status, self._type, self._managed)
-        return sum(column.buffer_info()[1] * column.itemsize for column in columns)
+        rows = sum(column.buffer_info()[1] * column.itemsize for column in columns)
+        return rows + sum(len(chunk) for chunk in self._chunks) + sum(len(text) for text in self._pending)
 
     def _materialise(self, row: int) -> Backup:
         listed = _Listed(
@@ -134,7 +186,7 @@ class CompactListing:
     def by_server(self, server_ids: frozenset[int] | None = None) -> Iterator[tuple[int, list[Backup], set[int]]]:
         """Per server, in id order: its backups (one copy each) and the ids listed with conflicting data.
 
-        The copy kept of a conflicting backup is the one with the lowest fingerprint, as the plan's.
+        The copy kept of a conflicting backup is the one plan_prune reports: the least JSON.
         """
         order = sorted(range(len(self._ids)), key=self._ids.__getitem__)
         order.sort(key=self._servers.__getitem__)  # stable: by server, then by id
@@ -161,7 +213,7 @@ class CompactListing:
             prints = {self._fingerprint[r] for r in copies}
             if len(prints) > 1:
                 conflicting.add(backup_id)
-                chosen = min(copies, key=self._fingerprint.__getitem__)
+                chosen = min(copies, key=self._json)
             else:
                 chosen = copies[0]
             backups.append(self._materialise(chosen))
@@ -249,17 +301,9 @@ def plan_fleet(
     """``plan_prune``'s decisions over a compact listing, one server at a time (same arguments)."""
     if max_deletions < 0:
         raise ValueError(f"max_deletions must be >= 0, got {max_deletions}")
-    keep_window = max_deletions + DEFERRED_SAMPLE
-    # The oldest would-be deletions seen so far, as (created_at, id, decision): every one when
-    # decisions are kept, else trimmed back to the keep_window oldest whenever it doubles.
-    oldest: list[tuple[datetime, int, BackupDecision]] = []
-    would_delete = 0
-    counts: Counter[Action] = Counter()
-    by_reason: Counter[tuple[Action, str]] = Counter()
-    decisions: list[BackupDecision] | None = [] if keep_decisions else None
-    servers = 0
+    tally = _Tally(max_deletions, keep_decisions)
     for server_id, backups, conflicting in listing.by_server(server_ids):
-        servers += 1
+        tally.servers += 1
         for decision in plan_servers(
             {server_id: backups},
             policy_for=policy_for,
@@ -270,44 +314,71 @@ def plan_fleet(
             failed_grace=failed_grace,
             conflicting=conflicting,
         ):
-            if decisions is not None:
-                decisions.append(decision)
-            if decision.action == "delete":
-                would_delete += 1
-                oldest.append((decision.created_at, decision.backup_id, decision))
-                if decisions is None and len(oldest) >= 2 * keep_window + 64:
-                    oldest.sort(key=_age)
-                    del oldest[keep_window:]
-            else:
-                counts[decision.action] += 1
-                by_reason[(decision.action, reason_kind(decision.reasons[0]) if decision.reasons else "")] += 1
+            tally.add(decision)
+    return tally.plan(now=now, scope=scope)
 
-    oldest.sort(key=_age)
-    note = valve_note(max_deletions)
-    to_delete = tuple(item[2] for item in oldest[:max_deletions])
-    deferred = tuple(_deferred(item[2], note) for item in oldest[max_deletions:])
-    deferred_count = max(0, would_delete - max_deletions)
-    for decision in to_delete:
-        by_reason[("delete", reason_kind(decision.reasons[0]) if decision.reasons else "")] += 1
-    if deferred_count:
-        by_reason[("defer", reason_kind(note))] += deferred_count
-    counts["delete"] = len(to_delete)
-    counts["defer"] = deferred_count
-    if decisions is not None:
-        deferred_ids = {d.backup_id: d for d in deferred}
-        decisions = [deferred_ids.get(d.backup_id, d) for d in decisions]
-    return FleetPlan(
-        now=now,
-        scope=scope,
-        max_deletions=max_deletions,
-        servers=servers,
-        to_delete=to_delete,
-        deferred=deferred if decisions is not None else deferred[:DEFERRED_SAMPLE],
-        deferred_count=deferred_count,
-        totals={action: counts.get(action, 0) for action in ACTIONS},
-        by_reason=dict(by_reason),
-        decisions=tuple(decisions) if decisions is not None else None,
-    )
+
+def _kind(decision: BackupDecision) -> str:
+    return reason_kind(decision.reasons[0]) if decision.reasons else ""
+
+
+class _Tally:
+    """What plan_fleet keeps while the servers are planned: counts, and the oldest would-be deletions
+    as (created_at, id, decision) — every one when decisions are kept, else trimmed back to the
+    ``max_deletions + DEFERRED_SAMPLE`` oldest whenever the list doubles."""
+
+    def __init__(self, max_deletions: int, keep_decisions: bool) -> None:
+        self.max_deletions = max_deletions
+        self.window = max_deletions + DEFERRED_SAMPLE
+        self.oldest: list[tuple[datetime, int, BackupDecision]] = []
+        self.would_delete = 0
+        self.servers = 0
+        self.counts: Counter[Action] = Counter()
+        self.by_reason: Counter[tuple[Action, str]] = Counter()
+        self.decisions: list[BackupDecision] | None = [] if keep_decisions else None
+
+    def add(self, decision: BackupDecision) -> None:
+        if self.decisions is not None:
+            self.decisions.append(decision)
+        if decision.action != "delete":
+            self.counts[decision.action] += 1
+            self.by_reason[(decision.action, _kind(decision))] += 1
+            return
+        self.would_delete += 1
+        self.oldest.append((decision.created_at, decision.backup_id, decision))
+        if self.decisions is None and len(self.oldest) >= 2 * self.window + 64:
+            self.oldest.sort(key=_age)
+            del self.oldest[self.window :]
+
+    def plan(self, *, now: datetime, scope: Scope) -> FleetPlan:
+        """The valve across the fleet, as plan_prune applies it: the oldest deletions go now."""
+        self.oldest.sort(key=_age)
+        note = valve_note(self.max_deletions)
+        to_delete = tuple(item[2] for item in self.oldest[: self.max_deletions])
+        deferred = tuple(_deferred(item[2], note) for item in self.oldest[self.max_deletions :])
+        deferred_count = max(0, self.would_delete - self.max_deletions)
+        for decision in to_delete:
+            self.by_reason[("delete", _kind(decision))] += 1
+        if deferred_count:
+            self.by_reason[("defer", reason_kind(note))] += deferred_count
+        self.counts["delete"] = len(to_delete)
+        self.counts["defer"] = deferred_count
+        decisions = None
+        if self.decisions is not None:
+            replaced = {d.backup_id: d for d in deferred}
+            decisions = tuple(replaced.get(d.backup_id, d) for d in self.decisions)
+        return FleetPlan(
+            now=now,
+            scope=scope,
+            max_deletions=self.max_deletions,
+            servers=self.servers,
+            to_delete=to_delete,
+            deferred=deferred if decisions is not None else deferred[:DEFERRED_SAMPLE],
+            deferred_count=deferred_count,
+            totals={action: self.counts.get(action, 0) for action in ACTIONS},
+            by_reason=dict(self.by_reason),
+            decisions=decisions,
+        )
 
 
 def _age(item: tuple[datetime, int, BackupDecision]) -> tuple[datetime, int]:

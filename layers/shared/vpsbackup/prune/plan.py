@@ -18,11 +18,10 @@ docs/prune.md, in the order they are applied:
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from vpsbackup.durations import describe_duration
@@ -113,39 +112,6 @@ def _order_key(backup: Backup) -> tuple[datetime, int]:
     return (backup.created_at, backup.id)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _instant(moment: datetime | None) -> int | None:
-    # Microseconds since the epoch: equal for equal instants whatever their UTC offset.
-    return None if moment is None else (moment - _EPOCH) // _MICROSECOND
-
-
-def backup_fingerprint(backup: Backup) -> int:
-    """A stable 64-bit digest of everything one listed copy of a backup says.
-
-    Two copies have the same fingerprint exactly when they are equal as models (times compared as
-    instants), but for a 2**-64 chance; the same in every process (no per-process hash seed), so the
-    copy the plan reports of a conflicting backup never depends on the run or the listing order.
-    The compact listing (prune/compact.py) keeps only this of each copy, and picks the same copy.
-    """
-    canonical = repr(
-        (
-            backup.id,
-            backup.server.id,
-            backup.server.name,
-            backup.backup_type,
-            backup.status,
-            backup.size_mb,
-            _instant(backup.created_at),
-            _instant(backup.expires_at),
-            backup.description,
-        )
-    )
-    return int.from_bytes(hashlib.blake2b(canonical.encode(), digest_size=8).digest(), "big")
-
-
 def _dedupe(backups: Iterable[Backup]) -> tuple[list[Backup], set[int]]:
     """One entry per backup id; ids whose copies disagree are returned apart, to be left alone."""
     copies: dict[int, list[Backup]] = defaultdict(list)
@@ -157,7 +123,7 @@ def _dedupe(backups: Iterable[Backup]) -> tuple[list[Backup], set[int]]:
         if any(other != listed[0] for other in listed[1:]):
             conflicting.add(backup_id)
             # Which copy is reported must not depend on the listing order either.
-            unique.append(min(listed, key=backup_fingerprint))
+            unique.append(min(listed, key=lambda b: b.model_dump_json()))
         else:
             unique.append(listed[0])
     return unique, conflicting
@@ -362,11 +328,12 @@ def _retention_verdicts(
 ) -> dict[int, _Verdict]:
     """Rule 4: the server's retention policy over its completed candidates."""
     verdicts: dict[int, _Verdict] = {}
+    not_retained = f"{REASON_NOT_RETAINED} ({policy.describe()})"
     for decision in apply_policy(((b.id, b.created_at) for b in retained), policy, tz, now=now):
         if decision.keep:
             verdicts[decision.key] = ("keep", list(decision.reasons))
         else:
-            verdicts[decision.key] = ("delete", [f"{REASON_NOT_RETAINED} ({policy.describe()})"])
+            verdicts[decision.key] = ("delete", [not_retained])
     return verdicts
 
 
