@@ -12,6 +12,10 @@ Retry policy (documented here because callers rely on it):
   :class:`AuthenticationError`.
 - Bounded twice: by ``RetryPolicy.max_attempts`` and by the deadline (the Lambda's remaining time):
   no sleep or request is started that would end after it.
+- Paced: every attempt waits for its turn in the client's request budget (``VPS_API_MAX_RPS``,
+  shared by all threads; see :mod:`vpsbackup.provider.ratelimit`), which also follows the
+  provider's ``RateLimit-*`` / ``X-RateLimit-*`` headers and holds every request after a ``429``'s
+  ``Retry-After``. A turn that would come after the deadline is not waited for: ApiTimeoutError.
 
 Metrics (the operations dashboard shows them per function): ``api_throttled`` counts every ``429``
 answer, retried or not; ``api_errors`` counts every request that ended in an error (no answer, an
@@ -23,7 +27,9 @@ part of an error message or a repr.
 
 from __future__ import annotations
 
+import math
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,7 +52,7 @@ from vpsbackup.provider.errors import (
     error_for_status,
 )
 from vpsbackup.provider.models import Backup, BackupPage, CreatedBackup, RestoreAccepted
-from vpsbackup.provider.ratelimit import RequestBudget
+from vpsbackup.provider.ratelimit import BudgetExhaustedError, RequestBudget
 from vpsbackup.provider.token import TokenProvider
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -145,6 +151,7 @@ class VpsClient:
         # Every attempt of every request waits for its turn here (provider/ratelimit.py); waits go
         # through the retry policy's sleep, so a test's or benchmark's clock governs them too.
         self.budget = RequestBudget(None, clock=clock, sleep=lambda seconds: self.retry.sleep(seconds))
+        self._retry_sleep = threading.local()
         self._http = httpx.Client(
             timeout=timeout,
             transport=transport,
@@ -417,6 +424,7 @@ class VpsClient:
         """One attempt: the response, whatever its status, or None after a transport error worth retrying
         (the wait already done). Raises when the deadline passed or the error ends the request."""
         self._check_time(method, path, needed=0.0)
+        self._wait_for_budget(method, path)
         token = self._tokens.get_token()
         timeout = self._timeout_for_deadline()
         started = time.monotonic()
@@ -443,7 +451,32 @@ class VpsClient:
                 "ms": round((time.monotonic() - started) * 1000),
             },
         )
+        status = response.status_code
+        retry_after = parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
+        self.budget.observe(response.headers, status=status, retry_after=retry_after)
         return response
+
+    def _wait_for_budget(self, method: str, path: str) -> None:
+        """Wait for this attempt's turn in the request budget; ApiTimeoutError if it comes after the deadline."""
+        remaining = self.remaining()
+        waited_out, self._retry_sleep.hold = getattr(self._retry_sleep, "hold", -math.inf), -math.inf
+        try:
+            waited = self.budget.acquire(
+                max_wait=None if remaining is None else max(0.0, remaining - 0.5), waited_out=waited_out
+            )
+        except BudgetExhaustedError as exc:
+            logger.warning(
+                "request not started: its turn in the request budget comes after the deadline",
+                extra={"method": method, "path": path, "wait_s": round(exc.wait, 1), "remaining_s": remaining},
+            )
+            raise ApiTimeoutError(
+                f"{method} {path}: not started, the request budget (VPS_API_MAX_RPS, the provider's rate limit) "
+                f"would wait {exc.wait:.1f} s, past the deadline",
+                method=method,
+                path=path,
+            ) from None
+        if waited > 0:
+            logger.debug("waited for the request budget", extra={"method": method, "path": path, "wait_s": waited})
 
     def _after_transport_error(
         self, exc: httpx.TransportError, method: str, path: str, attempt: int, *, elapsed_ms: int
@@ -527,6 +560,9 @@ class VpsClient:
         # Keep room for the request itself after the sleep.
         if remaining is not None and delay + 0.5 >= remaining:
             return False
+        # This sleep waits out the Retry-After the budget holds everyone to: this thread's next
+        # attempt does not wait for it a second time (a later hold, another thread's, still applies).
+        self._retry_sleep.hold = self.budget.hold()
         self.retry.sleep(delay)
         return True
 
