@@ -190,9 +190,11 @@ class PruneReport:
     progress: ListingProgress = field(default_factory=ListingProgress)
     timings: Mapping[str, float] = field(default_factory=dict)
     _by_id: dict[int, DeletionResult] = field(init=False, repr=False, compare=False)
+    _records: dict[int, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {r.backup_id: r for r in self.results})
+        object.__setattr__(self, "_records", {})
 
     def outcome_of(self, backup_id: int) -> DeletionResult | None:
         return self._by_id.get(backup_id)
@@ -247,7 +249,14 @@ class PruneReport:
         return data
 
     def _record(self, limit: int) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-        """The report in at most ``limit`` bytes of JSON, and the deletions and decisions left out."""
+        """The report in at most ``limit`` bytes of JSON, and the deletions and decisions left out
+        (made once per limit: the report does not change once made)."""
+        if limit not in self._records:
+            self._records[limit] = self._make_record(limit)
+        record, deletions_left, decisions_left = self._records[limit]
+        return dict(record), deletions_left, decisions_left
+
+    def _make_record(self, limit: int) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         # Shares of the room: ids 10% and 5%, deletions 40%, decisions what is left.
         room = limit - _FIXED_ROOM
         to_delete, _ = _fit([d.backup_id for d in self.plan.to_delete], room // 10)
