@@ -158,7 +158,7 @@ def _child(env: dict[str, str], clock_start: str | None, elapsed: Any, timeout_s
     import sys
 
     class Sizes(io.TextIOBase):
-        """Powertools writes each log record and metrics blob as one JSON line to stdout: measured, dropped."""
+        """Powertools writes each log record and metrics blob as one JSON line: measured, dropped."""
 
         largest = 0
 
@@ -167,9 +167,15 @@ def _child(env: dict[str, str], clock_start: str | None, elapsed: Any, timeout_s
                 Sizes.largest = max(Sizes.largest, len(line.encode()))
             return len(text)
 
-    sys.stdout = Sizes()
+    # The environment came with the process (spawn re-imports the parent's main module, and with it
+    # the layer, before this runs); the log's stream is swapped here, the metrics' is stdout.
     os.environ.update(env)
     add_import_paths()
+    from vpsbackup.observability import logger
+
+    sizes = Sizes()
+    logger.registered_handler.setStream(sizes)  # type: ignore[attr-defined]
+    sys.stdout = sizes
     from vpsbackup.aws import runtime
     from vpsbackup.provider.client import RetryPolicy, VpsClient
     from vpsbackup.provider.token import SecretsManagerTokenProvider
@@ -221,6 +227,20 @@ def _child(env: dict[str, str], clock_start: str | None, elapsed: Any, timeout_s
     )
 
 
+def _wait_for(child: Any, out: Any) -> dict[str, Any]:
+    """The child's figures; a child that died without sending them is an error, not a hang."""
+    import queue
+
+    while True:
+        try:
+            figures: dict[str, Any] = out.get(timeout=5)
+            child.join(timeout=60)
+            return figures
+        except queue.Empty:
+            if not child.is_alive():
+                raise RuntimeError(f"the benchmarked handler died (exit code {child.exitcode})") from None
+
+
 def run_prune(
     fleet: Fleet,
     *,
@@ -264,9 +284,14 @@ def run_prune(
         }
         out = ctx.Queue()
         child = ctx.Process(target=_child, args=(env, now.isoformat() if clock else None, elapsed, timeout_s, out))
-        child.start()
-        figures = out.get(timeout=3600)
-        child.join(timeout=60)
+        saved = dict(os.environ)
+        os.environ.update(env)  # a spawned child starts with the parent's environment
+        try:
+            child.start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        figures = _wait_for(child, out)
         requests = sim.requests
     result = figures["result"]
     totals = result.get("totals") or {}
