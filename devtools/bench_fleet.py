@@ -222,7 +222,7 @@ def _child(env: dict[str, str], clock_start: str | None, elapsed: Any, timeout_s
             "result_bytes": len(encoded),
             "largest_log_bytes": Sizes.largest,
             "real_s": real_s,
-            "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "peak_rss_kib": _own_peak_rss_kib(),
         }
     )
 
@@ -239,6 +239,19 @@ def _wait_for(child: Any, out: Any) -> dict[str, Any]:
         except queue.Empty:
             if not child.is_alive():
                 raise RuntimeError(f"the benchmarked handler died (exit code {child.exitcode})") from None
+
+
+def _own_peak_rss_kib() -> int:
+    """This process's own peak RSS: VmHWM belongs to the address space made at exec, while getrusage's
+    ru_maxrss keeps the high-water mark of the forked parent before the exec (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def run_prune(
