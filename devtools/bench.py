@@ -191,6 +191,58 @@ def bench_cold_start(rows: list[str], quick: bool) -> list[str]:
     ]
 
 
+FLEET_NOTES = """
+Fleet scale (devtools/bench_fleet.py):
+
+- The prune handler runs in a fresh interpreter, as Lambda runs it; its peak RSS
+  (getrusage) is its own. The simulator and moto's server (local AWS) run in the parent.
+- "Simulated time": parent and child share one virtual clock in shared memory. The simulator's
+  latency, the client's request budget (VPS_API_MAX_RPS, default 2/s), its backoff and every
+  Retry-After advance that clock instead of sleeping, and the Lambda context's remaining time (900
+  s) is read from it. The simulator enforces 1 request/second with a burst of 10 and sends
+  RateLimit-*/X-RateLimit-* headers, which the client follows. "Simulated" is the time the run would
+  take against that provider; "real" is what it took here.
+- A daily run is a full sweep: the incremental design (PRUNE_VERIFY_EVERY, listing only the
+  servers whose backups may have changed) is not built, so a daily run and a full verification
+  cost the same.
+"""
+
+
+def bench_fleet_scale(rows: list[str], quick: bool) -> list[str]:
+    """The prune handler in its own process over the simulator: memory, planning time, report size;
+    then against a provider limited to 1 request/second, in simulated time (devtools/bench_fleet.py)."""
+    from devtools.bench_fleet import Fleet, run_prune
+    from devtools.simulator import RateLimit
+
+    notes: list[str] = []
+    big = Fleet(1_000, 30, older=100) if quick else Fleet(10_000, 30, older=1_000)
+    figures = run_prune(big, page_size=100, max_page_size=100, extra_env={"VPS_API_MAX_RPS": "1000"})
+    rows.append(
+        f"| prune handler, own process | {figures.label}, pages of 100, no latency | "
+        f"plan {figures.plan_s or 0:,.2f} s, run {figures.real_s:,.1f} s | {figures.requests:,} requests | "
+        f"peak RSS {figures.peak_rss_mib:,.0f} MiB; result {figures.result_bytes / 1000:,.0f} kB, "
+        f"largest log record {figures.largest_log_bytes / 1000:,.0f} kB |"
+    )
+    limit = RateLimit(limit=1, window=1.0, burst=10, headers="both")
+    limited = [Fleet(100, 30), Fleet(300, 30)] if quick else [Fleet(1_000, 30), Fleet(10_000, 30)]
+    for fleet in limited:
+        f = run_prune(fleet, page_size=100, max_page_size=100, latency=0.02, limit=limit, simulated=True)
+        outcome = "complete" if f.complete else f"out of time after {f.listed:,} backups"
+        rows.append(
+            f"| daily run = full sweep, 1 req/s, 20 ms latency (simulated time) | {f.label} | "
+            f"{f.simulated_s or 0:,.0f} s simulated ({f.real_s:,.1f} s real) | {f.requests:,} requests, "
+            f"{f.throttled} answered 429 | peak RSS {f.peak_rss_mib:,.0f} MiB; listing {outcome}, "
+            f"{f.deleted} deleted |"
+        )
+        if not f.complete:
+            notes.append(
+                f"- At 1 request/second and pages of 100, one 900 s invocation listed {f.listed:,} backups "
+                f"before it ran out of time (≈ {f.listed // 30:,} servers of 30 backups): beyond that, one "
+                "invocation is not enough. The run then deleted nothing, reported how far it got and notified."
+            )
+    return notes
+
+
 BEGIN = "<!-- make bench writes from here -->"
 END = "<!-- to here; what follows is kept as it is -->"
 
@@ -207,7 +259,9 @@ def splice(document: str, generated: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer rounds (a smoke run)")
-    parser.add_argument("--only", choices=["plan", "listing", "cold-start"], help="run one benchmark (not written)")
+    parser.add_argument(
+        "--only", choices=["plan", "listing", "cold-start", "fleet"], help="run one benchmark (not written)"
+    )
     parser.add_argument("--write", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     rows = ["| what | size | time (median) | rate | peak memory |", "|---|---|---|---|---|"]
@@ -218,6 +272,9 @@ def main() -> None:
         bench_listing(rows, args.quick)
     if args.only in (None, "cold-start"):
         cold_notes = bench_cold_start(rows, args.quick)
+    fleet_notes: list[str] = []
+    if args.only in (None, "fleet"):
+        fleet_notes = bench_fleet_scale(rows, args.quick)
     load = f"load average {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else "load unknown"
     machine = f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, {load}"
     header = (
@@ -225,7 +282,8 @@ def main() -> None:
         f"`make bench` on {datetime.now(UTC):%Y-%m-%d}, {machine}, 2 cores. Prune plan and listing: medians "
         "of 3 runs, peak memory is Python allocations traced by tracemalloc during one run.\n\n"
     )
-    report = header + "\n".join(rows) + "\n\n" + "\n".join(cold_notes) + "\n" + NOTES
+    fleet = "".join(note + "\n" for note in fleet_notes) + FLEET_NOTES
+    report = header + "\n".join(rows) + "\n\n" + "\n".join(cold_notes) + "\n" + NOTES + fleet
     print(report)
     if not args.quick and args.only is None:
         old = args.write.read_text(encoding="utf-8") if args.write.exists() else ""

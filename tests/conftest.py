@@ -157,4 +157,6 @@ def shared_env(monkeypatch: pytest.MonkeyPatch, aws: AwsEnv, simulator: Any) -> 
     monkeypatch.setenv("VPS_API_TOKEN_SECRET", aws.secret_id)
     monkeypatch.setenv("STATE_TABLE_NAME", aws.table_name)
     monkeypatch.setenv("NOTIFY_TOPIC_ARN", aws.topic_arn)
+    # No request budget to speak of: the tests that exercise it set their own (and a simulated clock).
+    monkeypatch.setenv("VPS_API_MAX_RPS", "1000")
     return aws

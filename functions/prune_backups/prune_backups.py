@@ -29,11 +29,12 @@ def settings() -> PruneSettings:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
-    """Returns the plan (every backup's decision and reasons), each deletion's outcome and totals."""
+    """Returns the run's report, under 1 MB at any fleet size: totals, counts by reason, each deletion's
+    outcome, and every decision with its reasons when the run is limited to server_ids or the fleet is small."""
     config = settings()
     request = parse_prune_request(event)  # a bad payload fails here, naming the field, before any API call
     logger.append_keys(trigger=request.trigger, dry_run=request.dry_run or config.dry_run)
-    client = runtime.api_client(config.vps_api_base_url, config.vps_api_token_secret)
+    client = runtime.api_client_for(config)
     client.set_deadline(runtime.remaining_seconds(context))
     report = run_prune(
         request,

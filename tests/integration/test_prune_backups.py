@@ -243,14 +243,13 @@ def test_a_backup_gone_before_its_delete_counts_as_done(
     seed_fleet(simulator, datetime.now(UTC))
     victim = expected_plan(simulator).to_delete[0].backup_id
     client = runtime.api_client(simulator.base_url, prune_env.secret_id)
-    real_list = client.list_backups
+    real_list = client.iter_backups
 
-    def list_then_lose_one(**kwargs: Any) -> list[Backup]:
-        listed = real_list(**kwargs)
+    def list_then_lose_one(**kwargs: Any) -> Iterator[Backup]:
+        yield from real_list(**kwargs)
         simulator.remove_backup(victim)
-        return listed
 
-    client.list_backups = list_then_lose_one  # type: ignore[method-assign]
+    client.iter_backups = list_then_lose_one  # type: ignore[method-assign]
     # When the run happens
     result = invoke({}, lambda_context)
     # Then the API's 404 is counted as done, not as a failure, and no one is told

@@ -32,6 +32,14 @@ class SharedSettings(BaseModel):
     vps_api_token_secret: str = Field(min_length=1)
     state_table_name: str = Field(min_length=1)
     notify_topic_arn: str | None = None
+    # Pages asked for with ?page_size= (a server caps it at its own maximum, or ignores it).
+    vps_api_page_size: int = Field(default=100, ge=1, le=1000)
+    # The client's request budget, shared by every request of an invocation (threads included).
+    # 2/s: a 15-minute invocation then makes at most 1,800 requests, half of the strictest published
+    # limit of a comparable provider (Hetzner Cloud: 3,600/hour), and 48-60% of DigitalOcean's
+    # 250/min and Linode's 200/min, leaving room for the other functions and people on the same
+    # token. A provider that says less (RateLimit-* headers, 429 + Retry-After) slows it further.
+    vps_api_max_rps: float = Field(default=2.0, gt=0, le=1000)
     notify_format: NotifyFormat = "text"
 
     @field_validator("vps_api_base_url")

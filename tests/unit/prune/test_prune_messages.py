@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from vpsbackup.prune import messages
-from vpsbackup.prune.plan import BackupDecision, PrunePlan
+from vpsbackup.prune.compact import FleetPlan
+from vpsbackup.prune.plan import BackupDecision
 from vpsbackup.prune.request import PruneRequest
 
 NOW = datetime(2025, 1, 20, 12, 0, tzinfo=UTC)
@@ -16,15 +17,18 @@ def decision(backup_id: int, *, server: int = 1, days_old: int = 1) -> BackupDec
     return BackupDecision(backup_id, server, created, "completed", "manual", "delete", ("not kept by the policy",))
 
 
-def plan(to_delete: tuple[BackupDecision, ...], deferred: tuple[BackupDecision, ...] = ()) -> PrunePlan:
-    return PrunePlan(
+def plan(to_delete: tuple[BackupDecision, ...], deferred: tuple[BackupDecision, ...] = ()) -> FleetPlan:
+    return FleetPlan(
         now=NOW,
         scope="managed",
         max_deletions=len(to_delete) if deferred else 50,
+        servers=2,
         decisions=(*to_delete, *deferred),
         to_delete=to_delete,
         deferred=deferred,
-        valve_tripped=bool(deferred),
+        deferred_count=len(deferred),
+        totals={"delete": len(to_delete), "keep": 0, "skip": 0, "defer": len(deferred)},
+        by_reason={},
     )
 
 
@@ -104,3 +108,33 @@ def test_a_long_list_of_failures_names_the_first_ones_and_counts_the_rest() -> N
     assert len(listed) == messages.NOTIFY_LIST_LIMIT + 1
     assert listed[0] == "- backup 100 of server 1, made 2024-12-21 12:00 UTC: HTTP 500"
     assert listed[-1] == "- … and 3 more (see the function's log)"
+
+
+def test_a_listing_out_of_time_says_how_far_it_got_that_nothing_was_deleted_and_what_to_change() -> None:
+    progress = {
+        "listed": 88_200,
+        "expected": 301_000,
+        "pages": 882,
+        "seconds": 871.4,
+        "stopped": "GET /api/v1/backups/: not started, the deadline has passed",
+    }
+    subject, text = messages.listing_out_of_time(PruneRequest(trigger="schedule"), NOW, progress)
+    assert subject == "VPS backup prune: out of time while listing, nothing deleted"
+    assert text == (
+        "The scheduled prune of manual VPS backups at 2025-01-20 12:00 UTC ran out of time while listing the "
+        "backups.\n\n"
+        "It listed 88,200 of 301,000 backups (29%) in 882 pages in 871 s, then stopped: "
+        "GET /api/v1/backups/: not started, the deadline has passed.\n"
+        "Nothing was deleted: a plan made on part of the listing could delete what the rest would keep. "
+        "The next run starts the listing afresh, and will stop the same way while the fleet stays this large.\n\n"
+        "To make the listing fit one run: larger pages (VPS_API_PAGE_SIZE, if the provider allows them), "
+        "more requests per second (VPS_API_MAX_RPS, if the provider's limit allows it), or a longer function "
+        "timeout (at most 15 minutes)."
+    )
+
+
+def test_a_listing_out_of_time_without_a_count_says_what_it_listed() -> None:
+    progress = {"listed": 0, "expected": None, "pages": 0, "seconds": 0.2, "stopped": None}
+    _, text = messages.listing_out_of_time(PruneRequest(server_ids=[7]), NOW, progress)
+    assert "for servers 7 at" in text
+    assert "It listed 0 backups in 0 pages in 0 s, then stopped: out of time." in text

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -54,12 +56,17 @@ class FakeApi:
         self._in_flight = 0
         self.max_in_flight = 0
 
-    def list_backups(
-        self, *, server_id: int | None = None, backup_type: str | None = None, distinct_copies: bool = False
-    ) -> list[Backup]:
+    def iter_backups(
+        self,
+        *,
+        server_id: int | None = None,
+        backup_type: str | None = None,
+        every_copy: bool = False,
+        on_page: Any = None,
+    ) -> Iterator[Backup]:
         self.calls.append("list")
         self.listings.append((server_id, backup_type))
-        return list(self.backups.values())  # like an API that ignores the filter: the plan must not care
+        yield from list(self.backups.values())  # like an API that ignores the filter: the plan must not care
 
     def delete_backup(self, backup_id: int, *, before_retry: Any = None) -> None:
         with self._lock:
@@ -281,14 +288,24 @@ def test_the_report_carries_every_decision_each_outcome_and_totals() -> None:
     assert (result["trigger"], result["dry_run"], result["listing"]) == ("manual", False, "fleet")
 
 
-def test_a_log_record_too_big_keeps_only_the_decisions_that_change_something(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(prune, "_LOG_RECORD_LIMIT", 100)
-    report = run(FakeApi(daily(1, 6, 100)))
-    record = report.to_log()
-    assert {d["action"] for d in record["decisions"]} == {"delete"}
-    assert record["decisions_omitted"] == 2
+def test_what_does_not_fit_the_log_record_goes_to_parts_and_nothing_is_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given log records limited to 1,500 bytes (beyond the fixed fields) and a run of 40 decisions
+    monkeypatch.setattr(prune, "_LOG_RECORD_LIMIT", 1_500)
+    monkeypatch.setattr(prune, "_FIXED_ROOM", 0)
+    report = run(FakeApi(daily(1, 40, 100)), keep_last=5)
+    record, parts = report.to_log(), report.log_parts()
+    # Then the main record names some decisions and counts the rest, and the parts, each within the
+    # limit, carry every one of the others, in order
+    assert 0 < len(record["decisions"]) < 40
+    assert record["decisions_omitted"] == 40 - len(record["decisions"])
+    assert all(len(json.dumps(part, separators=(",", ":"))) <= 1_500 for part in parts)
+    assert [p["part"] for p in parts] == list(range(1, len(parts) + 1))
+    assert all(p["parts"] == len(parts) for p in parts)
+    logged = record["decisions"] + [d for p in parts for d in p.get("decisions", [])]
+    assert logged == report.to_dict()["decisions"]
+    deletions = record["deletions"] + [d for p in parts for d in p.get("deletions", [])]
+    assert [d["backup_id"] for d in deletions] == [d.backup_id for d in report.plan.to_delete]
+    # ... while the return value, with its larger limit, holds everything
     assert "decisions_omitted" not in report.to_dict()
 
 

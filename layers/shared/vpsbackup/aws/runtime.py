@@ -13,7 +13,7 @@ from vpsbackup.aws.notifications import Notifier
 from vpsbackup.aws.state import StateTable
 from vpsbackup.provider.client import VpsClient
 from vpsbackup.provider.token import SecretsManagerTokenProvider
-from vpsbackup.settings import NotifyFormat
+from vpsbackup.settings import NotifyFormat, SharedSettings
 
 # Work stops this long before Lambda's own timeout, so there is time to report what is left.
 DEFAULT_SAFETY_MARGIN_S = 10.0
@@ -37,6 +37,13 @@ def state_table(table_name: str) -> StateTable:
 @functools.cache
 def notifier(topic_arn: str | None, notify_format: NotifyFormat = "text") -> Notifier:
     return Notifier(topic_arn, notify_format=notify_format)
+
+
+def api_client_for(settings: SharedSettings) -> VpsClient:
+    """This environment's provider client, set to the settings' page size and request budget."""
+    client = api_client(settings.vps_api_base_url, settings.vps_api_token_secret)
+    client.configure(page_size=settings.vps_api_page_size, max_rps=settings.vps_api_max_rps)
+    return client
 
 
 def remaining_seconds(context: LambdaContextLike | Any, margin: float = DEFAULT_SAFETY_MARGIN_S) -> float | None:

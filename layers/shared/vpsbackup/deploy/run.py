@@ -32,7 +32,7 @@ def back_up(
     the time left) for another delivery's claim on a server."""
     logger.append_keys(deployment_id=request.deployment_id)
     remaining = runtime.remaining_seconds(context)
-    client = runtime.api_client(config.vps_api_base_url, config.vps_api_token_secret)
+    client = runtime.api_client_for(config)
     client.set_deadline(remaining)
     state = runtime.state_table(config.state_table_name)
     lambda_left = timedelta(milliseconds=context.get_remaining_time_in_millis())

@@ -12,6 +12,10 @@ Retry policy (documented here because callers rely on it):
   :class:`AuthenticationError`.
 - Bounded twice: by ``RetryPolicy.max_attempts`` and by the deadline (the Lambda's remaining time):
   no sleep or request is started that would end after it.
+- Paced: every attempt waits for its turn in the client's request budget (``VPS_API_MAX_RPS``,
+  shared by all threads; see :mod:`vpsbackup.provider.ratelimit`), which also follows the
+  provider's ``RateLimit-*`` / ``X-RateLimit-*`` headers and holds every request after a ``429``'s
+  ``Retry-After``. A turn that would come after the deadline is not waited for: ApiTimeoutError.
 
 Metrics (the operations dashboard shows them per function): ``api_throttled`` counts every ``429``
 answer, retried or not; ``api_errors`` counts every request that ended in an error (no answer, an
@@ -23,7 +27,9 @@ part of an error message or a repr.
 
 from __future__ import annotations
 
+import math
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +52,7 @@ from vpsbackup.provider.errors import (
     error_for_status,
 )
 from vpsbackup.provider.models import Backup, BackupPage, CreatedBackup, RestoreAccepted
+from vpsbackup.provider.ratelimit import BudgetExhaustedError, RequestBudget
 from vpsbackup.provider.token import TokenProvider
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -130,13 +137,21 @@ class VpsClient:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        page_size: int | None = None,
     ) -> None:
+        if page_size is not None and page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
+        self.page_size = page_size
         self.base_url = base_url.rstrip("/")
         self._host = urlsplit(self.base_url).netloc
         self._tokens = token_provider
         self.retry = retry or RetryPolicy()
         self._clock = clock
         self._deadline: float | None = None
+        # Every attempt of every request waits for its turn here (provider/ratelimit.py); waits go
+        # through the retry policy's sleep, so a test's or benchmark's clock governs them too.
+        self.budget = RequestBudget(None, clock=clock, sleep=lambda seconds: self.retry.sleep(seconds))
+        self._retry_sleep = threading.local()
         self._http = httpx.Client(
             timeout=timeout,
             transport=transport,
@@ -155,6 +170,21 @@ class VpsClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def configure(self, *, page_size: int | None, max_rps: float | None, burst: int | None = None) -> None:
+        """Apply ``VPS_API_PAGE_SIZE`` and ``VPS_API_MAX_RPS`` (handlers call it per invocation).
+
+        The budget is replaced only when its rate or burst change, so a warm invocation inherits
+        what the provider said to the previous one (a Retry-After, a spent window).
+        """
+        if page_size is not None and page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
+        self.page_size = page_size
+        wanted_burst = burst if burst is not None else max(1, int(max_rps or 1))
+        if self.budget.max_rps != max_rps or self.budget.burst != wanted_burst:
+            self.budget = RequestBudget(
+                max_rps, burst=burst, clock=self._clock, sleep=lambda seconds: self.retry.sleep(seconds)
+            )
 
     # -- deadline ----------------------------------------------------------------------------
 
@@ -178,12 +208,20 @@ class VpsClient:
         backup_type: str | None = None,
         require_complete: bool = False,
         distinct_copies: bool = False,
+        every_copy: bool = False,
+        on_page: Callable[[BackupPage], None] | None = None,
     ) -> Iterator[Backup]:
         """Every backup matching the filters, following ``next`` links; each id yielded once.
 
         With ``distinct_copies``, a later copy of a backup that differs from every copy already
         yielded (its status changed while the pages were read) is yielded too, so a caller that must
         not act on stale data (prune) sees the disagreement; identical copies are still yielded once.
+        With ``every_copy``, every listed item is yielded as it comes and nothing is remembered (the
+        caller dedupes: prune's compact listing, whose memory must not grow with copies of models).
+        ``on_page`` is called with each page as it is read (for progress), before its backups.
+
+        Pages of ``page_size`` (``VPS_API_PAGE_SIZE``) are asked for with ``?page_size=``; the
+        ``next`` links carry it on (a server that does not know it ignores it, as DRF's do).
 
         A ``next`` link to another host, or one already followed, ends the walk (logged): never loop.
         With ``require_complete`` such a walk raises VpsApiError instead: for callers to whom a
@@ -194,16 +232,16 @@ class VpsClient:
             params["server_id"] = server_id
         if backup_type is not None:
             params["backup_type"] = backup_type
-        url: str | None = f"{self.base_url}/backups/"
-        seen_urls: set[str] = set()
+        if self.page_size is not None:
+            params["page_size"] = self.page_size
+        pages = self._iter_pages(params, require_complete=require_complete, on_page=on_page)
+        if every_copy:
+            for page in pages:
+                yield from page.results
+            return
         seen_ids: set[int] = set()
         seen_copies: set[Backup] = set()
-        pages = 0
-        while url is not None:
-            seen_urls.add(url)
-            response = self._request("GET", url, params=params if pages == 0 else None)
-            pages += 1
-            page = self._parse(BackupPage, response)
+        for page in pages:
             for backup in page.results:
                 if backup.id not in seen_ids:
                     seen_ids.add(backup.id)
@@ -212,23 +250,49 @@ class VpsClient:
                 elif distinct_copies and backup not in seen_copies:
                     seen_copies.add(backup)
                     yield backup
-            url = page.next
-            if url is not None:
-                problem = None
-                if urlsplit(url).netloc != self._host:
-                    problem = "next link points to another host"
-                elif url in seen_urls:
-                    problem = "next link repeats a page already read"
-                if problem is not None:
-                    logger.warning(f"pagination stopped: {problem}", extra={"pages": pages})
-                    if require_complete:
-                        raise VpsApiError(
-                            f"GET /backups/: listing incomplete after {pages} page(s): {problem}",
-                            method="GET",
-                            path=urlsplit(self.base_url).path + "/backups/",
-                        )
-                    url = None
-        logger.debug("listed backups", extra={"pages": pages, "backups": len(seen_ids), "filters": params})
+
+    def _iter_pages(
+        self,
+        params: dict[str, Any],
+        *,
+        require_complete: bool,
+        on_page: Callable[[BackupPage], None] | None,
+    ) -> Iterator[BackupPage]:
+        """The pages of ``GET /backups/`` with ``params``, following ``next`` (see iter_backups)."""
+        url: str | None = f"{self.base_url}/backups/"
+        seen_urls: set[str] = set()
+        pages = listed = 0
+        while url is not None:
+            seen_urls.add(url)
+            response = self._request("GET", url, params=params if pages == 0 else None)
+            pages += 1
+            page = self._parse(BackupPage, response)
+            listed += len(page.results)
+            if on_page is not None:
+                on_page(page)
+            yield page
+            url = self._next_page(page.next, seen_urls, pages=pages, require_complete=require_complete)
+        logger.debug("listed backups", extra={"pages": pages, "listed": listed, "filters": params})
+
+    def _next_page(self, url: str | None, seen_urls: set[str], *, pages: int, require_complete: bool) -> str | None:
+        """The next page to read, or None: the end, or a link that must not be followed (logged)."""
+        if url is None:
+            return None
+        problem = None
+        if urlsplit(url).netloc != self._host:
+            problem = "next link points to another host"
+        elif url in seen_urls:
+            problem = "next link repeats a page already read"
+        if problem is None:
+            return url
+        logger.warning(f"pagination stopped: {problem}", extra={"pages": pages})
+        if require_complete:
+            raise VpsApiError(
+                f"GET /backups/: listing incomplete after {pages} page(s): {problem}",
+                method="GET",
+                path=urlsplit(self.base_url).path + "/backups/",
+            )
+        return None
 
     def list_backups(
         self,
@@ -360,6 +424,7 @@ class VpsClient:
         """One attempt: the response, whatever its status, or None after a transport error worth retrying
         (the wait already done). Raises when the deadline passed or the error ends the request."""
         self._check_time(method, path, needed=0.0)
+        self._wait_for_budget(method, path)
         token = self._tokens.get_token()
         timeout = self._timeout_for_deadline()
         started = time.monotonic()
@@ -386,7 +451,32 @@ class VpsClient:
                 "ms": round((time.monotonic() - started) * 1000),
             },
         )
+        status = response.status_code
+        retry_after = parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
+        self.budget.observe(response.headers, status=status, retry_after=retry_after)
         return response
+
+    def _wait_for_budget(self, method: str, path: str) -> None:
+        """Wait for this attempt's turn in the request budget; ApiTimeoutError if it comes after the deadline."""
+        remaining = self.remaining()
+        waited_out, self._retry_sleep.hold = getattr(self._retry_sleep, "hold", -math.inf), -math.inf
+        try:
+            waited = self.budget.acquire(
+                max_wait=None if remaining is None else max(0.0, remaining - 0.5), waited_out=waited_out
+            )
+        except BudgetExhaustedError as exc:
+            logger.warning(
+                "request not started: its turn in the request budget comes after the deadline",
+                extra={"method": method, "path": path, "wait_s": round(exc.wait, 1), "remaining_s": remaining},
+            )
+            raise ApiTimeoutError(
+                f"{method} {path}: not started, the request budget (VPS_API_MAX_RPS, the provider's rate limit) "
+                f"would wait {exc.wait:.1f} s, past the deadline",
+                method=method,
+                path=path,
+            ) from None
+        if waited > 0:
+            logger.debug("waited for the request budget", extra={"method": method, "path": path, "wait_s": waited})
 
     def _after_transport_error(
         self, exc: httpx.TransportError, method: str, path: str, attempt: int, *, elapsed_ms: int
@@ -470,6 +560,9 @@ class VpsClient:
         # Keep room for the request itself after the sleep.
         if remaining is not None and delay + 0.5 >= remaining:
             return False
+        # This sleep waits out the Retry-After the budget holds everyone to: this thread's next
+        # attempt does not wait for it a second time (a later hold, another thread's, still applies).
+        self._retry_sleep.hold = self.budget.hold()
         self.retry.sleep(delay)
         return True
 

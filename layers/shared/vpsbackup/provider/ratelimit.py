@@ -131,11 +131,12 @@ class RequestBudget:
     def __repr__(self) -> str:
         return f"RequestBudget(max_rps={self.max_rps!r}, burst={self.burst})"
 
-    def acquire(self, *, max_wait: float | None = None) -> float:
+    def acquire(self, *, max_wait: float | None = None, waited_out: float = -math.inf) -> float:
         """Reserve the next start, sleep until it, and return the seconds waited.
 
         Raises :class:`BudgetExhaustedError` (reserving nothing) when the wait would exceed
-        ``max_wait`` — the caller's time left.
+        ``max_wait`` — the caller's time left. ``waited_out``: a hold (see :meth:`hold`) the caller
+        has already waited out with its own retry sleep; a later hold still applies.
         """
         with self._lock:
             now = self._clock()
@@ -143,7 +144,8 @@ class RequestBudget:
             if self._interval:
                 tolerance = (self.burst - 1) * self._interval
                 start = max(start, self._tat - tolerance)
-            start = max(start, self._not_before, self._paced_until)
+            hold = self._not_before if self._not_before > waited_out else -math.inf
+            start = max(start, hold, self._paced_until)
             wait = start - now
             if max_wait is not None and wait > max_wait:
                 raise BudgetExhaustedError(wait)
@@ -156,6 +158,11 @@ class RequestBudget:
         if wait > 0:
             self._sleep(wait)
         return wait
+
+    def hold(self) -> float:
+        """Until when (on ``clock``) nobody may start: the latest Retry-After or spent window."""
+        with self._lock:
+            return self._not_before
 
     def observe(self, headers: Mapping[str, str], *, status: int, retry_after: float | None) -> ProviderLimit | None:
         """Learn from a response: its rate-limit headers, and a 429's ``Retry-After``."""

@@ -1,13 +1,17 @@
-"""The prune job's orchestration: list → :func:`~vpsbackup.prune.plan.plan_prune` → delete → report.
+"""The prune job's orchestration: list → :func:`~vpsbackup.prune.compact.plan_fleet` → delete → report.
 
-Decisions are all in :mod:`vpsbackup.prune.plan` (pure). This module does the effects, each given as
-an argument so tests drive it with the simulator and moto, or with fakes:
+Decisions are all in :mod:`vpsbackup.prune.plan` (pure), run one server at a time over a compact
+listing by :mod:`vpsbackup.prune.compact`. This module does the effects, each given as an argument
+so tests drive it with the simulator and moto, or with fakes:
 
-- **listing**: one paginated sweep of ``GET /backups/?backup_type=manual`` for the whole fleet.
+- **listing**: one paginated sweep of ``GET /backups/?backup_type=manual`` for the whole fleet,
+  in pages of ``VPS_API_PAGE_SIZE``, kept compact (a few dozen bytes per backup).
   When a run is limited to ``server_ids`` (a manual invoke), one filtered listing per requested
   server instead: its cost is that of the servers asked about, not of the fleet, and the plan is
   the same because every rule works per server (the plan is still limited to those servers, so an
-  API that ignored the filter could not widen the run);
+  API that ignored the filter could not widen the run). A listing that runs out of the
+  invocation's time is never planned on: the run deletes nothing, reports how far it got, emits
+  ``ListingIncomplete`` and notifies; the next run starts afresh;
 - **holds**: read after the listing, just before planning; and read again for each backup right
   before its DELETE, so a restore that picks a backup while the run is under way (and holds it)
   is never left without it. A hold that cannot be read means no deletion of that backup;
@@ -17,16 +21,21 @@ an argument so tests drive it with the simulator and moto, or with fakes:
   authentication failure stops new deletions (every one would fail the same way); no deletion
   starts when less than ``margin`` seconds of the invocation are left; what was not started is
   reported and the next run picks it up;
-- **report**: one structured log record with the plan and the outcomes, metrics, and a
-  notification only when something failed or the safety valve held deletions back.
+- **report**: bounded at any fleet size — the return value under 1 MB, each log record under
+  200 KB: totals, counts by reason, the deletions and their outcomes, the oldest deferred ones; every
+  decision only when the run is limited to ``server_ids`` or the fleet is small
+  (``FULL_PLAN_LIMIT``), logged in parts when it does not fit one record. Metrics, and a
+  notification only when something failed, the safety valve held deletions back or the listing
+  ran out of time.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -37,10 +46,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from vpsbackup.aws.notifications import Notifier, Routing
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.observability import logger, metrics
-from vpsbackup.provider.errors import AuthenticationError, BackupAlreadyGoneError, VpsApiError
-from vpsbackup.provider.models import BACKUP_MANUAL, Backup
+from vpsbackup.provider.errors import ApiTimeoutError, AuthenticationError, BackupAlreadyGoneError, VpsApiError
+from vpsbackup.provider.models import BACKUP_MANUAL, Backup, BackupPage
 from vpsbackup.prune import messages
-from vpsbackup.prune.plan import BackupDecision, PrunePlan, Scope, plan_prune
+from vpsbackup.prune.compact import CompactListing, FleetPlan, plan_fleet
+from vpsbackup.prune.plan import BackupDecision, Scope
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.prune.retention import RetentionPolicies
 from vpsbackup.prune.settings import PruneSettings
@@ -51,9 +61,18 @@ from vpsbackup.records import Hold
 # included, and the run still has time to log, emit metrics and notify.
 STOP_STARTING_MARGIN_S = 20.0
 
-# CloudWatch Logs takes events up to 256 KB: above this, the log record lists only the decisions
-# that change something (delete, defer) and counts the others.
+# CloudWatch Logs takes events up to 256 KB, Lambda's synchronous response 6 MB: each log record
+# stays under _LOG_RECORD_LIMIT bytes, the return value under _RESULT_LIMIT. What does not fit the
+# log record goes to further records ("parts"); what does not fit the return value is counted.
 _LOG_RECORD_LIMIT = 200_000
+_RESULT_LIMIT = 1_000_000
+# Room kept in each for the record's fixed fields (totals, reasons, progress) and the logger's own.
+_FIXED_ROOM = 40_000
+# A part record's own fields ({"decisions": [...], "part": n, "parts": m}).
+_PART_ENVELOPE = 100
+# Every decision is kept (and reported) for a run over at most this many listed copies, or limited
+# to server_ids; above it, the plan keeps counts, the deletions and the oldest deferred ones.
+FULL_PLAN_LIMIT = 5_000
 
 Outcome = Literal["deleted", "already_gone", "failed", "not_started", "dry_run"]
 OUTCOMES: tuple[Outcome, ...] = ("deleted", "already_gone", "failed", "not_started", "dry_run")
@@ -63,9 +82,14 @@ Listing = Literal["fleet", "per-server"]
 class BackupsApi(Protocol):
     """The part of :class:`~vpsbackup.provider.client.VpsClient` the prune job uses."""
 
-    def list_backups(
-        self, *, server_id: int | None = None, backup_type: str | None = None, distinct_copies: bool = False
-    ) -> list[Backup]: ...
+    def iter_backups(
+        self,
+        *,
+        server_id: int | None = None,
+        backup_type: str | None = None,
+        every_copy: bool = False,
+        on_page: Callable[[BackupPage], None] | None = None,
+    ) -> Iterator[Backup]: ...
 
     def delete_backup(self, backup_id: int, *, before_retry: Callable[[], None] | None = None) -> None: ...
 
@@ -114,20 +138,65 @@ class DeletionResult:
     detail: str = ""
 
 
+@dataclass
+class ListingProgress:
+    """How far a listing got: pages read, copies listed, what the API said there were, and why it
+    stopped if it did not finish (``stopped``: the error, in words)."""
+
+    pages: int = 0
+    listed: int = 0
+    expected: int | None = None
+    servers_listed: int = 0
+    servers_requested: int | None = None
+    seconds: float = 0.0
+    stopped: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None
+
+    def on_page(self, page: BackupPage) -> None:
+        if page.previous is None and page.count is not None:
+            # The first page of a walk counts the whole walk (per server, the walks add up).
+            self.expected = (self.expected or 0) + page.count
+        self.pages += 1
+        self.listed += len(page.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "complete": self.complete,
+            "pages": self.pages,
+            "listed": self.listed,
+            "expected": self.expected,
+            "servers_listed": self.servers_listed,
+            "servers_requested": self.servers_requested,
+            "seconds": round(self.seconds, 3),
+            "stopped": self.stopped,
+        }
+
+
 @dataclass(frozen=True)
 class PruneReport:
-    """One run: its request, the plan, and the outcome of each planned deletion (plan order)."""
+    """One run: its request, the plan, and the outcome of each planned deletion (plan order).
+
+    When the listing did not finish (``progress.complete`` false), ``plan`` is empty: nothing was
+    planned on a partial listing, nothing was deleted.
+    """
 
     request: PruneRequest
     dry_run: bool
     listing: Listing
     listed: int
-    plan: PrunePlan
+    plan: FleetPlan
     results: tuple[DeletionResult, ...]
+    progress: ListingProgress = field(default_factory=ListingProgress)
+    timings: Mapping[str, float] = field(default_factory=dict)
     _by_id: dict[int, DeletionResult] = field(init=False, repr=False, compare=False)
+    _records: dict[int, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {r.backup_id: r for r in self.results})
+        object.__setattr__(self, "_records", {})
 
     def outcome_of(self, backup_id: int) -> DeletionResult | None:
         return self._by_id.get(backup_id)
@@ -145,59 +214,134 @@ class PruneReport:
             "listed": self.listed,
             "kept": actions.get("keep", 0),
             "skipped": actions.get("skip", 0),
-            "deferred": actions.get("defer", 0),
+            "deferred": self.plan.deferred_count,
             "to_delete": len(self.plan.to_delete),
             **{outcome: outcomes.get(outcome, 0) for outcome in OUTCOMES},
         }
 
     @property
+    def listing_complete(self) -> bool:
+        return self.progress.complete
+
+    @property
     def needs_attention(self) -> bool:
-        """True when people should hear about this run: a deletion failed or the valve tripped."""
+        """True when people should hear about this run: the listing ran out of time, a deletion
+        failed or the valve tripped (a dry run: only the first)."""
+        if not self.listing_complete:
+            return True
         return not self.dry_run and (self.plan.valve_tripped or any(r.outcome == "failed" for r in self.results))
 
-    def to_dict(self) -> dict[str, Any]:
-        """The return value: the whole plan, each deletion's outcome, and the totals (JSON-able)."""
-        plan = self.plan.to_dict()
-        for decision in plan["decisions"]:
-            result = self._by_id.get(decision["backup_id"])
-            if result is not None:
-                decision["outcome"] = result.outcome
-                if result.detail:
-                    decision["detail"] = result.detail
+    def _deletion(self, decision: BackupDecision) -> dict[str, Any]:
+        result = self._by_id[decision.backup_id]
         return {
+            "backup_id": decision.backup_id,
+            "server_id": decision.server_id,
+            "created_at": decision.created_at.isoformat(),
+            "outcome": result.outcome,
+            "detail": result.detail,
+        }
+
+    def _decision(self, decision: BackupDecision) -> dict[str, Any]:
+        data = decision.to_dict()
+        result = self._by_id.get(decision.backup_id)
+        if result is not None:
+            data["outcome"] = result.outcome
+            if result.detail:
+                data["detail"] = result.detail
+        return data
+
+    def _record(self, limit: int) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The report in at most ``limit`` bytes of JSON, and the deletions and decisions left out
+        (made once per limit: the report does not change once made)."""
+        if limit not in self._records:
+            self._records[limit] = self._make_record(limit)
+        record, deletions_left, decisions_left = self._records[limit]
+        return dict(record), deletions_left, decisions_left
+
+    def _make_record(self, limit: int) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        # Shares of the room: ids 10% and 5%, deletions 40%, decisions what is left.
+        room = limit - _FIXED_ROOM
+        to_delete, _ = _fit([d.backup_id for d in self.plan.to_delete], room // 10)
+        deferred, _ = _fit([d.backup_id for d in self.plan.deferred], room // 20)
+        deletions, deletions_left = _fit([self._deletion(d) for d in self.plan.to_delete], room * 4 // 10)
+        room -= _size(to_delete) + _size(deferred) + _size(deletions)
+        failures = [d for d in deletions_left if d["outcome"] == "failed"]
+        decisions: list[dict[str, Any]] | None = None
+        decisions_left: list[dict[str, Any]] = []
+        if self.plan.decisions is not None:
+            decisions, decisions_left = _fit([self._decision(d) for d in self.plan.decisions], room)
+        record: dict[str, Any] = {
             "dry_run": self.dry_run,
             "trigger": self.request.trigger,
             "server_ids": self.request.server_ids,
             "scheduled_time": self.request.scheduled_time.isoformat() if self.request.scheduled_time else None,
             "listing": self.listing,
-            **{key: value for key, value in plan.items() if key not in ("totals", "decisions")},
+            "listing_complete": self.listing_complete,
+            "progress": self.progress.to_dict(),
+            "now": self.plan.now.isoformat(),
+            "scope": self.plan.scope,
+            "max_deletions": self.plan.max_deletions,
+            "valve_tripped": self.plan.valve_tripped,
+            "servers": self.plan.servers,
             "totals": self.totals,
-            "deletions": [
-                {
-                    "backup_id": decision.backup_id,
-                    "server_id": decision.server_id,
-                    "created_at": decision.created_at.isoformat(),
-                    "outcome": self._by_id[decision.backup_id].outcome,
-                    "detail": self._by_id[decision.backup_id].detail,
-                }
-                for decision in self.plan.to_delete
-            ],
-            "decisions": plan["decisions"],
+            "reasons": self.plan.reason_counts()[:100],
+            "to_delete": to_delete,
+            "deferred": deferred,
+            "deletions": deletions,
+            "timings": {key: round(value, 3) for key, value in self.timings.items()},
         }
+        if len(to_delete) < len(self.plan.to_delete):
+            record["to_delete_omitted"] = len(self.plan.to_delete) - len(to_delete)
+        if len(deferred) < self.plan.deferred_count:
+            record["deferred_omitted"] = self.plan.deferred_count - len(deferred)
+        if deletions_left:
+            record["deletions_omitted"] = len(deletions_left)
+            # Failures matter most to people: the ones left out are at least counted apart.
+            record["failures_omitted"] = len(failures)
+        if decisions is not None:
+            record["decisions"] = decisions
+            if decisions_left:
+                record["decisions_omitted"] = len(decisions_left)
+        else:
+            record["decisions_omitted"] = self.listed_decisions
+        return record, deletions_left, decisions_left
+
+    @property
+    def listed_decisions(self) -> int:
+        """How many decisions the plan made (kept or not)."""
+        return sum(self.plan.totals.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The return value (JSON-able, under 1 MB whatever the fleet's size): totals, counts by
+        reason, the deletions and their outcomes, and every decision when the plan kept them and
+        they fit; what does not fit is counted (``*_omitted``)."""
+        return self._record(_RESULT_LIMIT)[0]
 
     def to_log(self) -> dict[str, Any]:
-        """:meth:`to_dict`, with only the decisions that change something when the whole would be too big."""
-        record = self.to_dict()
-        if len(json.dumps(record, separators=(",", ":"))) > _LOG_RECORD_LIMIT:
-            kept = [d for d in record["decisions"] if d["action"] in ("delete", "defer")]
-            record["decisions_omitted"] = len(record["decisions"]) - len(kept)
-            record["decisions"] = kept
-        return record
+        """The run's main log record (under 200 KB); :meth:`log_parts` has what did not fit."""
+        return self._record(_LOG_RECORD_LIMIT)[0]
+
+    def log_parts(self) -> list[dict[str, Any]]:
+        """The deletions and decisions the main log record left out, in records under 200 KB each."""
+        _, deletions_left, decisions_left = self._record(_LOG_RECORD_LIMIT)
+        parts: list[dict[str, Any]] = []
+        for key, items in (("deletions", deletions_left), ("decisions", decisions_left)):
+            while items:
+                chunk, items = _fit(items, _LOG_RECORD_LIMIT - _FIXED_ROOM - _PART_ENVELOPE)
+                if not chunk:  # one item larger than a record: never loop
+                    chunk, items = items[:1], items[1:]
+                parts.append({key: chunk})
+        for n, part in enumerate(parts, start=1):
+            part["part"] = n
+            part["parts"] = len(parts)
+        return parts
 
     def notification(self) -> tuple[str, str] | None:
         """Subject and text for people, or None when the run needs no attention."""
         if not self.needs_attention:
             return None
+        if not self.listing_complete:
+            return messages.listing_out_of_time(self.request, self.plan.now, self.progress.to_dict())
         return messages.needs_a_look(
             self.request,
             self.plan,
@@ -207,18 +351,62 @@ class PruneReport:
         )
 
 
-def list_backups_to_plan(client: BackupsApi, server_ids: Sequence[int] | None) -> tuple[list[Backup], Listing]:
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str))
+
+
+def _fit(items: list[Any], budget: int) -> tuple[list[Any], list[Any]]:
+    """The longest head of ``items`` whose JSON fits ``budget`` bytes, and the rest."""
+    used = 2
+    for n, item in enumerate(items):
+        used += _size(item) + 1
+        if used > budget:
+            return items[:n], items[n:]
+    return items, []
+
+
+def list_backups_to_plan(
+    client: BackupsApi,
+    server_ids: Sequence[int] | None,
+    *,
+    time_left: Callable[[], float | None] = lambda: None,
+    margin: float = STOP_STARTING_MARGIN_S,
+) -> tuple[CompactListing, Listing, ListingProgress]:
     """The manual backups the plan looks at: the fleet in one sweep, or each requested server's.
 
-    Every distinct copy of a backup is kept (``distinct_copies``): a backup whose status changed
-    while the pages were read shows up twice, and the plan leaves it alone rather than trust one copy.
+    Every listed copy is kept (``every_copy``): a backup whose status changed while the pages were
+    read shows up twice, and the plan leaves it alone rather than trust one copy.
+
+    Out of time — the client refuses a request or a wait that would pass the invocation's deadline
+    (``ApiTimeoutError``), or any API error with less than ``margin`` seconds left — the listing
+    stops and ``progress.stopped`` says why; any other error propagates (nothing was deleted).
     """
-    if server_ids is None:
-        return client.list_backups(backup_type=BACKUP_MANUAL, distinct_copies=True), "fleet"
-    backups: list[Backup] = []
-    for server_id in server_ids:
-        backups.extend(client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL, distinct_copies=True))
-    return backups, "per-server"
+    listing = CompactListing()
+    progress = ListingProgress(servers_requested=len(server_ids) if server_ids is not None else None)
+    started = time.monotonic()
+    try:
+        if server_ids is None:
+            listing.extend(client.iter_backups(backup_type=BACKUP_MANUAL, every_copy=True, on_page=progress.on_page))
+        else:
+            for server_id in server_ids:
+                listing.extend(
+                    client.iter_backups(
+                        server_id=server_id, backup_type=BACKUP_MANUAL, every_copy=True, on_page=progress.on_page
+                    )
+                )
+                progress.servers_listed += 1
+    except VpsApiError as exc:
+        left = time_left()
+        if not isinstance(exc, ApiTimeoutError) and (left is None or left >= margin):
+            raise
+        progress.stopped = str(exc)
+        logger.warning(
+            "prune listing out of time: nothing will be planned or deleted",
+            extra={"progress": progress.to_dict(), "seconds_left": left},
+        )
+    progress.seconds = time.monotonic() - started
+    listing.pages = progress.pages
+    return listing, ("fleet" if server_ids is None else "per-server"), progress
 
 
 class _HeldWhileRetrying(Exception):
@@ -308,13 +496,28 @@ def run_prune(
 ) -> PruneReport:
     """List, plan and (unless a dry run) delete; the report says what happened to every backup.
 
-    Errors before the plan (listing, holds) propagate: nothing has been deleted then.
+    A listing out of time is reported, not raised: nothing is planned or deleted. Other errors
+    before the plan (listing, holds) propagate: nothing has been deleted then.
     """
     now = now or datetime.now(UTC)
     dry_run = options.dry_run or request.dry_run
-    backups, listing = list_backups_to_plan(client, request.server_ids)
-    plan = plan_prune(
-        backups,
+    listing, mode, progress = list_backups_to_plan(client, request.server_ids, time_left=time_left, margin=margin)
+    timings = {"list_s": progress.seconds}
+    if not progress.complete:
+        empty = FleetPlan.empty(now=now, scope=options.scope, max_deletions=options.max_deletions)
+        return PruneReport(
+            request=request,
+            dry_run=dry_run,
+            listing=mode,
+            listed=len(listing),
+            plan=empty,
+            results=(),
+            progress=progress,
+            timings=timings,
+        )
+    started = time.monotonic()
+    plan = plan_fleet(
+        listing,
         policy_for=options.policies,
         tz=options.tz,
         now=now,
@@ -324,15 +527,30 @@ def run_prune(
         max_deletions=options.max_deletions,
         server_ids=frozenset(request.server_ids) if request.server_ids is not None else None,
         keep_at_least=options.keep_at_least,
+        keep_decisions=request.server_ids is not None or len(listing) <= FULL_PLAN_LIMIT,
     )
+    timings["plan_s"] = time.monotonic() - started
+    logger.info(
+        "prune plan made",
+        extra={"listed": len(listing), "servers": plan.servers, "totals": dict(plan.totals), **timings},
+    )
+    started = time.monotonic()
     if dry_run:
         results = tuple(DeletionResult(d.backup_id, "dry_run", "dry run: not deleted") for d in plan.to_delete)
     else:
         results = execute_deletions(
             client, plan.to_delete, holds=holds, concurrency=options.concurrency, time_left=time_left, margin=margin
         )
+    timings["delete_s"] = time.monotonic() - started
     return PruneReport(
-        request=request, dry_run=dry_run, listing=listing, listed=len(backups), plan=plan, results=results
+        request=request,
+        dry_run=dry_run,
+        listing=mode,
+        listed=len(listing),
+        plan=plan,
+        results=results,
+        progress=progress,
+        timings=timings,
     )
 
 
@@ -347,6 +565,7 @@ _METRICS: tuple[tuple[str, Callable[[PruneReport], int]], ...] = (
     ("DeletionsFailed", lambda r: r.totals["failed"]),
     ("DeletionsNotStarted", lambda r: r.totals["not_started"]),
     ("ValveTripped", lambda r: int(r.plan.valve_tripped)),
+    ("ListingIncomplete", lambda r: int(not r.listing_complete)),
     ("DryRun", lambda r: int(r.dry_run)),
 )
 
@@ -356,6 +575,8 @@ def publish_report(report: PruneReport, *, notifier: Notifier) -> None:
     record = report.to_log()
     log = logger.warning if report.needs_attention else logger.info
     log("prune run finished", extra={"prune": record})
+    for part in report.log_parts():
+        logger.info(f"prune run finished: part {part['part']} of {part['parts']}", extra={"prune": part})
     for name, value in _METRICS:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value(report))
     message = report.notification()
@@ -365,10 +586,12 @@ def publish_report(report: PruneReport, *, notifier: Notifier) -> None:
 
 
 def report_routing(report: PruneReport) -> Routing:
-    """The attributes of a run's notification: failed deletions are an error, the valve a warning;
-    ``server_id`` when the run was for one server."""
+    """The attributes of a run's notification: failed deletions are an error, a listing cut short
+    by the time budget and the valve a warning; ``server_id`` when the run was for one server."""
     servers = report.request.server_ids
     server_id = servers[0] if servers and len(set(servers)) == 1 else None
+    if not report.listing_complete:
+        return Routing("prune", "listing_incomplete", "warning", server_id)
     if any(r.outcome == "failed" for r in report.results):
         return Routing("prune", "deletions_failed", "error", server_id)
     return Routing("prune", "valve", "warning", server_id)

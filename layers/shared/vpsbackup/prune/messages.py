@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from vpsbackup.prune.plan import BackupDecision, PrunePlan
+from vpsbackup.prune.compact import FleetPlan
+from vpsbackup.prune.plan import BackupDecision
 from vpsbackup.prune.request import PruneRequest
 
 # Backups named one by one in a notification; the rest are counted.
@@ -38,7 +40,7 @@ def _listed(lines: list[str]) -> list[str]:
 
 def needs_a_look(
     request: PruneRequest,
-    plan: PrunePlan,
+    plan: FleetPlan,
     totals: Mapping[str, int],
     *,
     failed: Sequence[tuple[BackupDecision, str]],
@@ -49,7 +51,7 @@ def needs_a_look(
     if failed:
         problems.append(f"{_plural(len(failed), 'deletion')} failed")
     if plan.valve_tripped:
-        problems.append(f"safety valve held back {_plural(len(plan.deferred), 'deletion')}")
+        problems.append(f"safety valve held back {_plural(plan.deferred_count, 'deletion')}")
     subject = "VPS backup prune: " + ", ".join(problems)
 
     what = "The scheduled prune" if request.trigger != "manual" else "A prune run started by hand"
@@ -73,8 +75,8 @@ def needs_a_look(
         lines += [
             "",
             f"Safety valve: one run deletes at most {plan.max_deletions} backups (MAX_DELETIONS_PER_RUN), and the "
-            f"retention policy wanted {plan.max_deletions + len(plan.deferred)} deletions. The oldest "
-            f"{plan.max_deletions} went first; the {len(plan.deferred)} others wait for the next runs. "
+            f"retention policy wanted {plan.max_deletions + plan.deferred_count} deletions. The oldest "
+            f"{plan.max_deletions} went first; the {plan.deferred_count} others wait for the next runs. "
             "This is expected the first time prune runs or after the policy was tightened. If neither happened, "
             "check RETENTION_POLICY before raising the limit: a policy that keeps too little looks like this.",
         ]
@@ -83,4 +85,28 @@ def needs_a_look(
             "",
             f"{_plural(len(not_started), 'deletion')} did not start ({not_started[0][1]}); the next run picks them up.",
         ]
+    return subject, "\n".join(lines)
+
+
+def listing_out_of_time(request: PruneRequest, now: datetime, progress: Mapping[str, Any]) -> tuple[str, str]:
+    """Subject and text for a run whose listing did not finish inside the invocation's time."""
+    listed, expected, pages = progress["listed"], progress.get("expected"), progress["pages"]
+    how_far = f"{listed:,} of {expected:,} backups" if expected else f"{listed:,} backups"
+    if expected:
+        how_far += f" ({100 * listed // max(expected, 1)}%)"
+    what = "The scheduled prune" if request.trigger != "manual" else "A prune run started by hand"
+    scope = " for servers " + ", ".join(str(s) for s in request.server_ids) if request.server_ids else ""
+    subject = "VPS backup prune: out of time while listing, nothing deleted"
+    lines = [
+        f"{what} of manual VPS backups{scope} at {_when(now)} ran out of time while listing the backups.",
+        "",
+        f"It listed {how_far} in {pages:,} pages in {progress['seconds']:,.0f} s, then stopped: "
+        f"{progress.get('stopped') or 'out of time'}.",
+        "Nothing was deleted: a plan made on part of the listing could delete what the rest would keep. "
+        "The next run starts the listing afresh, and will stop the same way while the fleet stays this large.",
+        "",
+        "To make the listing fit one run: larger pages (VPS_API_PAGE_SIZE, if the provider allows them), "
+        "more requests per second (VPS_API_MAX_RPS, if the provider's limit allows it), or a longer function "
+        "timeout (at most 15 minutes).",
+    ]
     return subject, "\n".join(lines)

@@ -19,7 +19,7 @@ docs/prune.md, in the order they are applied:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
@@ -167,8 +167,7 @@ def plan_prune(
     newest completed one, as without it). Deterministic.
     """
     _check_arguments(now=now, scope=scope, max_deletions=max_deletions, failed_grace=failed_grace)
-    if isinstance(keep_at_least, bool) or not isinstance(keep_at_least, int) or keep_at_least < 1:
-        raise ValueError(f"keep_at_least must be an integer >= 1, got {keep_at_least!r}")
+    check_keep_at_least(keep_at_least)
     unique, conflicting = _dedupe(backups)
     by_server = _group_by_server(unique, server_ids)
     decided: list[_Decided] = []
@@ -202,6 +201,12 @@ def _check_arguments(*, now: datetime, scope: Scope, max_deletions: int, failed_
         raise ValueError("failed_grace must not be negative")
 
 
+def check_keep_at_least(keep_at_least: int) -> None:
+    """``KEEP_AT_LEAST`` is a whole number of at least 1 (both planning paths check it)."""
+    if isinstance(keep_at_least, bool) or not isinstance(keep_at_least, int) or keep_at_least < 1:
+        raise ValueError(f"keep_at_least must be an integer >= 1, got {keep_at_least!r}")
+
+
 def _group_by_server(
     backups: Iterable[Backup], server_ids: set[int] | frozenset[int] | None
 ) -> dict[int, list[Backup]]:
@@ -213,16 +218,51 @@ def _group_by_server(
     return by_server
 
 
+def valve_note(max_deletions: int) -> str:
+    """The reason added to a deletion the safety valve defers."""
+    return f"deferred (valve): at most {max_deletions} deletions per run"
+
+
+def plan_servers(
+    by_server: Mapping[int, list[Backup]],
+    *,
+    policy_for: Callable[[int], RetentionPolicy],
+    tz: tzinfo,
+    now: datetime,
+    scope: Scope,
+    holds: Mapping[int, Hold],
+    failed_grace: timedelta,
+    conflicting: set[int],
+    keep_at_least: int,
+) -> Iterator[BackupDecision]:
+    """Every server's decisions before the safety valve, by server id, each server newest first:
+    :func:`plan_prune`'s own steps, for the compact fleet path (prune/compact.py), which applies
+    the valve across the fleet itself. ``by_server`` holds one copy of each backup."""
+    for server_id in sorted(by_server):
+        for backup, action, reasons in _plan_server(
+            server_id, by_server[server_id], policy_for, tz, now, scope, holds, failed_grace, conflicting, keep_at_least
+        ):
+            yield BackupDecision(
+                backup_id=backup.id,
+                server_id=backup.server_id,
+                created_at=backup.created_at,
+                status=backup.status,
+                backup_type=backup.backup_type,
+                action=action,
+                reasons=reasons,
+            )
+
+
 def _apply_valve(decided: list[_Decided], *, now: datetime, scope: Scope, max_deletions: int) -> PrunePlan:
     """The safety valve: the oldest would-be deletions go now, the rest are deferred to a later run."""
     would_delete = sorted((item for item in decided if item[1] == "delete"), key=lambda item: _order_key(item[0]))
     deferred_ids = {backup.id for backup, _, _ in would_delete[max_deletions:]}
-    valve_note = f"deferred (valve): at most {max_deletions} deletions per run"
+    note = valve_note(max_deletions)
 
     decisions: list[BackupDecision] = []
     for backup, action, reasons in decided:
         if backup.id in deferred_ids:
-            action, reasons = "defer", (*reasons, valve_note)
+            action, reasons = "defer", (*reasons, note)
         decisions.append(
             BackupDecision(
                 backup_id=backup.id,
@@ -259,7 +299,7 @@ def _plan_server(
     holds: Mapping[int, Hold],
     failed_grace: timedelta,
     conflicting: set[int],
-    keep_at_least: int = 1,
+    keep_at_least: int,
 ) -> list[_Decided]:
     """One server's decisions before the valve, newest first: rules 1-3, then retention, then protections."""
     backups = sorted(backups, key=_order_key, reverse=True)
@@ -313,11 +353,12 @@ def _retention_verdicts(
 ) -> dict[int, _Verdict]:
     """Rule 4: the server's retention policy over its completed candidates."""
     verdicts: dict[int, _Verdict] = {}
+    not_retained = f"{REASON_NOT_RETAINED} ({policy.describe()})"
     for decision in apply_policy(((b.id, b.created_at) for b in retained), policy, tz, now=now):
         if decision.keep:
             verdicts[decision.key] = ("keep", list(decision.reasons))
         else:
-            verdicts[decision.key] = ("delete", [f"{REASON_NOT_RETAINED} ({policy.describe()})"])
+            verdicts[decision.key] = ("delete", [not_retained])
     return verdicts
 
 

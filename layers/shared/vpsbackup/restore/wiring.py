@@ -69,7 +69,7 @@ def build() -> _Wiring:
     state = runtime.state_table(settings.state_table_name)
     restorer = AlarmRestorer(
         settings,
-        client=runtime.api_client(settings.vps_api_base_url, settings.vps_api_token_secret),
+        client=runtime.api_client_for(settings),
         state=state,
         guard=RestoreGuard(state, cooldown=settings.restore_cooldown, max_per_hour=settings.max_restores_per_hour),
         notifier=runtime.notifier(settings.notify_topic_arn, settings.notify_format),

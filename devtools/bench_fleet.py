@@ -1,0 +1,325 @@
+"""Fleet-scale benchmarks of the prune function, run as Lambda runs it (``make bench`` calls these).
+
+The prune handler runs in a process of its own (a fresh interpreter: its peak RSS is its own, as
+Lambda's memory limit sees it), against the simulator over real HTTP and moto's server as local
+AWS, both in the parent process.
+
+Simulated time: with the provider limited to 1 request/second, 3,000 pages take 50 minutes of real
+waiting. Instead, parent and child share one virtual clock in shared memory
+(:class:`SharedClock`). Every wait — the simulator's latency, the client's request budget, its
+backoff and ``Retry-After`` — advances that clock instead of sleeping, and the Lambda context's
+remaining time is read from it. The real work (HTTP on 127.0.0.1, JSON, planning) takes real time
+that the virtual clock does not count, so "simulated wall" is the time the run would take against
+that provider, less the local CPU time (reported apart, as "real").
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from devtools.local_env import ROOT, add_import_paths, create_resources
+from devtools.simulator import RateLimit, Simulator
+
+TOKEN = "bench-token"  # noqa: S105 - the simulator's fake token
+POLICY = {"keep_last": 3, "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 6}
+FIRST_SERVER = 100_000
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """``servers`` × ``per_server`` managed manual backups, one a day, plus ``older`` ones a year back."""
+
+    servers: int
+    per_server: int = 30
+    older: int = 0
+
+    @property
+    def backups(self) -> int:
+        return self.servers * self.per_server + self.older
+
+    def label(self) -> str:
+        extra = f" + {self.older:,} older" if self.older else ""
+        return f"{self.servers:,} servers × {self.per_server}{extra} = {self.backups:,} backups"
+
+
+def seed(sim: Simulator, fleet: Fleet, now: datetime) -> None:
+    """Put ``fleet`` in the simulator: backups made by backup on deploy, dated back from ``now``."""
+    from vpsbackup.markers import describe_with_marker
+
+    day = timedelta(days=1)
+    for n in range(fleet.servers):
+        server_id = FIRST_SERVER + n
+        sim.add_server(server_id, f"web-{n:05d}")
+        for k in range(fleet.per_server):
+            sim.add_backup(
+                server_id,
+                created_at=now - k * day - timedelta(minutes=n % 600),
+                description=describe_with_marker("Deploy", f"d-{n}-{k}"),
+            )
+    for k in range(fleet.older):
+        server_id = FIRST_SERVER + k % max(1, fleet.servers)
+        sim.add_backup(
+            server_id, created_at=now - timedelta(days=365 + k % 30), description=describe_with_marker("Old", f"o-{k}")
+        )
+
+
+class SharedClock:
+    """The :class:`~devtools.simulator.clock.SimulatedClock` interface over shared memory, so the
+    simulator (parent) and the handler (child) see one virtual time."""
+
+    def __init__(self, start: datetime, elapsed: Any) -> None:
+        self.start = start
+        self._elapsed = elapsed  # multiprocessing.Value("d")
+
+    def monotonic(self) -> float:
+        return float(self._elapsed.value)
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.monotonic())
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            with self._elapsed.get_lock():
+                self._elapsed.value += seconds
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """What one benchmarked invocation did."""
+
+    label: str
+    requests: int
+    throttled: int
+    listed: int
+    complete: bool
+    deleted: int
+    simulated_s: float | None
+    real_s: float
+    peak_rss_mib: float
+    plan_s: float | None
+    result_bytes: int
+    largest_log_bytes: int
+
+
+_AWS: dict[str, str] = {}
+
+
+@contextmanager
+def _local_aws() -> Iterator[dict[str, str]]:
+    """moto's server and the project's resources, started once for all the runs of a bench (moto's
+    state is per process, so a second server would find the resources already there)."""
+    if not _AWS:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+                "AWS_DEFAULT_REGION": "eu-west-1",
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_SESSION_TOKEN": "bench",
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        resources = create_resources(table_name="bench-state", api_token=TOKEN, webhook_key="unused")
+        _AWS.update(
+            {
+                "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+                "AWS_DEFAULT_REGION": "eu-west-1",
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_SESSION_TOKEN": "bench",
+                "VPS_API_TOKEN_SECRET": resources.secret_id,
+                "STATE_TABLE_NAME": resources.table_name,
+                "NOTIFY_TOPIC_ARN": resources.topic_arn,
+            }
+        )
+    yield dict(_AWS)
+
+
+def _child(env: dict[str, str], clock_start: str | None, elapsed: Any, timeout_s: float, out: Any) -> None:
+    """In a fresh interpreter: invoke the prune handler once, as Lambda would; report figures."""
+    import io
+    import sys
+
+    class Sizes(io.TextIOBase):
+        """Powertools writes each log record and metrics blob as one JSON line: measured, dropped."""
+
+        largest = 0
+
+        def write(self, text: str) -> int:
+            for line in text.splitlines():
+                Sizes.largest = max(Sizes.largest, len(line.encode()))
+            return len(text)
+
+    # The environment came with the process (spawn re-imports the parent's main module, and with it
+    # the layer, before this runs); the log's stream is swapped here, the metrics' is stdout.
+    os.environ.update(env)
+    add_import_paths()
+    from vpsbackup.observability import logger
+
+    sizes = Sizes()
+    logger.registered_handler.setStream(sizes)  # type: ignore[attr-defined]
+    sys.stdout = sizes
+    from vpsbackup.aws import runtime
+    from vpsbackup.provider.client import RetryPolicy, VpsClient
+    from vpsbackup.provider.token import SecretsManagerTokenProvider
+
+    clock = SharedClock(datetime.fromisoformat(clock_start), elapsed) if clock_start else None
+    if clock is not None:
+        made: dict[tuple[str, str], VpsClient] = {}
+
+        def api_client(base_url: str, token_secret_id: str) -> VpsClient:
+            key = (base_url, token_secret_id)
+            if key not in made:
+                made[key] = VpsClient(
+                    base_url,
+                    SecretsManagerTokenProvider(token_secret_id),
+                    retry=RetryPolicy(sleep=clock.sleep),
+                    clock=clock.monotonic,
+                )
+            return made[key]
+
+        runtime.api_client = api_client  # type: ignore[assignment]
+
+    class Context:
+        function_name = "prune_backups"
+        memory_limit_in_mb = 256
+        aws_request_id = "bench"
+        invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:prune_backups"
+
+        def __init__(self) -> None:
+            self._started = clock.monotonic() if clock else time.monotonic()
+
+        def get_remaining_time_in_millis(self) -> int:
+            elapsed_s = (clock.monotonic() if clock else time.monotonic()) - self._started
+            return max(0, int((timeout_s - elapsed_s) * 1000))
+
+    import prune_backups
+
+    started = time.perf_counter()
+    result = prune_backups.handler({}, Context())
+    real_s = time.perf_counter() - started
+    encoded = json.dumps(result).encode()
+    out.put(
+        {
+            "result": {k: result.get(k) for k in ("totals", "listing", "listing_complete", "timings", "listed")},
+            "result_bytes": len(encoded),
+            "largest_log_bytes": Sizes.largest,
+            "real_s": real_s,
+            "peak_rss_kib": _own_peak_rss_kib(),
+        }
+    )
+
+
+def _wait_for(child: Any, out: Any) -> dict[str, Any]:
+    """The child's figures; a child that died without sending them is an error, not a hang."""
+    import queue
+
+    while True:
+        try:
+            figures: dict[str, Any] = out.get(timeout=5)
+            child.join(timeout=60)
+            return figures
+        except queue.Empty:
+            if not child.is_alive():
+                raise RuntimeError(f"the benchmarked handler died (exit code {child.exitcode})") from None
+
+
+def _own_peak_rss_kib() -> int:
+    """This process's own peak RSS: VmHWM belongs to the address space made at exec, while getrusage's
+    ru_maxrss keeps the high-water mark of the forked parent before the exec (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def run_prune(
+    fleet: Fleet,
+    *,
+    page_size: int = 100,
+    max_page_size: int = 100,
+    latency: float = 0.0,
+    limit: RateLimit | None = None,
+    simulated: bool = False,
+    timeout_s: float = 900.0,
+    extra_env: dict[str, str] | None = None,
+    label: str = "",
+) -> RunFigures:
+    """Seed a simulator with ``fleet``, invoke the prune handler once in a child process, measure."""
+    ctx = multiprocessing.get_context("spawn")
+    now = datetime.now(UTC).replace(microsecond=0)
+    elapsed = ctx.Value("d", 0.0)
+    clock = SharedClock(now, elapsed) if simulated else None
+    sim = Simulator(
+        tokens={TOKEN},
+        page_size=page_size,
+        max_page_size=max_page_size,
+        seed=0,
+        latency=latency,
+        rate_limit=limit,
+        clock=clock.now if clock else None,
+        sleep=clock.sleep if clock else time.sleep,
+    )
+    add_import_paths()
+    seed(sim, fleet, now)
+    with sim, _local_aws() as aws_env:
+        env = {
+            **aws_env,
+            "VPS_API_BASE_URL": sim.base_url,
+            "VPS_API_PAGE_SIZE": str(page_size),
+            "RETENTION_POLICY": json.dumps(POLICY),
+            "POWERTOOLS_SERVICE_NAME": "prune-backups",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+            "PYTHONPATH": str(ROOT),
+            **(extra_env or {}),
+        }
+        out = ctx.Queue()
+        child = ctx.Process(target=_child, args=(env, now.isoformat() if clock else None, elapsed, timeout_s, out))
+        saved = dict(os.environ)
+        os.environ.update(env)  # a spawned child starts with the parent's environment
+        try:
+            child.start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        figures = _wait_for(child, out)
+        requests = sim.requests
+    result = figures["result"]
+    totals = result.get("totals") or {}
+    timings = result.get("timings") or {}
+    return RunFigures(
+        label=label or fleet.label(),
+        requests=len(requests),
+        throttled=sum(1 for r in requests if r.status == 429),
+        listed=int(result.get("listed") or totals.get("listed") or 0),
+        complete=bool(result.get("listing_complete", True)),
+        deleted=int(totals.get("deleted", 0)),
+        simulated_s=float(elapsed.value) if simulated else None,
+        real_s=float(figures["real_s"]),
+        peak_rss_mib=figures["peak_rss_kib"] / 1024,
+        plan_s=timings.get("plan_s"),
+        result_bytes=int(figures["result_bytes"]),
+        largest_log_bytes=int(figures["largest_log_bytes"]),
+    )
