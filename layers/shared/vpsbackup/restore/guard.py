@@ -208,10 +208,16 @@ class RestoreGuard:
         )
 
     def _precheck(
-        self, server_id: int, transition_key: str, now: datetime, *, override_cooldown: bool = False
+        self,
+        server_id: int,
+        transition_key: str,
+        now: datetime,
+        *,
+        override_cooldown: bool = False,
+        holder: LockHolder | None = None,
     ) -> GuardRefusal | list[int]:
         """A cheap read: the refusal the guard would give now, or the fleet slots free now."""
-        holder = self.lock_holder(server_id)
+        holder = holder if holder is not None else self.lock_holder(server_id)
         if refusal := self._lock_refusal(holder, transition_key, now, override_cooldown=override_cooldown):
             return refusal
         if self.max_per_hour <= 0:
@@ -246,7 +252,7 @@ class RestoreGuard:
         now = self._clock()
         # A cheap read first, for a precise refusal; the transaction's conditions are the guarantee.
         holder = self.lock_holder(server_id)
-        free = self._precheck(server_id, transition_key, now, override_cooldown=override_cooldown)
+        free = self._precheck(server_id, transition_key, now, override_cooldown=override_cooldown, holder=holder)
         if isinstance(free, GuardRefusal):
             return free
         overridden = (
