@@ -276,7 +276,7 @@ def test_a_manual_restore_inside_the_cooldown_is_refused_with_the_reason(world: 
     assert first["hold_until"] is not None
     second = world.json("restore", str(WEB), "--yes", code=1)
     assert second["outcome"] == "refused"
-    assert "one restore per server per 6h (RESTORE_COOLDOWN)" in second["reason"]
+    assert "one restore per server per 6 hours (RESTORE_COOLDOWN)" in second["reason"]
     assert world.sim.servers[WEB]["restore_count"] == 1
 
     overridden = world.json(
