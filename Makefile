@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SRC := layers/shared/vpsbackup functions devtools
+SRC := layers/shared/vpsbackup functions devtools console/vpsbackup_console
 PORT ?= 8080
 
 .PHONY: help venv lint security typecheck test test-compat artifact-check test-unit test-integration fmt demo simulator invoke bench build validate deploy clean
@@ -18,12 +18,16 @@ help:
 	@echo "make invoke EVENT=events/<file>.json [FN=<function>]   invoke a handler locally (events/README.md)"
 	@echo "make bench      benchmarks (results in docs/benchmarks.md)"
 	@echo "make security   checkov on template.yaml, offline (also part of make lint)"
+	@echo "make venv       .venv with the pinned dependencies and the vpsbackup console (.venv/bin/vpsbackup)"
 	@echo "make build      sam build;  make deploy: sam deploy --guided"
 
-$(STAMP): requirements-dev.txt layers/shared/requirements.txt
+# The project itself is installed too (editable): the `vpsbackup` console script, which the
+# console's tests run as a subprocess.
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt console/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,13 +1,18 @@
-"""What the jobs share through ``StateTable``, as plain models: a deployment's record and a hold.
+"""What the jobs share through ``StateTable``, as plain models: a deployment's record, a hold and
+an entry of the journal.
 
 Pure: the table's layout and I/O are in :mod:`vpsbackup.aws.state`.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from vpsbackup.provider.models import AwareDatetime
+
+HoldKind = Literal["restore", "manual"]
 
 
 class DeploymentRecord(BaseModel):
@@ -22,7 +27,12 @@ class DeploymentRecord(BaseModel):
 
 
 class Hold(BaseModel):
-    """A backup that prune must keep until ``until`` (set by a restore)."""
+    """A backup that prune must keep until ``until``.
+
+    ``kind`` says who placed it: ``restore`` (the restore job, or a manual restore, holds its restore
+    point) or ``manual`` (a person, with ``vpsbackup hold add``). A backup can carry one hold of each
+    kind; prune honours whichever lasts longer.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -30,3 +40,53 @@ class Hold(BaseModel):
     server_id: int
     until: AwareDatetime
     reason: str = ""
+    kind: HoldKind = "restore"
+    placed_by: str = ""
+    placed_at: AwareDatetime | None = None
+
+
+JournalAct = Literal[
+    "backup_created",
+    "backup_deleted",
+    "deletion_refused",
+    "restore_requested",
+    "restore_refused",
+    "hold_placed",
+    "hold_released",
+    "cooldown_overridden",
+]
+JOURNAL_ACTS: tuple[JournalAct, ...] = (
+    "backup_created",
+    "backup_deleted",
+    "deletion_refused",
+    "restore_requested",
+    "restore_refused",
+    "hold_placed",
+    "hold_released",
+    "cooldown_overridden",
+)
+
+
+class JournalEntry(BaseModel):
+    """One irreversible act, or one refusal, as the journal keeps it.
+
+    ``by`` is who or what did it, in words: ``schedule``, ``alarm <name>``, ``deployment <id>``, or
+    a person's AWS identity (an ARN). ``source`` is the component that wrote the entry
+    (``prune-backups``, ``vpsbackup console``, ...); ``run`` identifies the run (a Lambda request
+    id, a prune run's start time). ``reasons`` are the decision's reasons as the deciding code gave
+    them; ``details`` holds the rest (the policy, the deployment, the API's answer).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    entry_id: str = Field(min_length=1)
+    at: AwareDatetime
+    act: JournalAct
+    by: str
+    source: str
+    outcome: str
+    server_id: int | None = None
+    backup_id: int | None = None
+    run: str | None = None
+    reasons: tuple[str, ...] = ()
+    details: dict[str, Any] = Field(default_factory=dict)

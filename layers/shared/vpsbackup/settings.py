@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from vpsbackup.durations import Duration
 from vpsbackup.errors import ConfigurationError
 
 DEFAULT_API_BASE_URL = "https://admin.vps.org/api/v1"
@@ -41,6 +43,8 @@ class SharedSettings(BaseModel):
     # token. A provider that says less (RateLimit-* headers, 429 + Retry-After) slows it further.
     vps_api_max_rps: float = Field(default=2.0, gt=0, le=1000)
     notify_format: NotifyFormat = "text"
+    # How long the journal of irreversible acts is kept (DynamoDB TTL).
+    journal_retention: Duration = Field(default=timedelta(days=400))
 
     @field_validator("vps_api_base_url")
     @classmethod

@@ -50,3 +50,23 @@ def test_the_latest_deployment_strictly_before_a_time(aws: AwsEnv) -> None:
     assert at_the_same_instant.deployment_id == "d2"  # strictly before
     assert table.latest_deployment_before(1, T0) is None
     assert table.latest_deployment_before(3, T0 + timedelta(days=1)) is None
+
+
+def test_a_manual_hold_and_a_restore_hold_live_side_by_side_and_the_longest_counts(aws: AwsEnv) -> None:
+    table = StateTable.from_name(aws.table_name)
+    table.put_hold(Hold(backup_id=50, server_id=1, until=T0 + timedelta(days=1), reason="restore"))
+    assert table.put_hold(
+        Hold(backup_id=50, server_id=1, until=T0 + timedelta(days=5), reason="migration", kind="manual", placed_by="a")
+    )
+    table.put_hold(Hold(backup_id=5010, server_id=1, until=T0 + timedelta(days=9), reason="another backup"))
+    assert sorted(h.kind for h in table.holds_of(50)) == ["manual", "restore"]
+    held = table.active_hold(50, T0)
+    assert held is not None and (held.kind, held.reason, held.placed_by) == ("manual", "migration", "a")
+    assert table.active_holds(T0)[50].kind == "manual"
+    # A shorter manual hold does not shorten the standing one.
+    assert not table.put_hold(Hold(backup_id=50, server_id=1, until=T0 + timedelta(days=2), kind="manual"))
+    assert table.delete_hold(50, "manual")
+    assert not table.delete_hold(50, "manual")
+    held = table.active_hold(50, T0)
+    assert held is not None and held.kind == "restore"
+    assert table.active_hold(5010, T0) is not None

@@ -132,3 +132,11 @@ def test_the_new_settings_are_read_from_their_variables() -> None:
     assert restore.restore_max_alarm_age == timedelta(hours=1)
     assert restore.notify_format == "chatbot"
     assert prune.keep_at_least == 3
+
+
+def test_journal_retention_defaults_to_400_days_and_a_bad_one_is_named() -> None:
+    env = {"VPS_API_TOKEN_SECRET": "s", "STATE_TABLE_NAME": "t"}
+    assert load_settings(SharedSettings, env).journal_retention == timedelta(days=400)
+    assert load_settings(SharedSettings, {**env, "JOURNAL_RETENTION": "30d"}).journal_retention == timedelta(days=30)
+    with pytest.raises(ConfigurationError, match="JOURNAL_RETENTION"):
+        load_settings(SharedSettings, {**env, "JOURNAL_RETENTION": "a year"})

@@ -223,3 +223,44 @@ def test_concurrent_claims_across_the_fleet_never_exceed_the_limit(make_guard: C
     assert len(granted) == 3
     assert sorted(r.slot for r in granted) == [0, 1, 2]
     assert [r.kind for r in results if isinstance(r, GuardRefusal)] == ["rate_limit"] * 5
+
+
+def test_a_cooldown_override_takes_the_lock_inside_the_cooldown_but_not_the_fleet_cap(
+    make_guard: Callable[..., RestoreGuard], clock: Clock
+) -> None:
+    guard = make_guard(max_per_hour=2)
+    first = claim(guard, transition="alarm-1")
+    assert isinstance(first, RestoreClaim)
+    guard.mark_restored(first)
+    clock.advance(minutes=10)
+    refused = claim(guard, transition="manual#a")
+    assert isinstance(refused, GuardRefusal) and refused.kind == "cooldown"
+    overridden = guard.claim(
+        server_id=12345, backup_id=502, transition_key="manual#b", alarm_name="alice", override_cooldown=True
+    )
+    assert isinstance(overridden, RestoreClaim)
+    assert overridden.overridden is not None and overridden.overridden.transition_key == "alarm-1"
+    guard.mark_restored(overridden)
+    # The fleet cap (2 per hour) still holds for an override.
+    capped = guard.claim(
+        server_id=12345, backup_id=503, transition_key="manual#c", alarm_name="alice", override_cooldown=True
+    )
+    assert isinstance(capped, GuardRefusal) and capped.kind == "rate_limit"
+
+
+def test_a_cooldown_override_never_takes_over_a_restore_that_may_be_running(
+    make_guard: Callable[..., RestoreGuard], clock: Clock
+) -> None:
+    guard = make_guard()
+    assert isinstance(claim(guard, transition="alarm-1"), RestoreClaim)  # claimed, not reported back
+    clock.advance(minutes=2)
+    running = guard.claim(
+        server_id=12345, backup_id=502, transition_key="manual#b", alarm_name="alice", override_cooldown=True
+    )
+    assert isinstance(running, GuardRefusal)
+    assert "may be running right now" in running.reason
+    clock.advance(minutes=4)  # past IN_FLIGHT: a crashed run's lock can be overridden
+    later = guard.claim(
+        server_id=12345, backup_id=502, transition_key="manual#c", alarm_name="alice", override_cooldown=True
+    )
+    assert isinstance(later, RestoreClaim)

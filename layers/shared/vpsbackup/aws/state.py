@@ -15,6 +15,10 @@ pk                         sk                                  what
 ``server#<server_id>``     ``restore-lock``                    restore: the per-server cooldown lock
 ``restores``               ``…``                               restore: the fleet-wide rate window
 ``hold``                   ``backup#<backup_id>``              restore writes, prune reads: a hold
+``hold``                   ``backup#<backup_id>#manual``       a person's hold (``vpsbackup hold``)
+``journal#day#<date>``     ``<at>#<entry_id>``                 the journal (``aws.journal``), and
+``journal#server#<id>``                                        the same entry under its server and
+``journal#backup#<id>``                                        backup, to find it by either
 ``idempotency#<function>`` ``<hash>``                          Powertools Idempotency records
 =========================  ==================================  =====================================
 
@@ -26,15 +30,14 @@ boundaries (deployment history, holds). Job-specific items live with the job's m
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 from boto3.dynamodb.conditions import Key
 
-from vpsbackup.records import DeploymentRecord, Hold
+from vpsbackup.records import DeploymentRecord, Hold, HoldKind
 
 PK = "pk"
 SK = "sk"
@@ -50,6 +53,37 @@ def utc_key_time(moment: datetime) -> str:
 def epoch(moment: datetime) -> int:
     """Whole epoch seconds, for the TTL attribute."""
     return int(moment.timestamp())
+
+
+def parse_key_time(value: str) -> datetime:
+    """The inverse of :func:`utc_key_time`."""
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def hold_sk(backup_id: int, kind: HoldKind = "restore") -> str:
+    # Restore holds keep the original key, so holds written before manual holds existed still count.
+    return f"backup#{backup_id}" if kind == "restore" else f"backup#{backup_id}#{kind}"
+
+
+def _hold_from_item(item: dict[str, Any]) -> Hold:
+    parts = str(item[SK]).split("#")
+    return Hold(
+        backup_id=int(parts[1]),
+        server_id=int(item["server_id"]),
+        until=parse_key_time(str(item["until"])),
+        reason=str(item.get("reason", "")),
+        kind="manual" if len(parts) > 2 and parts[2] == "manual" else "restore",
+        placed_by=str(item.get("placed_by", "")),
+        placed_at=parse_key_time(str(item["placed_at"])) if item.get("placed_at") else None,
+    )
+
+
+def _longest(holds: Iterable[Hold]) -> dict[int, Hold]:
+    out: dict[int, Hold] = {}
+    for hold in holds:
+        if hold.backup_id not in out or hold.until > out[hold.backup_id].until:
+            out[hold.backup_id] = hold
+    return out
 
 
 def deployment_pk(deployment_id: str) -> str:
@@ -120,55 +154,85 @@ class StateTable:
                 return record
         return None
 
+    def deployments_of(self, server_id: int) -> list[DeploymentRecord]:
+        """Every recorded deployment of one server, newest first."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key(PK).eq(server_pk(server_id)) & Key(SK).begins_with("deployment#"),
+            "ScanIndexForward": False,
+        }
+        out: list[DeploymentRecord] = []
+        while True:
+            response = self.table.query(**kwargs)
+            for item in response.get("Items", []):
+                out.append(
+                    DeploymentRecord(
+                        deployment_id=item["deployment_id"],
+                        server_id=int(item["server_id"]),
+                        received_at=datetime.fromisoformat(item["received_at"]),
+                        backup_id=int(item["backup_id"]) if "backup_id" in item else None,
+                    )
+                )
+            if "LastEvaluatedKey" not in response:
+                return out
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     # -- holds (written by restore on alarm, read by prune) ------------------------------------
 
-    def put_hold(self, hold: Hold) -> None:
-        """Hold a backup until ``hold.until``; an existing hold is only ever extended, never shortened."""
+    def put_hold(self, hold: Hold) -> bool:
+        """Hold a backup until ``hold.until``; an existing hold of the same kind is only ever extended,
+        never shortened. False when a longer hold of that kind already stands (it is kept)."""
         condition_failed = self.table.meta.client.exceptions.ConditionalCheckFailedException
-        # A longer hold already standing makes the condition fail: keep it.
-        with contextlib.suppress(condition_failed):
+        names = {"#u": "until", "#e": TTL_ATTRIBUTE}
+        values: dict[str, Any] = {
+            ":s": hold.server_id,
+            ":u": utc_key_time(hold.until),
+            ":r": hold.reason,
+            ":e": epoch(hold.until + timedelta(days=1)),
+            ":by": hold.placed_by,
+            ":at": utc_key_time(hold.placed_at or datetime.now(UTC)),
+        }
+        try:
             self.table.update_item(
-                Key={PK: HOLD_PK, SK: f"backup#{hold.backup_id}"},
-                UpdateExpression="SET server_id = :s, #u = :u, reason = :r, #e = :e",
+                Key={PK: HOLD_PK, SK: hold_sk(hold.backup_id, hold.kind)},
+                UpdateExpression="SET server_id = :s, #u = :u, reason = :r, #e = :e, placed_by = :by, placed_at = :at",
                 ConditionExpression="attribute_not_exists(#u) OR #u < :u",
-                ExpressionAttributeNames={"#u": "until", "#e": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={
-                    ":s": hold.server_id,
-                    ":u": utc_key_time(hold.until),
-                    ":r": hold.reason,
-                    ":e": epoch(hold.until + timedelta(days=1)),
-                },
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
+        except condition_failed:  # a longer hold already stands: keep it
+            return False
+        return True
+
+    def delete_hold(self, backup_id: int, kind: HoldKind) -> bool:
+        """Remove one backup's hold of one kind; False if there was none."""
+        response = self.table.delete_item(Key={PK: HOLD_PK, SK: hold_sk(backup_id, kind)}, ReturnValues="ALL_OLD")
+        return bool(response.get("Attributes"))
 
     def iter_holds(self) -> Iterator[Hold]:
-        """Every hold item, expired or not (TTL deletion is lazy); callers compare ``until`` to now."""
+        """Every hold item of every kind, expired or not (TTL deletion is lazy); callers compare
+        ``until`` to now."""
         kwargs: dict[str, Any] = {"KeyConditionExpression": Key(PK).eq(HOLD_PK), "ConsistentRead": True}
         while True:
             response = self.table.query(**kwargs)
             for item in response.get("Items", []):
-                yield Hold(
-                    backup_id=int(item[SK].split("#", 1)[1]),
-                    server_id=int(item["server_id"]),
-                    until=datetime.strptime(item["until"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC),
-                    reason=str(item.get("reason", "")),
-                )
+                yield _hold_from_item(item)
             if "LastEvaluatedKey" not in response:
                 return
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def active_hold(self, backup_id: int, now: datetime) -> Hold | None:
-        """The hold in force on one backup at ``now`` (a consistent read), or None."""
-        item = self.table.get_item(Key={PK: HOLD_PK, SK: f"backup#{backup_id}"}, ConsistentRead=True).get("Item")
-        if item is None:
-            return None
-        hold = Hold(
-            backup_id=backup_id,
-            server_id=int(item["server_id"]),
-            until=datetime.strptime(item["until"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC),
-            reason=str(item.get("reason", "")),
+    def holds_of(self, backup_id: int) -> list[Hold]:
+        """Every hold item of one backup (each kind at most once), expired or not; one consistent query."""
+        # "backup#501" <= key <= "backup#501#~" takes backup#501 and backup#501#manual, never backup#5010.
+        response = self.table.query(
+            KeyConditionExpression=Key(PK).eq(HOLD_PK) & Key(SK).between(hold_sk(backup_id), f"backup#{backup_id}#~"),
+            ConsistentRead=True,
         )
-        return hold if hold.until > now else None
+        return [_hold_from_item(item) for item in response.get("Items", [])]
+
+    def active_hold(self, backup_id: int, now: datetime) -> Hold | None:
+        """The hold in force on one backup at ``now`` (the longest, when there are several), or None."""
+        return _longest([h for h in self.holds_of(backup_id) if h.until > now]).get(backup_id)
 
     def active_holds(self, now: datetime) -> dict[int, Hold]:
-        """Holds still in force at ``now``, by backup id."""
-        return {hold.backup_id: hold for hold in self.iter_holds() if hold.until > now}
+        """Holds still in force at ``now``, by backup id (the longest one of a backup held twice)."""
+        return _longest([hold for hold in self.iter_holds() if hold.until > now])

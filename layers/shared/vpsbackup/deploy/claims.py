@@ -35,12 +35,12 @@ reads stays put.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 from pydantic import BaseModel, ConfigDict
 
 from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, deployment_pk, epoch, utc_key_time
@@ -221,6 +221,20 @@ class ClaimStore:
                     claims[claim.server_id] = claim
             if "LastEvaluatedKey" not in response:
                 return meta, claims
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def iter_deployments(self) -> Iterator[DeploymentMeta]:
+        """Every deployment's ``meta`` item. A scan of the whole table (filtered): for people's
+        tools (``vpsbackup deployments``), never for the functions."""
+        kwargs: dict[str, Any] = {
+            "FilterExpression": Attr(SK).eq(META_SK) & Attr(PK).begins_with("deployment#"),
+        }
+        while True:
+            response = self.table.scan(**kwargs)
+            for item in response.get("Items", []):
+                yield _meta_from_item(item)
+            if "LastEvaluatedKey" not in response:
+                return
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     # -- claims --

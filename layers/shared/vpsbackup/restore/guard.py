@@ -42,6 +42,11 @@ from vpsbackup.observability import logger
 from vpsbackup.restore.point import human_time
 
 LOCK_SK = "restore-lock"
+# Transition keys of manual restores (``vpsbackup restore``) start with this; the rest is unique.
+MANUAL_TRANSITION_PREFIX = "manual#"
+# A cooldown override (a person's manual restore) is still refused while a restore claimed this
+# recently has not reported back: it may be running right now.
+IN_FLIGHT = timedelta(minutes=5)
 RESTORES_PK = "restores"
 RATE_WINDOW = timedelta(hours=1)
 
@@ -68,6 +73,7 @@ class RestoreClaim:
     claimed_at: datetime
     locked_until: datetime
     slot: int
+    overridden: LockHolder | None = None  # the cooldown lock a manual override took over
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,12 @@ class LockHolder:
             "released": "had a restore attempt that did not happen",
         }.get(self.state, "had a restore started")
         backup = f" from backup {self.backup_id}" if self.backup_id is not None else ""
-        return f"server {self.server_id} {verb}{backup} at {human_time(self.claimed_at)} for alarm {self.alarm_name!r}"
+        why = (
+            f"by hand ({self.alarm_name})"
+            if self.transition_key.startswith(MANUAL_TRANSITION_PREFIX)
+            else f"for alarm {self.alarm_name!r}"
+        )
+        return f"server {self.server_id} {verb}{backup} at {human_time(self.claimed_at)} {why}"
 
 
 @dataclass(frozen=True)
@@ -151,7 +162,9 @@ class RestoreGuard:
                 out[int(sk.split("#", 1)[1])] = _parse_key_time(str(item["taken_at"]))
         return out
 
-    def _lock_refusal(self, holder: LockHolder | None, transition_key: str, now: datetime) -> GuardRefusal | None:
+    def _lock_refusal(
+        self, holder: LockHolder | None, transition_key: str, now: datetime, *, override_cooldown: bool = False
+    ) -> GuardRefusal | None:
         if holder is None:
             return None
         if holder.transition_key == transition_key:
@@ -161,6 +174,16 @@ class RestoreGuard:
                 holder=holder,
             )
         if holder.state == "released" or holder.locked_until <= now:
+            return None
+        if override_cooldown:
+            if holder.state == "claimed" and now - holder.claimed_at < IN_FLIGHT:
+                return GuardRefusal(
+                    "cooldown",
+                    f"{holder.describe()} and it has not reported back yet: it may be running right now, so the "
+                    f"cooldown cannot be overridden before {human_time(holder.claimed_at + IN_FLIGHT)}",
+                    not_before=holder.claimed_at + IN_FLIGHT,
+                    holder=holder,
+                )
             return None
         return GuardRefusal(
             "cooldown",
@@ -184,9 +207,18 @@ class RestoreGuard:
             not_before=not_before,
         )
 
-    def _precheck(self, server_id: int, transition_key: str, now: datetime) -> GuardRefusal | list[int]:
+    def _precheck(
+        self,
+        server_id: int,
+        transition_key: str,
+        now: datetime,
+        *,
+        override_cooldown: bool = False,
+        holder: LockHolder | None = None,
+    ) -> GuardRefusal | list[int]:
         """A cheap read: the refusal the guard would give now, or the fleet slots free now."""
-        if refusal := self._lock_refusal(self.lock_holder(server_id), transition_key, now):
+        holder = holder if holder is not None else self.lock_holder(server_id)
+        if refusal := self._lock_refusal(holder, transition_key, now, override_cooldown=override_cooldown):
             return refusal
         if self.max_per_hour <= 0:
             return self._rate_refusal(now)
@@ -195,22 +227,39 @@ class RestoreGuard:
         free = [i for i in range(self.max_per_hour) if i not in taken or taken[i] <= window_start]
         return free or self._rate_refusal(now)
 
-    def check(self, *, server_id: int, transition_key: str) -> GuardRefusal | None:
+    def check(self, *, server_id: int, transition_key: str, override_cooldown: bool = False) -> GuardRefusal | None:
         """Read-only: what :meth:`claim` would refuse now (None: it would be granted). Consumes nothing."""
-        found = self._precheck(server_id, transition_key, self._clock())
+        found = self._precheck(server_id, transition_key, self._clock(), override_cooldown=override_cooldown)
         return found if isinstance(found, GuardRefusal) else None
 
     # -- claiming ------------------------------------------------------------------------------
 
     def claim(
-        self, *, server_id: int, backup_id: int, transition_key: str, alarm_name: str
+        self,
+        *,
+        server_id: int,
+        backup_id: int,
+        transition_key: str,
+        alarm_name: str,
+        override_cooldown: bool = False,
     ) -> RestoreClaim | GuardRefusal:
-        """Atomically take the server's lock and one fleet slot, or say why not."""
+        """Atomically take the server's lock and one fleet slot, or say why not.
+
+        ``override_cooldown`` (a person's manual restore, with a reason the caller journals) takes
+        the lock even inside another transition's cooldown, unless that restore may be running right
+        now (claimed less than ``IN_FLIGHT`` ago, not reported back). The fleet cap still applies.
+        """
         now = self._clock()
         # A cheap read first, for a precise refusal; the transaction's conditions are the guarantee.
-        free = self._precheck(server_id, transition_key, now)
+        holder = self.lock_holder(server_id)
+        free = self._precheck(server_id, transition_key, now, override_cooldown=override_cooldown, holder=holder)
         if isinstance(free, GuardRefusal):
             return free
+        overridden = (
+            holder
+            if override_cooldown and holder is not None and holder.state != "released" and holder.locked_until > now
+            else None
+        )
         locked_until = now + self.cooldown
         for slot in free:
             for attempt in range(1, self._conflict_attempts + 1):
@@ -222,6 +271,7 @@ class RestoreGuard:
                     now=now,
                     locked_until=locked_until,
                     slot=slot,
+                    override_cooldown=overridden is not None,
                 )
                 if outcome == "granted":
                     logger.info(
@@ -233,7 +283,9 @@ class RestoreGuard:
                             "transition": transition_key,
                         },
                     )
-                    return RestoreClaim(server_id, backup_id, transition_key, alarm_name, now, locked_until, slot)
+                    return RestoreClaim(
+                        server_id, backup_id, transition_key, alarm_name, now, locked_until, slot, overridden
+                    )
                 if outcome == "lock_taken":
                     holder = self.lock_holder(server_id)
                     return self._lock_refusal(holder, transition_key, now) or GuardRefusal(
@@ -255,6 +307,7 @@ class RestoreGuard:
         now: datetime,
         locked_until: datetime,
         slot: int,
+        override_cooldown: bool = False,
     ) -> Literal["granted", "lock_taken", "slot_taken", "conflict"]:
         lock_item = {
             PK: server_pk(server_id),
@@ -277,6 +330,18 @@ class RestoreGuard:
             "transition": transition_key,
             TTL_ATTRIBUTE: epoch(now + RATE_WINDOW + timedelta(days=1)),
         }
+        lock_condition = "attribute_not_exists(#pk) OR (#tr <> :tr AND (#lu <= :now OR #st = :released))"
+        lock_values = {":tr": transition_key, ":now": utc_key_time(now), ":released": "released"}
+        if override_cooldown:
+            # Inside the cooldown, but never over a restore that may be running right now.
+            lock_condition = (
+                "attribute_not_exists(#pk) OR (#tr <> :tr AND (#lu <= :now OR #st = :released "
+                "OR #st <> :claimed OR #ca <= :in_flight))"
+            )
+            lock_values |= {":claimed": "claimed", ":in_flight": utc_key_time(now - IN_FLIGHT)}
+        lock_names = {"#pk": PK, "#tr": "transition", "#lu": "locked_until", "#st": "lock_state"}
+        if override_cooldown:
+            lock_names["#ca"] = "claimed_at"
         try:
             self._client.transact_write_items(
                 TransactItems=[
@@ -284,20 +349,9 @@ class RestoreGuard:
                         "Put": {
                             "TableName": self.state.name,
                             "Item": lock_item,
-                            "ConditionExpression": (
-                                "attribute_not_exists(#pk) OR (#tr <> :tr AND (#lu <= :now OR #st = :released))"
-                            ),
-                            "ExpressionAttributeNames": {
-                                "#pk": PK,
-                                "#tr": "transition",
-                                "#lu": "locked_until",
-                                "#st": "lock_state",
-                            },
-                            "ExpressionAttributeValues": {
-                                ":tr": transition_key,
-                                ":now": utc_key_time(now),
-                                ":released": "released",
-                            },
+                            "ConditionExpression": lock_condition,
+                            "ExpressionAttributeNames": lock_names,
+                            "ExpressionAttributeValues": lock_values,
                         }
                     },
                     {

@@ -1,0 +1,364 @@
+"""The ``vpsbackup`` console, run as the real console script in a subprocess, over the provider
+simulator (real HTTP on 127.0.0.1) and a local AWS (moto's server on 127.0.0.1).
+
+Given a fleet on the simulator and the project's resources in local AWS, when a command runs, then
+its ``--json`` answer has the documented shape and its exit code is 0 (done), 1 (refused or
+failed) or 2 (usage).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from devtools.local_env import create_resources
+from devtools.simulator import Simulator
+from devtools.simulator.pytest_plugin import SIM_TOKEN
+from tests.conftest import FakeLambdaContext, load_event
+from vpsbackup.aws import runtime
+from vpsbackup.aws.state import StateTable
+from vpsbackup.markers import describe_with_marker
+from vpsbackup.records import Hold
+
+pytestmark = pytest.mark.integration
+
+CONSOLE = Path(sys.executable).with_name("vpsbackup")
+WEB = 12345
+POLICY = {"keep_last": 2}
+
+
+@dataclass
+class World:
+    sim: Simulator
+    endpoint: str
+    env: dict[str, str]
+    table_name: str
+    secret_id: str
+    topic_arn: str
+    managed: list[int]  # this project's backups of WEB, newest first
+
+    def run(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The console script, as a person would run it; never raises on a non-zero exit."""
+        return subprocess.run(  # noqa: S603 - our own console script
+            [str(CONSOLE), *args],
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            env=env if env is not None else self.env,
+            timeout=90,
+            check=False,
+        )
+
+    def json(self, *args: str, code: int = 0, input: str | None = None) -> dict[str, Any]:
+        done = self.run(*args, "--json", input=input)
+        assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+        data: dict[str, Any] = json.loads(done.stdout)
+        return data
+
+    def state(self) -> StateTable:
+        return StateTable.from_name(self.table_name)
+
+
+@pytest.fixture
+def world(simulator: Simulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """The simulator with WEB's history of managed and automatic backups, and local AWS with the
+    project's resources; the environment the functions (and so the console) read."""
+    from aws_lambda_powertools.utilities import parameters
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+
+    def reset_aws() -> None:
+        # moto's backends are per process, not per server: start every test from an empty account.
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)  # noqa: S310
+
+    reset_aws()
+    import backup_on_deploy
+    import prune_backups
+
+    handlers = (backup_on_deploy, prune_backups)
+
+    def forget() -> None:
+        parameters.clear_caches()
+        runtime.reset()
+        for module in handlers:
+            module.settings.cache_clear()
+
+    forget()
+    try:
+        made = create_resources(table_name="vpsbackup-console", api_token=SIM_TOKEN, webhook_key="k")
+        now = datetime.now(UTC)
+        managed = [
+            simulator.add_backup(
+                WEB,
+                "manual",
+                "completed",
+                now - timedelta(days=day, hours=2),
+                describe_with_marker(f"Release {day}", f"gh-{day}"),
+            )["id"]
+            for day in range(1, 6)
+        ]
+        simulator.add_backup(WEB, "automatic", "completed", now - timedelta(days=3), "Automatic daily backup")
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("VPS_", "STATE_", "NOTIFY_", "RETENTION_", "RESTORE_", "PYTEST_"))
+        }
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": endpoint,
+                "VPS_API_BASE_URL": simulator.base_url,
+                "VPS_API_TOKEN_SECRET": made.secret_id,
+                "STATE_TABLE_NAME": made.table_name,
+                "NOTIFY_TOPIC_ARN": made.topic_arn,
+                "RETENTION_POLICY": json.dumps(POLICY),
+                "COLUMNS": "200",
+            }
+        )
+        for key in (
+            "VPS_API_BASE_URL",
+            "VPS_API_TOKEN_SECRET",
+            "STATE_TABLE_NAME",
+            "NOTIFY_TOPIC_ARN",
+            "RETENTION_POLICY",
+        ):
+            monkeypatch.setenv(key, env[key])
+        yield World(simulator, endpoint, env, made.table_name, made.secret_id, made.topic_arn, managed)
+    finally:
+        forget()
+        reset_aws()
+        server.stop()
+
+
+def test_the_console_script_is_installed() -> None:
+    assert CONSOLE.exists(), "make venv installs the project: .venv/bin/vpsbackup"
+
+
+def test_backups_json_newest_first_with_prune_decision_and_deployment(world: World) -> None:
+    data = world.json("backups", "--server", str(WEB))
+
+    assert set(data) == {"server_id", "now", "policy", "backups"}
+    assert data["policy"] == "last 2"
+    rows = data["backups"]
+    created = [r["created_at"] for r in rows]
+    assert created == sorted(created, reverse=True)
+    by_id = {r["backup_id"]: r for r in rows}
+    assert set(rows[0]) == {
+        "backup_id", "server_id", "type", "status", "created_at", "age", "size_mb",
+        "deployment_id", "description", "holds", "prune",
+    }  # fmt: skip
+    newest, second, *older = world.managed
+    assert by_id[newest]["deployment_id"] == "gh-1"
+    assert by_id[newest]["prune"]["action"] == "keep"
+    assert by_id[second]["prune"]["action"] == "keep"
+    for backup_id in older:
+        assert by_id[backup_id]["prune"]["action"] == "delete"
+        assert any("no retention rule keeps it" in r for r in by_id[backup_id]["prune"]["reasons"])
+    automatic = [r for r in rows if r["type"] == "automatic"]
+    assert automatic[0]["prune"] == {"action": "skip", "reasons": ["automatic backups expire by themselves"]}
+
+
+def test_usage_errors_exit_2_and_change_nothing(world: World) -> None:
+    missing = world.run("backups")
+    assert missing.returncode == 2
+    assert "--server" in missing.stderr
+    bad = world.run("hold", "add", str(world.managed[0]), "--for", "3 days", "--reason", "x")
+    assert bad.returncode == 2
+    assert "invalid duration" in bad.stderr
+    both = world.run("history", "--server", "1", "--backup", "2")
+    assert both.returncode == 2
+    no_reason = world.run("restore", str(WEB), "--yes", "--override-cooldown")
+    assert no_reason.returncode == 2
+    assert "--reason" in no_reason.stderr
+    assert world.state().active_holds(datetime.now(UTC)) == {}
+    assert world.sim.servers[WEB]["restore_count"] == 0
+
+
+def test_plan_is_the_prune_functions_own_dry_run(world: World) -> None:
+    import prune_backups
+
+    data = world.json("plan", "--server", str(WEB))
+    function = prune_backups.handler({"dry_run": True, "server_ids": [WEB]}, FakeLambdaContext())
+
+    assert data["dry_run"] is True
+    assert data["totals"] == function["totals"]
+    assert data["to_delete"] == function["to_delete"] == world.managed[2:][::-1]
+    assert [(d["backup_id"], d["action"], d["reasons"]) for d in data["decisions"]] == [
+        (d["backup_id"], d["action"], d["reasons"]) for d in function["decisions"]
+    ]
+    assert len(world.sim.backups) == 6, "a dry run deletes nothing"
+
+
+def test_a_manual_hold_protects_a_backup_from_the_real_prune_and_is_journaled(world: World) -> None:
+    import prune_backups
+
+    oldest = world.managed[-1]
+    placed = world.json("hold", "add", str(oldest), "--for", "3d", "--reason", "before the db migration")
+    assert placed["journaled"] is True
+    assert placed["hold"]["kind"] == "manual"
+    assert placed["hold"]["reason"] == "before the db migration"
+    assert placed["hold"]["placed_by"].startswith("arn:aws:")  # the caller's AWS identity
+    listed = world.json("hold", "list", "--server", str(WEB))
+    assert [h["backup_id"] for h in listed["holds"]] == [oldest]
+
+    result = prune_backups.handler({}, FakeLambdaContext())
+
+    deleted = {d["backup_id"] for d in result["deletions"] if d["outcome"] == "deleted"}
+    assert deleted == set(world.managed[2:-1])
+    assert world.sim.get_backup(oldest) is not None, "the held backup is still at the provider"
+    decision = next(d for d in result["decisions"] if d["backup_id"] == oldest)
+    assert decision["action"] == "keep"
+    assert any("before the db migration" in r for r in decision["reasons"])
+
+    released = world.json("hold", "release", str(oldest), "--reason", "migration done")
+    assert [h["kind"] for h in released["released"]] == ["manual"]
+    history = world.json("history", "--backup", str(oldest))
+    assert [e["act"] for e in history["entries"]] == ["hold_released", "hold_placed"]
+    assert history["entries"][1]["reasons"] == ["before the db migration"]
+    assert history["entries"][0]["by"] == placed["hold"]["placed_by"]
+
+
+def test_releasing_a_restores_hold_needs_force(world: World) -> None:
+    backup_id = world.managed[0]
+    world.state().put_hold(
+        Hold(backup_id=backup_id, server_id=WEB, until=datetime.now(UTC) + timedelta(days=7), reason="restore point")
+    )
+    refused = world.run("hold", "release", str(backup_id))
+    assert refused.returncode == 1
+    assert "needs --force" in refused.stderr
+    assert world.state().active_hold(backup_id, datetime.now(UTC)) is not None
+
+    forced = world.json("hold", "release", str(backup_id), "--force")
+    assert [h["kind"] for h in forced["released"]] == ["restore"]
+    assert world.state().active_hold(backup_id, datetime.now(UTC)) is None
+    assert world.run("hold", "release", str(backup_id)).returncode == 1  # nothing left to release
+
+
+def test_restore_asks_for_confirmation_and_a_no_does_nothing(world: World) -> None:
+    declined = world.run("restore", str(WEB), input="n\n")
+    assert declined.returncode == 1
+    assert f"Restore server {WEB} from backup {world.managed[0]}?" in declined.stderr
+    assert "not confirmed" in declined.stderr
+    assert world.sim.servers[WEB]["restore_count"] == 0
+
+    accepted = world.run("restore", str(WEB), input="y\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert world.sim.servers[WEB]["restored_from"] == world.managed[0]
+    assert "loses everything written in the last 1d2h" in accepted.stderr
+
+
+def test_a_manual_restore_inside_the_cooldown_is_refused_with_the_reason(world: World) -> None:
+    dry = world.json("restore", str(WEB), "--dry-run")
+    assert dry["outcome"] == "would_restore"
+    assert dry["backup_id"] == world.managed[0]
+    assert dry["loses"] == "1d2h"
+    assert dry["guard"] == "allowed"
+
+    first = world.json("restore", str(WEB), "--yes")
+    assert first["outcome"] == "restored"
+    assert first["hold_until"] is not None
+    second = world.json("restore", str(WEB), "--yes", code=1)
+    assert second["outcome"] == "refused"
+    assert "one restore per server per 6 hours (RESTORE_COOLDOWN)" in second["reason"]
+    assert world.sim.servers[WEB]["restore_count"] == 1
+
+    overridden = world.json(
+        "restore", str(WEB), "--backup", str(world.managed[1]), "--yes", "--override-cooldown", "--reason", "bad data"
+    )
+    assert overridden["outcome"] == "restored"
+    assert world.sim.servers[WEB]["restored_from"] == world.managed[1]
+    acts = [e["act"] for e in world.json("history", "--server", str(WEB))["entries"]]
+    assert acts == ["restore_requested", "cooldown_overridden", "restore_refused", "restore_requested"]
+
+
+def test_deployments_and_status_show_recorded_deploys_and_live_status(world: World) -> None:
+    import backup_on_deploy
+
+    event = load_event("deploy-eventbridge.json")
+    event["detail"] = {"deployment_id": "gh-9000-1", "server_ids": [WEB]}
+    made = backup_on_deploy.handler(event, FakeLambdaContext())
+    backup_id = made["backups"][0]["backup_id"]
+
+    fleet = world.json("deployments")
+    assert [d["deployment_id"] for d in fleet["deployments"]] == ["gh-9000-1"]
+    assert fleet["deployments"][0]["server_ids"] == [WEB]
+    assert fleet["deployments"][0]["backup_ids"] == [backup_id]
+    mine = world.json("deployments", "--server", str(WEB))
+    assert mine["deployments"][0]["backup_ids"] == [backup_id]
+    status = world.json("status", "gh-9000-1")
+    assert status["servers"] == [
+        {
+            "server_id": WEB,
+            "claim": "created",
+            "backup_id": backup_id,
+            "status": "completed",
+            "created_at": status["servers"][0]["created_at"],
+            "error": None,
+        }
+    ]
+    unknown = world.run("status", "gh-nope")
+    assert unknown.returncode == 1
+    assert "not recorded" in unknown.stderr
+
+
+STACK_TEMPLATE = {
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Parameters": {
+        "VpsApiBaseUrl": {"Type": "String"},
+        "VpsApiTokenSecretArn": {"Type": "String"},
+        "RetentionPolicy": {"Type": "String"},
+        "RestoreCooldown": {"Type": "String"},
+        "TableName": {"Type": "String"},
+    },
+    "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+    "Outputs": {
+        "StateTableName": {"Value": {"Ref": "TableName"}},
+        "NotificationsTopicArn": {"Value": {"Ref": "Topic"}},
+    },
+}
+
+
+def test_stack_resolves_outputs_and_parameters_through_cloudformation(world: World) -> None:
+    cfn = boto3.client("cloudformation", endpoint_url=world.endpoint)
+    cfn.create_stack(
+        StackName="vpsbackup-prod",
+        TemplateBody=json.dumps(STACK_TEMPLATE),
+        Parameters=[
+            {"ParameterKey": "VpsApiBaseUrl", "ParameterValue": world.sim.base_url},
+            {"ParameterKey": "VpsApiTokenSecretArn", "ParameterValue": world.secret_id},
+            {"ParameterKey": "RetentionPolicy", "ParameterValue": json.dumps({"keep_last": 4})},
+            {"ParameterKey": "RestoreCooldown", "ParameterValue": "2h"},
+            {"ParameterKey": "TableName", "ParameterValue": world.table_name},
+        ],
+    )
+    # Nothing of the project's own environment: only AWS's (endpoint, region, credentials).
+    bare = {k: v for k, v in world.env.items() if not k.startswith(("VPS_", "STATE_", "NOTIFY_", "RETENTION_"))}
+    done = world.run("--stack", "vpsbackup-prod", "backups", "--server", str(WEB), "--json", env=bare)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["policy"] == "last 4"  # the stack's RetentionPolicy parameter, not the environment's
+    assert sum(1 for r in data["backups"] if r["prune"]["action"] == "delete") == 1
+
+    missing = world.run("--stack", "no-such-stack", "hold", "list", env=bare)
+    assert missing.returncode == 1
+    assert "--stack no-such-stack" in missing.stderr
+    unconfigured = world.run("hold", "list", env=bare)
+    assert unconfigured.returncode == 1
+    assert "STATE_TABLE_NAME" in unconfigured.stderr
