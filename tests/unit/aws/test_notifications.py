@@ -22,6 +22,7 @@ from vpsbackup.aws.notifications import (
     Notifier,
     Routing,
     chatbot_notification,
+    sns_subject,
 )
 
 
@@ -153,6 +154,14 @@ def test_the_template_s_email_filter_lets_only_warnings_and_errors_through(aws: 
     # Then the unfiltered subscriber gets all three, the inbox only the warning and the error
     assert sorted(attributes_of(e)["severity"] for e in aws.notifications()) == ["error", "info", "warning"]
     assert sorted(attributes_of(e)["severity"] for e in drain(aws, inbox)) == ["error", "warning"]
+
+
+def test_a_long_subject_is_cut_to_printable_ascii_below_the_sns_limit() -> None:
+    subject = sns_subject("Restore skipped: alarm " + "é" * 5 + "x" * 120 + " names no server")
+    assert len(subject) < 100
+    assert subject.endswith("...")
+    assert all(32 <= ord(ch) < 127 for ch in subject)
+    assert sns_subject("x" * 99) == "x" * 99
 
 
 def test_the_email_filter_can_be_widened_by_a_parameter() -> None:

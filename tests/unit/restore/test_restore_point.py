@@ -280,3 +280,15 @@ def test_a_usable_deploy_backup_is_always_chosen(
     if not (ALARM_AT - max_age <= deploy_backup.created_at < ALARM_AT):
         return
     assert choose(backups, dep, max_age).backup == deploy_backup
+
+
+def test_a_failed_deploy_backup_still_limits_the_choice_to_backups_before_the_deploy() -> None:
+    # Given a deploy 2 hours before the alarm whose backup failed, a backup made after the deploy,
+    # and one made the day before
+    failed = backup(500, ALARM_AT - timedelta(hours=2), status="failed", backup_type="manual")
+    after = backup(510, ALARM_AT - timedelta(hours=1))
+    before = backup(490, ALARM_AT - timedelta(days=1))
+    # When the alarm fires
+    decision = choose([failed, after, before], deployment(500, ALARM_AT - timedelta(hours=2, minutes=1)))
+    # Then only the backup made before the deployment's request counts
+    assert decision.backup == before

@@ -43,7 +43,8 @@ def sns_subject(text: str) -> str:
     """A subject SNS accepts: one line, printable ASCII, at most 100 characters."""
     line = " ".join(text.split())
     ascii_only = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in line)
-    return ascii_only[: _SUBJECT_LIMIT - 1] + "…" if len(ascii_only) > _SUBJECT_LIMIT else ascii_only
+    # Cut with "..." (not "…", which is not ASCII and which SNS rejects), below the limit.
+    return ascii_only[: _SUBJECT_LIMIT - 4] + "..." if len(ascii_only) >= _SUBJECT_LIMIT else ascii_only
 
 
 @dataclass(frozen=True)
