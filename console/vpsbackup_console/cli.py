@@ -220,10 +220,12 @@ def backups(ctx: click.Context, server_id: int, as_json: bool) -> None:
     listed = _acting(lambda: where.client.list_backups(server_id=server_id))
     report = _acting(lambda: _dry_run(where, [server_id]))
     holds = _acting(lambda: _holds_by_backup(where, now))
+    decided = report.plan.decisions
+    assert decided is not None  # a run limited to server ids keeps every decision
     data = views.backups_view(
         server_id,
         listed,
-        decisions={d.backup_id: d for d in report.plan.decisions},
+        decisions={d.backup_id: d for d in decided},
         holds=holds,
         now=now,
         policy=settings.retention_policies(server_id).describe(),
