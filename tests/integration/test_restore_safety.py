@@ -5,7 +5,7 @@ attributes are read back as a subscriber's filter policy sees them).
 - ``RESTORE_WATCH_WINDOW``: inside the window after the latest deployment an alarm restores; outside
   it (or with no deployment) the plan is only published, nothing is claimed, the backup is held;
 - a failed pre-deploy backup: the restore uses the newest backup made before that deploy, never a
-  newer one made after it;
+  newer one made after it; a deploy backup that completed but is too old does not limit the choice;
 - ``RESTORE_MAX_ALARM_AGE`` replaces the fixed 15 minutes;
 - every notification carries ``job``, ``outcome``, ``severity`` and ``server_id``; ``NOTIFY_FORMAT=chatbot``
   publishes the AWS Chatbot document.
@@ -208,6 +208,28 @@ def test_a_failed_deploy_backup_and_nothing_before_it_means_no_restore(
     [note] = restore_env.notifications()
     assert attributes_of(note)["severity"] == "error"
     assert "gh-8812-1" in note["Message"]
+
+
+def test_a_deploy_backup_that_completed_but_is_too_old_gives_way_to_last_night_s_backup(
+    restore_env: AwsEnv, simulator: Simulator
+) -> None:
+    # Given a deploy 8 days before the alarm whose backup completed (now older than the default
+    # RESTORE_MAX_BACKUP_AGE of 7 days), and last night's automatic backup
+    at = alarm_time()
+    deployed = at - timedelta(days=8)
+    deploy_backup = simulator.add_backup(SERVER, backup_type="manual", created_at=deployed + timedelta(seconds=5))
+    last_night = simulator.add_backup(SERVER, backup_type="automatic", created_at=at - timedelta(hours=13))
+    record_deployment(restore_env, deployed, deploy_backup["id"])
+    # When the alarm fires (no watch window: the default)
+    outcome = outcome_of(eventbridge(at=at))
+    # Then the server is restored from last night's backup
+    assert outcome["outcome"] == "restored"
+    assert outcome["cause"] == "newest_completed"
+    assert simulator.servers[SERVER]["restored_from"] == last_night["id"]
+    # And the notification says why not the deploy's backup
+    [note] = restore_env.notifications()
+    assert f"backup {deploy_backup['id']} of deployment gh-8812-1" in note["Message"]
+    assert "RESTORE_MAX_BACKUP_AGE" in note["Message"]
 
 
 # -- RESTORE_MAX_ALARM_AGE -------------------------------------------------------------------------

@@ -84,7 +84,6 @@ def test_without_a_deployment_the_newest_completed_backup_before_the_alarm_is_ch
         (backup(499, ALARM_AT - timedelta(minutes=20), status="in_progress"), "in_progress"),
         (backup(499, ALARM_AT - timedelta(minutes=20), status="failed"), "failed"),
         (backup(499, ALARM_AT + timedelta(minutes=1)), "not before the alarm"),
-        (backup(499, ALARM_AT - timedelta(days=8)), "RESTORE_MAX_BACKUP_AGE"),
         (None, "not among"),
     ],
 )
@@ -100,6 +99,25 @@ def test_an_unusable_deploy_backup_falls_back_to_the_newest_completed_one_before
     assert decision.backup == fallback
     assert decision.basis == "before_deployment"
     assert why in decision.reason
+
+
+def test_a_completed_deploy_backup_that_is_only_too_old_gives_way_to_the_newest_completed_one() -> None:
+    # Given a deployment 8 days before the alarm whose backup completed, and last night's automatic
+    # backup (made after that deployment)
+    deploy_backup = backup(499, ALARM_AT - timedelta(days=8), backup_type="manual")
+    last_night = backup(520, ALARM_AT - timedelta(hours=13))
+    # When the alarm fires with the default RESTORE_MAX_BACKUP_AGE of 7 days
+    decision = choose([deploy_backup, last_night], deployment(499, ALARM_AT - timedelta(days=8, minutes=1)))
+    # Then last night's backup is chosen: a deploy backup that completed is no sign of a failed deploy,
+    # so newer backups are not suspect, and the deploy's own backup is too old to restore from
+    assert decision.backup == last_night
+    assert decision.basis == "newest_completed"
+    # And the reason says both: which backup and why, and why not the deploy's
+    assert "backup 520" in decision.reason
+    assert "newest completed backup" in decision.reason
+    assert "backup 499 of deployment gh-8812-1" in decision.reason
+    assert "RESTORE_MAX_BACKUP_AGE" in decision.reason
+    assert "completed" in decision.reason.split("backup 499", 1)[1]
 
 
 def test_a_deployment_without_a_recorded_backup_falls_back() -> None:

@@ -4,7 +4,9 @@
 mixed in, every status, backups after the alarm or older than the maximum age, ties) and random
 deployment records (none, another server's, after the alarm, without backup, with a missing or
 unusable backup), when both choose, then the backup, basis, reason and deployment are the same —
-except where a deployment's unusable backup now limits the choice to backups made before it.
+except where a deployment's unusable backup now limits the choice to backups made before it
+(a deploy backup that completed but is too old does not: the same backup is chosen, the reason says
+more).
 """
 
 from __future__ import annotations
@@ -66,6 +68,22 @@ def test_choose_restore_point_decides_as_before(data: st.DataObject) -> None:
     old = legacy_choose_restore_point(SERVER, listed, deployment=deployment, alarm_at=ALARM_AT, max_age=max_age)
 
     governs = deployment is not None and deployment.server_id == SERVER and deployment.received_at < ALARM_AT
+    deploy_backup = next(
+        (b for b in listed if deployment and b.id == deployment.backup_id and b.server.id == SERVER), None
+    )
+    if (
+        governs
+        and deploy_backup is not None
+        and deploy_backup.is_completed
+        and deploy_backup.created_at < ALARM_AT - max_age
+    ):
+        # The deploy's backup completed but is too old: as the copy decided, the newest completed
+        # backup counts (rule 2 is for a deploy backup that failed); only the note on the deploy's
+        # backup, after the first "; ", now says why newer backups count.
+        assert (new.backup, new.basis, new.deployment) == (old.backup, old.basis, old.deployment)
+        assert new.reason.split("; ", 1)[0] == old.reason.split("; ", 1)[0]
+        assert "it did not fail" in new.reason
+        return
     if governs and old.basis != "deployment":
         # Changed on purpose since the copy was frozen ("no fallback past a failed deploy backup"):
         # only backups made before that deployment count. test_restore_point_safety.py states the

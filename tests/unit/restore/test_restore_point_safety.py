@@ -164,6 +164,20 @@ def test_a_usable_deploy_backup_still_wins() -> None:
     assert decision.basis == "deployment"
 
 
+def test_a_deploy_backup_that_completed_but_is_too_old_does_not_limit_the_choice() -> None:
+    # Given a deploy 8 days ago whose backup completed (now older than RESTORE_MAX_BACKUP_AGE) and a
+    # backup made after that deploy, last night
+    deployed = ALARM_AT - timedelta(days=8)
+    deploy_backup = backup(500, deployed + timedelta(seconds=5))
+    last_night = backup(510, ALARM_AT - timedelta(hours=13))
+    # When the alarm fires
+    decision = choose([deploy_backup, last_night], deployment(500, deployed))
+    # Then last night's backup is restored: the rule "only backups before the deploy" is for a deploy
+    # backup that failed, not for one that is merely old
+    assert decision.backup == last_night
+    assert decision.basis == "newest_completed"
+
+
 def test_the_max_age_still_applies_before_the_deploy() -> None:
     # Given the only backup before the failed deploy is older than RESTORE_MAX_BACKUP_AGE
     too_old = backup(400, ALARM_AT - timedelta(days=8))
@@ -225,8 +239,11 @@ def test_the_restore_point_rule_exactly(
         # The deploy's usable backup wins
         assert decision.backup == deploy_backup
         return
-    if governing:
-        # Its backup is unusable: only backups created before the deployment's request count
+    listed = next((b for b in backups if dep is not None and b.id == dep.backup_id and b.server.id == SERVER), None)
+    only_too_old = listed is not None and listed.is_completed and listed.created_at < ALARM_AT - MAX_AGE
+    limits = governing and not only_too_old
+    if limits:
+        # Its backup failed, is missing or unfinished: only backups created before the deployment's request count
         assert dep is not None
         candidates = [b for b in candidates if b.created_at < dep.received_at]
     expected = max(candidates, key=lambda b: (b.created_at, b.id), default=None)
@@ -234,4 +251,4 @@ def test_the_restore_point_rule_exactly(
     if expected is None:
         assert decision.basis == "none"
     else:
-        assert decision.basis == ("before_deployment" if governing else "newest_completed")
+        assert decision.basis == ("before_deployment" if limits else "newest_completed")

@@ -6,11 +6,13 @@
    It wins even when newer backups exist: those were taken after the deploy, of the state that
    probably raised the alarm.
 2. If that deployment precedes the alarm but its backup is not usable (failed, missing, still in
-   progress, no backup recorded): the newest ``completed`` backup created **before that
-   deployment's request was received**, never one made after it, which may hold the bad deploy's
-   state.
-3. With no deployment recorded before the alarm: the newest ``completed`` backup (manual or
-   automatic) of the server created before the alarm's state-change time.
+   progress, not before the alarm, no backup recorded): the newest ``completed`` backup created
+   **before that deployment's request was received**, never one made after it, which may hold the
+   bad deploy's state.
+3. With no deployment recorded before the alarm, or when the deployment's backup completed and is
+   only older than the maximum age (a deploy backup that completed is no sign of a failed deploy,
+   so later backups are not suspect): the newest ``completed`` backup (manual or automatic) of the
+   server created before the alarm's state-change time.
 4. Otherwise none: no restore.
 
 Rules 2 and 3 never take a backup older than ``max_age`` counted back from the alarm's time.
@@ -73,10 +75,10 @@ def choose_restore_point(
     by_deployment = _deployment_backup(server_id, own, deployment, window)
     if isinstance(by_deployment, RestorePointDecision):
         return by_deployment
-    deploy_note = by_deployment
+    deploy_note = by_deployment.text
 
     candidates = [b for b in own if window.why_not_usable(b) is None]
-    if deployment is not None and _governs(server_id, deployment, window):
+    if deployment is not None and by_deployment.limits:
         return _before_failed_deployment(server_id, own, candidates, deployment, deploy_note, foreign, window)
     if candidates:
         chosen = max(candidates, key=_newest_first_key)
@@ -107,6 +109,10 @@ class _Window:
     def oldest_allowed(self) -> datetime:
         return self.alarm_at - self.max_age
 
+    def only_too_old(self, backup: Backup) -> bool:
+        """True when ``backup`` completed before the alarm and its one fault is its age."""
+        return backup.is_completed and backup.created_at < self.oldest_allowed
+
     def why_not_usable(self, backup: Backup) -> str | None:
         """Why ``backup`` cannot be restored from, in words; None if it can."""
         if not backup.is_completed:
@@ -121,9 +127,13 @@ class _Window:
         return None
 
 
-def _governs(server_id: int, deployment: DeploymentRecord, window: _Window) -> bool:
-    """True when ``deployment`` is the server's and was received before the alarm: rules 1 and 2 apply."""
-    return deployment.server_id == server_id and deployment.received_at < window.alarm_at
+@dataclass(frozen=True)
+class _DeployNote:
+    """Why the deployment's backup is not the restore point ("": nothing to say), and whether that
+    limits the choice to backups made before the deployment (rule 2) or leaves rule 3 to apply."""
+
+    text: str
+    limits: bool = False
 
 
 def _before_failed_deployment(
@@ -164,20 +174,27 @@ def _before_failed_deployment(
 
 def _deployment_backup(
     server_id: int, own: list[Backup], deployment: DeploymentRecord | None, window: _Window
-) -> RestorePointDecision | str:
-    """Rule 1: the decision to restore the deployment's backup, or a note saying why not ("": no note)."""
+) -> RestorePointDecision | _DeployNote:
+    """Rule 1: the decision to restore the deployment's backup, or a note saying why not."""
     if deployment is None:
-        return "no deployment of this server is recorded before the alarm"
+        return _DeployNote("no deployment of this server is recorded before the alarm")
     if deployment.server_id != server_id or deployment.received_at >= window.alarm_at:
-        return ""
+        return _DeployNote("")
     label = f"deployment {deployment.deployment_id} (request received {human_time(deployment.received_at)})"
     if deployment.backup_id is None:
-        return f"{label} has no recorded backup"
+        return _DeployNote(f"{label} has no recorded backup", limits=True)
     deploy_backup = next((b for b in own if b.id == deployment.backup_id), None)
     if deploy_backup is None:
-        return f"backup {deployment.backup_id} of {label} is not among server {server_id}'s backups"
+        return _DeployNote(f"backup {deployment.backup_id} of {label} is not among server {server_id}'s backups", True)
+    if window.only_too_old(deploy_backup):
+        return _DeployNote(
+            f"backup {deploy_backup.id} of {label} completed but is too old to restore from: it was created at "
+            f"{human_time(deploy_backup.created_at)}, more than {describe_duration(window.max_age)} "
+            "(RESTORE_MAX_BACKUP_AGE) before the alarm; it did not fail, so backups made after that deployment "
+            "count too"
+        )
     if (why := window.why_not_usable(deploy_backup)) is not None:
-        return f"backup {deploy_backup.id} of {label} is not usable: {why}"
+        return _DeployNote(f"backup {deploy_backup.id} of {label} is not usable: {why}", limits=True)
     return RestorePointDecision(
         server_id=server_id,
         backup=deploy_backup,
