@@ -6,6 +6,8 @@ attributes are read back as a subscriber's filter policy sees them).
   it (or with no deployment) the plan is only published, nothing is claimed, the backup is held;
 - a failed pre-deploy backup: the restore uses the newest backup made before that deploy, never a
   newer one made after it; a deploy backup that completed but is too old does not limit the choice;
+- a late retry: the deploy's first backup attempt fails and a redelivery makes the backup later; if
+  that is more than ``DEPLOYMENT_BACKUP_LATEST`` after the request, it is not the restore point;
 - ``RESTORE_MAX_ALARM_AGE`` replaces the fixed 15 minutes;
 - every notification carries ``job``, ``outcome``, ``severity`` and ``server_id``; ``NOTIFY_FORMAT=chatbot``
   publishes the AWS Chatbot document.
@@ -22,11 +24,16 @@ from typing import Any
 import pytest
 
 import restore_on_alarm
-from devtools.simulator import Simulator
+from devtools.simulator import Fault, Simulator
+from devtools.simulator.pytest_plugin import SIM_TOKEN
 from tests.conftest import AwsEnv, FakeLambdaContext, load_event
 from vpsbackup.aws.state import StateTable
-from vpsbackup.provider.client import RetryPolicy
-from vpsbackup.records import DeploymentRecord
+from vpsbackup.deploy.claims import ClaimStore, lease_for
+from vpsbackup.deploy.job import BackupOnDeploy, DeploymentResult, back_up_deployment
+from vpsbackup.deploy.request import DeployRequest
+from vpsbackup.provider.client import RetryPolicy, VpsClient
+from vpsbackup.provider.token import StaticTokenProvider
+from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord
 from vpsbackup.restore.guard import RestoreGuard
 
 pytestmark = pytest.mark.integration
@@ -230,6 +237,66 @@ def test_a_deploy_backup_that_completed_but_is_too_old_gives_way_to_last_night_s
     [note] = restore_env.notifications()
     assert f"backup {deploy_backup['id']} of deployment gh-8812-1" in note["Message"]
     assert "RESTORE_MAX_BACKUP_AGE" in note["Message"]
+
+
+def deliver_deploy(aws: AwsEnv, simulator: Simulator, *, at: datetime) -> DeploymentResult:
+    """One delivery of deployment gh-8812-1 to server SERVER, through the deploy job over the
+    simulator and moto, as received at ``at`` (the provider stamps the backup with its own clock)."""
+    client = VpsClient(simulator.base_url, StaticTokenProvider(SIM_TOKEN), retry=FAST)
+    table = state(aws)
+    deps = BackupOnDeploy(
+        client=client,
+        claims=ClaimStore(table),
+        state=table,
+        owner=f"test/{at.isoformat()}",
+        lease=lease_for(timedelta(seconds=120)),
+        wait_for_claim=0.0,
+        clock=lambda: at,
+    )
+    try:
+        return back_up_deployment(DeployRequest(deployment_id="gh-8812-1"), [SERVER], deps, received_at=at)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("first_attempt_ago", "restored_from", "cause"),
+    [
+        # The retry made the backup 5 minutes after the request: the first delivery could have.
+        (timedelta(minutes=5), "retried", "deployment"),
+        # 40 minutes after: only a later delivery did, maybe after the deploy went out.
+        (timedelta(minutes=40), "before", "before_deployment"),
+    ],
+)
+def test_a_deploy_backup_a_late_retry_made_is_not_the_restore_point(
+    restore_env: AwsEnv, simulator: Simulator, first_attempt_ago: timedelta, restored_from: str, cause: str
+) -> None:
+    # Given a backup made the day before, and a deploy whose first backup attempt the API refused
+    now = datetime.now(UTC)
+    before = simulator.add_backup(SERVER, backup_type="automatic", created_at=now - timedelta(hours=20))
+    simulator.inject(Fault(kind="status", status=409, method="POST", times=1))
+    first = deliver_deploy(restore_env, simulator, at=now - first_attempt_ago)
+    assert first.servers[0].outcome == "failed"
+    # When CI retries the deploy request now, and its backup is made
+    retry = deliver_deploy(restore_env, simulator, at=now)
+    assert retry.servers[0].outcome == "created"
+    retried = retry.servers[0].backup_id
+    # Then the deployment stays recorded under the first delivery's time, with the retry's backup
+    record = state(restore_env).latest_deployment_before(SERVER, now + timedelta(seconds=1))
+    assert record is not None
+    assert (record.received_at, record.backup_id) == (now - first_attempt_ago, retried)
+    # When an alarm fires after the deploy
+    outcome = outcome_of(eventbridge(at=datetime.now(UTC)))
+    # Then the retry's backup is used only if the first delivery could have made it
+    expected = {"retried": retried, "before": before["id"]}[restored_from]
+    assert (outcome["outcome"], outcome["cause"]) == ("restored", cause)
+    assert simulator.servers[SERVER]["restored_from"] == expected
+    [note] = restore_env.notifications()
+    if cause == "before_deployment":
+        # And people are told the deploy's backup was made too late to trust
+        assert f"backup {retried} of deployment gh-8812-1" in note["Message"]
+        assert f"{int(DEPLOYMENT_BACKUP_LATEST.total_seconds() // 60)} minutes" in note["Message"]
+        assert "retry" in note["Message"]
 
 
 # -- RESTORE_MAX_ALARM_AGE -------------------------------------------------------------------------

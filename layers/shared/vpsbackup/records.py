@@ -6,6 +6,7 @@ Pure: the table's layout and I/O are in :mod:`vpsbackup.aws.state`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,9 +15,27 @@ from vpsbackup.provider.models import AwareDatetime
 
 HoldKind = Literal["restore", "manual"]
 
+# Lambda's longest run: no invocation of backup on deploy outlives it, whatever its Timeout.
+LAMBDA_LONGEST_RUN = timedelta(seconds=900)
+# After an invocation ends, how long a POST it sent may still take to land at the provider (the
+# claim's lease outlasts its owner by this much, see deploy.claims).
+CLAIM_LEASE_MARGIN = timedelta(seconds=60)
+# The latest a deployment's backup is made by the delivery that received its request: that
+# delivery POSTs within its own invocation, which ends at most LAMBDA_LONGEST_RUN after the request
+# was received, and its POST lands within CLAIM_LEASE_MARGIN after that (which also absorbs a
+# minute of skew between the provider's clock and Lambda's). A deployment backup the provider
+# created later was made by a later delivery (a CI retry, a redelivery after the first attempt
+# failed), possibly after the deploy went out: the restore job does not trust it as the state
+# before the deploy (restore.point, rule 2).
+DEPLOYMENT_BACKUP_LATEST = LAMBDA_LONGEST_RUN + CLAIM_LEASE_MARGIN
+
 
 class DeploymentRecord(BaseModel):
-    """One server's part in one deployment, as the restore job reads it."""
+    """One server's part in one deployment, as the restore job reads it.
+
+    ``received_at`` is when the deployment's request was FIRST received (a redelivery never moves
+    it); ``backup_id`` is the deployment's one backup for the server, whichever delivery made it.
+    """
 
     model_config = ConfigDict(frozen=True)
 

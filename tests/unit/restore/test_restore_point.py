@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vpsbackup.provider.models import Backup
-from vpsbackup.records import DeploymentRecord
+from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord
 from vpsbackup.restore.point import RestorePointDecision, choose_restore_point
 
 SERVER = 12345
@@ -244,7 +244,11 @@ def test_properties_of_the_chosen_backup(fleet: tuple[list[Backup], DeploymentRe
     assert decision.reason
     # A deployment of this server before the alarm whose backup is unusable: only backups made before it count
     governing = dep is not None and dep.server_id == SERVER and dep.received_at < ALARM_AT
-    deploy_usable = governing and dep is not None and any(b.id == dep.backup_id for b in usable)
+    deploy_usable = (
+        governing
+        and dep is not None
+        and any(b.id == dep.backup_id and b.created_at <= dep.received_at + DEPLOYMENT_BACKUP_LATEST for b in usable)
+    )
     eligible = [b for b in usable if not governing or deploy_usable or (dep and b.created_at < dep.received_at)]
     if decision.backup is None:
         # None only when nothing is eligible
@@ -297,6 +301,8 @@ def test_a_usable_deploy_backup_is_always_chosen(
         return
     if not (ALARM_AT - max_age <= deploy_backup.created_at < ALARM_AT):
         return
+    if deploy_backup.created_at > dep.received_at + DEPLOYMENT_BACKUP_LATEST:
+        return  # made too long after the request (a retry): test_restore_point_safety.py
     assert choose(backups, dep, max_age).backup == deploy_backup
 
 

@@ -5,8 +5,8 @@ mixed in, every status, backups after the alarm or older than the maximum age, t
 deployment records (none, another server's, after the alarm, without backup, with a missing or
 unusable backup), when both choose, then the backup, basis, reason and deployment are the same —
 except where a deployment's unusable backup now limits the choice to backups made before it
-(a deploy backup that completed but is too old does not: the same backup is chosen, the reason says
-more).
+or was made too long after its request (a retry's); a deploy backup that completed but is only too
+old does not: the same backup is chosen, the reason says more.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.unit.restore.legacy_point import choose_restore_point as legacy_choose_restore_point
 from vpsbackup.provider.models import Backup
-from vpsbackup.records import DeploymentRecord
+from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord
 from vpsbackup.restore.point import choose_restore_point
 
 ALARM_AT = datetime(2025, 1, 16, 15, 45, tzinfo=UTC)
@@ -71,11 +71,17 @@ def test_choose_restore_point_decides_as_before(data: st.DataObject) -> None:
     deploy_backup = next(
         (b for b in listed if deployment and b.id == deployment.backup_id and b.server.id == SERVER), None
     )
+    late = (
+        deployment is not None
+        and deploy_backup is not None
+        and deploy_backup.created_at > deployment.received_at + DEPLOYMENT_BACKUP_LATEST
+    )
     if (
         governs
         and deploy_backup is not None
         and deploy_backup.is_completed
         and deploy_backup.created_at < ALARM_AT - max_age
+        and not late
     ):
         # The deploy's backup completed but is too old: as the copy decided, the newest completed
         # backup counts (rule 2 is for a deploy backup that failed); only the note on the deploy's
@@ -84,10 +90,11 @@ def test_choose_restore_point_decides_as_before(data: st.DataObject) -> None:
         assert new.reason.split("; ", 1)[0] == old.reason.split("; ", 1)[0]
         assert "it did not fail" in new.reason
         return
-    if governs and old.basis != "deployment":
-        # Changed on purpose since the copy was frozen ("no fallback past a failed deploy backup"):
-        # only backups made before that deployment count. test_restore_point_safety.py states the
-        # new rule exactly; here, that the new choice is never a backup made after the deployment.
+    if governs and (old.basis != "deployment" or late):
+        # Changed on purpose since the copy was frozen ("no fallback past a failed deploy backup",
+        # and a deploy backup made too long after the request is not usable): only backups made
+        # before that deployment count. test_restore_point_safety.py states the new rule exactly;
+        # here, that the new choice is never a backup made after the deployment.
         assert deployment is not None
         assert new.backup is None or new.backup.created_at < deployment.received_at
         return

@@ -3,7 +3,9 @@
 - the watch window (``RESTORE_WATCH_WINDOW``): an alarm acts only within that time after the
   server's latest recorded deployment; ``0`` means no window;
 - no fallback past a failed deploy backup: when the latest deployment before the alarm has no
-  usable backup, only backups created before that deployment's request was received count.
+  usable backup, only backups created before that deployment's request was received count;
+- a late deploy backup (made by a retry, more than ``DEPLOYMENT_BACKUP_LATEST`` after the request)
+  is not usable: it may hold the deploy's state.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vpsbackup.provider.models import Backup
-from vpsbackup.records import DeploymentRecord
+from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord
 from vpsbackup.restore.point import RestorePointDecision, choose_restore_point, watch_window
 
 SERVER = 12345
@@ -178,6 +180,37 @@ def test_a_deploy_backup_that_completed_but_is_too_old_does_not_limit_the_choice
     assert decision.basis == "newest_completed"
 
 
+@pytest.mark.parametrize(
+    ("made_after_request", "basis"),
+    [
+        (timedelta(seconds=5), "deployment"),  # the delivery that received the request made it
+        (DEPLOYMENT_BACKUP_LATEST, "deployment"),  # the boundary is inside
+        (DEPLOYMENT_BACKUP_LATEST + timedelta(microseconds=1), "before_deployment"),
+        (timedelta(hours=3), "before_deployment"),  # a CI retry hours later
+    ],
+)
+def test_a_deploy_backup_made_too_long_after_the_request_is_not_trusted(
+    made_after_request: timedelta, basis: str
+) -> None:
+    # Given a deploy whose first backup attempt failed and whose retry made the recorded backup some
+    # time after the request (the record keeps the first delivery's received_at), and a backup made
+    # before the deploy
+    deployed = ALARM_AT - timedelta(hours=4)
+    retried = backup(500, deployed + made_after_request)
+    before = backup(480, deployed - timedelta(hours=6))
+    # When the alarm fires
+    decision = choose([before, retried], deployment(500, deployed))
+    # Then the retry's backup is the restore point only if the first delivery could have made it
+    assert decision.basis == basis
+    assert decision.backup == (retried if basis == "deployment" else before)
+    if basis == "before_deployment":
+        # And the reason says how late it was made, the limit, and why that matters
+        assert "backup 500 of deployment gh-8812-1" in decision.reason
+        assert "after that deployment's request" in decision.reason
+        assert "16 minutes" in decision.reason
+        assert "retry" in decision.reason
+
+
 def test_the_max_age_still_applies_before_the_deploy() -> None:
     # Given the only backup before the failed deploy is older than RESTORE_MAX_BACKUP_AGE
     too_old = backup(400, ALARM_AT - timedelta(days=8))
@@ -234,13 +267,14 @@ def test_the_restore_point_rule_exactly(
     assert decision.reason
     candidates = usable(backups)
     governing = dep is not None and dep.server_id == SERVER and dep.received_at < ALARM_AT
-    deploy_backup = next((b for b in candidates if dep is not None and b.id == dep.backup_id), None)
-    if governing and deploy_backup is not None:
-        # The deploy's usable backup wins
-        assert decision.backup == deploy_backup
-        return
     listed = next((b for b in backups if dep is not None and b.id == dep.backup_id and b.server.id == SERVER), None)
-    only_too_old = listed is not None and listed.is_completed and listed.created_at < ALARM_AT - MAX_AGE
+    # Made by a retry, too long after the request: not trusted as the state before the deploy
+    late = listed is not None and dep is not None and listed.created_at > dep.received_at + DEPLOYMENT_BACKUP_LATEST
+    if governing and listed in candidates and not late:
+        # The deploy's usable backup wins
+        assert decision.backup == listed
+        return
+    only_too_old = listed is not None and listed.is_completed and listed.created_at < ALARM_AT - MAX_AGE and not late
     limits = governing and not only_too_old
     if limits:
         # Its backup failed, is missing or unfinished: only backups created before the deployment's request count

@@ -46,16 +46,18 @@ from pydantic import BaseModel, ConfigDict
 from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, deployment_pk, epoch, utc_key_time
 from vpsbackup.markers import marker_matches
 from vpsbackup.provider.models import AwareDatetime, Backup
+from vpsbackup.records import CLAIM_LEASE_MARGIN, LAMBDA_LONGEST_RUN
 
 META_SK = "meta"
 CLAIM_SK_PREFIX = "server#"
 # Claims and meta items outlive any redelivery or CI retry by far, then expire.
 RECORD_TTL = timedelta(days=400)
 # Added to the owner's remaining Lambda time: a POST the provider is still processing when the
-# owner's Lambda is killed must have landed before anyone reconciles by listing.
-LEASE_MARGIN = timedelta(seconds=60)
+# owner's Lambda is killed must have landed before anyone reconciles by listing. The restore job
+# counts on the same bound (records.DEPLOYMENT_BACKUP_LATEST).
+LEASE_MARGIN = CLAIM_LEASE_MARGIN
 # Without a Lambda context (local tools), assume Lambda's longest timeout.
-DEFAULT_REMAINING = timedelta(seconds=900)
+DEFAULT_REMAINING = LAMBDA_LONGEST_RUN
 
 ClaimState = Literal["claimed", "created", "failed", "unknown"]
 

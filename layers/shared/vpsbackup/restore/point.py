@@ -2,13 +2,14 @@
 
 1. The backup made for the server's most recent recorded deployment before the alarm, if that
    deployment's request was received before the alarm's state-change time and its backup is
-   ``completed``, of this server, created before the alarm and not older than the maximum age.
-   It wins even when newer backups exist: those were taken after the deploy, of the state that
-   probably raised the alarm.
+   ``completed``, of this server, created before the alarm, not older than the maximum age, and
+   created at most ``DEPLOYMENT_BACKUP_LATEST`` after the request was received (later, only a
+   retry can have made it, possibly after the deploy went out). It wins even when newer backups
+   exist: those were taken after the deploy, of the state that probably raised the alarm.
 2. If that deployment precedes the alarm but its backup is not usable (failed, missing, still in
-   progress, not before the alarm, no backup recorded): the newest ``completed`` backup created
-   **before that deployment's request was received**, never one made after it, which may hold the
-   bad deploy's state.
+   progress, not before the alarm, made too long after the request, no backup recorded): the
+   newest ``completed`` backup created **before that deployment's request was received**, never
+   one made after it, which may hold the bad deploy's state.
 3. With no deployment recorded before the alarm, or when the deployment's backup completed and is
    only older than the maximum age (a deploy backup that completed is no sign of a failed deploy,
    so later backups are not suspect): the newest ``completed`` backup (manual or automatic) of the
@@ -31,7 +32,7 @@ from typing import Literal
 
 from vpsbackup.durations import describe_duration, format_duration
 from vpsbackup.provider.models import Backup
-from vpsbackup.records import DeploymentRecord
+from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord
 
 Basis = Literal["deployment", "before_deployment", "newest_completed", "none"]
 
@@ -186,15 +187,19 @@ def _deployment_backup(
     deploy_backup = next((b for b in own if b.id == deployment.backup_id), None)
     if deploy_backup is None:
         return _DeployNote(f"backup {deployment.backup_id} of {label} is not among server {server_id}'s backups", True)
-    if window.only_too_old(deploy_backup):
+    # In this order: not completed or not before the alarm, made too late, then only too old.
+    why = window.why_not_usable(deploy_backup)
+    if why is not None and not window.only_too_old(deploy_backup):
+        return _DeployNote(f"backup {deploy_backup.id} of {label} is not usable: {why}", limits=True)
+    if (late := _made_late(deploy_backup, deployment)) is not None:
+        return _DeployNote(f"backup {deploy_backup.id} of {label} is not usable: {late}", limits=True)
+    if why is not None:
         return _DeployNote(
             f"backup {deploy_backup.id} of {label} completed but is too old to restore from: it was created at "
             f"{human_time(deploy_backup.created_at)}, more than {describe_duration(window.max_age)} "
             "(RESTORE_MAX_BACKUP_AGE) before the alarm; it did not fail, so backups made after that deployment "
             "count too"
         )
-    if (why := window.why_not_usable(deploy_backup)) is not None:
-        return _DeployNote(f"backup {deploy_backup.id} of {label} is not usable: {why}", limits=True)
     return RestorePointDecision(
         server_id=server_id,
         backup=deploy_backup,
@@ -205,6 +210,19 @@ def _deployment_backup(
             "from before that deploy"
         ),
         deployment=deployment,
+    )
+
+
+def _made_late(backup: Backup, deployment: DeploymentRecord) -> str | None:
+    """Why ``backup`` was made too long after ``deployment``'s request to hold the state before the
+    deploy (the boundary is in time); None if the delivery that received the request could have made it."""
+    delay = backup.created_at - deployment.received_at
+    if delay <= DEPLOYMENT_BACKUP_LATEST:
+        return None
+    return (
+        f"it was created at {human_time(backup.created_at)}, {describe_duration(delay)} after that deployment's "
+        f"request, later than the delivery that received the request can make it "
+        f"({describe_duration(DEPLOYMENT_BACKUP_LATEST)}): a retry made it, possibly after the deploy went out"
     )
 
 
