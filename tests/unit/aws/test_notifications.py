@@ -1,4 +1,5 @@
-"""Notifications people can route: SNS message attributes, the e-mail filter policy, the chatbot format.
+"""Notifications people can route: SNS message attributes, the e-mail filter policy, the chatbot
+format, and the stack's own CloudWatch alarms, which reach the e-mail address on their own topic.
 
 Read back through an SQS queue subscribed to the topic with raw delivery off (the SNS envelope
 carries ``MessageAttributes``), as a subscriber with a filter policy would see them.
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import AwsEnv, load_template
+from tests.conftest import AwsEnv, load_event, load_template
 from vpsbackup.aws.notifications import (
     CHATBOT_DESCRIPTION_LIMIT,
     CHATBOT_TITLE_LIMIT,
@@ -30,14 +31,16 @@ def attributes_of(envelope: dict[str, Any]) -> dict[str, str]:
     return {key: value["Value"] for key, value in envelope.get("MessageAttributes", {}).items()}
 
 
-def subscribe_queue(aws: AwsEnv, name: str, *, filter_policy: dict[str, Any] | None = None) -> str:
+def subscribe_queue(
+    aws: AwsEnv, name: str, *, filter_policy: dict[str, Any] | None = None, topic_arn: str | None = None
+) -> str:
     sqs, sns = aws.clients["sqs"], aws.clients["sns"]
     url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     attributes = {"RawMessageDelivery": "false"}
     if filter_policy is not None:
         attributes |= {"FilterPolicy": json.dumps(filter_policy), "FilterPolicyScope": "MessageAttributes"}
-    sns.subscribe(TopicArn=aws.topic_arn, Protocol="sqs", Endpoint=arn, Attributes=attributes)
+    sns.subscribe(TopicArn=topic_arn or aws.topic_arn, Protocol="sqs", Endpoint=arn, Attributes=attributes)
     return url
 
 
@@ -154,6 +157,97 @@ def test_the_template_s_email_filter_lets_only_warnings_and_errors_through(aws: 
     # Then the unfiltered subscriber gets all three, the inbox only the warning and the error
     assert sorted(attributes_of(e)["severity"] for e in aws.notifications()) == ["error", "info", "warning"]
     assert sorted(attributes_of(e)["severity"] for e in drain(aws, inbox)) == ["error", "warning"]
+
+
+# -- the stack's own alarms -------------------------------------------------------------------------
+
+ALARM_TOPIC = {"Ref": "StackAlarmsTopic"}
+
+
+def stack_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: r["Properties"] for k, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_every_alarm_of_the_stack_notifies_the_stack_alarms_topic_only() -> None:
+    # The e-mail subscription of NotificationsTopic filters on the severity attribute, which alarm
+    # messages never carry: an alarm publishing there would reach no inbox.
+    alarms = stack_alarms(load_template())
+    assert len(alarms) >= 5
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [ALARM_TOPIC], name
+        for actions in ("OKActions", "InsufficientDataActions"):
+            assert alarm.get(actions, [ALARM_TOPIC]) == [ALARM_TOPIC], (name, actions)
+
+
+def test_the_stack_alarms_topic_mails_the_address_unfiltered_under_the_stack_key() -> None:
+    resources = load_template()["Resources"]
+    topic = resources["StackAlarmsTopic"]
+    assert topic["Type"] == "AWS::SNS::Topic"
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Ref": "NotificationsKey"}
+    subscription = resources["StackAlarmsEmailSubscription"]
+    assert subscription["Condition"] == "HasNotificationEmail"
+    assert subscription["Properties"]["TopicArn"] == ALARM_TOPIC
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "NotificationEmail"}
+    assert "FilterPolicy" not in subscription["Properties"]
+    assert "FilterPolicyScope" not in subscription["Properties"]
+
+
+def test_only_this_account_s_alarms_of_this_stack_may_publish_to_the_stack_alarms_topic() -> None:
+    resources = load_template()["Resources"]
+    policy = resources["StackAlarmsTopicPolicy"]["Properties"]
+    assert policy["Topics"] == [ALARM_TOPIC]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert statement["Action"] == "sns:Publish"
+    assert statement["Resource"] == ALARM_TOPIC
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    source = statement["Condition"]["ArnLike"]["aws:SourceArn"]["Sub"]
+    assert source.endswith(":alarm:${AWS::StackName}-*")
+    # The stack's alarms are named by CloudFormation after the stack (no AlarmName of their own)
+    assert all("AlarmName" not in alarm for alarm in stack_alarms(load_template()).values())
+    # And nothing else in the template lets CloudWatch publish to the notifications topic
+    statements = [
+        s
+        for r in resources.values()
+        if r["Type"] == "AWS::SNS::TopicPolicy"
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+        if {"Ref": "NotificationsTopic"} in r["Properties"]["Topics"]
+    ]
+    assert not any(s["Principal"].get("Service") == "cloudwatch.amazonaws.com" for s in statements)
+
+
+def alarm_message() -> str:
+    """A CloudWatch alarm's SNS message as alarm actions publish it: the alarm JSON, no attributes."""
+    [record] = load_event("alarm-sns.json")["Records"]
+    message: str = record["Sns"]["Message"]
+    json.loads(message)
+    return message
+
+
+def test_an_alarm_without_attributes_reaches_the_inbox_on_the_stack_alarms_topic(aws: AwsEnv) -> None:
+    # Given both topics as the template makes them, a queue standing in for the inbox on each, with
+    # the template's subscription filters (the notifications e-mail filter; none on the alarms topic)
+    sns = aws.clients["sns"]
+    alarms_topic = sns.create_topic(Name="vpsbackup-stack-alarms")["TopicArn"]
+    notifications_inbox = subscribe_queue(aws, "inbox-notifications", filter_policy=email_filter_policy())
+    alarms_subscription = load_template()["Resources"]["StackAlarmsEmailSubscription"]["Properties"]
+    alarms_inbox = subscribe_queue(
+        aws, "inbox-alarms", topic_arn=alarms_topic, filter_policy=alarms_subscription.get("FilterPolicy")
+    )
+    # When a stack alarm fires (CloudWatch publishes the alarm JSON with no message attributes)
+    sns.publish(
+        TopicArn=alarms_topic, Subject='ALARM: "vpsbackup-PruneBackupsErrorsAlarm-1" in EU', Message=alarm_message()
+    )
+    # Then the inbox gets it from the alarms topic
+    [envelope] = drain(aws, alarms_inbox)
+    assert json.loads(envelope["Message"])["NewStateValue"] == "ALARM"
+    assert attributes_of(envelope) == {}
+    # While the same message on the notifications topic would not have passed its e-mail filter
+    sns.publish(TopicArn=aws.topic_arn, Subject="ALARM", Message=alarm_message())
+    assert drain(aws, notifications_inbox) == []
+    assert len(aws.notifications()) == 1  # it was published: an unfiltered subscriber got it
 
 
 def test_a_long_subject_is_cut_to_printable_ascii_below_the_sns_limit() -> None:

@@ -122,9 +122,9 @@ def test_every_reference_in_the_dashboard_is_a_resource_and_its_url_is_an_output
     assert url.startswith("https://") and "${OperationsDashboard}" in url
 
 
-def test_the_failure_queue_and_both_topics_are_encrypted_with_the_stack_key(template: dict[str, Any]) -> None:
+def test_the_failure_queue_and_the_topics_are_encrypted_with_the_stack_key(template: dict[str, Any]) -> None:
     res = template["Resources"]
-    for logical_id in ("FailedInvocationsQueue", "NotificationsTopic", "AlarmActionsTopic"):
+    for logical_id in ("FailedInvocationsQueue", "NotificationsTopic", "StackAlarmsTopic", "AlarmActionsTopic"):
         assert res[logical_id]["Properties"]["KmsMasterKeyId"] == {"Ref": "NotificationsKey"}, logical_id
     principals = {
         s["Principal"].get("Service") for s in res["NotificationsKey"]["Properties"]["KeyPolicy"]["Statement"]
