@@ -269,7 +269,12 @@ def deliver_deploy(aws: AwsEnv, simulator: Simulator, *, at: datetime) -> Deploy
     ],
 )
 def test_a_deploy_backup_a_late_retry_made_is_not_the_restore_point(
-    restore_env: AwsEnv, simulator: Simulator, first_attempt_ago: timedelta, restored_from: str, cause: str
+    restore_env: AwsEnv,
+    simulator: Simulator,
+    caplog: pytest.LogCaptureFixture,
+    first_attempt_ago: timedelta,
+    restored_from: str,
+    cause: str,
 ) -> None:
     # Given a backup made the day before, and a deploy whose first backup attempt the API refused
     now = datetime.now(UTC)
@@ -278,9 +283,13 @@ def test_a_deploy_backup_a_late_retry_made_is_not_the_restore_point(
     first = deliver_deploy(restore_env, simulator, at=now - first_attempt_ago)
     assert first.servers[0].outcome == "failed"
     # When CI retries the deploy request now, and its backup is made
+    caplog.clear()
     retry = deliver_deploy(restore_env, simulator, at=now)
     assert retry.servers[0].outcome == "created"
     retried = retry.servers[0].backup_id
+    # And the deploy job says so in its log when the retry came too late
+    late = [r for r in caplog.records if r.getMessage().startswith("backup made late")]
+    assert len(late) == (1 if cause == "before_deployment" else 0)
     # Then the deployment stays recorded under the first delivery's time, with the retry's backup
     record = state(restore_env).latest_deployment_before(SERVER, now + timedelta(seconds=1))
     assert record is not None

@@ -40,7 +40,7 @@ from vpsbackup.provider.errors import (
     VpsApiError,
 )
 from vpsbackup.provider.models import BACKUP_MANUAL, STATUS_IN_PROGRESS, Backup
-from vpsbackup.records import DeploymentRecord
+from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord
 
 Outcome = Literal["created", "reconciled", "reused", "pending", "failed"]
 STATUS_ERROR = "error"  # no backup: see the result's ``error``
@@ -152,6 +152,7 @@ def back_up_deployment(
     results = []
     for server_id in server_ids:
         result = _back_up_server(request.deployment_id, server_id, description, meta.received_at, deps)
+        _warn_if_late(result, meta.received_at, deps.clock(), log)
         if result.outcome != "pending":
             deps.state.put_deployment_record(
                 DeploymentRecord(
@@ -163,6 +164,22 @@ def back_up_deployment(
             )
         results.append(result)
     return DeploymentResult(request.deployment_id, meta.received_at, results)
+
+
+def _warn_if_late(result: ServerResult, received_at: datetime, now: datetime, log: dict[str, Any]) -> None:
+    """A backup this delivery made longer than DEPLOYMENT_BACKUP_LATEST after the request was first
+    received is recorded, but the restore job will not take it for the state before the deploy."""
+    if result.outcome == "created" and now - received_at > DEPLOYMENT_BACKUP_LATEST:
+        logger.warning(
+            "backup made late: a restore on alarm will not use it as the state before this deploy",
+            extra={
+                **log,
+                "server_id": result.server_id,
+                "backup_id": result.backup_id,
+                "after_request_s": int((now - received_at).total_seconds()),
+                "limit_s": int(DEPLOYMENT_BACKUP_LATEST.total_seconds()),
+            },
+        )
 
 
 def record_metrics(result: DeploymentResult) -> None:
