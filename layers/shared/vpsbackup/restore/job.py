@@ -32,27 +32,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from vpsbackup.aws.notifications import Notifier, Routing, Severity
-from vpsbackup.aws.state import StateTable
 from vpsbackup.durations import describe_duration, format_duration
 from vpsbackup.observability import logger
-from vpsbackup.provider.client import VpsClient
-from vpsbackup.provider.errors import (
-    ApiConnectionError,
-    ApiStatusError,
-    OutcomeUnknownError,
-    RateLimitedError,
-    ServerError,
-    VpsApiError,
-)
-from vpsbackup.provider.models import Backup, RestoreAccepted
-from vpsbackup.records import Hold
+from vpsbackup.provider.errors import VpsApiError
+from vpsbackup.provider.models import Backup
 from vpsbackup.restore import messages
 from vpsbackup.restore.alarm import AlarmTransition, resolve_server
-from vpsbackup.restore.guard import GuardRefusal, RestoreClaim, RestoreGuard
+from vpsbackup.restore.execute import GuardedRestore, RestoreAttempt, RestoreRequest, api_said
+from vpsbackup.restore.guard import GuardRefusal, RestoreClaim
 from vpsbackup.restore.point import (
     RestorePointDecision,
     WatchWindowDecision,
@@ -60,7 +51,6 @@ from vpsbackup.restore.point import (
     human_time,
     watch_window,
 )
-from vpsbackup.restore.settings import RestoreOnAlarmSettings
 
 # An alarm older than RESTORE_MAX_ALARM_AGE is not acted on (the template's EventBridge and
 # async-invoke MaximumEventAgeInSeconds is 900 too, but counts from when the event was queued, and
@@ -122,69 +112,17 @@ class RestoreOutcome:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-def _api_said(exc: VpsApiError) -> str:
-    if isinstance(exc, ApiStatusError):
-        return f"HTTP {exc.status_code}" + (f": {exc.api_message}" if exc.api_message else "")
-    return exc.message
-
-
-def _restore_was_not_applied(exc: VpsApiError) -> bool:
-    """True when the API certainly did not start the restore (the claim can be released)."""
-    if isinstance(exc, OutcomeUnknownError):
-        return False
-    if isinstance(exc, RateLimitedError):
-        return True
-    if isinstance(exc, ServerError):
-        return exc.status_code == 503  # 503 means not applied; a 500 may have started something
-    if isinstance(exc, ApiStatusError):
-        return 400 <= exc.status_code < 500  # refused
-    # ApiConnectionError / ApiTimeoutError on a POST: raised only when the request never left
-    # (after it left, the client raises OutcomeUnknownError instead).
-    return isinstance(exc, ApiConnectionError)
-
-
-def _send_restore(client: VpsClient, server_id: int, backup_id: int) -> RestoreAccepted:
-    """The restore call; an error that is not the client's own (e.g. ``httpx.DecodingError`` of an
-    answer) may come after the request left, so it is an unknown outcome, never a plain failure
-    (which would release the claim)."""
-    try:
-        return client.restore_server(server_id, backup_id)
-    except VpsApiError:
-        raise
-    except Exception as exc:
-        kind = type(exc).__name__
-        raise OutcomeUnknownError(
-            f"POST /servers/{server_id}/restore/: {kind} while restoring; it may have been applied",
-            method="POST",
-            path=f"/servers/{server_id}/restore/",
-            cause=kind,
-        ) from exc
-
-
-class AlarmRestorer:
+@dataclass(kw_only=True, eq=False)
+class AlarmRestorer(GuardedRestore):
     """Handles one :class:`AlarmTransition` (already known to enter ALARM) end to end.
 
-    The words people read are composed in :mod:`vpsbackup.restore.messages`; this class chooses which.
+    The steps from the claim to the restore call are the shared ones of
+    :class:`~vpsbackup.restore.execute.GuardedRestore` (the manual restore takes them too); the words
+    people read are composed in :mod:`vpsbackup.restore.messages`; this class chooses which.
     """
 
-    def __init__(
-        self,
-        settings: RestoreOnAlarmSettings,
-        *,
-        client: VpsClient,
-        state: StateTable,
-        guard: RestoreGuard,
-        notifier: Notifier,
-        alarm_tags: Callable[[str], Mapping[str, str]],
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.settings = settings
-        self.client = client
-        self.state = state
-        self.guard = guard
-        self.notifier = notifier
-        self._alarm_tags = alarm_tags
-        self._clock = clock
+    notifier: Notifier
+    alarm_tags: Callable[[str], Mapping[str, str]]
 
     # -- the sequence --------------------------------------------------------------------------
 
@@ -228,7 +166,7 @@ class AlarmRestorer:
         try:
             backups = self.client.list_backups(server_id=server_id)
         except VpsApiError as exc:
-            said = _api_said(exc)
+            said = api_said(exc)
             logger.error("no restore: the backups could not be listed", extra={**log, "error": said})
             reason = f"the backups of server {server_id} could not be listed: {said}"
             return self._publish(
@@ -269,73 +207,76 @@ class AlarmRestorer:
         if not watch.acts:
             return self._plan(scene, decision, backup, watch=watch)
 
-        claim = self.guard.claim(
-            server_id=server_id, backup_id=backup.id, transition_key=transition.key, alarm_name=alarm
+        request = RestoreRequest(
+            decision=decision,
+            backup=backup,
+            transition_key=transition.key,
+            trigger="alarm",
+            by=f"alarm {alarm}",
+            lock_name=alarm,
+            hold_reason=f"restore point for alarm {alarm}",
+            details={"alarm_at": transition.state_changed_at.isoformat()},
+            log={"alarm": alarm, "transition": transition.key},
         )
+        claim = self.claim(request)
         if isinstance(claim, GuardRefusal):
             return self._refused(scene, decision, claim)
-        try:
-            return self._restore(scene, decision, backup, claim)
-        except Exception as exc:  # an AWS or programming error after the claim: never leave people uninformed
-            logger.exception("restore aborted by an unexpected error", extra=log)
-            # Only reached before the restore request was sent (see _restore): releasing is safe.
-            error_name = type(exc).__name__
-            self._guard_update(lambda: self.guard.release(claim, f"unexpected error: {error_name}"), log)
-            reason = f"an unexpected error stopped the restore: {error_name}"
+        return self._told(scene, decision, claim, self.carry_out(claim, request))
+
+    def _told(
+        self, scene: messages.AlarmScene, decision: RestorePointDecision, claim: RestoreClaim, attempt: RestoreAttempt
+    ) -> RestoreOutcome:
+        """Tell people what became of the claimed restore (:meth:`GuardedRestore.carry_out`)."""
+        alarm, server_id, backup = scene.alarm, claim.server_id, decision.backup
+        assert backup is not None  # a claim is only made for a restore point
+        if attempt.kind == "reread_failed":
             return self._publish(
                 scene,
-                RestoreOutcome("failed", reason, alarm, server_id, backup.id, cause="internal_error"),
-                messages.internal_error(scene, decision, backup, error_name),
+                RestoreOutcome("failed", attempt.reason, alarm, server_id, backup.id, cause="reread_failed"),
+                messages.reread_failed(scene, decision, backup, attempt.api_said or ""),
             )
-
-    def _restore(
-        self, scene: messages.AlarmScene, decision: RestorePointDecision, backup: Backup, claim: RestoreClaim
-    ) -> RestoreOutcome:
-        alarm, server_id = scene.alarm, claim.server_id
-        log = {"alarm": alarm, "server_id": str(server_id), "transition": scene.transition.key}
-        hold_until = self._hold(scene.transition, backup)
-
-        # The listing may be minutes old (and the claim took time): re-read the status right before.
-        try:
-            fresh = next((b for b in self.client.iter_backups(server_id=server_id) if b.id == backup.id), None)
-        except VpsApiError as exc:
-            said = _api_said(exc)
-            reason = f"backup {backup.id} could not be re-read before restoring: {said}"
-            return self._released(
-                claim,
-                f"re-reading backup {backup.id} failed: {said}",
+        if attempt.kind == "backup_changed":
+            return self._publish(
                 scene,
-                RestoreOutcome("failed", reason, alarm, server_id, backup.id, cause="reread_failed"),
-                messages.reread_failed(scene, decision, backup, said),
+                RestoreOutcome("skipped", attempt.reason, alarm, server_id, backup.id, cause="backup_changed"),
+                messages.backup_changed(scene, decision, backup, attempt.now_is or ""),
             )
-        if fresh is None or not fresh.is_completed or fresh.server.id != server_id:
-            now_is = messages.backup_now_is(fresh, server_id)
-            outcome = RestoreOutcome(
-                "skipped",
-                f"backup {backup.id} {now_is} (it was completed when chosen)",
-                alarm,
-                server_id,
-                backup.id,
-                cause="backup_changed",
+        if attempt.kind == "internal_error":
+            error = attempt.error or "error"
+            return self._publish(
+                scene,
+                RestoreOutcome("failed", attempt.reason, alarm, server_id, backup.id, cause="internal_error"),
+                messages.internal_error(scene, decision, backup, error),
             )
-            message = messages.backup_changed(scene, decision, backup, now_is)
-            return self._released(claim, f"backup {backup.id} {now_is}", scene, outcome, message)
-
-        try:
-            accepted = _send_restore(self.client, server_id, backup.id)
-        except VpsApiError as exc:
-            return self._restore_failed(scene, decision, backup, claim, exc)
-
-        # The restore happened; if this fails the lock still holds (state "claimed"): only logged.
-        self._guard_update(lambda: self.guard.mark_restored(claim), log)
-        logger.info(
-            "server restored",
-            extra={"alarm": alarm, "server_id": server_id, "backup_id": backup.id, "status": accepted.status_code},
-        )
+        if attempt.kind in ("not_applied", "outcome_unknown"):
+            said = attempt.api_said or ""
+            return self._publish(
+                scene,
+                RestoreOutcome(
+                    "failed",
+                    f"the API did not restore server {server_id} from backup {backup.id}: {said}",
+                    alarm,
+                    server_id,
+                    backup.id,
+                    cause=attempt.cause,
+                ),
+                messages.restore_failed(
+                    scene,
+                    decision,
+                    backup,
+                    api_said=said,
+                    not_applied=attempt.kind == "not_applied",
+                    locked_until=claim.locked_until,
+                ),
+            )
+        # restored: the backup was held, then the restore accepted
+        assert attempt.accepted is not None
+        assert attempt.hold_until is not None
+        api_status = attempt.accepted.status_code
         guardrails = messages.Guardrails(
             locked_until=claim.locked_until,
             cooldown=self.settings.restore_cooldown,
-            hold_until=hold_until,
+            hold_until=attempt.hold_until,
             hold=self.settings.restore_hold,
         )
         return self._publish(
@@ -347,47 +288,9 @@ class AlarmRestorer:
                 server_id,
                 backup.id,
                 cause=decision.basis,
-                extra={"api_status": accepted.status_code},
+                extra={"api_status": api_status},
             ),
-            messages.restored(scene, decision, backup, api_status=accepted.status_code, guardrails=guardrails),
-        )
-
-    def _restore_failed(
-        self,
-        scene: messages.AlarmScene,
-        decision: RestorePointDecision,
-        backup: Backup,
-        claim: RestoreClaim,
-        exc: VpsApiError,
-    ) -> RestoreOutcome:
-        alarm, server_id = scene.alarm, claim.server_id
-        log = {"alarm": alarm, "server_id": str(server_id), "transition": scene.transition.key}
-        said = _api_said(exc)
-        # From here on nothing may raise into handle(), whose fallback releases the claim: a
-        # failed lock update leaves it "claimed", which blocks new restores for the cooldown.
-        not_applied = _restore_was_not_applied(exc)
-        if not_applied:
-            self._guard_update(lambda: self.guard.release(claim, f"restore refused or not applied: {said}"), log)
-        else:
-            self._guard_update(lambda: self.guard.mark_outcome_unknown(claim, said), log)
-        cause = (
-            f"api_{exc.status_code}"
-            if isinstance(exc, ApiStatusError)
-            else "outcome_unknown"
-            if isinstance(exc, OutcomeUnknownError)
-            else "api_unreachable"
-        )
-        logger.error(
-            "restore failed",
-            extra={"alarm": alarm, "server_id": server_id, "backup_id": backup.id, "api_said": said, "cause": cause},
-        )
-        reason = f"the API did not restore server {server_id} from backup {backup.id}: {said}"
-        return self._publish(
-            scene,
-            RestoreOutcome("failed", reason, alarm, server_id, backup.id, cause=cause),
-            messages.restore_failed(
-                scene, decision, backup, api_said=said, not_applied=not_applied, locked_until=claim.locked_until
-            ),
+            messages.restored(scene, decision, backup, api_status=api_status, guardrails=guardrails),
         )
 
     def _plan(
@@ -402,7 +305,9 @@ class AlarmRestorer:
         (``watch``) an alarm outside the watch window."""
         server_id = decision.server_id
         refusal = self.guard.check(server_id=server_id, transition_key=scene.transition.key)
-        hold_until = self._hold(scene.transition, backup)
+        hold_until = self.hold(
+            backup, reason=f"restore point for alarm {scene.alarm}", placed_by=f"alarm {scene.alarm}"
+        )
         would = messages.guard_verdict(None if refusal is None else refusal.reason)
         why = "RESTORE_MODE=notify" if watch is None else f"outside the watch window: {watch.reason}"
         logger.info(
@@ -444,10 +349,6 @@ class AlarmRestorer:
                 extra={"alarm": scene.alarm, "server_id": server_id, "why": refusal.reason},
             )
             return RestoreOutcome("duplicate", refusal.reason, scene.alarm, server_id, backup_id, cause="duplicate")
-        logger.warning(
-            "restore refused by the guardrails",
-            extra={"alarm": scene.alarm, "server_id": server_id, "kind": refusal.kind, "why": refusal.reason},
-        )
         return self._publish(
             scene,
             RestoreOutcome("skipped", refusal.reason, scene.alarm, server_id, backup_id, cause=refusal.kind),
@@ -458,7 +359,7 @@ class AlarmRestorer:
 
     def _untimely(self, transition: AlarmTransition) -> tuple[str, str] | None:
         """(cause, why) when the alarm's state change is too old or in the future to act on."""
-        now = self._clock()
+        now = self.clock()
         at = transition.state_changed_at
         max_age = self.settings.restore_max_alarm_age
         if now - at > max_age:
@@ -474,50 +375,18 @@ class AlarmRestorer:
             )
         return None
 
-    @staticmethod
-    def _guard_update(update: Callable[[], None], log: Mapping[str, str]) -> None:
-        """Run a lock update after which nothing must raise; a failure is logged, the lock stays as it was."""
-        try:
-            update()
-        except Exception:
-            logger.exception("could not update the restore lock; it stays claimed", extra=dict(log))
-
     def _tags_of(self, transition: AlarmTransition) -> Mapping[str, str] | None:
         if transition.tags is not None:
             return transition.tags
         if not transition.alarm_arn:
             return None
         try:
-            return self._alarm_tags(transition.alarm_arn)
+            return self.alarm_tags(transition.alarm_arn)
         except Exception as exc:  # AccessDenied (alarm outside the prefix), throttling...: fall back to the map
             logger.warning(
                 "could not read the alarm's tags", extra={"alarm": transition.alarm_name, "error": type(exc).__name__}
             )
             return None
-
-    def _hold(self, transition: AlarmTransition, backup: Backup) -> datetime:
-        until = self._clock() + self.settings.restore_hold
-        self.state.put_hold(
-            Hold(
-                backup_id=backup.id,
-                server_id=backup.server.id,
-                until=until,
-                reason=f"restore point for alarm {transition.alarm_name}",
-            )
-        )
-        return until
-
-    def _released(
-        self,
-        claim: RestoreClaim,
-        why: str,
-        scene: messages.AlarmScene,
-        outcome: RestoreOutcome,
-        message: messages.Message,
-    ) -> RestoreOutcome:
-        """Release the claim (the restore request was not sent), then tell people."""
-        self.guard.release(claim, why)
-        return self._publish(scene, outcome, message)
 
     def _publish(
         self, scene: messages.AlarmScene, outcome: RestoreOutcome, message: messages.Message

@@ -1,34 +1,36 @@
 """A restore started by a person (``vpsbackup restore``), inside the alarm path's guardrails.
 
-The same pieces as the alarm path, in the same order: the restore point
-(:func:`~vpsbackup.restore.point.choose_restore_point`, with "now" as the alarm's time, or the backup
-the person named, checked by :func:`choose_named_backup`), the guard's claim (the server's lock and
-cooldown, the fleet cap; :class:`~vpsbackup.restore.guard.RestoreGuard`), then
-:func:`~vpsbackup.restore.execute.restore_with_claim` (the hold, the status re-read, one restore
-call). A person may override the cooldown, with a reason; the fleet cap and a restore that may be
-running right now still stop them. Every request, refusal and override is written to the journal.
+The restore point is chosen as the alarm path chooses it
+(:func:`~vpsbackup.restore.point.choose_restore_point`, with "now" as the alarm's time), or is the
+backup the person named, checked by :func:`choose_named_backup`. From there on it is the alarm
+path's own code, :class:`~vpsbackup.restore.execute.GuardedRestore`: the guard's claim (the server's
+lock and cooldown, the fleet cap), the hold, the status re-read, one restore call, the journal. A
+person may override the cooldown, with a reason; the fleet cap and a restore that may be running
+right now still stop them. Every request, refusal and override is written to the journal.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
-from vpsbackup.aws.journal import Journal
-from vpsbackup.aws.state import StateTable
 from vpsbackup.durations import format_duration
 from vpsbackup.observability import logger
-from vpsbackup.provider.client import VpsClient
 from vpsbackup.provider.models import Backup
-from vpsbackup.restore.execute import RestoreAttempt, restore_with_claim
-from vpsbackup.restore.guard import MANUAL_TRANSITION_PREFIX, GuardRefusal, RestoreGuard
+from vpsbackup.restore.execute import AttemptKind, GuardedRestore, RestoreRequest
+from vpsbackup.restore.guard import MANUAL_TRANSITION_PREFIX, GuardRefusal
 from vpsbackup.restore.point import RestorePointDecision, choose_restore_point, human_time
-from vpsbackup.restore.settings import RestoreOnAlarmSettings
 
 ManualOutcome = Literal["restored", "refused", "failed", "outcome_unknown"]
+# What a person is told became of their restore; any other attempt is "failed".
+MANUAL_OUTCOMES: Mapping[AttemptKind, ManualOutcome] = {
+    "restored": "restored",
+    "outcome_unknown": "outcome_unknown",
+    "backup_changed": "refused",
+}
 
 
 def choose_named_backup(server_id: int, backups: Iterable[Backup], backup_id: int) -> RestorePointDecision:
@@ -91,33 +93,18 @@ class ManualRestoreResult:
     overridden: str | None = None
 
 
-class ManualRestorer:
-    """Plans and carries out one person's restore; every act and refusal is journaled."""
+@dataclass(kw_only=True, eq=False)
+class ManualRestorer(GuardedRestore):
+    """Plans and carries out one person's restore (``who``: their AWS identity) through the shared
+    steps of :class:`~vpsbackup.restore.execute.GuardedRestore`; every act and refusal is journaled."""
 
-    def __init__(
-        self,
-        settings: RestoreOnAlarmSettings,
-        *,
-        client: VpsClient,
-        state: StateTable,
-        guard: RestoreGuard,
-        journal: Journal,
-        who: str,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.settings = settings
-        self.client = client
-        self.state = state
-        self.guard = guard
-        self.journal = journal
-        self.who = who
-        self._clock = clock
+    who: str
 
     def plan(
         self, server_id: int, *, backup_id: int | None = None, override_cooldown: bool = False
     ) -> ManualRestorePlan:
         """The restore point and the guardrails' verdict now; changes nothing."""
-        now = self._clock()
+        now = self.clock()
         backups = self.client.list_backups(server_id=server_id)
         if backup_id is not None:
             decision = choose_named_backup(server_id, backups, backup_id)
@@ -146,99 +133,62 @@ class ManualRestorer:
     def refuse(self, plan: ManualRestorePlan) -> None:
         """Journal the refusal the plan already shows (nothing is claimed, nothing changes)."""
         if plan.backup is None:
-            self._journal_refusal(plan.server_id, None, "no_backup", f"no restore point: {plan.decision.reason}")
+            self._journal_no_backup(plan)
         elif plan.refusal is not None:
-            self._journal_refusal(plan.server_id, plan.backup.id, plan.refusal.kind, plan.refusal.reason)
+            self.journal_entry(
+                "restore_refused",
+                by=self.who,
+                outcome=plan.refusal.kind,
+                server_id=plan.server_id,
+                backup_id=plan.backup.id,
+                reasons=(plan.refusal.reason,),
+                details={"trigger": "manual", "would_restore": plan.decision.reason},
+            )
 
     def execute(self, plan: ManualRestorePlan, *, override_reason: str | None = None) -> ManualRestoreResult:
-        """Claim, hold, re-read, restore once. A refusal or failure is a result, never an exception."""
+        """Claim, hold, re-read, restore once (the shared path). A refusal or failure is a result, never
+        an exception."""
         server_id, backup = plan.server_id, plan.backup
         if backup is None:
-            reason = f"no restore point: {plan.decision.reason}"
-            self._journal_refusal(server_id, None, "no_backup", reason)
-            return ManualRestoreResult("refused", reason, server_id, None, "no_backup")
+            return self._journal_no_backup(plan)
         if plan.override_cooldown and not override_reason:
             raise ValueError("override_reason: a cooldown override needs a reason")
-        claim = self.guard.claim(
-            server_id=server_id,
-            backup_id=backup.id,
+        details = {"loses": format_duration(plan.loses)} if plan.loses is not None else {}
+        request = RestoreRequest(
+            decision=plan.decision,
+            backup=backup,
             transition_key=f"{MANUAL_TRANSITION_PREFIX}{uuid.uuid4().hex}",
-            alarm_name=self.who,
-            override_cooldown=plan.override_cooldown,
-        )
-        if isinstance(claim, GuardRefusal):
-            self._journal_refusal(server_id, backup.id, claim.kind, claim.reason)
-            logger.warning(
-                "manual restore refused by the guardrails", extra={"server_id": server_id, "why": claim.reason}
-            )
-            return ManualRestoreResult("refused", claim.reason, server_id, backup.id, claim.kind)
-        overridden = None
-        if claim.overridden is not None:
-            overridden = claim.overridden.describe()
-            self.journal.record(
-                "cooldown_overridden",
-                by=self.who,
-                outcome="overridden",
-                server_id=server_id,
-                backup_id=backup.id,
-                run=claim.transition_key,
-                reasons=(override_reason or "",),
-                details={"overridden": overridden, "locked_until": claim.overridden.locked_until.isoformat()},
-            )
-        try:
-            attempt = restore_with_claim(
-                self.client,
-                self.state,
-                self.guard,
-                claim,
-                backup,
-                hold_for=self.settings.restore_hold,
-                hold_reason=f"restore point of a manual restore by {self.who}",
-                placed_by=self.who,
-                clock=self._clock,
-            )
-        except Exception as exc:  # before the request left (restore_with_claim never raises after it)
-            self.guard.release(claim, f"unexpected error: {type(exc).__name__}")
-            reason = f"an unexpected error stopped the restore: {type(exc).__name__}: {exc}"
-            self._journal_request(plan, claim.transition_key, "failed", reason, None)
-            return ManualRestoreResult("failed", reason, server_id, backup.id, "internal_error")
-        self._journal_request(plan, claim.transition_key, attempt.kind, attempt.reason, attempt)
-        outcome: ManualOutcome = (
-            "restored"
-            if attempt.kind == "restored"
-            else "outcome_unknown"
-            if attempt.kind == "outcome_unknown"
-            else "refused"
-            if attempt.kind == "backup_changed"
-            else "failed"
-        )
-        return ManualRestoreResult(
-            outcome, attempt.reason, server_id, backup.id, attempt.cause, attempt.hold_until, overridden
-        )
-
-    def _journal_refusal(self, server_id: int, backup_id: int | None, cause: str, reason: str) -> None:
-        self.journal.record(
-            "restore_refused", by=self.who, outcome=cause, server_id=server_id, backup_id=backup_id, reasons=(reason,)
-        )
-
-    def _journal_request(
-        self, plan: ManualRestorePlan, run: str, outcome: str, reason: str, attempt: RestoreAttempt | None
-    ) -> None:
-        backup = plan.backup
-        details: dict[str, str] = {"trigger": "manual"}
-        if plan.loses is not None:
-            details["loses"] = format_duration(plan.loses)
-        if attempt is not None:
-            details["hold_until"] = attempt.hold_until.isoformat()
-            if attempt.api_said:
-                details["api_said"] = attempt.api_said
-        self.journal.record(
-            "restore_requested",
+            trigger="manual",
             by=self.who,
-            outcome=outcome,
-            server_id=plan.server_id,
-            backup_id=backup.id if backup else None,
-            run=run,
-            reasons=(plan.decision.reason, reason),
+            lock_name=self.who,
+            hold_reason=f"restore point of a manual restore by {self.who}",
+            override_cooldown=plan.override_cooldown,
+            override_reason=override_reason,
             details=details,
         )
+        claim = self.claim(request)
+        if isinstance(claim, GuardRefusal):
+            return ManualRestoreResult("refused", claim.reason, server_id, backup.id, claim.kind)
+        overridden = claim.overridden.describe() if claim.overridden is not None else None
+        attempt = self.carry_out(claim, request)
+        return ManualRestoreResult(
+            MANUAL_OUTCOMES.get(attempt.kind, "failed"),
+            attempt.reason,
+            server_id,
+            backup.id,
+            attempt.cause,
+            attempt.hold_until,
+            overridden,
+        )
+
+    def _journal_no_backup(self, plan: ManualRestorePlan) -> ManualRestoreResult:
+        reason = f"no restore point: {plan.decision.reason}"
+        self.journal_entry(
+            "restore_refused",
+            by=self.who,
+            outcome="no_backup",
+            server_id=plan.server_id,
+            reasons=(reason,),
+            details={"trigger": "manual"},
+        )
+        return ManualRestoreResult("refused", reason, plan.server_id, None, "no_backup")
