@@ -3,7 +3,8 @@
 Triggers: the EventBridge Scheduler schedule (daily by default), a classic EventBridge scheduled
 event, or a manual invoke ``{"dry_run": true, "server_ids": [12345]}``. This module only wires:
 settings (validated once, at the first invocation), the request, the client's deadline, then
-:mod:`vpsbackup.prune.job` lists, plans, deletes and reports.
+:mod:`vpsbackup.prune.job` lists, plans, deletes and reports, and :mod:`vpsbackup.prune.journal`
+writes each deletion to the journal.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import functools
 from typing import Any
 
 from vpsbackup.aws import runtime
+from vpsbackup.aws.journal import Journal
 from vpsbackup.observability import logger, metrics, tracer
 from vpsbackup.prune.job import PruneOptions, publish_report, run_prune
+from vpsbackup.prune.journal import journal_run
 from vpsbackup.prune.request import parse_prune_request
 from vpsbackup.prune.settings import PruneSettings
 from vpsbackup.settings import load_settings
@@ -36,12 +39,16 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     logger.append_keys(trigger=request.trigger, dry_run=request.dry_run or config.dry_run)
     client = runtime.api_client_for(config)
     client.set_deadline(runtime.remaining_seconds(context))
-    report = run_prune(
-        request,
-        PruneOptions.from_settings(config),
-        client=client,
-        holds=runtime.state_table(config.state_table_name),
-        time_left=lambda: runtime.remaining_seconds(context, margin=0.0),
+    state = runtime.state_table(config.state_table_name)
+    options = PruneOptions.from_settings(config)
+    time_left = functools.partial(runtime.remaining_seconds, context, margin=0.0)
+    report = run_prune(request, options, client=client, holds=state, time_left=time_left)
+    journal_run(
+        report,
+        options.policies,
+        journal=Journal(state, source="prune-backups", retention=config.journal_retention),
+        run=getattr(context, "aws_request_id", None) or report.plan.now.isoformat(),
+        time_left=time_left,
     )
     publish_report(report, notifier=runtime.notifier(config.notify_topic_arn, config.notify_format))
     return report.to_dict()

@@ -102,6 +102,7 @@ def test_the_function_may_read_the_secret_and_the_table_and_publish_nothing_more
         ("secretsmanager:GetSecretValue", json.dumps({"Ref": "VpsApiTokenSecretArn"})),
         ("dynamodb:Query", json.dumps({"GetAtt": "StateTable.Arn"})),
         ("dynamodb:GetItem", json.dumps({"GetAtt": "StateTable.Arn"})),  # a hold re-checked before each delete
+        ("dynamodb:BatchWriteItem", json.dumps({"GetAtt": "StateTable.Arn"})),  # the journal of the deletions
         ("sns:Publish", json.dumps({"Ref": "NotificationsTopic"})),
         # the topic is encrypted with the stack's own key: publishing needs it
         ("kms:GenerateDataKey", json.dumps({"GetAtt": "NotificationsKey.Arn"})),

@@ -17,15 +17,19 @@ pk                          sk                            found by
 time order. The entry itself is one JSON attribute (``entry``), read back as a
 :class:`~vpsbackup.records.JournalEntry`.
 
-Writing never blocks the act it records: :meth:`Journal.record` never raises. A failed write is
-logged (with the whole entry, so the log still has it) and counted: ``JournalWriteFailed`` in the
-metrics and :attr:`Journal.failed_writes`.
+Writing never blocks the act it records: :meth:`Journal.record` and :meth:`Journal.write_many` never
+raise. A failed write is logged (with the whole entry, so the log still has it) and counted:
+``JournalWriteFailed`` in the metrics and :attr:`Journal.failed_writes`. One act writes its entry
+in one ``BatchWriteItem`` request; a run with many (a prune's deletions, a deploy's backups) writes
+them together, 25 items a request (:meth:`Journal.write_many`).
 """
 
 from __future__ import annotations
 
+import sys
+import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +42,11 @@ from vpsbackup.records import JournalAct, JournalEntry
 
 DEFAULT_RETENTION = timedelta(days=400)
 JOURNAL_PREFIX = "journal#"
+# DynamoDB's BatchWriteItem takes at most 25 items; unprocessed ones are re-sent this many times.
+MAX_BATCH_ITEMS = 25
+BATCH_ATTEMPTS = 5
+# No batch is started with less than this left of the invocation (write_many's time_left).
+WRITE_MARGIN_S = 5.0
 
 
 def day_pk(moment: datetime) -> str:
@@ -50,6 +59,25 @@ def server_journal_pk(server_id: int) -> str:
 
 def backup_journal_pk(backup_id: int) -> str:
     return f"journal#backup#{backup_id}"
+
+
+def _sort_key(entry: JournalEntry) -> str:
+    return f"{utc_key_time(entry.at)}#{entry.entry_id}"
+
+
+def _batches(entries: Iterable[JournalEntry]) -> Iterator[list[JournalEntry]]:
+    """The entries in groups whose copies fit one ``BatchWriteItem`` (at most 25 items)."""
+    batch: list[JournalEntry] = []
+    items = 0
+    for entry in entries:
+        copies = len(entry_keys(entry))
+        if batch and items + copies > MAX_BATCH_ITEMS:
+            yield batch
+            batch, items = [], 0
+        batch.append(entry)
+        items += copies
+    if batch:
+        yield batch
 
 
 def entry_keys(entry: JournalEntry) -> list[str]:
@@ -81,7 +109,7 @@ class Journal:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def record(
+    def entry(
         self,
         act: JournalAct,
         *,
@@ -94,9 +122,9 @@ class Journal:
         details: Mapping[str, Any] | None = None,
         at: datetime | None = None,
     ) -> JournalEntry | None:
-        """Write one entry; returns it, or None when it could not be written (logged and counted). Never raises."""
+        """A new entry (not written yet), or None when it cannot be made (logged and counted). Never raises."""
         try:
-            entry = JournalEntry(
+            return JournalEntry(
                 entry_id=uuid.uuid4().hex,
                 at=at or self._clock(),
                 act=act,
@@ -113,33 +141,94 @@ class Journal:
             self._failed(
                 "journal entry could not be built", {"act": act, "server_id": server_id, "backup_id": backup_id}
             )
+            self._count(1)
             return None
-        return entry if self.write(entry) else None
+
+    def record(self, act: JournalAct, **entry: Any) -> JournalEntry | None:
+        """Write one entry (the arguments of :meth:`entry`); returns it, or None when it could not be
+        written (logged and counted). Never raises."""
+        made = self.entry(act, **entry)
+        return made if made is not None and self.write(made) else None
 
     def write(self, entry: JournalEntry) -> bool:
         """Store ``entry`` under each of its keys; False (logged, counted) if that failed. Never raises."""
         logger.info("journal entry", extra={"journal": entry.model_dump(mode="json")})
+        return self.state is None or self._store([entry])[1] == 0
+
+    def write_many(
+        self, entries: Iterable[JournalEntry], *, time_left: Callable[[], float | None] = lambda: None
+    ) -> int:
+        """Store many entries in as few ``BatchWriteItem`` requests as they fit (25 items each, an
+        entry's copies in one request), reading ``entries`` as it goes; returns how many could not
+        be written (each logged whole, and counted). With less than :data:`WRITE_MARGIN_S` of
+        ``time_left``, the rest are only logged: the invocation must still finish. Never raises."""
         if self.state is None:
-            return True
+            for entry in entries:
+                logger.info("journal entry", extra={"journal": entry.model_dump(mode="json")})
+            return 0
+        written, failed = self._store(entries, time_left=time_left)
+        logger.info("journal entries written", extra={"written": written, "failed": failed})
+        return failed
+
+    def _store(
+        self, entries: Iterable[JournalEntry], *, time_left: Callable[[], float | None] = lambda: None
+    ) -> tuple[int, int]:
+        """(written, failed): ``entries`` batch by batch, the failed ones logged whole and counted."""
+        written = failed = 0
+        out_of_time = False
+        for batch in _batches(entries):
+            if not out_of_time:
+                left = time_left()
+                out_of_time = left is not None and left < WRITE_MARGIN_S
+            unwritten = list(batch) if out_of_time else self._put_batch(batch)
+            message = (
+                "journal write skipped: the invocation is out of time"
+                if out_of_time
+                else "journal write failed; the act it records is not affected"
+            )
+            for entry in unwritten:
+                self._failed(message, entry.model_dump(mode="json"))
+            written += len(batch) - len(unwritten)
+            failed += len(unwritten)
+        if failed:
+            self._count(failed)
+        return written, failed
+
+    def _put_batch(self, batch: Sequence[JournalEntry]) -> list[JournalEntry]:
+        """One ``BatchWriteItem`` (and its unprocessed items, retried): the entries not (wholly) written."""
+        assert self.state is not None
+        name = self.state.name
+        pending = [{"PutRequest": {"Item": item}} for entry in batch for item in self._items(entry)]
         try:
-            body = entry.model_dump_json()
-            sk = f"{utc_key_time(entry.at)}#{entry.entry_id}"
-            expiration = epoch(entry.at + self.retention)
-            with self.state.table.batch_writer() as batch:
-                for pk in entry_keys(entry):
-                    batch.put_item(Item={PK: pk, SK: sk, "entry": body, TTL_ATTRIBUTE: expiration})
+            client = self.state.table.meta.client  # the resource's: it takes plain Python values
+            for attempt in range(BATCH_ATTEMPTS):
+                response = client.batch_write_item(RequestItems={name: pending})
+                pending = response.get("UnprocessedItems", {}).get(name, [])
+                if not pending:
+                    return []
+                time.sleep(0.05 * 2**attempt)  # DynamoDB throttled part of the batch: back off
         except Exception:
-            self._failed("journal write failed; the act it records is not affected", entry.model_dump(mode="json"))
-            return False
-        return True
+            logger.exception("journal batch write failed", extra={"entries": len(batch)})
+            return list(batch)  # some copies may be written; the log has each whole entry
+        unwritten = {str(p["PutRequest"]["Item"][SK]) for p in pending}
+        return [entry for entry in batch if _sort_key(entry) in unwritten]
+
+    def _items(self, entry: JournalEntry) -> list[dict[str, Any]]:
+        body = entry.model_dump_json()
+        expiration = epoch(entry.at + self.retention)
+        sk = _sort_key(entry)
+        return [{PK: pk, SK: sk, "entry": body, TTL_ATTRIBUTE: expiration} for pk in entry_keys(entry)]
 
     def _failed(self, message: str, what: Mapping[str, Any]) -> None:
         self.failed_writes += 1
-        logger.exception(message, extra={"journal": dict(what)})
+        logger.error(message, extra={"journal": dict(what)}, exc_info=sys.exc_info()[0] is not None)
+
+    @staticmethod
+    def _count(failed: int) -> None:
         try:
-            metrics.add_metric(name="JournalWriteFailed", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="JournalWriteFailed", unit=MetricUnit.Count, value=failed)
         except Exception:  # a metrics problem must not turn into a failed act either
-            logger.warning("could not count the failed journal write")
+            logger.warning("could not count the failed journal writes", extra={"failed": failed})
 
     # -- reading -------------------------------------------------------------------------------
 

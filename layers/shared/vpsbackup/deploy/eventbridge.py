@@ -40,7 +40,7 @@ def on_eventbridge(
         )
         metrics.add_metric(name="requests_rejected", unit=MetricUnit.Count, value=1)
         raise
-    result = back_up(request, servers, context, config, max_wait_for_claim=max_wait_for_claim)
+    result = back_up(request, servers, context, config, max_wait_for_claim=max_wait_for_claim, trigger="eventbridge")
     body = result.body()
     if result.failed or result.pending:
         # A pending server is another delivery's, which may still die: only a retry can tell.

@@ -65,7 +65,7 @@ def on_function_url(
         logger.info("deploy request rejected", extra={"fields": exc.fields, "reason": exc.message})
         metrics.add_metric(name="requests_rejected", unit=MetricUnit.Count, value=1)
         return respond(400, {"error": "bad_request", "message": exc.message, "fields": exc.fields})
-    result = back_up(deploy_request, servers, context, config, max_wait_for_claim=max_wait_for_claim)
+    result = back_up(deploy_request, servers, context, config, max_wait_for_claim=max_wait_for_claim, trigger="webhook")
     return respond(result.http_status, result.body())
 
 

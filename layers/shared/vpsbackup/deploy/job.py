@@ -9,13 +9,14 @@ Both get everything they need as arguments (client, tables, clock): no environme
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import StateTable
 from vpsbackup.deploy.claims import (
     DEFAULT_REMAINING,
@@ -40,7 +41,10 @@ from vpsbackup.provider.errors import (
     VpsApiError,
 )
 from vpsbackup.provider.models import BACKUP_MANUAL, STATUS_IN_PROGRESS, Backup
-from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord
+from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord, JournalEntry
+
+# What the journal keeps of a deploy request, besides its id.
+REQUEST_CONTEXT = ("environment", "repository", "ref", "commit", "actor", "url")
 
 Outcome = Literal["created", "reconciled", "reused", "pending", "failed"]
 STATUS_ERROR = "error"  # no backup: see the result's ``error``
@@ -134,6 +138,10 @@ class BackupOnDeploy:
     poll_interval: float = 0.1
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], None] = field(default=time.sleep)
+    # The journal of irreversible acts (each backup this delivery made or found), and what
+    # delivered the request (``eventbridge``, ``webhook``), in its entries.
+    journal: Journal | None = None
+    trigger: str = ""
 
 
 @tracer.capture_method
@@ -163,6 +171,8 @@ def back_up_deployment(
                 )
             )
         results.append(result)
+    if deps.journal is not None:
+        deps.journal.write_many(journal_entries(deps.journal, request, results, meta.received_at, deps.trigger))
     return DeploymentResult(request.deployment_id, meta.received_at, results)
 
 
@@ -180,6 +190,45 @@ def _warn_if_late(result: ServerResult, received_at: datetime, now: datetime, lo
                 "limit_s": int(DEPLOYMENT_BACKUP_LATEST.total_seconds()),
             },
         )
+
+
+def journal_entries(
+    journal: Journal, request: DeployRequest, results: list[ServerResult], received_at: datetime, trigger: str
+) -> Iterator[JournalEntry]:
+    """One ``backup_created`` entry per server this delivery made a backup for (``created``), found
+    the backup an earlier delivery made without an answer (``reconciled``), or failed to back up
+    (``failed``, with the error); ``reused`` and ``pending`` servers were journaled by the delivery
+    that made their backup."""
+    context = {
+        key: value
+        for key, value in (("trigger", trigger), *((name, getattr(request, name)) for name in REQUEST_CONTEXT))
+        if value
+    }
+    for result in results:
+        if result.outcome not in ("created", "reconciled", "failed"):
+            continue
+        entry = journal.entry(
+            "backup_created",
+            by=f"deployment {request.deployment_id}",
+            outcome=result.outcome,
+            server_id=result.server_id,
+            backup_id=result.backup_id,
+            run=request.deployment_id,
+            reasons=(why_journaled(request.deployment_id, result, received_at),),
+            details={"status": result.status, "received_at": received_at.isoformat(), **context},
+        )
+        if entry is not None:
+            yield entry
+
+
+def why_journaled(deployment_id: str, result: ServerResult, received_at: datetime) -> str:
+    """Why the entry's backup exists (or does not), in words."""
+    made = f"the backup before deployment {deployment_id} (request received {received_at.isoformat()})"
+    if result.outcome == "reconciled":
+        return f"{made}, found by its marker: an earlier delivery made it and had no answer"
+    if result.outcome == "failed":
+        return f"no backup before deployment {deployment_id}: {result.error}"
+    return made
 
 
 def record_metrics(result: DeploymentResult) -> None:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vpsbackup.aws import runtime
+from vpsbackup.aws.journal import Journal
 from vpsbackup.deploy.claims import ClaimStore, lease_for
 from vpsbackup.deploy.job import BackupOnDeploy, DeploymentResult, back_up_deployment, record_metrics
 from vpsbackup.deploy.request import DeployRequest
@@ -27,9 +28,11 @@ def back_up(
     config: BackupOnDeploySettings,
     *,
     max_wait_for_claim: float,
+    trigger: str,
 ) -> DeploymentResult:
     """Back up ``servers`` for ``request``; waits at most ``max_wait_for_claim`` s (and a quarter of
-    the time left) for another delivery's claim on a server."""
+    the time left) for another delivery's claim on a server. ``trigger`` (``eventbridge``,
+    ``webhook``) is what delivered the request, for the journal."""
     logger.append_keys(deployment_id=request.deployment_id)
     remaining = runtime.remaining_seconds(context)
     client = runtime.api_client_for(config)
@@ -43,6 +46,8 @@ def back_up(
         owner=f"{getattr(context, 'aws_request_id', 'local')}/{uuid.uuid4().hex[:12]}",
         lease=lease_for(lambda_left),
         wait_for_claim=min(max_wait_for_claim, (remaining or max_wait_for_claim) / 4),
+        journal=Journal(state, source="backup-on-deploy", retention=config.journal_retention),
+        trigger=trigger,
     )
     result = back_up_deployment(request, servers, deps)
     record_metrics(result)

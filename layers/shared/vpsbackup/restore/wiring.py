@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
 from vpsbackup.aws import runtime
+from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE
 from vpsbackup.observability import logger, metrics
 from vpsbackup.restore.alarm import AlarmEventError, AlarmTransition, parse_alarm_event
@@ -74,6 +75,7 @@ def build() -> _Wiring:
         guard=RestoreGuard(state, cooldown=settings.restore_cooldown, max_per_hour=settings.max_restores_per_hour),
         notifier=runtime.notifier(settings.notify_topic_arn, settings.notify_format),
         alarm_tags=alarm_tags_reader(),
+        journal=Journal(state, source="restore-on-alarm", retention=settings.journal_retention),
     )
     idempotency = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_S)
     persistence = DynamoDBPersistenceLayer(
