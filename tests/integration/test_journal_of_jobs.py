@@ -154,6 +154,13 @@ def test_a_deploy_a_prune_and_an_alarm_each_journal_what_they_did_and_why(env: A
     # ... and the report stays what it was: the journal is in the table, not in the return value
     assert "journal" not in json.dumps(pruned)
 
+    # ... and so is an alarm too old to act on (a redrive an hour later): refused, and why
+    [late] = restore_on_alarm.handler(alarm(datetime.now(UTC) - timedelta(hours=1)), FakeLambdaContext())["outcomes"]
+    assert (late["outcome"], late["cause"]) == ("skipped", "stale_alarm")
+    newest = journal.for_server(WEB)[0]
+    assert (newest.act, newest.outcome, newest.by) == ("restore_refused", "stale_alarm", f"alarm {ALARM}")
+    assert "RESTORE_MAX_ALARM_AGE" in newest.reasons[0]
+
 
 def test_a_journal_that_cannot_be_written_stops_nothing_and_is_counted(
     env: AwsEnv,
@@ -190,7 +197,7 @@ def test_a_journal_that_cannot_be_written_stops_nothing_and_is_counted(
     assert emitted_metrics(prune_out)["JournalWriteFailed"] == [len(deleted)]
     assert attempts[:5] == [3 * len(deleted)] * 5  # the prune's batch, re-sent 4 times
     logged = [r for r in caplog.records if r.getMessage().startswith("journal write failed")]
-    assert sorted(r.journal["backup_id"] for r in logged) == sorted([*deleted, restored["backup_id"]])
+    assert sorted(r.__dict__["journal"]["backup_id"] for r in logged) == sorted([*deleted, restored["backup_id"]])
     monkeypatch.undo()
     journal = Journal(StateTable.from_name(env.table_name), source="tests")
     assert journal.recent(now - timedelta(days=1)) == []

@@ -80,6 +80,9 @@ SEVERITY: Mapping[str, Severity] = {
     "failed": "error",
 }
 ERROR_CAUSES = frozenset({"server_unresolved", "no_backup"})
+# Skips the journal keeps as refusals besides the guard's (journaled by GuardedRestore): an alarm
+# too old or in the future, and a server with no usable backup.
+REFUSED_BEFORE_A_CLAIM = frozenset({"stale_alarm", "alarm_in_future", "no_backup"})
 
 
 def severity_of(outcome: str, cause: str | None) -> Severity:
@@ -394,6 +397,16 @@ class AlarmRestorer(GuardedRestore):
         routing = Routing(
             "restore-on-alarm", outcome.outcome, severity_of(outcome.outcome, outcome.cause), outcome.server_id
         )
+        if outcome.cause in REFUSED_BEFORE_A_CLAIM:
+            self.journal_entry(
+                "restore_refused",
+                by=f"alarm {scene.alarm}",
+                outcome=outcome.cause,
+                server_id=outcome.server_id,
+                run=scene.transition.key,
+                reasons=(outcome.reason,),
+                details={"trigger": "alarm", "alarm_at": scene.transition.state_changed_at.isoformat()},
+            )
         notified = self.notifier.publish(
             message.subject, message.body, routing=routing, attributes={"alarm": scene.alarm}
         )
