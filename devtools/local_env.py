@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -239,7 +240,7 @@ class LocalContext:
 
     function_name: str
     memory_limit_in_mb: int = 256
-    aws_request_id: str = "local-invoke"
+    aws_request_id: str = field(default_factory=lambda: f"local-{uuid.uuid4().hex[:12]}")
     timeout_s: float = 120.0
     invoked_function_arn: str = ""
 

@@ -28,6 +28,7 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VpsBackupConsole")
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vpsbackup.durations import DurationError, format_duration, parse_duration
@@ -48,8 +49,10 @@ from vpsbackup_console.where import Where
 
 T = TypeVar("T")
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+# No markup in what is printed: reasons, descriptions and the journal carry "[...]" of their own
+# (a backup's marker, "[policy last 3]"), which Rich would otherwise read as style tags and drop.
+out = Console(highlight=False, soft_wrap=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
 
 
 def _logs_to_stderr() -> None:
@@ -68,7 +71,7 @@ class Refused(click.ClickException):
         self.payload = payload
 
     def show(self, file: Any = None) -> None:
-        err.print(f"[bold red]vpsbackup: refused:[/] {self.message}", markup=True, highlight=False)
+        err.print(f"[bold red]vpsbackup: refused:[/] {escape(self.message)}", markup=True, highlight=False)
 
 
 class DurationType(click.ParamType[timedelta]):
@@ -515,7 +518,10 @@ def restore(
     if result.outcome != "restored":
         raise Refused(result.reason, data)
     if not as_json:
-        out.print(f"[bold green]Restoring[/] server {server_id} from backup {result.backup_id}: {result.reason}.")
+        out.print(
+            f"[bold green]Restoring[/] server {server_id} from backup {result.backup_id}: {escape(result.reason)}.",
+            markup=True,
+        )
         if result.hold_until:
             out.print(f"Backup {result.backup_id} is held until {human_time(result.hold_until)}.")
 
