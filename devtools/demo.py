@@ -3,9 +3,16 @@
 1. A deploy of the ``production`` environment arrives from CI: one backup per server.
 2. CI's retry delivers the same event again: nothing new is created.
 3. CI polls the signed status endpoint until every backup is ``completed``.
-4. The nightly prune runs: first as a dry run (the plan and its reasons), then for real.
-5. An alarm fires on web-server-01: it is restored from the deploy's backup, and people are told.
-6. The alarm flaps (OK, then ALARM again): the cooldown holds, no second restore.
+4. The nightly prune runs as a dry run: the plan and its reasons.
+5. Before a risky change, a person holds one of the backups the plan would delete (``vpsbackup hold
+   add``); the real prune keeps it and says why, and ``vpsbackup history --backup`` explains a
+   deletion: why, by which run, under which policy.
+6. An alarm fires on web-server-01: it is restored from the deploy's backup, and people are told.
+7. The alarm flaps (OK, then ALARM again): the cooldown holds, no second restore.
+8. The journal: one entry per deletion and per restore.
+
+:func:`main` returns what happened (the deletions, the held backup, the restores, the journal) for
+the demo's own test.
 
 Everything runs on 127.0.0.1: the provider simulator and moto's AWS server. Nothing is deployed.
 """
@@ -15,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shlex
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -24,7 +32,11 @@ from typing import Any
 from devtools.local_env import WEBHOOK_KEY, LocalWorld, add_import_paths, invoke, local_world, seed_project_backups
 
 add_import_paths()
+os.environ.setdefault("COLUMNS", "160")  # the console's tables, read when it is imported
+from click.testing import CliRunner  # noqa: E402
+
 from vpsbackup.deploy.webhook import resign_function_url_event  # noqa: E402
+from vpsbackup_console.cli import cli  # noqa: E402
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 WEB = 12345
@@ -50,6 +62,22 @@ def show_notifications(world: LocalWorld) -> None:
             say(f"   │ {line}")
 
 
+def console(*args: str) -> Any:
+    """``vpsbackup ARGS`` as a person would type it (the console, in this process), its output shown;
+    with ``--json`` among the arguments, the answer is returned instead."""
+    as_json = "--json" in args
+    if not as_json:
+        say(f"$ vpsbackup {shlex.join(args)}")
+    done = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    if done.exit_code != 0:
+        raise SystemExit(f"vpsbackup {shlex.join(args)} failed ({done.exit_code}): {done.output}")
+    if as_json:
+        return json.loads(done.stdout)
+    for line in done.stdout.rstrip().splitlines():
+        say(f"  {line}")
+    return None
+
+
 def alarm_event(state: str, previous: str, at: datetime) -> dict[str, Any]:
     event = copy.deepcopy(load("alarm-eventbridge-alarm.json"))
     stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
@@ -60,13 +88,16 @@ def alarm_event(state: str, previous: str, at: datetime) -> dict[str, Any]:
     return event
 
 
-def main() -> None:
+def main() -> dict[str, Any]:
+    """The story; returns what happened (see the module docstring)."""
     env = {
         "SERVER_GROUPS": json.dumps({"production": [12345, 12346]}),
         "RETENTION_POLICY": json.dumps({"keep_last": 3, "keep_daily": 7, "keep_weekly": 2}),
         "ALARM_NAME_PREFIX": "vps-restore-",
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "ERROR"),
         "POWERTOOLS_METRICS_DISABLED": "true",
+        # The simulator has no rate limit: the demo goes faster than the deployed default of 2.
+        "VPS_API_MAX_RPS": os.environ.get("VPS_API_MAX_RPS", "20"),
     }
     with local_world(extra_env=env) as world:
         sim = world.simulator
@@ -111,20 +142,31 @@ def main() -> None:
                 break
             time.sleep(0.2)
 
-        step(4, "The nightly prune: a dry run first, then the real run")
+        step(4, "The nightly prune, as a dry run first: the plan and its reasons")
         plan = invoke("prune_backups", {"dry_run": True})
         ours = [d for d in plan["decisions"] if d["server_id"] == WEB and d["backup_type"] == "manual"]
         for decision in sorted(ours, key=lambda d: d["created_at"], reverse=True)[:12]:
             say(f"{decision['created_at'][:16]}  #{decision['backup_id']:<4} {decision['action']:<6} "
                 f"{'; '.join(decision['reasons'])}")  # fmt: skip
         say(f"… totals: {plan['totals']}")
+
+        step(5, "Before migrating the database, a person holds a backup the plan would delete; then the real prune")
+        doomed = sorted((d for d in ours if d["action"] == "delete"), key=lambda d: d["created_at"], reverse=True)
+        held_id = doomed[0]["backup_id"]
+        console("hold", "add", str(held_id), "--for", "3d", "--reason", "before the db migration")
         before = len(sim.backups)
-        real = invoke("prune_backups", {})
+        real = invoke("prune_backups", load("prune-scheduler.json"))  # the schedule's own event
         outcomes = Counter(d["outcome"] for d in real["deletions"])
         say(f"real run: {dict(outcomes)}; backups at the provider: {before} → {len(sim.backups)}")
+        held = next(d for d in real["decisions"] if d["backup_id"] == held_id)
+        say(f"backup {held_id}: {held['action']}, because {'; '.join(held['reasons'])}; still at the provider: "
+            f"{sim.get_backup(held_id) is not None}")  # fmt: skip
+        gone = next(d["backup_id"] for d in real["deletions"] if d["outcome"] == "deleted")
+        say(f"Why was backup {gone} deleted, by which run, under which policy?")
+        console("history", "--backup", str(gone))
         show_notifications(world)
 
-        step(5, "web-server-01 starts answering 5xx: its alarm enters ALARM")
+        step(6, "web-server-01 starts answering 5xx: its alarm enters ALARM")
         sim.add_backup(WEB, backup_type="automatic", created_at=datetime.now(UTC) - timedelta(seconds=1),
                        description="Automatic backup taken after the deploy")  # fmt: skip
         result = invoke("restore_on_alarm", alarm_event("ALARM", "OK", datetime.now(UTC)))
@@ -136,14 +178,32 @@ def main() -> None:
             f"(the deploy's backup was {deploy_backup[WEB]})")  # fmt: skip
         show_notifications(world)
 
-        step(6, "The alarm flaps: OK, then ALARM again a moment later")
+        step(7, "The alarm flaps: OK, then ALARM again a moment later")
         invoke("restore_on_alarm", alarm_event("OK", "ALARM", datetime.now(UTC)))
         flap = invoke("restore_on_alarm", alarm_event("ALARM", "OK", datetime.now(UTC) + timedelta(seconds=1)))
         for outcome in flap["outcomes"]:
             say(f"{outcome['outcome']}: {outcome['reason']}")
         say(f"restores at the provider for web-server-01: {sim.servers[WEB]['restore_count']}")
         show_notifications(world)
+
+        step(8, "The journal: every irreversible act and every refusal, newest first")
+        console("history", "--server", str(WEB), "--limit", "6")
+        entries = console("history", "--json")["entries"]
+        acts = Counter(e["act"] for e in entries)
+        deleted = sorted(d["backup_id"] for d in real["deletions"] if d["outcome"] in ("deleted", "already_gone"))
+        restores = sim.servers[WEB]["restore_count"]
+        say(f"journal: {dict(sorted(acts.items()))}")
+        say(f"deletions at the provider: {len(deleted)}, journaled: {acts['backup_deleted']}; "
+            f"restores: {restores}, journaled: {acts['restore_requested']}")  # fmt: skip
         print("\nDone. Nothing left running.")
+        return {
+            "deleted": deleted,
+            "held": held_id,
+            "held_kept": sim.get_backup(held_id) is not None,
+            "held_reasons": held["reasons"],
+            "restores": restores,
+            "journal": entries,
+        }
 
 
 if __name__ == "__main__":

@@ -362,3 +362,13 @@ def test_stack_resolves_outputs_and_parameters_through_cloudformation(world: Wor
     unconfigured = world.run("hold", "list", env=bare)
     assert unconfigured.returncode == 1
     assert "STATE_TABLE_NAME" in unconfigured.stderr
+
+
+def test_local_starts_the_demo_world_for_one_command(world: World) -> None:
+    # Nothing of the project's environment, nor an AWS endpoint: --local brings its own world
+    bare = {k: v for k, v in world.env.items() if not k.startswith(("VPS_", "STATE_", "NOTIFY_", "AWS_ENDPOINT"))}
+    done = world.run("--local", "backups", "--server", str(WEB), "--json", env=bare)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["server_id"] == WEB
+    assert any(r["description"] == "Pre-update backup" for r in data["backups"])  # the demo fleet's
