@@ -15,8 +15,10 @@ sequences the effects, in this order, and turns every path into a :class:`Restor
    what the guardrails would say; nothing is claimed (a shadow run must not use up the cooldown or
    the fleet budget of the real thing), but the proposed backup is held so that prune keeps it for
    whoever acts on the plan;
-5. the guard's claim (cooldown, fleet rate, duplicates) — refused: skipped, notified (a duplicate
-   of an alarm change already handled is only logged: people were told the first time);
+5. from here on the shared steps of :class:`~vpsbackup.restore.execute.GuardedRestore`, which a
+   person's ``vpsbackup restore`` takes too, each journaled: the guard's claim (cooldown, fleet
+   rate, duplicates) — refused: skipped, notified (a duplicate of an alarm change already handled
+   is only logged: people were told the first time);
 6. the hold on the chosen backup, so prune keeps it;
 7. the backup's status re-read from the API — no longer completed: released, skipped, notified;
 8. the restore call, once: accepted → restored; refused or certainly not applied → the claim is
