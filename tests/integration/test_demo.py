@@ -24,6 +24,7 @@ RUN = "import json; from devtools.demo import main; print('DEMO-SUMMARY ' + json
 def test_the_demo_holds_a_backup_through_the_prune_and_journals_every_deletion_and_restore() -> None:
     # Given a fresh process, When the demo runs
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VPS_", "STATE_", "NOTIFY_", "AWS_ENDPOINT"))}
+    env["COLUMNS"] = "160"  # the console's tables as wide as the demo draws them (pytest may set 80)
     done = subprocess.run(  # noqa: S603 - the project's own demo
         [sys.executable, "-c", RUN], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
     )
@@ -47,8 +48,10 @@ def test_the_demo_holds_a_backup_through_the_prune_and_journals_every_deletion_a
 
     # ... and the journal has one entry per deletion and per restore, and the hold's
     journal = summary["journal"]
-    deletions = sorted(e["backup_id"] for e in journal if e["act"] == "backup_deleted")
-    assert deletions == summary["deleted"]
+    deletions = [e for e in journal if e["act"] == "backup_deleted"]
+    assert sorted(e["backup_id"] for e in deletions) == summary["deleted"]
+    assert {(e["by"], e["details"]["policy"]) for e in deletions} == {("schedule", "last 3, daily 7, weekly 2")}
+    assert len({e["run"] for e in deletions}) == 1
     restores = [e for e in journal if e["act"] == "restore_requested"]
     assert len(restores) == summary["restores"] == 1
     acts = Counter(e["act"] for e in journal)
