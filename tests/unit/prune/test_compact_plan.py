@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.prune import legacy_compact
+from tests.unit.prune.strategies import ANCHORS, EDGE_ZONES, NOW, edge_times, hours_back, policies
 from vpsbackup.markers import make_marker
 from vpsbackup.provider.models import Backup
 from vpsbackup.prune.compact import (
@@ -19,18 +22,34 @@ from vpsbackup.prune.compact import (
     plan_fleet,
     reason_kind,
 )
-from vpsbackup.prune.plan import PrunePlan, Scope, plan_prune
+from vpsbackup.prune.plan import PlanInputs, PrunePlan, plan_prune
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
 from vpsbackup.records import Hold
 
-NOW = datetime(2025, 3, 30, 12, 0, tzinfo=UTC)
-ZONES = [ZoneInfo("UTC"), ZoneInfo("Europe/Madrid"), ZoneInfo("America/New_York")]
 GRACE = timedelta(hours=24)
+# A plan's inputs but the valve: keep the last backup, UTC, no holds.
+KEEP_LAST_1: dict[str, Any] = {
+    "policy_for": RetentionPolicies(RetentionPolicy(keep_last=1)),
+    "tz": EDGE_ZONES[0],
+    "now": NOW,
+    "scope": "managed",
+    "holds": {},
+    "failed_grace": GRACE,
+}
 STATUSES = ["completed", "completed", "completed", "failed", "in_progress", "deleting"]
 TYPES = ["manual", "manual", "manual", "automatic", "snapshot"]
 
 
-def backup(backup_id: int, server_id: int, hours: int, *, status: str, backup_type: str, managed: bool) -> Backup:
+def backup(
+    backup_id: int,
+    server_id: int,
+    hours: int | None = None,
+    *,
+    status: str,
+    backup_type: str,
+    managed: bool,
+    created_at: datetime | None = None,
+) -> Backup:
     return Backup.model_validate(
         {
             "id": backup_id,
@@ -38,122 +57,85 @@ def backup(backup_id: int, server_id: int, hours: int, *, status: str, backup_ty
             "backup_type": backup_type,
             "status": status,
             "size_mb": 1000 + backup_id,
-            "created_at": NOW - timedelta(hours=hours),
+            "created_at": created_at or NOW - timedelta(hours=hours or 0),
             "description": (f"deploy {backup_id} " + make_marker(f"d{backup_id}")) if managed else "by hand",
         }
     )
 
 
 @st.composite
-def listings(draw: st.DrawFn) -> list[Backup]:
-    """Up to 60 listed copies on up to 4 servers: ties, shared buckets, future dates, and backups
-    listed twice — the same copy again, or another status (changed while the pages were read)."""
+def listings(draw: st.DrawFn, now: datetime = NOW) -> list[Backup]:
+    """Up to 60 listed copies on up to 4 servers: ties (equal times), shared buckets, future dates,
+    times on the calendar's edges, and backups listed twice — the same copy again, another status
+    (changed while the pages were read), or under another server."""
     ids = draw(st.lists(st.integers(1, 10_000), unique=True, max_size=45))
+    times = st.one_of(hours_back(now), edge_times())
     listed = []
     for backup_id in ids:
-        hours = draw(st.one_of(st.integers(-48, 24 * 400), st.sampled_from([0, 1, 24, 25, 168])))
         item = backup(
             backup_id,
             draw(st.integers(1, 4)),
-            hours,
             status=draw(st.sampled_from(STATUSES)),
             backup_type=draw(st.sampled_from(TYPES)),
             managed=draw(st.booleans()),
+            created_at=draw(st.one_of(times, st.sampled_from([b.created_at for b in listed] or [now]))),
         )
         listed.append(item)
-        again = draw(st.sampled_from(["no", "no", "no", "same", "changed"]))
+        again = draw(st.sampled_from(["no", "no", "no", "same", "changed", "moved"]))
         if again == "same":
             listed.append(item)
         elif again == "changed":
             listed.append(item.model_copy(update={"status": draw(st.sampled_from(STATUSES)), "size_mb": None}))
+        elif again == "moved":
+            listed.append(backup_copy_on(item, draw(st.integers(1, 4))))
     return draw(st.permutations(listed))
 
 
-@st.composite
-def policies(draw: st.DrawFn) -> RetentionPolicy:
-    counts = {
-        rule: draw(st.one_of(st.none(), st.integers(0, 6)))
-        for rule in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
-    }
-    within = draw(st.one_of(st.none(), st.integers(0, 24 * 60).map(lambda h: timedelta(hours=h))))
-    if not any(counts.values()) and not within:
-        counts["keep_last"] = 1
-    return RetentionPolicy(**counts, keep_within=within)
+def backup_copy_on(item: Backup, server_id: int) -> Backup:
+    return Backup.model_validate({**item.model_dump(), "server": {"id": server_id, "name": f"srv-{server_id}"}})
 
 
 def both(
-    listed: list[Backup],
-    policies_: RetentionPolicies,
-    *,
-    tz: ZoneInfo,
-    scope: Scope,
-    holds: dict[int, Hold],
-    max_deletions: int,
-    server_ids: frozenset[int] | None,
-    keep_decisions: bool,
-    keep_at_least: int = 1,
-) -> tuple[PrunePlan, FleetPlan]:
-    args = {
-        "policy_for": policies_,
-        "tz": tz,
-        "now": NOW,
-        "scope": scope,
-        "holds": holds,
-        "failed_grace": GRACE,
-        "max_deletions": max_deletions,
-        "server_ids": server_ids,
-        "keep_at_least": keep_at_least,
-    }
+    listed: list[Backup], *, keep_decisions: bool, server_ids: frozenset[int] | None = None, **args: Any
+) -> tuple[PrunePlan, FleetPlan, CompactListing]:
     compact = CompactListing()
     compact.extend(listed)
-    return plan_prune(listed, **args), plan_fleet(compact, keep_decisions=keep_decisions, **args)  # type: ignore[arg-type]
+    engine = plan_prune(listed, server_ids=server_ids, **args)
+    fleet = plan_fleet(compact, PlanInputs(**args), server_ids=server_ids, keep_decisions=keep_decisions)
+    return engine, fleet, compact
 
 
-@given(
-    listed=listings(),
-    default=policies(),
-    override=policies(),
-    tz=st.sampled_from(ZONES),
-    scope=st.sampled_from(["managed", "manual"]),
-    max_deletions=st.integers(0, 12),
-    held=st.lists(st.tuples(st.integers(1, 10_000), st.integers(-48, 48)), max_size=4),
-    only=st.one_of(st.none(), st.frozensets(st.integers(1, 4), min_size=1)),
-    keep_decisions=st.booleans(),
-    keep_at_least=st.integers(1, 5),
-)
-@settings(max_examples=200, deadline=None)
-def test_the_compact_path_decides_what_plan_prune_decides(
-    listed: list[Backup],
-    default: RetentionPolicy,
-    override: RetentionPolicy,
-    tz: ZoneInfo,
-    scope: Scope,
-    max_deletions: int,
-    held: list[tuple[int, int]],
-    only: frozenset[int] | None,
-    keep_decisions: bool,
-    keep_at_least: int,
-) -> None:
-    # Given a random listing (duplicates and conflicting copies included), policies with an
-    # override for server 2, holds (some expired) on listed and unlisted ids, a valve and a floor
+@given(data=st.data())
+@settings(max_examples=250, deadline=None)
+def test_the_compact_path_decides_what_plan_prune_decides(data: st.DataObject) -> None:
+    # Given a random listing around a time near a calendar edge (duplicates, conflicting copies and
+    # ids listed under two servers included), policies with an override for server 2, holds (some
+    # expired) on listed and unlisted ids, a grace period, a valve and a floor, in any zone
+    now: datetime = data.draw(st.sampled_from(ANCHORS))
+    listed = data.draw(listings(now))
     ids = [b.id for b in listed]
+    held = data.draw(st.lists(st.tuples(st.integers(1, 10_000), st.integers(-48, 48)), max_size=4))
     holds = {
-        (ids[i % len(ids)] if ids and i % 2 else i): Hold(backup_id=i, server_id=1, until=NOW + timedelta(hours=h))
+        (ids[i % len(ids)] if ids and i % 2 else i): Hold(
+            backup_id=i, server_id=1, until=now + timedelta(hours=h), reason="restore" if h % 2 else ""
+        )
         for i, h in held
     }
-    policies_ = RetentionPolicies(default, {2: override})
+    keep_decisions = data.draw(st.booleans())
+    tz: tzinfo = data.draw(st.sampled_from(EDGE_ZONES))
+    args: dict[str, Any] = {
+        "policy_for": RetentionPolicies(data.draw(policies()), {2: data.draw(policies())}),
+        "tz": tz,
+        "now": now,
+        "scope": data.draw(st.sampled_from(["managed", "manual"])),
+        "holds": holds,
+        "failed_grace": timedelta(hours=data.draw(st.sampled_from([0, 24, 72]))),
+        "max_deletions": data.draw(st.integers(0, 12)),
+        "server_ids": data.draw(st.one_of(st.none(), st.frozensets(st.integers(1, 4), min_size=1))),
+        "keep_at_least": data.draw(st.integers(1, 5)),
+    }
     # When both paths plan it
-    engine, compact = both(
-        listed,
-        policies_,
-        tz=tz,
-        scope=scope,  # type: ignore[arg-type]
-        holds=holds,
-        max_deletions=max_deletions,
-        server_ids=only,
-        keep_decisions=keep_decisions,
-        keep_at_least=keep_at_least,
-    )
+    engine, compact, listing = both(listed, keep_decisions=keep_decisions, **args)
     # Then the deletions are the same, in the same order, with the same reasons
     assert compact.to_delete == engine.to_delete
     assert compact.deferred_count == len(engine.deferred)
@@ -162,6 +144,7 @@ def test_the_compact_path_decides_what_plan_prune_decides(
     # ... every decision too, when they are kept (and only the oldest deferred ones when not)
     if keep_decisions:
         assert compact.decisions == engine.decisions
+        assert [d.to_dict() for d in compact.decisions or ()] == [d.to_dict() for d in engine.decisions]
         assert compact.deferred == engine.deferred
     else:
         assert compact.decisions is None
@@ -174,6 +157,17 @@ def test_the_compact_path_decides_what_plan_prune_decides(
         expected[key] = expected.get(key, 0) + 1
     assert dict(compact.by_reason) == expected
     assert compact.servers == len({d.server_id for d in engine.decisions})
+    # ... and, but for an id listed under two servers (which it did not tell apart), the fleet plan
+    # is the one the path before this engine made
+    servers_of: dict[int, set[int]] = {}
+    for b in listed:
+        servers_of.setdefault(b.id, set()).add(b.server_id)
+    if all(len(servers) == 1 for servers in servers_of.values()):
+        inputs = PlanInputs(**{k: v for k, v in args.items() if k != "server_ids"})
+        legacy = legacy_compact.plan_fleet(
+            listing, inputs, server_ids=args["server_ids"], keep_decisions=keep_decisions
+        )
+        assert legacy == compact
 
 
 def test_a_backup_listed_with_two_statuses_is_left_alone_and_reported_the_same_way() -> None:
@@ -184,17 +178,7 @@ def test_a_backup_listed_with_two_statuses_is_left_alone_and_reported_the_same_w
     for listed in ([first, newest, second], [second, newest, first]):
         compact = CompactListing()
         compact.extend(listed)
-        plan = plan_fleet(
-            compact,
-            policy_for=RetentionPolicies(RetentionPolicy(keep_last=1)),
-            tz=ZONES[0],
-            now=NOW,
-            scope="managed",
-            holds={},
-            failed_grace=GRACE,
-            max_deletions=10,
-            keep_decisions=True,
-        )
+        plan = plan_fleet(compact, PlanInputs(**KEEP_LAST_1, max_deletions=10), keep_decisions=True)
         assert plan.decisions is not None
         skipped = next(d for d in plan.decisions if d.backup_id == 7)
         # Then it is skipped, and the copy reported is plan_prune's: the least JSON, whatever the order
@@ -230,33 +214,16 @@ def test_a_conflict_across_compressed_chunks_reports_the_same_copy() -> None:
     listed.append(listed[5].model_copy(update={"status": "failed"}))
     compact = CompactListing()
     compact.extend(listed)
-    args: dict[str, object] = {
-        "policy_for": RetentionPolicies(RetentionPolicy(keep_last=1)),
-        "tz": ZONES[0],
-        "now": NOW,
-        "scope": "managed",
-        "holds": {},
-        "failed_grace": GRACE,
-        "max_deletions": 10,
-    }
-    fleet = plan_fleet(compact, keep_decisions=True, **args)  # type: ignore[arg-type]
-    engine = plan_prune(listed, **args)  # type: ignore[arg-type]
+    args: dict[str, Any] = {**KEEP_LAST_1, "max_deletions": 10}
+    fleet = plan_fleet(compact, PlanInputs(**args), keep_decisions=True)
+    engine = plan_prune(listed, **args)
     # Then both paths report the same copy, and the same decisions
     assert fleet.decisions == engine.decisions
 
 
 def test_a_negative_valve_is_refused() -> None:
     with pytest.raises(ValueError, match="max_deletions"):
-        plan_fleet(
-            CompactListing(),
-            policy_for=RetentionPolicies(RetentionPolicy(keep_last=1)),
-            tz=ZONES[0],
-            now=NOW,
-            scope="managed",
-            holds={},
-            failed_grace=GRACE,
-            max_deletions=-1,
-        )
+        plan_fleet(CompactListing(), PlanInputs(**KEEP_LAST_1, max_deletions=-1))
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.unit.prune.test_buckets import walked
 from vpsbackup.prune.retention import RetentionPolicy, apply_policy
 
 GOLDEN = Path(__file__).parents[4] / "shared" / "conformance" / "restic-forget-golden.json"
@@ -56,6 +57,25 @@ def test_reproduces_restic_case(case: dict[str, Any] | None) -> None:
     expected_reasons = Counter((_time(r["time"]), tuple(r["matches"])) for r in case["reasons"])
     assert Counter((d.time, d.restic_matches) for d in kept) == expected_reasons
     assert len(decisions) == len(snapshots)
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_the_fleet_engine_reproduces_restic_case(case: dict[str, Any] | None) -> None:
+    # Given restic's snapshot list and one of its policies
+    data = _load()
+    assert case is not None
+    snapshots = [(index, _time(text)) for index, text in enumerate(data["snapshots"])]
+    times = dict(snapshots)
+    policy = RetentionPolicy.model_validate(case["policy"])
+
+    # When the fleet plan's walk (prune/buckets.py) applies it with UTC buckets
+    walk = walked(snapshots, policy, UTC, None)
+
+    # Then the kept times and each kept time's reasons match restic's, as multisets
+    kept = [(times[index], tuple(m.restic for m in matches)) for index, matches in walk if matches]
+    assert Counter(t for t, _ in kept) == Counter(_time(t) for t in case["keep"])
+    assert Counter(kept) == Counter((_time(r["time"]), tuple(r["matches"])) for r in case["reasons"])
+    assert len(walk) == len(snapshots)
 
 
 def test_golden_file_covers_every_rule() -> None:

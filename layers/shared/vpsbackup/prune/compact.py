@@ -9,13 +9,15 @@ decisions:
   copy), plus a 64-bit fingerprint of the whole copy so that a backup listed twice with different
   data is still recognised (and left alone) as :func:`~vpsbackup.prune.plan.plan_prune` does, and
   the copy's JSON, compressed, to report the same copy of it as ``plan_prune`` does.
-- :func:`plan_fleet` runs the very engine of :mod:`vpsbackup.prune.plan` one server at a time
-  (every rule works per server), then the safety valve across the fleet. It keeps every decision
-  only when asked (``keep_decisions``: runs limited to ``server_ids``, small fleets and tests);
-  otherwise it keeps the counts by action and by reason, the deletions the valve lets through, and
-  the oldest of those it defers, so its memory is bounded by ``max_deletions``, not by the fleet.
+- :func:`plan_fleet` applies plan.py's rules one server at a time (every rule works per server),
+  over the rows themselves (prune/compact_rules.py, with restic's walk over integer instants in
+  prune/buckets.py: no model, datetime or decision object per backup), then the safety valve
+  across the fleet. It keeps every decision only when asked (``keep_decisions``: runs limited to
+  ``server_ids``, small fleets and tests); otherwise it keeps the counts by action and by reason,
+  the deletions the valve lets through, and the oldest of those it defers, so its memory is
+  bounded by ``max_deletions``, not by the fleet.
 
-Same engine, same decisions: a property test compares this path with ``plan_prune`` backup by
+Same rules, same decisions: a property test compares this path with ``plan_prune`` backup by
 backup, reasons included. The one thing not kept is the listed time's UTC offset: times come back
 in UTC (the API sends UTC).
 """
@@ -26,30 +28,27 @@ import hashlib
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, cast
+from datetime import datetime
+from itertools import groupby
+from typing import Any
 
-from vpsbackup.markers import is_managed, make_marker
+from vpsbackup.markers import is_managed
 from vpsbackup.provider.models import Backup
-from vpsbackup.prune.plan import ACTIONS, Action, BackupDecision, Scope, check_keep_at_least, plan_servers, valve_note
-from vpsbackup.prune.retention import RetentionPolicy
-from vpsbackup.records import Hold
+from vpsbackup.prune.buckets import micros, moment
+from vpsbackup.prune.compact_rules import Columns, Outcome, ServerRules
+from vpsbackup.prune.plan import ACTIONS, Action, BackupDecision, PlanInputs, Scope, valve_note
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-# The marker a materialised copy carries when the listed one did: the engine only asks is_managed().
-_MANAGED = make_marker("listed")
 # Rows whose JSON is compressed together.
 _CHUNK = 1024
 # Deferred deletions named in the report (oldest first); the rest are counted.
 DEFERRED_SAMPLE = 20
 
 
-def _instant(moment: datetime | None) -> int | None:
+def _instant(time: datetime | None) -> int | None:
     # Microseconds since the epoch: equal for equal instants whatever their UTC offset.
-    return None if moment is None else (moment - _EPOCH) // _US
+    return None if time is None else micros(time)
 
 
 def backup_fingerprint(backup: Backup) -> int:
@@ -73,26 +72,6 @@ def backup_fingerprint(backup: Backup) -> int:
         )
     )
     return int.from_bytes(hashlib.blake2b(canonical.encode(), digest_size=8).digest(), "big")
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _US
-
-
-class _Listed:
-    """One backup as the plan engine reads it: the attributes of :class:`Backup` it uses."""
-
-    __slots__ = ("backup_type", "created_at", "description", "id", "server_id", "status")
-
-    def __init__(
-        self, id: int, server_id: int, backup_type: str, status: str, created_at: datetime, description: str | None
-    ) -> None:
-        self.id = id
-        self.server_id = server_id
-        self.backup_type = backup_type
-        self.status = status
-        self.created_at = created_at
-        self.description = description
 
 
 class CompactListing:
@@ -144,7 +123,7 @@ class CompactListing:
         """One listed copy (the same backup may be added again, with the same or other data)."""
         self._ids.append(backup.id)
         self._servers.append(backup.server_id)
-        self._created.append(_micros(backup.created_at))
+        self._created.append(micros(backup.created_at))
         self._fingerprint.append(backup_fingerprint(backup))
         self._status.append(self._word(backup.status))
         self._type.append(self._word(backup.backup_type))
@@ -170,55 +149,59 @@ class CompactListing:
         rows = sum(column.buffer_info()[1] * column.itemsize for column in columns)
         return rows + sum(len(chunk) for chunk in self._chunks) + sum(len(text) for text in self._pending)
 
-    def _materialise(self, row: int) -> Backup:
-        listed = _Listed(
-            self._ids[row],
-            self._servers[row],
-            self._words[self._type[row]],
-            self._words[self._status[row]],
-            _EPOCH + self._created[row] * _US,
-            _MANAGED if self._managed[row] else None,
-        )
-        # The engine reads only these attributes of a Backup; a pydantic model per row would cost
-        # a third of the planning time at 300,000 backups.
-        return cast(Backup, listed)
+    def columns(self) -> Columns:
+        """The rows' columns, as the plan's rules read them."""
+        return Columns(self._ids, self._created, self._status, self._type, self._managed, self._words, self._servers)
 
-    def by_server(self, server_ids: frozenset[int] | None = None) -> Iterator[tuple[int, list[Backup], set[int]]]:
-        """Per server, in id order: its backups (one copy each) and the ids listed with conflicting data.
+    def by_server(self, server_ids: frozenset[int] | None = None) -> tuple[Iterator[tuple[int, list[int]]], set[int]]:
+        """The selected servers in id order, each with its rows (one per backup) newest first, equal
+        times by id highest first; and the ids listed with conflicting data (left alone by the plan).
 
-        The copy kept of a conflicting backup is the one plan_prune reports: the least JSON.
+        As :func:`~vpsbackup.prune.plan.plan_prune` does, copies are told apart across the whole
+        listing, whatever server they name: the copy kept of a conflicting backup is the least JSON
+        (plan_prune's choice), of a backup listed twice alike the first listed.
         """
-        order = sorted(range(len(self._ids)), key=self._ids.__getitem__)
-        order.sort(key=self._servers.__getitem__)  # stable: by server, then by id
-        start = 0
-        while start < len(order):
-            server_id = self._servers[order[start]]
-            end = start
-            while end < len(order) and self._servers[order[end]] == server_id:
-                end += 1
-            if server_ids is None or server_id in server_ids:
-                yield server_id, *self._one_server(order[start:end])
-            start = end
+        rows, conflicting = self._unique_rows()
+        servers = self._servers
+        order = list(rows) if server_ids is None else [row for row in rows if servers[row] in server_ids]
+        order.sort(key=servers.__getitem__)  # a C-level key: sorting rows by server costs little
+        return (self._walk(server_id, rows) for server_id, rows in groupby(order, key=servers.__getitem__)), conflicting
 
-    def _one_server(self, rows: list[int]) -> tuple[list[Backup], set[int]]:
-        backups: list[Backup] = []
+    def _walk(self, server_id: int, rows: Iterable[int]) -> tuple[int, list[int]]:
+        walk = list(rows)
+        # Two stable sorts (reverse=True keeps equal keys in order): by id, then by time, newest first.
+        walk.sort(key=self._ids.__getitem__, reverse=True)
+        walk.sort(key=self._created.__getitem__, reverse=True)
+        return server_id, walk
+
+    def _unique_rows(self) -> tuple[Iterable[int], set[int]]:
+        ids = self._ids
+        if len(set(ids)) == len(ids):
+            return range(len(ids)), set()
+        copies: dict[int, list[int]] = {}
+        for row, backup_id in enumerate(ids):
+            copies.setdefault(backup_id, []).append(row)
+        rows: list[int] = []
         conflicting: set[int] = set()
-        i = 0
-        while i < len(rows):
-            backup_id = self._ids[rows[i]]
-            j = i
-            while j < len(rows) and self._ids[rows[j]] == backup_id:
-                j += 1
-            copies = rows[i:j]
-            prints = {self._fingerprint[r] for r in copies}
-            if len(prints) > 1:
+        for backup_id, listed in copies.items():
+            if len({self._fingerprint[r] for r in listed}) > 1:
                 conflicting.add(backup_id)
-                chosen = min(copies, key=self._json)
+                rows.append(min(listed, key=self._json))
             else:
-                chosen = copies[0]
-            backups.append(self._materialise(chosen))
-            i = j
-        return backups, conflicting
+                rows.append(listed[0])
+        return rows, conflicting
+
+    def decision(self, row: int, action: Action, reasons: tuple[str, ...]) -> BackupDecision:
+        """The plan's decision on the backup of ``row``."""
+        return BackupDecision(
+            backup_id=self._ids[row],
+            server_id=self._servers[row],
+            created_at=moment(self._created[row]),
+            status=self._words[self._status[row]],
+            backup_type=self._words[self._type[row]],
+            action=action,
+            reasons=reasons,
+        )
 
 
 def reason_kind(reason: str) -> str:
@@ -287,115 +270,92 @@ class FleetPlan:
 
 def plan_fleet(
     listing: CompactListing,
+    inputs: PlanInputs,
     *,
-    policy_for: Callable[[int], RetentionPolicy],
-    tz: tzinfo,
-    now: datetime,
-    scope: Scope,
-    holds: Mapping[int, Hold],
-    failed_grace: timedelta,
-    max_deletions: int,
     server_ids: frozenset[int] | None = None,
-    keep_at_least: int = 1,
     keep_decisions: bool = False,
 ) -> FleetPlan:
-    """``plan_prune``'s decisions over a compact listing, one server at a time (same arguments)."""
-    if max_deletions < 0:
-        raise ValueError(f"max_deletions must be >= 0, got {max_deletions}")
-    check_keep_at_least(keep_at_least)
-    tally = _Tally(max_deletions, keep_decisions)
-    for server_id, backups, conflicting in listing.by_server(server_ids):
-        tally.servers += 1
-        for decision in plan_servers(
-            {server_id: backups},
-            policy_for=policy_for,
-            tz=tz,
+    """``plan_prune``'s decisions over a compact listing, one server at a time (``server_ids``: as
+    plan_prune's; ``keep_decisions``: see the module)."""
+    by_server, conflicting = listing.by_server(server_ids)
+    rules = ServerRules(listing.columns(), inputs, conflicting)
+    tally = _Tally(listing, inputs.max_deletions, keep_decisions)
+    for server_id, walk in by_server:
+        rules.plan(server_id, walk, tally.outcome)
+        tally.server_done()
+    return tally.plan(now=inputs.now, scope=inputs.scope)
+
+
+class _Tally:
+    """What plan_fleet keeps while the servers are planned (an :class:`Outcome`): counts by first
+    reason, and the would-be deletions — every one when decisions are kept, else trimmed back to
+    the ``max_deletions + DEFERRED_SAMPLE`` oldest whenever they double. Decision objects are made
+    only of what is reported."""
+
+    def __init__(self, listing: CompactListing, max_deletions: int, keep_decisions: bool) -> None:
+        self.listing = listing
+        columns = listing.columns()
+        self.created, self.ids = columns.created, columns.ids
+        self.max_deletions = max_deletions
+        self.window = max_deletions + DEFERRED_SAMPLE
+        self.outcome = Outcome(keep_decisions)
+        self.trimmed = 0
+        self.servers = 0
+
+    def server_done(self) -> None:
+        self.servers += 1
+        outcome = self.outcome
+        if outcome.decided is None and len(outcome.deleted) >= 2 * self.window + 64:
+            oldest = self._oldest_first()[: self.window]
+            self.trimmed += len(outcome.deleted) - len(oldest)
+            outcome.deleted[:] = [outcome.deleted[i] for i in oldest]
+            outcome.deleted_reasons[:] = [outcome.deleted_reasons[i] for i in oldest]
+
+    def _oldest_first(self) -> list[int]:
+        # Oldest first, equal times by id: the order plan_prune's valve uses.
+        created, ids, deleted = self.created, self.ids, self.outcome.deleted
+        return sorted(range(len(deleted)), key=lambda i: (created[deleted[i]], ids[deleted[i]]))
+
+    def plan(self, *, now: datetime, scope: Scope) -> FleetPlan:
+        """The valve across the fleet, as plan_prune applies it: the oldest deletions go now."""
+        outcome, listing, cut = self.outcome, self.listing, self.max_deletions
+        oldest = [(outcome.deleted[i], outcome.deleted_reasons[i]) for i in self._oldest_first()]
+        note = valve_note(cut)
+        to_delete = tuple(listing.decision(row, "delete", reasons) for row, reasons in oldest[:cut])
+        deferred = tuple(listing.decision(row, "defer", (*reasons, note)) for row, reasons in oldest[cut:])
+        deferred_count = max(0, self.trimmed + len(oldest) - cut)
+        by_reason: Counter[tuple[Action, str]] = Counter()
+        for action, counts in outcome.first.items():
+            for first, n in counts.items():
+                by_reason[(action, reason_kind(first))] += n
+        for decision in to_delete:
+            by_reason[("delete", _kind(decision))] += 1
+        if deferred_count:
+            by_reason[("defer", reason_kind(note))] += deferred_count
+        kept, skipped = (sum(outcome.first[action].values()) for action in ("keep", "skip"))
+        return FleetPlan(
             now=now,
             scope=scope,
-            holds=holds,
-            failed_grace=failed_grace,
-            conflicting=conflicting,
-            keep_at_least=keep_at_least,
-        ):
-            tally.add(decision)
-    return tally.plan(now=now, scope=scope)
+            max_deletions=cut,
+            servers=self.servers,
+            to_delete=to_delete,
+            deferred=deferred if outcome.decided is not None else deferred[:DEFERRED_SAMPLE],
+            deferred_count=deferred_count,
+            totals={"delete": len(to_delete), "keep": kept, "skip": skipped, "defer": deferred_count},
+            by_reason=dict(by_reason),
+            decisions=self._decisions(deferred),
+        )
+
+    def _decisions(self, deferred: tuple[BackupDecision, ...]) -> tuple[BackupDecision, ...] | None:
+        if self.outcome.decided is None:
+            return None
+        replaced = {d.backup_id: d for d in deferred}
+        ids, listing = self.ids, self.listing
+        return tuple(
+            replaced.get(ids[row]) or listing.decision(row, action, reasons)
+            for row, action, reasons in self.outcome.decided
+        )
 
 
 def _kind(decision: BackupDecision) -> str:
     return reason_kind(decision.reasons[0]) if decision.reasons else ""
-
-
-class _Tally:
-    """What plan_fleet keeps while the servers are planned: counts, and the oldest would-be deletions
-    as (created_at, id, decision) — every one when decisions are kept, else trimmed back to the
-    ``max_deletions + DEFERRED_SAMPLE`` oldest whenever the list doubles."""
-
-    def __init__(self, max_deletions: int, keep_decisions: bool) -> None:
-        self.max_deletions = max_deletions
-        self.window = max_deletions + DEFERRED_SAMPLE
-        self.oldest: list[tuple[datetime, int, BackupDecision]] = []
-        self.would_delete = 0
-        self.servers = 0
-        self.counts: Counter[Action] = Counter()
-        self.by_reason: Counter[tuple[Action, str]] = Counter()
-        self.decisions: list[BackupDecision] | None = [] if keep_decisions else None
-
-    def add(self, decision: BackupDecision) -> None:
-        if self.decisions is not None:
-            self.decisions.append(decision)
-        if decision.action != "delete":
-            self.counts[decision.action] += 1
-            self.by_reason[(decision.action, _kind(decision))] += 1
-            return
-        self.would_delete += 1
-        self.oldest.append((decision.created_at, decision.backup_id, decision))
-        if self.decisions is None and len(self.oldest) >= 2 * self.window + 64:
-            self.oldest.sort(key=_age)
-            del self.oldest[self.window :]
-
-    def plan(self, *, now: datetime, scope: Scope) -> FleetPlan:
-        """The valve across the fleet, as plan_prune applies it: the oldest deletions go now."""
-        self.oldest.sort(key=_age)
-        note = valve_note(self.max_deletions)
-        to_delete = tuple(item[2] for item in self.oldest[: self.max_deletions])
-        deferred = tuple(_deferred(item[2], note) for item in self.oldest[self.max_deletions :])
-        deferred_count = max(0, self.would_delete - self.max_deletions)
-        for decision in to_delete:
-            self.by_reason[("delete", _kind(decision))] += 1
-        if deferred_count:
-            self.by_reason[("defer", reason_kind(note))] += deferred_count
-        self.counts["delete"] = len(to_delete)
-        self.counts["defer"] = deferred_count
-        decisions = None
-        if self.decisions is not None:
-            replaced = {d.backup_id: d for d in deferred}
-            decisions = tuple(replaced.get(d.backup_id, d) for d in self.decisions)
-        return FleetPlan(
-            now=now,
-            scope=scope,
-            max_deletions=self.max_deletions,
-            servers=self.servers,
-            to_delete=to_delete,
-            deferred=deferred if decisions is not None else deferred[:DEFERRED_SAMPLE],
-            deferred_count=deferred_count,
-            totals={action: self.counts.get(action, 0) for action in ACTIONS},
-            by_reason=dict(self.by_reason),
-            decisions=decisions,
-        )
-
-
-def _age(item: tuple[datetime, int, BackupDecision]) -> tuple[datetime, int]:
-    # Oldest first, equal times by id: the order plan_prune's valve uses.
-    return item[0], item[1]
-
-
-def _deferred(decision: BackupDecision, note: str) -> BackupDecision:
-    return BackupDecision(
-        backup_id=decision.backup_id,
-        server_id=decision.server_id,
-        created_at=decision.created_at,
-        status=decision.status,
-        backup_type=decision.backup_type,
-        action="defer",
-        reasons=(*decision.reasons, note),
-    )

@@ -50,7 +50,7 @@ from vpsbackup.provider.errors import ApiTimeoutError, AuthenticationError, Back
 from vpsbackup.provider.models import BACKUP_MANUAL, Backup, BackupPage
 from vpsbackup.prune import messages
 from vpsbackup.prune.compact import CompactListing, FleetPlan, plan_fleet
-from vpsbackup.prune.plan import BackupDecision, Scope
+from vpsbackup.prune.plan import BackupDecision, PlanInputs, Scope
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.prune.retention import RetentionPolicies
 from vpsbackup.prune.settings import PruneSettings
@@ -516,8 +516,7 @@ def run_prune(
             timings=timings,
         )
     started = time.monotonic()
-    plan = plan_fleet(
-        listing,
+    inputs = PlanInputs(
         policy_for=options.policies,
         tz=options.tz,
         now=now,
@@ -525,8 +524,12 @@ def run_prune(
         holds=holds.active_holds(now),
         failed_grace=options.failed_grace,
         max_deletions=options.max_deletions,
-        server_ids=frozenset(request.server_ids) if request.server_ids is not None else None,
         keep_at_least=options.keep_at_least,
+    )
+    plan = plan_fleet(
+        listing,
+        inputs,
+        server_ids=frozenset(request.server_ids) if request.server_ids is not None else None,
         keep_decisions=request.server_ids is not None or len(listing) <= FULL_PLAN_LIMIT,
     )
     timings["plan_s"] = time.monotonic() - started

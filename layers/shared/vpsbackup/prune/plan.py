@@ -19,7 +19,7 @@ docs/prune.md, in the order they are applied:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
@@ -130,7 +130,8 @@ def _dedupe(backups: Iterable[Backup]) -> tuple[list[Backup], set[int]]:
     return unique, conflicting
 
 
-def _hold_reason(hold: Hold) -> str:
+def hold_reason(hold: Hold) -> str:
+    """Why a held backup is kept: ``hold until <time>: <reason>``."""
     text = f"hold until {hold.until.isoformat()}"
     return f"{text}: {hold.reason}" if hold.reason else text
 
@@ -166,27 +167,36 @@ def plan_prune(
     ``keep_at_least`` completed backups in scope left on a server (``KEEP_AT_LEAST``; 1 is the
     newest completed one, as without it). Deterministic.
     """
-    _check_arguments(now=now, scope=scope, max_deletions=max_deletions, failed_grace=failed_grace)
-    check_keep_at_least(keep_at_least)
+    inputs = PlanInputs(policy_for, tz, now, scope, holds, failed_grace, max_deletions, keep_at_least)
     unique, conflicting = _dedupe(backups)
     by_server = _group_by_server(unique, server_ids)
     decided: list[_Decided] = []
     for server_id in sorted(by_server):
-        decided.extend(
-            _plan_server(
-                server_id,
-                by_server[server_id],
-                policy_for,
-                tz,
-                now,
-                scope,
-                holds,
-                failed_grace,
-                conflicting,
-                keep_at_least,
-            )
-        )
+        decided.extend(_plan_server(server_id, by_server[server_id], inputs, conflicting))
     return _apply_valve(decided, now=now, scope=scope, max_deletions=max_deletions)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInputs:
+    """What a plan decides from, besides the listing: each server's policy (``policy_for``), the
+    zone of the buckets, the time, the scope, the holds, the failed-backup grace, the valve and
+    the floor (``KEEP_AT_LEAST``). Checked when made: a bad value is a ``ValueError`` naming it.
+    Both planning paths take it (:func:`plan_prune` builds it from its arguments)."""
+
+    policy_for: Callable[[int], RetentionPolicy]
+    tz: tzinfo
+    now: datetime
+    scope: Scope
+    holds: Mapping[int, Hold]
+    failed_grace: timedelta
+    max_deletions: int
+    keep_at_least: int = 1
+
+    def __post_init__(self) -> None:
+        _check_arguments(
+            now=self.now, scope=self.scope, max_deletions=self.max_deletions, failed_grace=self.failed_grace
+        )
+        check_keep_at_least(self.keep_at_least)
 
 
 def _check_arguments(*, now: datetime, scope: Scope, max_deletions: int, failed_grace: timedelta) -> None:
@@ -221,36 +231,6 @@ def _group_by_server(
 def valve_note(max_deletions: int) -> str:
     """The reason added to a deletion the safety valve defers."""
     return f"deferred (valve): at most {max_deletions} deletions per run"
-
-
-def plan_servers(
-    by_server: Mapping[int, list[Backup]],
-    *,
-    policy_for: Callable[[int], RetentionPolicy],
-    tz: tzinfo,
-    now: datetime,
-    scope: Scope,
-    holds: Mapping[int, Hold],
-    failed_grace: timedelta,
-    conflicting: set[int],
-    keep_at_least: int,
-) -> Iterator[BackupDecision]:
-    """Every server's decisions before the safety valve, by server id, each server newest first:
-    :func:`plan_prune`'s own steps, for the compact fleet path (prune/compact.py), which applies
-    the valve across the fleet itself. ``by_server`` holds one copy of each backup."""
-    for server_id in sorted(by_server):
-        for backup, action, reasons in _plan_server(
-            server_id, by_server[server_id], policy_for, tz, now, scope, holds, failed_grace, conflicting, keep_at_least
-        ):
-            yield BackupDecision(
-                backup_id=backup.id,
-                server_id=backup.server_id,
-                created_at=backup.created_at,
-                status=backup.status,
-                backup_type=backup.backup_type,
-                action=action,
-                reasons=reasons,
-            )
 
 
 def _apply_valve(decided: list[_Decided], *, now: datetime, scope: Scope, max_deletions: int) -> PrunePlan:
@@ -289,19 +269,9 @@ def _apply_valve(decided: list[_Decided], *, now: datetime, scope: Scope, max_de
     )
 
 
-def _plan_server(
-    server_id: int,
-    backups: list[Backup],
-    policy_for: Callable[[int], RetentionPolicy],
-    tz: tzinfo,
-    now: datetime,
-    scope: Scope,
-    holds: Mapping[int, Hold],
-    failed_grace: timedelta,
-    conflicting: set[int],
-    keep_at_least: int,
-) -> list[_Decided]:
+def _plan_server(server_id: int, backups: list[Backup], inputs: PlanInputs, conflicting: set[int]) -> list[_Decided]:
     """One server's decisions before the valve, newest first: rules 1-3, then retention, then protections."""
+    now, scope, failed_grace = inputs.now, inputs.scope, inputs.failed_grace
     backups = sorted(backups, key=_order_key, reverse=True)
     verdicts: dict[int, _Verdict] = {}
     retained: list[Backup] = []  # completed candidates: the backups the retention rules see
@@ -311,10 +281,10 @@ def _plan_server(
             retained.append(backup)
         else:
             verdicts[backup.id] = verdict
-    verdicts.update(_retention_verdicts(retained, policy_for(server_id), tz, now))
+    verdicts.update(_retention_verdicts(retained, inputs.policy_for(server_id), inputs.tz, now))
     protect = _newest_protections(backups, retained, now, conflicting)
-    _add_floor_protections(protect, retained, keep_at_least)
-    _add_hold_protections(protect, backups, holds, now)
+    _add_floor_protections(protect, retained, inputs.keep_at_least)
+    _add_hold_protections(protect, backups, inputs.holds, now)
     _apply_protections(verdicts, protect)
     return [(b, verdicts[b.id][0], tuple(verdicts[b.id][1])) for b in backups]
 
@@ -325,27 +295,42 @@ def _triage(
     """Rules 1-3 for one backup: skipped, or a failed one deleted or kept; None for a completed candidate."""
     if backup.id in conflicting:
         return "skip", [REASON_CONFLICTING_COPIES]
-    if backup.backup_type != BACKUP_MANUAL:
-        if backup.backup_type == BACKUP_AUTOMATIC:
-            return "skip", [REASON_AUTOMATIC]
-        return "skip", [f"backup type {backup.backup_type!r} is never pruned"]
-    if scope == "managed" and not is_managed(backup.description):
-        return "skip", [REASON_NOT_MANAGED]
-    if backup.status == STATUS_IN_PROGRESS:
-        return "skip", [REASON_IN_PROGRESS]
+    in_scope = scope == "manual" or is_managed(backup.description)
+    reason = skip_reason(backup.backup_type, backup.status, in_scope=in_scope)
+    if reason is not None:
+        return "skip", [reason]
     if backup.status == STATUS_FAILED:
-        return _failed_verdict(backup, now=now, failed_grace=failed_grace)
-    if backup.status == STATUS_COMPLETED:
+        deleted, kept = failed_reasons(failed_grace)
+        return ("delete", [deleted]) if now - backup.created_at > failed_grace else ("keep", [kept])
+    return None
+
+
+def skip_reason(backup_type: str, status: str, *, in_scope: bool) -> str | None:
+    """Rules 1-2: why a backup is skipped (``in_scope``: manual scope, or it carries the marker);
+    None for a failed or completed candidate. Both planning paths ask it."""
+    if backup_type != BACKUP_MANUAL:
+        if backup_type == BACKUP_AUTOMATIC:
+            return REASON_AUTOMATIC
+        return f"backup type {backup_type!r} is never pruned"
+    if not in_scope:
+        return REASON_NOT_MANAGED
+    if status == STATUS_IN_PROGRESS:
+        return REASON_IN_PROGRESS
+    if status in (STATUS_FAILED, STATUS_COMPLETED):
         return None
-    return "skip", [f"unknown status {backup.status!r}"]
+    return f"unknown status {status!r}"
 
 
-def _failed_verdict(backup: Backup, *, now: datetime, failed_grace: timedelta) -> _Verdict:
-    """A failed backup counts for no rule: deleted once older than the grace period, kept until then."""
+def failed_reasons(failed_grace: timedelta) -> tuple[str, str]:
+    """Rule 3's reasons: a failed backup counts for no rule, deleted once older than the grace
+    period (the first reason), kept until then (the second)."""
     grace = describe_duration(failed_grace)
-    if now - backup.created_at > failed_grace:
-        return "delete", [f"failed, older than {grace}"]
-    return "keep", [f"failed, within grace ({grace})"]
+    return f"failed, older than {grace}", f"failed, within grace ({grace})"
+
+
+def not_retained_reason(policy: RetentionPolicy) -> str:
+    """The reason of a completed candidate that no rule of ``policy`` keeps."""
+    return f"{REASON_NOT_RETAINED} ({policy.describe()})"
 
 
 def _retention_verdicts(
@@ -353,7 +338,7 @@ def _retention_verdicts(
 ) -> dict[int, _Verdict]:
     """Rule 4: the server's retention policy over its completed candidates."""
     verdicts: dict[int, _Verdict] = {}
-    not_retained = f"{REASON_NOT_RETAINED} ({policy.describe()})"
+    not_retained = not_retained_reason(policy)
     for decision in apply_policy(((b.id, b.created_at) for b in retained), policy, tz, now=now):
         if decision.keep:
             verdicts[decision.key] = ("keep", list(decision.reasons))
@@ -410,7 +395,7 @@ def _add_hold_protections(
     for backup in backups:
         hold = holds.get(backup.id)
         if hold is not None and hold.until > now:
-            protect[backup.id].append(_hold_reason(hold))
+            protect[backup.id].append(hold_reason(hold))
 
 
 def _apply_protections(verdicts: dict[int, _Verdict], protect: Mapping[int, list[str]]) -> None:
@@ -422,4 +407,10 @@ def _apply_protections(verdicts: dict[int, _Verdict], protect: Mapping[int, list
     for backup_id, notes in protect.items():
         action, reasons = verdicts[backup_id]
         if action in ("delete", "keep"):
-            verdicts[backup_id] = ("keep", [*notes, *(r for r in reasons if not r.startswith(REASON_NOT_RETAINED))])
+            verdicts[backup_id] = ("keep", list(protected_reasons(notes, reasons)))
+
+
+def protected_reasons(notes: Iterable[str], reasons: Iterable[str]) -> tuple[str, ...]:
+    """A protected backup's reasons: its protection notes first, then what retention said, but for
+    "no retention rule keeps it", which no longer applies."""
+    return (*notes, *(r for r in reasons if not r.startswith(REASON_NOT_RETAINED)))

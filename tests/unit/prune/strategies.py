@@ -1,0 +1,83 @@
+"""Hypothesis strategies shared by the prune tests: policies, holds, and times on the calendar's edges."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
+
+from hypothesis import strategies as st
+
+from vpsbackup.provider.models import Backup
+from vpsbackup.prune.retention import RetentionPolicy
+from vpsbackup.records import Hold
+
+NOW = datetime(2025, 3, 30, 12, 0, tzinfo=UTC)
+ZONES: list[tzinfo] = [ZoneInfo("UTC"), ZoneInfo("Europe/Madrid"), ZoneInfo("America/New_York")]
+# Zones with odd offsets and DST shifts of half an hour, a fixed offset, and datetime's own UTC.
+EDGE_ZONES: list[tzinfo] = [
+    *ZONES,
+    ZoneInfo("Australia/Lord_Howe"),
+    ZoneInfo("Asia/Kathmandu"),
+    timezone(timedelta(hours=-3, minutes=-30)),
+    UTC,
+]
+# Times a calendar gets wrong first: year ends (2020 and 2026 have an ISO week 53, 2024-12-30 is
+# 2025-W01), a leap day, DST changes in Madrid, New York and Lord Howe (at :30 UTC).
+ANCHORS = [
+    NOW,
+    datetime(2020, 12, 31, 23, 30, tzinfo=UTC),
+    datetime(2021, 1, 3, 23, 59, tzinfo=UTC),
+    datetime(2024, 12, 30, 0, 0, tzinfo=UTC),
+    datetime(2026, 12, 31, 22, 0, tzinfo=UTC),
+    datetime(2024, 2, 29, 12, 0, tzinfo=UTC),
+    datetime(2025, 3, 30, 1, 0, tzinfo=UTC),
+    datetime(2025, 10, 26, 1, 0, tzinfo=UTC),
+    datetime(2025, 3, 9, 7, 0, tzinfo=UTC),
+    datetime(2025, 4, 5, 15, 0, tzinfo=UTC),
+    datetime(2025, 10, 4, 15, 30, tzinfo=UTC),
+]
+COUNT_RULES = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+
+
+@st.composite
+def policies(draw: st.DrawFn, max_count: int = 6) -> RetentionPolicy:
+    """Any valid policy: each count rule unset or 0..``max_count``, a window of up to 60 days."""
+    counts = {rule: draw(st.one_of(st.none(), st.integers(0, max_count))) for rule in COUNT_RULES}
+    within = draw(st.one_of(st.none(), st.integers(0, 24 * 60).map(lambda h: timedelta(hours=h))))
+    if not any(counts.values()) and not within:
+        counts["keep_last"] = 1
+    return RetentionPolicy(**counts, keep_within=within)
+
+
+@st.composite
+def holds_for(
+    draw: st.DrawFn, listed: Sequence[Backup], *, max_size: int = 5, reasons: Sequence[str] = ("",), now: datetime = NOW
+) -> dict[int, Hold]:
+    """Holds on some of ``listed``, some expired (up to 48 hours either side of ``now``)."""
+    held = draw(st.lists(st.sampled_from(listed), max_size=max_size)) if listed else []
+    return {
+        b.id: Hold(
+            backup_id=b.id,
+            server_id=b.server_id,
+            until=now + timedelta(hours=draw(st.integers(-48, 48))),
+            reason=draw(st.sampled_from(reasons)),
+        )
+        for b in held
+    }
+
+
+def hours_back(now: datetime = NOW) -> st.SearchStrategy[datetime]:
+    """Whole hours back from ``now`` (a few in the future): ties and shared buckets happen."""
+    hours = st.one_of(st.integers(-48, 24 * 400), st.sampled_from([0, 1, 24, 25, 168]))
+    return hours.map(lambda h: now - timedelta(hours=h))
+
+
+def edge_times() -> st.SearchStrategy[datetime]:
+    """Times near the calendar's edges (:data:`ANCHORS`), to the minute and now and then to the microsecond."""
+    return st.builds(
+        lambda anchor, minutes, micro: anchor + timedelta(minutes=minutes, microseconds=micro),
+        st.sampled_from(ANCHORS),
+        st.one_of(st.integers(-3 * 24 * 60, 3 * 24 * 60), st.sampled_from([0, 30, 60, -60, 24 * 60])),
+        st.sampled_from([0, 0, 0, 1, -1]),
+    )
