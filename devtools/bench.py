@@ -115,6 +115,23 @@ def bench_plan(rows: list[str], quick: bool) -> None:
         )
 
 
+def bench_fleet_plan(rows: list[str], quick: bool) -> None:
+    """The fleet plan (prune/compact.py) at 301,000 backups against the path it replaced, in turns
+    (devtools/bench_plan.py): CPU seconds, medians, and the ratio pair by pair."""
+    from devtools import bench_plan
+
+    servers = 1_000 if quick else 10_000
+    listing = bench_plan.build_listing(servers=servers, older=servers // 10)
+    result = bench_plan.compare(listing, runs=3, tz_name="UTC")
+    compact, legacy = (statistics.median(result["cpu"][name]) for name in ("compact", "legacy"))
+    wall = statistics.median(result["seconds"]["compact"])
+    rows.append(
+        f"| fleet plan (compact engine) | {servers:,} servers × 30 + {servers // 10:,} older = {len(listing):,} "
+        f"| {compact:,.2f} s CPU ({wall:,.2f} s wall) | {len(listing) / compact:,.0f} backups/s; the path before it "
+        f"{legacy:,.2f} s CPU, ratio {statistics.median(result['ratios']):.2f} | — |"
+    )
+
+
 def bench_listing(rows: list[str], quick: bool) -> None:
     counts = [(1_000, 10), (1_000, 100), (10_000, 100)] if not quick else [(1_000, 100)]
     for total, page_size in counts:
@@ -268,6 +285,7 @@ def main() -> None:
     cold_notes: list[str] = []
     if args.only in (None, "plan"):
         bench_plan(rows, args.quick)
+        bench_fleet_plan(rows, args.quick)
     if args.only in (None, "listing"):
         bench_listing(rows, args.quick)
     if args.only in (None, "cold-start"):
