@@ -151,16 +151,16 @@ class ServerRules:
     def _triage_rows(self, columns: Columns) -> list[_Triage]:
         """Rules 1-3 for every row (plan.py's skip_reason), worked out once per (type, status, marker)."""
         words = columns.words
-        rows = list(zip(columns.types, columns.status, columns.managed, strict=True))
         known: dict[tuple[int, int, int], _Triage] = {}
-        for backup_type, status, managed in set(rows):
+        # The rows are zipped twice rather than kept as a list of tuples: 20 MB at 300,000 backups.
+        for backup_type, status, managed in set(zip(columns.types, columns.status, columns.managed, strict=True)):
             in_scope = self._scope == "manual" or bool(managed)
             reason = skip_reason(words[backup_type], words[status], in_scope=in_scope)
             if reason is not None:
                 known[(backup_type, status, managed)] = (_SKIP, (reason,))
             else:
                 known[(backup_type, status, managed)] = (_FAILED if words[status] == STATUS_FAILED else _CANDIDATE, ())
-        triage = [known[row] for row in rows]
+        triage = [known[row] for row in zip(columns.types, columns.status, columns.managed, strict=True)]
         if self._conflicting:
             for row, backup_id in enumerate(columns.ids):
                 if backup_id in self._conflicting:
