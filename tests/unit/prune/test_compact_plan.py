@@ -241,3 +241,23 @@ def test_a_negative_valve_is_refused() -> None:
 )
 def test_reasons_are_counted_by_kind(reason: str, kind: str) -> None:
     assert reason_kind(reason) == kind
+
+
+def test_a_fleet_with_thousands_of_deletions_keeps_only_the_oldest_and_counts_the_rest() -> None:
+    # Given 9,000 backups on 30 servers under keep_last 1 (8,970 would-be deletions, so the fleet
+    # path trims what it keeps twice) and a valve of 37
+    listed = [
+        backup(n + 1, n % 30, (n * 7919) % 9000, status="completed", backup_type="manual", managed=True)
+        for n in range(9000)
+    ]
+    compact = CompactListing()
+    compact.extend(listed)
+    args: dict[str, Any] = {**KEEP_LAST_1, "max_deletions": 37}
+    # When both paths plan it, the fleet path keeping no decisions
+    fleet = plan_fleet(compact, PlanInputs(**args))
+    engine = plan_prune(listed, **args)
+    # Then the deletions, the oldest deferred ones, the counts and the totals are plan_prune's
+    assert fleet.to_delete == engine.to_delete
+    assert fleet.deferred == engine.deferred[:DEFERRED_SAMPLE]
+    assert fleet.deferred_count == len(engine.deferred) == 9000 - 30 - 37
+    assert dict(fleet.totals) == dict(engine.totals)

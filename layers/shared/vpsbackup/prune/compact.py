@@ -289,8 +289,8 @@ def plan_fleet(
 class _Tally:
     """What plan_fleet keeps while the servers are planned (an :class:`Outcome`): counts by first
     reason, and the would-be deletions — every one when decisions are kept, else trimmed back to
-    the ``max_deletions + DEFERRED_SAMPLE`` oldest whenever they double. Decision objects are made
-    only of what is reported."""
+    the ``max_deletions + DEFERRED_SAMPLE`` oldest whenever they double (or reach 4,096). Decision
+    objects are made only of what is reported."""
 
     def __init__(self, listing: CompactListing, max_deletions: int, keep_decisions: bool) -> None:
         self.listing = listing
@@ -305,16 +305,17 @@ class _Tally:
     def server_done(self) -> None:
         self.servers += 1
         outcome = self.outcome
-        if outcome.decided is None and len(outcome.deleted) >= 2 * self.window + 64:
+        if outcome.decided is None and len(outcome.deleted) >= max(2 * self.window + 64, 4096):
             oldest = self._oldest_first()[: self.window]
             self.trimmed += len(outcome.deleted) - len(oldest)
             outcome.deleted[:] = [outcome.deleted[i] for i in oldest]
             outcome.deleted_reasons[:] = [outcome.deleted_reasons[i] for i in oldest]
 
     def _oldest_first(self) -> list[int]:
-        # Oldest first, equal times by id: the order plan_prune's valve uses.
+        # Oldest first, equal times by id: the order plan_prune's valve uses (two stable sorts).
         created, ids, deleted = self.created, self.ids, self.outcome.deleted
-        return sorted(range(len(deleted)), key=lambda i: (created[deleted[i]], ids[deleted[i]]))
+        by_id = sorted(range(len(deleted)), key=[ids[row] for row in deleted].__getitem__)
+        return sorted(by_id, key=[created[row] for row in deleted].__getitem__)
 
     def plan(self, *, now: datetime, scope: Scope) -> FleetPlan:
         """The valve across the fleet, as plan_prune applies it: the oldest deletions go now."""
