@@ -162,30 +162,39 @@ def test_the_template_s_email_filter_lets_only_warnings_and_errors_through(aws: 
 # -- the stack's own alarms -------------------------------------------------------------------------
 
 ALARM_TOPIC = {"Ref": "StackAlarmsTopic"}
+NOTIFICATIONS_TOPIC = {"Ref": "NotificationsTopic"}
 
 
 def stack_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: r["Properties"] for k, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
 
 
-def test_every_alarm_of_the_stack_notifies_the_stack_alarms_topic_only() -> None:
-    # The e-mail subscription of NotificationsTopic filters on the severity attribute, which alarm
-    # messages never carry: an alarm publishing there would reach no inbox.
+def test_every_alarm_of_the_stack_notifies_both_topics() -> None:
+    # StackAlarmsTopic for subscribers that filter (the e-mail's filter on the severity attribute,
+    # which alarm messages never carry, would drop them on NotificationsTopic); NotificationsTopic
+    # too, as before StackAlarmsTopic existed, so that chat, paging or ticketing subscribed there
+    # without a filter keep getting them after an upgrade of the stack.
     alarms = stack_alarms(load_template())
     assert len(alarms) >= 5
+    both = [ALARM_TOPIC, NOTIFICATIONS_TOPIC]
     for name, alarm in alarms.items():
-        assert alarm["AlarmActions"] == [ALARM_TOPIC], name
+        assert alarm["AlarmActions"] == both, name
         for actions in ("OKActions", "InsufficientDataActions"):
-            assert alarm.get(actions, [ALARM_TOPIC]) == [ALARM_TOPIC], (name, actions)
+            assert alarm.get(actions, both) == both, (name, actions)
 
 
 def test_the_stack_alarms_topic_mails_the_address_unfiltered_under_the_stack_key() -> None:
-    resources = load_template()["Resources"]
+    template = load_template()
+    resources = template["Resources"]
     topic = resources["StackAlarmsTopic"]
     assert topic["Type"] == "AWS::SNS::Topic"
     assert topic["Properties"]["KmsMasterKeyId"] == {"Ref": "NotificationsKey"}
     subscription = resources["StackAlarmsEmailSubscription"]
-    assert subscription["Condition"] == "HasNotificationEmail"
+    # Only when the notifications e-mail filters: unfiltered, it gets the alarms from NotificationsTopic
+    assert subscription["Condition"] == "NotificationEmailIsFiltered"
+    assert template["Conditions"]["NotificationEmailIsFiltered"] == {
+        "And": [{"Condition": "HasNotificationEmail"}, {"Not": [{"Condition": "EmailGetsAllNotifications"}]}]
+    }
     assert subscription["Properties"]["TopicArn"] == ALARM_TOPIC
     assert subscription["Properties"]["Protocol"] == "email"
     assert subscription["Properties"]["Endpoint"] == {"Ref": "NotificationEmail"}
@@ -193,29 +202,50 @@ def test_the_stack_alarms_topic_mails_the_address_unfiltered_under_the_stack_key
     assert "FilterPolicyScope" not in subscription["Properties"]
 
 
-def test_only_this_account_s_alarms_of_this_stack_may_publish_to_the_stack_alarms_topic() -> None:
-    resources = load_template()["Resources"]
-    policy = resources["StackAlarmsTopicPolicy"]["Properties"]
-    assert policy["Topics"] == [ALARM_TOPIC]
-    [statement] = policy["PolicyDocument"]["Statement"]
+def stack_alarms_publish(statement: dict[str, Any], topic: dict[str, str]) -> None:
     assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert statement["Action"] == "sns:Publish"
-    assert statement["Resource"] == ALARM_TOPIC
+    assert statement["Resource"] == topic
     assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
     source = statement["Condition"]["ArnLike"]["aws:SourceArn"]["Sub"]
     assert source.endswith(":alarm:${AWS::StackName}-*")
+
+
+@pytest.mark.parametrize(
+    ("policy_id", "topic"),
+    # NotificationsTopicPolicy keeps its logical id: an upgrade updates it in place (a new policy
+    # resource on the same topic would be reset to the default policy when the old one is deleted).
+    [("StackAlarmsTopicPolicy", ALARM_TOPIC), ("NotificationsTopicPolicy", NOTIFICATIONS_TOPIC)],
+)
+def test_only_this_account_s_alarms_of_this_stack_may_publish_to_the_alarm_topics(
+    policy_id: str, topic: dict[str, str]
+) -> None:
+    template = load_template()
+    policy = template["Resources"][policy_id]["Properties"]
+    assert policy["Topics"] == [topic]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    stack_alarms_publish(statement, topic)
     # The stack's alarms are named by CloudFormation after the stack (no AlarmName of their own)
-    assert all("AlarmName" not in alarm for alarm in stack_alarms(load_template()).values())
-    # And nothing else in the template lets CloudWatch publish to the notifications topic
-    statements = [
-        s
-        for r in resources.values()
-        if r["Type"] == "AWS::SNS::TopicPolicy"
-        for s in r["Properties"]["PolicyDocument"]["Statement"]
-        if {"Ref": "NotificationsTopic"} in r["Properties"]["Topics"]
-    ]
-    assert not any(s["Principal"].get("Service") == "cloudwatch.amazonaws.com" for s in statements)
+    assert all("AlarmName" not in alarm for alarm in stack_alarms(template).values())
+    # One policy resource per topic
+    policies = [r for r in template["Resources"].values() if r["Type"] == "AWS::SNS::TopicPolicy"]
+    assert [r for r in policies if topic in r["Properties"]["Topics"]] == [template["Resources"][policy_id]]
+
+
+def holds(condition: Any, conditions: dict[str, Any], parameters: dict[str, str]) -> bool:
+    """A template condition's value for ``parameters`` (the few intrinsics the template's conditions use)."""
+    [(function, argument)] = condition.items()
+    if function == "Condition":
+        return holds(conditions[argument], conditions, parameters)
+    if function == "Not":
+        return not holds(argument[0], conditions, parameters)
+    if function == "And":
+        return all(holds(c, conditions, parameters) for c in argument)
+    if function == "Equals":
+        left, right = (parameters[a["Ref"]] if isinstance(a, dict) else a for a in argument)
+        return bool(left == right)
+    raise AssertionError(f"unexpected condition function {function}")
 
 
 def alarm_message() -> str:
@@ -226,28 +256,62 @@ def alarm_message() -> str:
     return message
 
 
-def test_an_alarm_without_attributes_reaches_the_inbox_on_the_stack_alarms_topic(aws: AwsEnv) -> None:
-    # Given both topics as the template makes them, a queue standing in for the inbox on each, with
-    # the template's subscription filters (the notifications e-mail filter; none on the alarms topic)
-    sns = aws.clients["sns"]
-    alarms_topic = sns.create_topic(Name="vpsbackup-stack-alarms")["TopicArn"]
-    notifications_inbox = subscribe_queue(aws, "inbox-notifications", filter_policy=email_filter_policy())
-    alarms_subscription = load_template()["Resources"]["StackAlarmsEmailSubscription"]["Properties"]
-    alarms_inbox = subscribe_queue(
-        aws, "inbox-alarms", topic_arn=alarms_topic, filter_policy=alarms_subscription.get("FilterPolicy")
-    )
-    # When a stack alarm fires (CloudWatch publishes the alarm JSON with no message attributes)
-    sns.publish(
-        TopicArn=alarms_topic, Subject='ALARM: "vpsbackup-PruneBackupsErrorsAlarm-1" in EU', Message=alarm_message()
-    )
-    # Then the inbox gets it from the alarms topic
-    [envelope] = drain(aws, alarms_inbox)
+def resolve(value: Any, conditions: dict[str, Any], parameters: dict[str, str]) -> Any:
+    """``value`` with its ``If`` resolved (None for ``AWS::NoValue``)."""
+    if isinstance(value, dict) and "If" in value:
+        name, then, otherwise = value["If"]
+        value = then if holds({"Condition": name}, conditions, parameters) else otherwise
+    return None if value == {"Ref": "AWS::NoValue"} else value
+
+
+@pytest.mark.parametrize("severities", ["warning-and-error", "all"])
+def test_a_stack_alarm_reaches_the_inbox_once_and_the_unfiltered_subscribers_of_both_topics(
+    aws: AwsEnv, severities: str
+) -> None:
+    # Given both topics, the template's e-mail subscriptions for this NotificationEmailSeverities
+    # (one queue stands in for the inbox, behind each subscription the template would make), and a
+    # chat or paging endpoint subscribed to NotificationsTopic without a filter before the upgrade
+    template = load_template()
+    conditions = template["Conditions"]
+    parameters = {"NotificationEmail": "oncall@example.com", "NotificationEmailSeverities": severities}
+    sns, sqs = aws.clients["sns"], aws.clients["sqs"]
+    topics = {
+        "NotificationsTopic": aws.topic_arn,
+        "StackAlarmsTopic": sns.create_topic(Name="stack-alarms")["TopicArn"],
+    }
+    inbox = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    mailed_by = []
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::SNS::Subscription" or resource["Properties"]["Protocol"] != "email":
+            continue
+        if "Condition" in resource and not holds({"Condition": resource["Condition"]}, conditions, parameters):
+            continue
+        properties = resource["Properties"]
+        attributes = {"RawMessageDelivery": "false"}
+        if (policy := resolve(properties.get("FilterPolicy"), conditions, parameters)) is not None:
+            scope = resolve(properties["FilterPolicyScope"], conditions, parameters)
+            attributes |= {"FilterPolicy": json.dumps(policy), "FilterPolicyScope": scope}
+        topic = topics[properties["TopicArn"]["Ref"]]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn, Attributes=attributes)
+        mailed_by.append(logical_id)
+    assert mailed_by
+    pager = subscribe_queue(aws, "pager")
+    # When a stack alarm fires (CloudWatch publishes the alarm JSON with no message attributes to
+    # each topic of its actions)
+    [alarm] = [a for k, a in stack_alarms(template).items() if k == "PruneBackupsErrorsAlarm"]
+    for action in alarm["AlarmActions"]:
+        sns.publish(
+            TopicArn=topics[action["Ref"]],
+            Subject='ALARM: "vpsbackup-PruneBackupsErrorsAlarm-1" in EU',
+            Message=alarm_message(),
+        )
+    # Then the inbox gets it exactly once, and so does the unfiltered subscriber of NotificationsTopic
+    [envelope] = drain(aws, inbox)
     assert json.loads(envelope["Message"])["NewStateValue"] == "ALARM"
     assert attributes_of(envelope) == {}
-    # While the same message on the notifications topic would not have passed its e-mail filter
-    sns.publish(TopicArn=aws.topic_arn, Subject="ALARM", Message=alarm_message())
-    assert drain(aws, notifications_inbox) == []
-    assert len(aws.notifications()) == 1  # it was published: an unfiltered subscriber got it
+    [paged] = drain(aws, pager)
+    assert json.loads(paged["Message"])["NewStateValue"] == "ALARM"
 
 
 def test_a_long_subject_is_cut_to_printable_ascii_below_the_sns_limit() -> None:
