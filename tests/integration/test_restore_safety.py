@@ -308,6 +308,32 @@ def test_a_deploy_backup_a_late_retry_made_is_not_the_restore_point(
         assert "retry" in note["Message"]
 
 
+def test_inside_the_watch_window_a_too_old_deploy_backup_still_bars_the_backups_made_after_the_deploy(
+    restore_env: AwsEnv, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a 2-day watch window, RESTORE_MAX_BACKUP_AGE 1 day, a deploy 30 hours before the alarm
+    # whose backup completed (now too old), and a backup made 10 hours after the deploy
+    monkeypatch.setenv("RESTORE_WATCH_WINDOW", "2d")
+    monkeypatch.setenv("RESTORE_MAX_BACKUP_AGE", "1d")
+    at = alarm_time()
+    deployed = at - timedelta(hours=30)
+    deploy_backup = simulator.add_backup(SERVER, backup_type="manual", created_at=deployed + timedelta(seconds=5))
+    simulator.add_backup(SERVER, backup_type="automatic", created_at=deployed + timedelta(hours=10))
+    record_deployment(restore_env, deployed, deploy_backup["id"])
+    # When the alarm fires, inside the window: the deploy is the likely cause
+    outcome = outcome_of(eventbridge(at=at))
+    # Then nothing is restored: the backup made after the deploy may hold the state it broke, and
+    # the one before it is too old
+    assert outcome["outcome"] == "skipped"
+    assert outcome["cause"] == "no_backup"
+    assert restore_posts(simulator) == []
+    assert simulator.servers[SERVER]["restored_from"] is None
+    # And people are told why
+    [note] = restore_env.notifications()
+    assert "RESTORE_WATCH_WINDOW" in note["Message"]
+    assert f"backup {deploy_backup['id']} of deployment gh-8812-1" in note["Message"]
+
+
 # -- RESTORE_MAX_ALARM_AGE -------------------------------------------------------------------------
 
 

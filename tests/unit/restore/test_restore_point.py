@@ -120,6 +120,42 @@ def test_a_completed_deploy_backup_that_is_only_too_old_gives_way_to_the_newest_
     assert "completed" in decision.reason.split("backup 499", 1)[1]
 
 
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        (timedelta(0), "newest_completed"),  # no window: as without one
+        (timedelta(hours=30), "none"),  # the alarm is inside the window (the boundary included)
+        (timedelta(days=2), "none"),
+        (timedelta(hours=30) - timedelta(microseconds=1), "newest_completed"),  # just outside it
+    ],
+)
+def test_inside_the_watch_window_a_completed_but_too_old_deploy_backup_still_limits_the_choice(
+    window: timedelta, expected: str
+) -> None:
+    # Given RESTORE_MAX_BACKUP_AGE 1 day, a deployment 30 hours before the alarm whose backup
+    # completed (too old now), and a backup made 10 hours after that deployment
+    received = ALARM_AT - timedelta(hours=30)
+    deploy_backup = backup(499, received + timedelta(seconds=5), backup_type="manual")
+    after_deploy = backup(520, received + timedelta(hours=10))
+    # When the alarm fires with the watch window
+    decision = choose_restore_point(
+        SERVER,
+        [deploy_backup, after_deploy],
+        deployment=deployment(499, received),
+        alarm_at=ALARM_AT,
+        max_age=timedelta(days=1),
+        watch_window=window,
+    )
+    # Then inside the window the deploy is the likely cause: no backup made after it is used, and
+    # none before it is young enough; outside it (or with none) the newer backup is used
+    assert decision.basis == expected
+    assert decision.backup == (after_deploy if expected == "newest_completed" else None)
+    if expected == "none":
+        assert "RESTORE_WATCH_WINDOW" in decision.reason
+        assert "backup 499 of deployment gh-8812-1" in decision.reason
+        assert "backup 520" in decision.reason  # passed over, and said so
+
+
 def test_a_deployment_without_a_recorded_backup_falls_back() -> None:
     fallback = backup(480, ALARM_AT - timedelta(days=1))
     decision = choose([fallback], deployment(None, ALARM_AT - timedelta(hours=1)))

@@ -255,15 +255,42 @@ def usable(backups: list[Backup]) -> list[Backup]:
     ]
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    fleets(),
+    st.integers(min_value=1, max_value=3 * 24 * 60),
+    st.integers(min_value=7 * 24 * 60 + 1, max_value=9 * 24 * 60),
+    st.integers(min_value=0, max_value=24 * 60),
+)
+def test_inside_a_watch_window_no_backup_made_after_the_deploy_is_chosen_past_its_too_old_backup(
+    fleet: tuple[list[Backup], DeploymentRecord | None], deployed_ago: int, backup_age: int, slack: int
+) -> None:
+    # Given any fleet, a deployment `deployed_ago` minutes before the alarm whose backup completed
+    # but is older than RESTORE_MAX_BACKUP_AGE, and an alarm inside the watch window after it
+    backups, _ = fleet
+    deploy_backup = backup(999, ALARM_AT - timedelta(minutes=backup_age))
+    dep = deployment(999, ALARM_AT - timedelta(minutes=deployed_ago))
+    window = timedelta(minutes=deployed_ago + slack)
+    # When the restore point is chosen
+    decision = choose_restore_point(
+        SERVER, [*backups, deploy_backup], deployment=dep, alarm_at=ALARM_AT, max_age=MAX_AGE, watch_window=window
+    )
+    # Then it is no backup made at or after the deployment's request (the deploy is the likely cause)
+    assert decision.backup is None or decision.backup.created_at < dep.received_at
+    assert decision.basis in ("before_deployment", "none")
+
+
 @settings(max_examples=500, deadline=None)
-@given(fleets(), st.randoms())
+@given(fleets(), st.randoms(), st.sampled_from([timedelta(0), timedelta(0), timedelta(hours=2), timedelta(days=10)]))
 def test_the_restore_point_rule_exactly(
-    fleet: tuple[list[Backup], DeploymentRecord | None], rnd: random.Random
+    fleet: tuple[list[Backup], DeploymentRecord | None], rnd: random.Random, watch_window: timedelta
 ) -> None:
     backups, dep = fleet
     shuffled = list(backups)
     rnd.shuffle(shuffled)
-    decision = choose(shuffled, dep)
+    decision = choose_restore_point(
+        SERVER, shuffled, deployment=dep, alarm_at=ALARM_AT, max_age=MAX_AGE, watch_window=watch_window
+    )
     assert decision.reason
     candidates = usable(backups)
     governing = dep is not None and dep.server_id == SERVER and dep.received_at < ALARM_AT
@@ -275,6 +302,9 @@ def test_the_restore_point_rule_exactly(
         assert decision.backup == listed
         return
     only_too_old = listed is not None and listed.is_completed and listed.created_at < ALARM_AT - MAX_AGE and not late
+    # Inside a watch window the deploy is the likely cause: even a backup that is only too old limits
+    watched = dep is not None and watch_window > timedelta(0) and ALARM_AT - dep.received_at <= watch_window
+    only_too_old = only_too_old and not watched
     limits = governing and not only_too_old
     if limits:
         # Its backup failed, is missing or unfinished: only backups created before the deployment's request count

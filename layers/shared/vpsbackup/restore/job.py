@@ -185,6 +185,7 @@ class AlarmRestorer(GuardedRestore):
             deployment=deployment,
             alarm_at=transition.state_changed_at,
             max_age=self.settings.restore_max_backup_age,
+            watch_window=self.settings.restore_watch_window,
         )
         logger.info(
             "restore point decided",

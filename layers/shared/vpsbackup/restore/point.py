@@ -12,8 +12,10 @@
    one made after it, which may hold the bad deploy's state.
 3. With no deployment recorded before the alarm, or when the deployment's backup completed and is
    only older than the maximum age (a deploy backup that completed is no sign of a failed deploy,
-   so later backups are not suspect): the newest ``completed`` backup (manual or automatic) of the
-   server created before the alarm's state-change time.
+   so later backups are not suspect) and the alarm is not within ``RESTORE_WATCH_WINDOW`` after
+   that deployment (inside a window the deploy is the likely cause: rule 2): the newest
+   ``completed`` backup (manual or automatic) of the server created before the alarm's
+   state-change time.
 4. Otherwise none: no restore.
 
 Rules 2 and 3 never take a backup older than ``max_age`` counted back from the alarm's time.
@@ -64,11 +66,12 @@ def choose_restore_point(
     deployment: DeploymentRecord | None,
     alarm_at: datetime,
     max_age: timedelta,
+    watch_window: timedelta = timedelta(0),
 ) -> RestorePointDecision:
     """The restore point for ``server_id`` given its backups (any type, any order, possibly polluted
     with other servers' backups), its latest deployment before the alarm (or None), the alarm's
-    state-change time and ``RESTORE_MAX_BACKUP_AGE``."""
-    window = _Window(alarm_at=alarm_at, max_age=max_age)
+    state-change time, ``RESTORE_MAX_BACKUP_AGE`` and ``RESTORE_WATCH_WINDOW`` (0: none)."""
+    window = _Window(alarm_at=alarm_at, max_age=max_age, watch_window=watch_window)
     listed = list(backups)
     own = [b for b in listed if b.server.id == server_id]
     foreign = len(listed) - len(own)
@@ -105,10 +108,15 @@ class _Window:
 
     alarm_at: datetime
     max_age: timedelta
+    watch_window: timedelta = timedelta(0)
 
     @property
     def oldest_allowed(self) -> datetime:
         return self.alarm_at - self.max_age
+
+    def watched(self, deployment: DeploymentRecord) -> bool:
+        """True when a watch window is set and the alarm is within it after ``deployment``'s request."""
+        return self.watch_window > timedelta(0) and self.alarm_at - deployment.received_at <= self.watch_window
 
     def only_too_old(self, backup: Backup) -> bool:
         """True when ``backup`` completed before the alarm and its one fault is its age."""
@@ -194,12 +202,18 @@ def _deployment_backup(
     if (late := _made_late(deploy_backup, deployment)) is not None:
         return _DeployNote(f"backup {deploy_backup.id} of {label} is not usable: {late}", limits=True)
     if why is not None:
-        return _DeployNote(
+        too_old = (
             f"backup {deploy_backup.id} of {label} completed but is too old to restore from: it was created at "
             f"{human_time(deploy_backup.created_at)}, more than {describe_duration(window.max_age)} "
-            "(RESTORE_MAX_BACKUP_AGE) before the alarm; it did not fail, so backups made after that deployment "
-            "count too"
+            "(RESTORE_MAX_BACKUP_AGE) before the alarm"
         )
+        if window.watched(deployment):
+            return _DeployNote(
+                f"{too_old}, and the alarm fired within RESTORE_WATCH_WINDOW "
+                f"({describe_duration(window.watch_window)}) after that deployment, which is then the likely cause",
+                limits=True,
+            )
+        return _DeployNote(f"{too_old}; it did not fail, so backups made after that deployment count too")
     return RestorePointDecision(
         server_id=server_id,
         backup=deploy_backup,
