@@ -7,7 +7,7 @@ Pure: the table's layout and I/O are in :mod:`vpsbackup.aws.state`.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,16 +74,7 @@ JournalAct = Literal[
     "hold_released",
     "cooldown_overridden",
 ]
-JOURNAL_ACTS: tuple[JournalAct, ...] = (
-    "backup_created",
-    "backup_deleted",
-    "deletion_refused",
-    "restore_requested",
-    "restore_refused",
-    "hold_placed",
-    "hold_released",
-    "cooldown_overridden",
-)
+JOURNAL_ACTS: tuple[JournalAct, ...] = get_args(JournalAct)  # every act, in the order above
 
 
 class JournalEntry(BaseModel):
