@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
 
 from tests.conftest import AwsEnv
-from vpsbackup.aws.state import StateTable
+from vpsbackup.aws.state import HOLD_PK, PK, SK, StateTable, hold_sk, paged_items
 from vpsbackup.records import DeploymentRecord, Hold
 
 T0 = datetime(2025, 1, 16, 12, 0, tzinfo=UTC)
@@ -70,3 +73,22 @@ def test_a_manual_hold_and_a_restore_hold_live_side_by_side_and_the_longest_coun
     held = table.active_hold(50, T0)
     assert held is not None and held.kind == "restore"
     assert table.active_hold(5010, T0) is not None
+
+
+def test_paged_items_follows_every_page_and_reads_the_next_only_when_asked(aws: AwsEnv) -> None:
+    table = StateTable.from_name(aws.table_name)
+    for backup_id in range(1, 6):
+        table.put_hold(Hold(backup_id=backup_id, server_id=1, until=T0, reason="r"))
+    calls: list[dict[str, Any]] = []
+
+    def query(**kwargs: Any) -> Any:
+        calls.append(dict(kwargs))
+        return table.table.query(**kwargs)
+
+    items = paged_items(query, KeyConditionExpression=Key(PK).eq(HOLD_PK), Limit=2)
+    assert next(items)[SK] == hold_sk(1)
+    assert len(calls) == 1
+    assert [item[SK] for item in items] == [hold_sk(n) for n in (2, 3, 4, 5)]
+    assert len(calls) == 3
+    assert "ExclusiveStartKey" not in calls[0]
+    assert all("ExclusiveStartKey" in later for later in calls[1:])

@@ -36,7 +36,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from boto3.dynamodb.conditions import Key
 
-from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, epoch, utc_key_time
+from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, epoch, paged_items, utc_key_time
 from vpsbackup.observability import logger, metrics
 from vpsbackup.records import JournalAct, JournalEntry
 
@@ -238,17 +238,12 @@ class Journal:
         condition = Key(PK).eq(pk)
         if since is not None:
             condition = condition & Key(SK).gte(utc_key_time(since))
-        kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ScanIndexForward": False}
         out: list[JournalEntry] = []
-        while True:
-            response = self.state.table.query(**kwargs)
-            for item in response.get("Items", []):
-                out.append(JournalEntry.model_validate_json(str(item["entry"])))
-                if limit is not None and len(out) >= limit:
-                    return out
-            if "LastEvaluatedKey" not in response:
-                return out
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for item in paged_items(self.state.table.query, KeyConditionExpression=condition, ScanIndexForward=False):
+            out.append(JournalEntry.model_validate_json(str(item["entry"])))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
 
     def for_server(
         self, server_id: int, *, since: datetime | None = None, limit: int | None = None

@@ -30,7 +30,7 @@ boundaries (deployment history, holds). Job-specific items live with the job's m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -84,6 +84,26 @@ def _longest(holds: Iterable[Hold]) -> dict[int, Hold]:
         if hold.backup_id not in out or hold.until > out[hold.backup_id].until:
             out[hold.backup_id] = hold
     return out
+
+
+def paged_items(read: Callable[..., Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a DynamoDB ``query`` or ``scan`` (``read``) with ``kwargs``, page after page; the
+    next page is read only when the caller asks for more."""
+    while True:
+        response = read(**kwargs)
+        yield from response.get("Items", [])
+        if "LastEvaluatedKey" not in response:
+            return
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _record_from_item(item: dict[str, Any]) -> DeploymentRecord:
+    return DeploymentRecord(
+        deployment_id=item["deployment_id"],
+        server_id=int(item["server_id"]),
+        received_at=datetime.fromisoformat(item["received_at"]),
+        backup_id=int(item["backup_id"]) if "backup_id" in item else None,
+    )
 
 
 def deployment_pk(deployment_id: str) -> str:
@@ -144,37 +164,19 @@ class StateTable:
             ConsistentRead=True,
         )
         for item in response.get("Items", []):
-            record = DeploymentRecord(
-                deployment_id=item["deployment_id"],
-                server_id=int(item["server_id"]),
-                received_at=datetime.fromisoformat(item["received_at"]),
-                backup_id=int(item["backup_id"]) if "backup_id" in item else None,
-            )
+            record = _record_from_item(item)
             if record.received_at < before:
                 return record
         return None
 
     def deployments_of(self, server_id: int) -> list[DeploymentRecord]:
         """Every recorded deployment of one server, newest first."""
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key(PK).eq(server_pk(server_id)) & Key(SK).begins_with("deployment#"),
-            "ScanIndexForward": False,
-        }
-        out: list[DeploymentRecord] = []
-        while True:
-            response = self.table.query(**kwargs)
-            for item in response.get("Items", []):
-                out.append(
-                    DeploymentRecord(
-                        deployment_id=item["deployment_id"],
-                        server_id=int(item["server_id"]),
-                        received_at=datetime.fromisoformat(item["received_at"]),
-                        backup_id=int(item["backup_id"]) if "backup_id" in item else None,
-                    )
-                )
-            if "LastEvaluatedKey" not in response:
-                return out
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = paged_items(
+            self.table.query,
+            KeyConditionExpression=Key(PK).eq(server_pk(server_id)) & Key(SK).begins_with("deployment#"),
+            ScanIndexForward=False,
+        )
+        return [_record_from_item(item) for item in items]
 
     # -- holds (written by restore on alarm, read by prune) ------------------------------------
 
@@ -211,14 +213,8 @@ class StateTable:
     def iter_holds(self) -> Iterator[Hold]:
         """Every hold item of every kind, expired or not (TTL deletion is lazy); callers compare
         ``until`` to now."""
-        kwargs: dict[str, Any] = {"KeyConditionExpression": Key(PK).eq(HOLD_PK), "ConsistentRead": True}
-        while True:
-            response = self.table.query(**kwargs)
-            for item in response.get("Items", []):
-                yield _hold_from_item(item)
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for item in paged_items(self.table.query, KeyConditionExpression=Key(PK).eq(HOLD_PK), ConsistentRead=True):
+            yield _hold_from_item(item)
 
     def holds_of(self, backup_id: int) -> list[Hold]:
         """Every hold item of one backup (each kind at most once), expired or not; one consistent query."""

@@ -43,7 +43,7 @@ from typing import Any, Literal
 from boto3.dynamodb.conditions import Attr, Key
 from pydantic import BaseModel, ConfigDict
 
-from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, deployment_pk, epoch, utc_key_time
+from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, deployment_pk, epoch, paged_items, utc_key_time
 from vpsbackup.markers import marker_matches
 from vpsbackup.provider.models import AwareDatetime, Backup
 from vpsbackup.records import CLAIM_LEASE_MARGIN, LAMBDA_LONGEST_RUN
@@ -209,35 +209,23 @@ class ClaimStore:
         """The meta item and every claim of a deployment (one consistent query)."""
         meta: DeploymentMeta | None = None
         claims: dict[int, Claim] = {}
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key(PK).eq(deployment_pk(deployment_id)),
-            "ConsistentRead": True,
-        }
-        while True:
-            response = self.table.query(**kwargs)
-            for item in response.get("Items", []):
-                if item[SK] == META_SK:
-                    meta = _meta_from_item(item)
-                elif str(item[SK]).startswith(CLAIM_SK_PREFIX):
-                    claim = _claim_from_item(item)
-                    claims[claim.server_id] = claim
-            if "LastEvaluatedKey" not in response:
-                return meta, claims
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = paged_items(
+            self.table.query, KeyConditionExpression=Key(PK).eq(deployment_pk(deployment_id)), ConsistentRead=True
+        )
+        for item in items:
+            if item[SK] == META_SK:
+                meta = _meta_from_item(item)
+            elif str(item[SK]).startswith(CLAIM_SK_PREFIX):
+                claim = _claim_from_item(item)
+                claims[claim.server_id] = claim
+        return meta, claims
 
     def iter_deployments(self) -> Iterator[DeploymentMeta]:
         """Every deployment's ``meta`` item. A scan of the whole table (filtered): for people's
         tools (``vpsbackup deployments``), never for the functions."""
-        kwargs: dict[str, Any] = {
-            "FilterExpression": Attr(SK).eq(META_SK) & Attr(PK).begins_with("deployment#"),
-        }
-        while True:
-            response = self.table.scan(**kwargs)
-            for item in response.get("Items", []):
-                yield _meta_from_item(item)
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        meta_items = Attr(SK).eq(META_SK) & Attr(PK).begins_with("deployment#")
+        for item in paged_items(self.table.scan, FilterExpression=meta_items):
+            yield _meta_from_item(item)
 
     # -- claims --
 
