@@ -348,38 +348,24 @@ def _create(mine: Claim, description: str, deps: BackupOnDeploy, log: dict[str, 
         return _resolve_by_listing(mine, deps, log, reason=exc.message, error=error)
     except NotFoundError as exc:
         error = f"server {server_id} does not exist (API 404: {exc.api_message or 'not found'})"
-        deps.claims.mark_failed(mine, error)
-        logger.warning("failed: server does not exist", extra={**log, "api_message": exc.api_message})
-        return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=404)
+        extra = {**log, "api_message": exc.api_message}
+        return _failed(mine, deps, error, "failed: server does not exist", extra, http_status=404)
     except ServerError as exc:
         if exc.status_code in NOT_APPLIED_STATUSES:
-            error = f"the API refused the backup: HTTP {exc.status_code}" + (
-                f": {exc.api_message}" if exc.api_message else ""
-            )
-            deps.claims.mark_failed(mine, error)
-            logger.warning("failed: the API refused the backup", extra={**log, "error": error})
-            return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+            error = f"the API refused the backup: {_http_answer(exc)}"
+            return _failed(mine, deps, error, "failed: the API refused the backup", {**log, "error": error})
         # A 500 and the like: the provider answered, but may have made the backup before failing.
         logger.warning("create answered a server error; resolving by listing", extra={**log, "error": exc.message})
-        error = (
-            f"the API answered HTTP {exc.status_code}"
-            + (f": {exc.api_message}" if exc.api_message else "")
-            + "; no backup found by listing; a retry looks again first"
-        )
+        error = f"the API answered {_http_answer(exc)}; no backup found by listing; a retry looks again first"
         return _resolve_by_listing(mine, deps, log, reason=exc.message, error=error)
     except ApiStatusError as exc:
-        error = f"the API refused the backup: HTTP {exc.status_code}" + (
-            f": {exc.api_message}" if exc.api_message else ""
-        )
-        deps.claims.mark_failed(mine, error)
-        logger.warning("failed: the API refused the backup", extra={**log, "status": exc.status_code, "error": error})
-        return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+        error = f"the API refused the backup: {_http_answer(exc)}"
+        extra = {**log, "status": exc.status_code, "error": error}
+        return _failed(mine, deps, error, "failed: the API refused the backup", extra)
     except ApiConnectionError as exc:
         # For a POST the client raises this only when the request never left (see client): not applied.
         error = f"the API could not be reached: {exc.message}"
-        deps.claims.mark_failed(mine, error)
-        logger.warning("failed: the API could not be reached", extra={**log, "error": exc.message})
-        return ServerResult(server_id, "failed", STATUS_ERROR, error=error, http_status=502)
+        return _failed(mine, deps, error, "failed: the API could not be reached", {**log, "error": exc.message})
     except VpsApiError as exc:
         # An answer we cannot read (e.g. a 201 with a bad body): the backup may exist; listing settles it.
         logger.warning("create answer unreadable; resolving by listing", extra={**log, "error": exc.message})
@@ -389,6 +375,20 @@ def _create(mine: Claim, description: str, deps: BackupOnDeploy, log: dict[str, 
         raise
     logger.info("created", extra={**log, "backup_id": created.id, "description": description})
     return _record(mine, created, "created", deps, log)
+
+
+def _http_answer(exc: ApiStatusError) -> str:
+    """``HTTP 409``, and the API's message when it gave one."""
+    return f"HTTP {exc.status_code}" + (f": {exc.api_message}" if exc.api_message else "")
+
+
+def _failed(
+    mine: Claim, deps: BackupOnDeploy, error: str, why: str, extra: dict[str, Any], *, http_status: int = 502
+) -> ServerResult:
+    """A create the API did not apply: the claim marked failed (a retry may create), logged with ``why``."""
+    deps.claims.mark_failed(mine, error)
+    logger.warning(why, extra=extra)
+    return ServerResult(mine.server_id, "failed", STATUS_ERROR, error=error, http_status=http_status)
 
 
 def _resolve_by_listing(
