@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 from urllib.parse import urlsplit
 
 import httpx
@@ -65,6 +65,16 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 NOT_APPLIED_STATUSES = frozenset({429, 503})
 # Connection errors raised before any byte of the request left: a POST may be re-sent.
 _NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class BackupFilters(TypedDict, total=False):
+    """The keywords of :meth:`VpsClient.list_backups`: those of :meth:`VpsClient.iter_backups` that
+    make sense for a list (each optional, with iter_backups' default)."""
+
+    server_id: int | None
+    backup_type: str | None
+    require_complete: bool
+    distinct_copies: bool
 
 
 @dataclass(frozen=True)
@@ -294,23 +304,9 @@ class VpsClient:
             )
         return None
 
-    def list_backups(
-        self,
-        *,
-        server_id: int | None = None,
-        backup_type: str | None = None,
-        require_complete: bool = False,
-        distinct_copies: bool = False,
-    ) -> list[Backup]:
+    def list_backups(self, **filters: Unpack[BackupFilters]) -> list[Backup]:
         """All backups matching the filters (see :meth:`iter_backups`), in the API's order."""
-        return list(
-            self.iter_backups(
-                server_id=server_id,
-                backup_type=backup_type,
-                require_complete=require_complete,
-                distinct_copies=distinct_copies,
-            )
-        )
+        return list(self.iter_backups(**filters))
 
     def create_backup(self, server_id: int, description: str | None = None) -> CreatedBackup:
         """Start a manual backup. Raises OutcomeUnknownError when it may or may not have been created."""
