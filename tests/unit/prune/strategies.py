@@ -1,4 +1,5 @@
-"""Hypothesis strategies shared by the prune tests: policies, holds, and times on the calendar's edges."""
+"""Hypothesis strategies shared by the prune tests (policies, holds, times on the calendar's edges),
+and the one-policy plan they run."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
+from vpsbackup.markers import make_marker
 from vpsbackup.provider.models import Backup
-from vpsbackup.prune.retention import RetentionPolicy
+from vpsbackup.prune.plan import PrunePlan, Scope, plan_prune
+from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
 from vpsbackup.records import Hold
 
 NOW = datetime(2025, 3, 30, 12, 0, tzinfo=UTC)
@@ -37,6 +40,10 @@ ANCHORS = [
     datetime(2025, 4, 5, 15, 0, tzinfo=UTC),
     datetime(2025, 10, 4, 15, 30, tzinfo=UTC),
 ]
+GRACE = timedelta(hours=24)
+STATUSES = ["completed", "completed", "completed", "failed", "in_progress", "deleting"]
+TYPES = ["manual", "manual", "manual", "automatic", "snapshot"]
+KNOWN_TYPES = ["manual", "manual", "manual", "automatic"]
 COUNT_RULES = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 
 
@@ -73,6 +80,43 @@ def hours_back(now: datetime = NOW) -> st.SearchStrategy[datetime]:
     return hours.map(lambda h: now - timedelta(hours=h))
 
 
+@st.composite
+def backups(draw: st.DrawFn, backup_id: int, *, types: Sequence[str] = TYPES, minutes: Sequence[int] = (0,)) -> Backup:
+    """One listed backup: any status and type (mostly completed manual ones), on server 1 to 3,
+    whole hours back from :data:`NOW` (a few in the future) less some ``minutes``, marked or not."""
+    return Backup.model_validate(
+        {
+            "id": backup_id,
+            "server": {"id": draw(st.integers(1, 3))},
+            "backup_type": draw(st.sampled_from(types)),
+            "status": draw(st.sampled_from(STATUSES)),
+            "created_at": draw(hours_back()) - timedelta(minutes=draw(st.sampled_from(minutes))),
+            "description": make_marker(f"d{backup_id}") if draw(st.booleans()) else "by hand",
+        }
+    )
+
+
+@st.composite
+def fleets(
+    draw: st.DrawFn,
+    *,
+    max_size: int = 40,
+    types: Sequence[str] = TYPES,
+    minutes: Sequence[int] = (0,),
+    copies: int = 0,
+    redrawn: bool = False,
+) -> list[Backup]:
+    """Up to ``max_size`` backups on up to 3 servers, on a coarse time grid so that ties and shared
+    buckets happen; then up to ``copies`` of them listed again, identically or (``redrawn``) as
+    another backup under the same id (different data)."""
+    ids = draw(st.lists(st.integers(1, 10_000), unique=True, max_size=max_size))
+    listed = [draw(backups(backup_id, types=types, minutes=minutes)) for backup_id in ids]
+    for copy in draw(st.lists(st.sampled_from(listed), max_size=copies)) if listed and copies else []:
+        redraw = redrawn and draw(st.booleans())
+        listed.append(draw(backups(copy.id, types=types, minutes=minutes)) if redraw else copy)
+    return listed
+
+
 def edge_times() -> st.SearchStrategy[datetime]:
     """Times near the calendar's edges (:data:`ANCHORS`), to the minute and now and then to the microsecond."""
     return st.builds(
@@ -80,4 +124,28 @@ def edge_times() -> st.SearchStrategy[datetime]:
         st.sampled_from(ANCHORS),
         st.one_of(st.integers(-3 * 24 * 60, 3 * 24 * 60), st.sampled_from([0, 30, 60, -60, 24 * 60])),
         st.sampled_from([0, 0, 0, 1, -1]),
+    )
+
+
+def plan_with(
+    backups: list[Backup],
+    policy: RetentionPolicy,
+    *,
+    tz: tzinfo = ZONES[0],
+    scope: Scope = "managed",
+    holds: dict[int, Hold] | None = None,
+    max_deletions: int = 10_000,
+    keep_at_least: int = 1,
+) -> PrunePlan:
+    """``plan_prune`` with one policy for every server, at :data:`NOW`, a grace of 24 hours."""
+    return plan_prune(
+        backups,
+        policy_for=RetentionPolicies(policy),
+        tz=tz,
+        now=NOW,
+        scope=scope,
+        holds=holds or {},
+        failed_grace=GRACE,
+        max_deletions=max_deletions,
+        keep_at_least=keep_at_least,
     )

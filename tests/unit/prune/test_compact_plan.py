@@ -70,7 +70,7 @@ def listings(draw: st.DrawFn, now: datetime = NOW) -> list[Backup]:
     (changed while the pages were read), or under another server."""
     ids = draw(st.lists(st.integers(1, 10_000), unique=True, max_size=45))
     times = st.one_of(hours_back(now), edge_times())
-    listed = []
+    listed: list[Backup] = []
     for backup_id in ids:
         item = backup(
             backup_id,

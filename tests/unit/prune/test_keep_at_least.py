@@ -4,7 +4,7 @@ floor existed (proved against the frozen pre-refactor copy of the plan)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,15 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.prune.legacy_plan import plan_prune as legacy_plan_prune
+from tests.unit.prune.strategies import GRACE, KNOWN_TYPES, NOW, fleets, holds_for, plan_with, policies
 from vpsbackup.markers import make_marker
 from vpsbackup.provider.models import Backup
-from vpsbackup.prune.plan import PrunePlan, Scope, plan_prune
+from vpsbackup.prune.plan import PrunePlan, Scope
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
 from vpsbackup.records import Hold
 
-NOW = datetime(2025, 3, 30, 12, 0, tzinfo=UTC)
 UTC_ZONE = ZoneInfo("UTC")
-GRACE = timedelta(hours=24)
 
 
 def backup(
@@ -44,26 +43,7 @@ def backup(
     )
 
 
-def plan(
-    backups: list[Backup],
-    policy: RetentionPolicy,
-    *,
-    keep_at_least: int = 1,
-    scope: Scope = "managed",
-    holds: dict[int, Hold] | None = None,
-    max_deletions: int = 10_000,
-) -> PrunePlan:
-    return plan_prune(
-        backups,
-        policy_for=RetentionPolicies(policy),
-        tz=UTC_ZONE,
-        now=NOW,
-        scope=scope,
-        holds=holds or {},
-        failed_grace=GRACE,
-        max_deletions=max_deletions,
-        keep_at_least=keep_at_least,
-    )
+plan = plan_with
 
 
 def actions(result: PrunePlan) -> dict[int, str]:
@@ -128,61 +108,21 @@ def test_a_bad_floor_is_refused_naming_it(bad: object) -> None:
 
 # -- properties ------------------------------------------------------------------------------------
 
-STATUSES = ["completed", "completed", "completed", "failed", "in_progress", "deleting"]
-TYPES = ["manual", "manual", "manual", "automatic"]
 
-
-@st.composite
-def fleets(draw: st.DrawFn) -> list[Backup]:
-    ids = draw(st.lists(st.integers(1, 10_000), unique=True, max_size=30))
-    listed = [
-        Backup.model_validate(
-            {
-                "id": backup_id,
-                "server": {"id": draw(st.integers(1, 3))},
-                "backup_type": draw(st.sampled_from(TYPES)),
-                "status": draw(st.sampled_from(STATUSES)),
-                "created_at": NOW
-                - timedelta(hours=draw(st.one_of(st.integers(-48, 24 * 400), st.sampled_from([0, 1, 24])))),
-                "description": make_marker(f"d{backup_id}") if draw(st.booleans()) else "by hand",
-            }
-        )
-        for backup_id in ids
-    ]
-    for copy in draw(st.lists(st.sampled_from(listed), max_size=3)) if listed else []:
-        listed.append(copy)  # listed twice, identically
-    return listed
-
-
-@st.composite
-def policies(draw: st.DrawFn) -> RetentionPolicy:
-    counts = {
-        rule: draw(st.one_of(st.none(), st.integers(0, 5)))
-        for rule in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
-    }
-    within = draw(st.one_of(st.none(), st.integers(0, 24 * 60).map(lambda h: timedelta(hours=h))))
-    if not any(counts.values()) and not within:
-        counts["keep_last"] = 1
-    return RetentionPolicy(**counts, keep_within=within)
-
-
-@st.composite
-def holds_for(draw: st.DrawFn, listed: list[Backup]) -> dict[int, Hold]:
-    held = draw(st.lists(st.sampled_from(listed), max_size=4)) if listed else []
-    return {
-        b.id: Hold(backup_id=b.id, server_id=b.server_id, until=NOW + timedelta(hours=draw(st.integers(-48, 48))))
-        for b in held
-    }
+def draw_case(data: st.DataObject) -> tuple[list[Backup], RetentionPolicy, Scope, dict[int, Hold]]:
+    """Any fleet, policy, scope and holds, drawn in this order."""
+    # Up to 30 backups on up to 3 servers, some listed twice identically
+    listed = data.draw(fleets(max_size=30, types=KNOWN_TYPES, copies=3))
+    policy = data.draw(policies(max_count=5))
+    scope: Scope = data.draw(st.sampled_from(["managed", "manual"]))
+    return listed, policy, scope, data.draw(holds_for(listed, max_size=4))
 
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_keep_at_least_1_decides_exactly_as_before_the_floor(data: st.DataObject) -> None:
     # Given any fleet, policy, scope, holds and valve
-    listed = data.draw(fleets())
-    policy = data.draw(policies())
-    scope: Scope = data.draw(st.sampled_from(["managed", "manual"]))
-    holds = data.draw(holds_for(listed))
+    listed, policy, scope, holds = draw_case(data)
     max_deletions = data.draw(st.integers(0, 40))
     # When planned with KEEP_AT_LEAST=1 and by the frozen copy of the plan from before the floor
     new = plan(listed, policy, keep_at_least=1, scope=scope, holds=holds, max_deletions=max_deletions)
@@ -222,10 +162,7 @@ def in_scope_completed_newest_first(result: PrunePlan, listed: list[Backup], sco
 @given(data=st.data())
 def test_the_floor_keeps_the_newest_n_and_changes_nothing_else(data: st.DataObject) -> None:
     # Given any fleet, policy, scope and holds, and a floor N
-    listed = data.draw(fleets())
-    policy = data.draw(policies())
-    scope: Scope = data.draw(st.sampled_from(["managed", "manual"]))
-    holds = data.draw(holds_for(listed))
+    listed, policy, scope, holds = draw_case(data)
     n = data.draw(st.integers(1, 8))
     # When planned with and without the floor (valve open, so deferrals do not interfere)
     floor = plan(listed, policy, keep_at_least=n, scope=scope, holds=holds)

@@ -2,90 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vpsbackup.markers import is_managed, make_marker
+from tests.unit.prune.strategies import GRACE, KNOWN_TYPES, NOW, ZONES, holds_for, plan_with, policies
+from tests.unit.prune.strategies import fleets as any_fleets
+from vpsbackup.markers import is_managed
 from vpsbackup.provider.models import Backup
-from vpsbackup.prune.plan import PrunePlan, Scope, plan_prune
-from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy, apply_policy
-from vpsbackup.records import Hold
-
-NOW = datetime(2025, 3, 30, 12, 0, tzinfo=UTC)
-ZONES = [ZoneInfo("UTC"), ZoneInfo("Europe/Madrid"), ZoneInfo("America/New_York")]
-GRACE = timedelta(hours=24)
-STATUSES = ["completed", "completed", "completed", "failed", "in_progress", "deleting"]
-TYPES = ["manual", "manual", "manual", "automatic"]
+from vpsbackup.prune.plan import Scope
+from vpsbackup.prune.retention import RetentionPolicy, apply_policy
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None)
 
 
-@st.composite
-def fleets(draw: st.DrawFn) -> list[Backup]:
-    """Up to 40 backups on up to 3 servers, on a coarse time grid so ties and shared buckets happen."""
-    ids = draw(st.lists(st.integers(1, 10_000), unique=True, max_size=40))
-    backups = []
-    for backup_id in ids:
-        # Hours back from now; a few land in the future (clock skew) and many share an hour.
-        hours = draw(st.one_of(st.integers(-48, 24 * 400), st.sampled_from([0, 1, 24, 25, 168])))
-        backups.append(
-            Backup.model_validate(
-                {
-                    "id": backup_id,
-                    "server": {"id": draw(st.integers(1, 3))},
-                    "backup_type": draw(st.sampled_from(TYPES)),
-                    "status": draw(st.sampled_from(STATUSES)),
-                    "created_at": NOW - timedelta(hours=hours),
-                    "description": make_marker(f"d{backup_id}") if draw(st.booleans()) else "by hand",
-                }
-            )
-        )
-    return backups
+def fleets() -> st.SearchStrategy[list[Backup]]:
+    """Up to 40 backups on up to 3 servers, manual and automatic ones (shared strategy)."""
+    return any_fleets(types=KNOWN_TYPES)
 
 
-@st.composite
-def policies(draw: st.DrawFn) -> RetentionPolicy:
-    counts = {
-        rule: draw(st.one_of(st.none(), st.integers(0, 6)))
-        for rule in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
-    }
-    within = draw(st.one_of(st.none(), st.integers(0, 24 * 60).map(lambda h: timedelta(hours=h))))
-    if not any(counts.values()) and not within:
-        counts["keep_last"] = 1
-    return RetentionPolicy(**counts, keep_within=within)
-
-
-@st.composite
-def holds_for(draw: st.DrawFn, backups: list[Backup]) -> dict[int, Hold]:
-    held = draw(st.lists(st.sampled_from(backups), max_size=5)) if backups else []
-    return {
-        b.id: Hold(backup_id=b.id, server_id=b.server_id, until=NOW + timedelta(hours=draw(st.integers(-48, 48))))
-        for b in held
-    }
-
-
-def run(
-    backups: list[Backup],
-    policy: RetentionPolicy,
-    *,
-    tz: ZoneInfo = ZONES[0],
-    scope: Scope = "managed",
-    holds: dict[int, Hold] | None = None,
-    max_deletions: int = 10_000,
-) -> PrunePlan:
-    return plan_prune(
-        backups,
-        policy_for=RetentionPolicies(policy),
-        tz=tz,
-        now=NOW,
-        scope=scope,
-        holds=holds or {},
-        failed_grace=GRACE,
-        max_deletions=max_deletions,
-    )
+run = plan_with
 
 
 @PROPERTY_SETTINGS
