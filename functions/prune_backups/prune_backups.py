@@ -15,10 +15,12 @@ from typing import Any
 from vpsbackup.aws import runtime
 from vpsbackup.aws.journal import Journal
 from vpsbackup.observability import logger, metrics, tracer
-from vpsbackup.prune.job import PruneOptions, publish_report, run_prune
+from vpsbackup.prune.incremental_run import is_incremental, run_incremental_prune
+from vpsbackup.prune.job import STOP_STARTING_MARGIN_S, PruneOptions, publish_report, run_prune
 from vpsbackup.prune.journal import journal_run
 from vpsbackup.prune.request import parse_prune_request
 from vpsbackup.prune.settings import PruneSettings
+from vpsbackup.prune.state_store import PruneStateStore
 from vpsbackup.settings import load_settings
 
 
@@ -42,7 +44,19 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     state = runtime.state_table(config.state_table_name)
     options = PruneOptions.from_settings(config)
     time_left = functools.partial(runtime.remaining_seconds, context, margin=0.0)
-    report = run_prune(request, options, client=client, holds=state, time_left=time_left)
+    if is_incremental(request, options):  # PRUNE_SCOPE=managed, a full run: only the servers that changed
+        report = run_incremental_prune(
+            request,
+            options,
+            client=client,
+            holds=state,
+            store=PruneStateStore(state),
+            time_left=time_left,
+            margin=STOP_STARTING_MARGIN_S,
+            deletion_reserve_s=options.max_deletions / config.vps_api_max_rps,
+        )
+    else:
+        report = run_prune(request, options, client=client, holds=state, time_left=time_left)
     journal_run(
         report,
         options.policies,

@@ -19,6 +19,13 @@ pk                         sk                                  what
 ``journal#day#<date>``     ``<at>#<entry_id>``                 the journal (``aws.journal``), and
 ``journal#server#<id>``                                        the same entry under its server and
 ``journal#backup#<id>``                                        backup, to find it by either
+``prune-state``            ``recorded#<server_id>``            backup on deploy writes, prune reads:
+                                                               when a backup was last recorded for
+                                                               the server (``recorded_at``)
+``prune-state``            ``server#<server_id>``              prune: what its last listing of the
+                                                               server left (``prune.state_store``)
+``prune-state``            ``meta``                            prune: the last scheduled runs, and
+                                                               whether the last fleet sweep finished
 ``idempotency#<function>`` ``<hash>``                          Powertools Idempotency records
 =========================  ==================================  =====================================
 
@@ -30,6 +37,7 @@ boundaries (deployment history, holds). Job-specific items live with the job's m
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +51,9 @@ PK = "pk"
 SK = "sk"
 TTL_ATTRIBUTE = "expiration"
 HOLD_PK = "hold"
+PRUNE_STATE_PK = "prune-state"
+# How long prune remembers that a backup was recorded for a server, and what it knows of the server.
+PRUNE_STATE_TTL = timedelta(days=400)
 
 
 def utc_key_time(moment: datetime) -> str:
@@ -114,6 +125,10 @@ def server_pk(server_id: int) -> str:
     return f"server#{server_id}"
 
 
+def recorded_sk(server_id: int) -> str:
+    return f"recorded#{server_id}"
+
+
 class StateTable:
     """Thin wrapper over the DynamoDB table; every method is one or two requests."""
 
@@ -131,10 +146,13 @@ class StateTable:
 
     # -- deployment history (written by backup on deploy, read by restore on alarm) -------------
 
-    def put_deployment_record(self, record: DeploymentRecord, *, ttl: timedelta = timedelta(days=400)) -> None:
+    def put_deployment_record(
+        self, record: DeploymentRecord, *, ttl: timedelta = timedelta(days=400), recorded_at: datetime | None = None
+    ) -> None:
         """Write one server's deployment history item. A record without a backup never erases the
         backup id already written (concurrent deliveries of one deployment may finish in any order;
-        a deployment's backup, once made, never changes)."""
+        a deployment's backup, once made, never changes). A record with a backup also tells prune
+        (:meth:`note_backup_recorded`, at ``recorded_at``, default now)."""
         update = "SET deployment_id = :d, server_id = :s, received_at = :r, #e = :e"
         values: dict[str, Any] = {
             ":d": record.deployment_id,
@@ -154,6 +172,21 @@ class StateTable:
             ExpressionAttributeNames={"#e": TTL_ATTRIBUTE},
             ExpressionAttributeValues=values,
         )
+        if record.backup_id is not None:
+            self.note_backup_recorded(record.server_id, recorded_at or datetime.now(UTC))
+
+    def note_backup_recorded(self, server_id: int, at: datetime) -> None:
+        """Tell prune that a backup of ``server_id`` was recorded at ``at`` (the time of the write,
+        after the backup was made): its next run lists the server. Only ever moves forward."""
+        condition_failed = self.table.meta.client.exceptions.ConditionalCheckFailedException
+        with contextlib.suppress(condition_failed):  # a later record already stands
+            self.table.update_item(
+                Key={PK: PRUNE_STATE_PK, SK: recorded_sk(server_id)},
+                UpdateExpression="SET server_id = :s, recorded_at = :t, #e = :e",
+                ConditionExpression="attribute_not_exists(recorded_at) OR recorded_at < :t",
+                ExpressionAttributeNames={"#e": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":s": server_id, ":t": utc_key_time(at), ":e": epoch(at + PRUNE_STATE_TTL)},
+            )
 
     def latest_deployment_before(self, server_id: int, before: datetime) -> DeploymentRecord | None:
         """The server's most recent deployment whose request was received strictly before ``before``."""

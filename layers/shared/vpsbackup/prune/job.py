@@ -77,6 +77,8 @@ FULL_PLAN_LIMIT = 5_000
 Outcome = Literal["deleted", "already_gone", "failed", "not_started", "dry_run"]
 OUTCOMES: tuple[Outcome, ...] = ("deleted", "already_gone", "failed", "not_started", "dry_run")
 Listing = Literal["fleet", "per-server"]
+# A listing made by the caller: the listing, its kind, its progress, and the servers to plan (None: all).
+Lister = Callable[[], tuple["CompactListing", Listing, "ListingProgress", frozenset[int] | None]]
 
 
 class BackupsApi(Protocol):
@@ -114,6 +116,10 @@ class PruneOptions:
     concurrency: int
     dry_run: bool
     keep_at_least: int = 1
+    # PRUNE_VERIFY_EVERY (0: every full run is a fleet sweep) and the page size, for the
+    # incremental runs (prune/incremental_run.py).
+    verify_every: timedelta = timedelta(days=7)
+    page_size: int = 100
 
     @classmethod
     def from_settings(cls, settings: PruneSettings) -> PruneOptions:
@@ -126,6 +132,8 @@ class PruneOptions:
             concurrency=settings.prune_concurrency,
             dry_run=settings.dry_run,
             keep_at_least=settings.keep_at_least,
+            verify_every=settings.prune_verify_every,
+            page_size=settings.vps_api_page_size,
         )
 
 
@@ -191,6 +199,8 @@ class PruneReport:
     results: tuple[DeletionResult, ...]
     progress: ListingProgress = field(default_factory=ListingProgress)
     timings: Mapping[str, float] = field(default_factory=dict)
+    # A scheduled run's choice of servers (prune/incremental.py): mode, why, counts by trigger.
+    selection: Mapping[str, Any] | None = None
     _by_id: dict[int, DeletionResult] = field(init=False, repr=False, compare=False)
     _records: dict[int, Any] = field(init=False, repr=False, compare=False)
 
@@ -289,6 +299,7 @@ class PruneReport:
             "deferred": deferred,
             "deletions": deletions,
             "timings": {key: round(value, 3) for key, value in self.timings.items()},
+            **self._selection_part(),
         }
         if len(to_delete) < len(self.plan.to_delete):
             record["to_delete_omitted"] = len(self.plan.to_delete) - len(to_delete)
@@ -305,6 +316,10 @@ class PruneReport:
         else:
             record["decisions_omitted"] = self.listed_decisions
         return record, deletions_left, decisions_left
+
+    def _selection_part(self) -> dict[str, Any]:
+        """``{"selection": ...}`` for a run that chose its servers (prune/incremental_run.py), else ``{}``."""
+        return {} if self.selection is None else {"selection": dict(self.selection)}
 
     @property
     def listed_decisions(self) -> int:
@@ -493,15 +508,21 @@ def run_prune(
     now: datetime | None = None,
     time_left: Callable[[], float | None] = lambda: None,
     margin: float = STOP_STARTING_MARGIN_S,
+    lister: Lister | None = None,
 ) -> PruneReport:
     """List, plan and (unless a dry run) delete; the report says what happened to every backup.
 
+    ``lister`` replaces the listing (a scheduled run's choice of servers, prune/incremental_run.py).
     A listing out of time is reported, not raised: nothing is planned or deleted. Other errors
     before the plan (listing, holds) propagate: nothing has been deleted then.
     """
     now = now or datetime.now(UTC)
     dry_run = options.dry_run or request.dry_run
-    listing, mode, progress = list_backups_to_plan(client, request.server_ids, time_left=time_left, margin=margin)
+    if lister is None:
+        listing, mode, progress = list_backups_to_plan(client, request.server_ids, time_left=time_left, margin=margin)
+        planned = frozenset(request.server_ids) if request.server_ids is not None else None
+    else:
+        listing, mode, progress, planned = lister()
     timings = {"list_s": progress.seconds}
     if not progress.complete:
         empty = FleetPlan.empty(now=now, scope=options.scope, max_deletions=options.max_deletions)
@@ -532,7 +553,7 @@ def run_prune(
     plan = plan_fleet(
         listing,
         inputs,
-        server_ids=frozenset(request.server_ids) if request.server_ids is not None else None,
+        server_ids=planned,
         keep_decisions=request.server_ids is not None or len(listing) <= FULL_PLAN_LIMIT,
     )
     timings["plan_s"] = time.monotonic() - started

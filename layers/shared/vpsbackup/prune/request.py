@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from vpsbackup.errors import VpsBackupError
 from vpsbackup.provider.models import AwareDatetime
@@ -41,6 +41,9 @@ class PruneRequest(BaseModel):
     # Strict: "dry_run": "no" must not be read as anything, least of all as False.
     dry_run: Annotated[bool, Field(strict=True)] = False
     server_ids: Annotated[list[PositiveInt], Field(min_length=1, max_length=500)] | None = None
+    # A fleet sweep rather than the incremental choice of servers (it also finds servers this
+    # project has no record of); not with server_ids.
+    sweep: Annotated[bool, Field(strict=True)] = False
     # From the Scheduler's context attributes, for the log only: the run always plans at "now".
     scheduled_time: AwareDatetime | None = None
     execution_id: str | None = None
@@ -49,6 +52,12 @@ class PruneRequest(BaseModel):
     @classmethod
     def _unique_sorted(cls, value: list[int] | None) -> list[int] | None:
         return None if value is None else sorted(set(value))
+
+    @model_validator(mode="after")
+    def _sweep_is_fleet_wide(self) -> PruneRequest:
+        if self.sweep and self.server_ids is not None:
+            raise ValueError("sweep lists the whole fleet: it cannot be limited to server_ids")
+        return self
 
 
 class ScheduledEvent(EventBridgeModel):

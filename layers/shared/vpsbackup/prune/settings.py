@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 
 from vpsbackup.durations import Duration
 from vpsbackup.prune.retention import (
@@ -78,6 +78,18 @@ class PruneSettings(SharedSettings):
     prune_concurrency: int = Field(default=4, ge=1, le=32)
     # Whatever the policy, at least this many completed backups in scope stay per server (the newest).
     keep_at_least: int = Field(default=1, ge=1)
+    # With PRUNE_SCOPE=managed, every known server is listed again at least this often (0: every
+    # full run sweeps the fleet). docs/prune.md, "Incremental runs".
+    prune_verify_every: Duration = Field(default=timedelta(days=7))
+
+    @field_validator("prune_verify_every")
+    @classmethod
+    def _verify_every(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative (0 turns incremental runs off)")
+        if value > timedelta(days=366):
+            raise ValueError("must be at most 366d: a server unlisted longer could keep out-of-band changes that long")
+        return value
 
     @property
     def retention_policies(self) -> RetentionPolicies:

@@ -1,0 +1,329 @@
+"""A full prune run with ``PRUNE_SCOPE=managed``: list only the servers whose plan may have changed.
+
+The decisions are :mod:`vpsbackup.prune.incremental` (which servers, why, sweep or not; what a
+listing leaves); this module does the effects around :func:`vpsbackup.prune.job.run_prune`:
+
+1. read prune's items from ``StateTable`` (:mod:`vpsbackup.prune.state_store`) and the holds;
+2. choose the servers (logged, with the counts by trigger), then list them one by one
+   (``?server_id=``, most urgent first, stopping while time is left for the deletions: a server is
+   planned only once its own listing is whole), or sweep the fleet;
+3. plan and delete exactly as any run (``run_prune``, restricted to the servers listed);
+4. write back what each listed server's plan and deletions left (settled or not, until when).
+
+Runs limited to ``server_ids``, ``PRUNE_SCOPE=manual`` and ``PRUNE_VERIFY_EVERY=0`` go straight to
+``run_prune`` (a fleet sweep, as before) and write nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from vpsbackup.markers import is_managed
+from vpsbackup.observability import logger
+from vpsbackup.provider.errors import ApiTimeoutError, AuthenticationError, VpsApiError
+from vpsbackup.provider.models import BACKUP_MANUAL, Backup
+from vpsbackup.prune.compact import CompactListing
+from vpsbackup.prune.incremental import (
+    IDS_SHOWN,
+    RunHistory,
+    RunOutcome,
+    Selection,
+    ServerState,
+    StateChanges,
+    holds_by_server,
+    holds_fingerprint,
+    next_states,
+    policy_fingerprint,
+    select_servers,
+    settle_server,
+)
+from vpsbackup.prune.job import (
+    STOP_STARTING_MARGIN_S,
+    BackupsApi,
+    HoldSource,
+    Listing,
+    ListingProgress,
+    PruneOptions,
+    PruneReport,
+    list_backups_to_plan,
+    run_prune,
+)
+from vpsbackup.prune.request import PruneRequest
+from vpsbackup.records import Hold
+
+_GONE = ("deleted", "already_gone")
+
+
+class StateStore(Protocol):
+    """The part of :class:`~vpsbackup.prune.state_store.PruneStateStore` a run uses."""
+
+    def load(self) -> tuple[dict[int, ServerState], RunHistory]: ...
+
+    def save(
+        self,
+        put: Sequence[ServerState],
+        *,
+        forget: Sequence[tuple[int, datetime]] = (),
+        history: RunHistory | None = None,
+    ) -> None: ...
+
+
+def is_incremental(request: PruneRequest, options: PruneOptions) -> bool:
+    """Whether this run chooses its servers from ``StateTable`` (else: ``run_prune`` as it is)."""
+    return options.scope == "managed" and request.server_ids is None and options.verify_every > timedelta(0)
+
+
+class _RememberedHolds:
+    """The hold source, remembering the holds in force the plan was made with."""
+
+    def __init__(self, inner: HoldSource) -> None:
+        self.inner = inner
+        self.seen: Mapping[int, Hold] = {}
+
+    def active_holds(self, now: datetime) -> Mapping[int, Hold]:
+        self.seen = self.inner.active_holds(now)
+        return self.seen
+
+    def active_hold(self, backup_id: int, now: datetime) -> Hold | None:
+        return self.inner.active_hold(backup_id, now)
+
+
+@dataclasses.dataclass
+class _Listed:
+    """What the listing step left for the write-back."""
+
+    listing: CompactListing = dataclasses.field(default_factory=CompactListing)
+    mode: Listing = "per-server"
+    servers: list[int] = dataclasses.field(default_factory=list)
+    complete: bool = True
+    cut_short: str | None = None
+    failed: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+def list_servers(
+    client: BackupsApi,
+    server_ids: Sequence[int],
+    *,
+    time_left: Callable[[], float | None],
+    stop_at: float,
+) -> tuple[_Listed, ListingProgress]:
+    """Each server's manual backups, in order, until less than ``stop_at`` seconds are left.
+
+    A server is kept only when its own listing is whole; one that fails (bar a refused token, which
+    fails the run) is left for the next run, and the others go on.
+    """
+    listed = _Listed()
+    progress = ListingProgress(servers_requested=len(server_ids))
+    started = time.monotonic()
+    for server_id in server_ids:
+        left = time_left()
+        if left is not None and left < stop_at:
+            listed.cut_short = f"less than {stop_at:.0f} s left: the rest wait for the next run"
+            break
+        try:
+            backups: list[Backup] = list(
+                client.iter_backups(
+                    server_id=server_id, backup_type=BACKUP_MANUAL, every_copy=True, on_page=progress.on_page
+                )
+            )
+        except AuthenticationError:
+            raise
+        except ApiTimeoutError as exc:
+            listed.cut_short = f"out of time listing server {server_id}: {exc}"
+            break
+        except VpsApiError as exc:
+            logger.warning("could not list one server; it waits for the next run", extra={"server_id": server_id})
+            listed.failed[server_id] = str(exc)
+            continue
+        listed.listing.extend(backups)
+        listed.servers.append(server_id)
+        progress.servers_listed += 1
+    progress.seconds = time.monotonic() - started
+    listed.listing.pages = progress.pages
+    return listed, progress
+
+
+def run_incremental_prune(
+    request: PruneRequest,
+    options: PruneOptions,
+    *,
+    client: BackupsApi,
+    holds: HoldSource,
+    store: StateStore,
+    now: datetime | None = None,
+    time_left: Callable[[], float | None] = lambda: None,
+    margin: float = STOP_STARTING_MARGIN_S,
+    deletion_reserve_s: float = 0.0,
+) -> PruneReport:
+    """Choose the servers, list them, plan and delete as ``run_prune`` does, write back their state.
+
+    ``deletion_reserve_s``: per-server listing stops this long (plus ``margin``) before the end, so
+    the deletions still have time.
+    """
+    now = now or datetime.now(UTC)
+    states, history = store.load()
+    fingerprints = _Fingerprints(options)
+    current = holds_by_server(holds.active_holds(now))
+    selection = select_servers(
+        states,
+        now=now,
+        policy_for=fingerprints,
+        holds_for=lambda sid: holds_fingerprint(current.get(sid, ()), now),
+        verify_every=options.verify_every,
+        history=history,
+        page_size=options.page_size,
+        sweep=request.sweep,
+    )
+    logger.info(f"prune servers chosen: {selection.why}", extra={"selection": selection.to_dict()})
+    listed = _Listed()
+    remembered = _RememberedHolds(holds)
+
+    def lister() -> tuple[CompactListing, Listing, ListingProgress, frozenset[int] | None]:
+        nonlocal listed
+        if selection.mode == "fleet":
+            listing, _, progress = list_backups_to_plan(client, None, time_left=time_left, margin=margin)
+            listed = _Listed(listing=listing, mode="fleet", complete=progress.complete)
+            return listing, "fleet", progress, None
+        listed, progress = list_servers(
+            client, selection.servers, time_left=time_left, stop_at=margin + deletion_reserve_s
+        )
+        return listed.listing, "per-server", progress, frozenset(listed.servers)
+
+    report = run_prune(
+        request, options, client=client, holds=remembered, now=now, time_left=time_left, margin=margin, lister=lister
+    )
+    changes, unknown_seen = _write_back(report, listed, states, now=now, options=options, holds=remembered.seen)
+    history = history.after_run(
+        now,
+        scheduled=request.trigger != "manual",
+        swept=listed.complete if listed.mode == "fleet" else None,
+    )
+    store.save(list(changes.put) + unknown_seen, forget=[(sid, now) for sid in changes.forget], history=history)
+    summary = _summary(selection, listed, changes, unknown_seen)
+    logger.info("prune state written", extra={"selection": summary})
+    return dataclasses.replace(report, selection=summary)
+
+
+class _Fingerprints:
+    """Each server's policy fingerprint, computed once per distinct policy."""
+
+    def __init__(self, options: PruneOptions) -> None:
+        self.options = options
+        self._by_policy: dict[str, str] = {}
+
+    def __call__(self, server_id: int) -> str:
+        policy = self.options.policies(server_id)
+        key = policy.model_dump_json()
+        if key not in self._by_policy:
+            self._by_policy[key] = policy_fingerprint(
+                policy,
+                tz=self.options.tz,
+                scope=self.options.scope,
+                failed_grace=self.options.failed_grace,
+                keep_at_least=self.options.keep_at_least,
+            )
+        return self._by_policy[key]
+
+
+def _pending_by_server(report: PruneReport) -> tuple[Counter[int], set[int], bool]:
+    """Per server, the planned deletions not done; the backups gone; and whether the valve deferred
+    deletions of servers this report cannot name (decisions not kept): then every server is open."""
+    pending: Counter[int] = Counter()
+    gone: set[int] = set()
+    for decision in report.plan.to_delete:
+        result = report.outcome_of(decision.backup_id)
+        if result is not None and result.outcome in _GONE:
+            gone.add(decision.backup_id)
+        else:
+            pending[decision.server_id] += 1
+    decisions = report.plan.decisions
+    if decisions is not None:
+        for decision in decisions:
+            if decision.action == "defer":
+                pending[decision.server_id] += 1
+    unknown = decisions is None and report.plan.deferred_count > 0
+    return pending, gone, unknown
+
+
+def _write_back(
+    report: PruneReport,
+    listed: _Listed,
+    states: Mapping[int, ServerState],
+    *,
+    now: datetime,
+    options: PruneOptions,
+    holds: Mapping[int, Hold],
+) -> tuple[StateChanges, list[ServerState]]:
+    """The states to write: every planned server's settlement; after a whole sweep, known servers it
+    did not show are settled with nothing; after a sweep cut short, the servers it showed become
+    known (to be listed one by one by the next runs)."""
+    fingerprints = _Fingerprints(options)
+    server_holds = holds_by_server(holds)
+    if not report.listing_complete:
+        unknown = [
+            ServerState(server_id=sid, backups=len(backups), note="seen by a fleet sweep cut short")
+            for sid, backups, _ in listed.listing.by_server()
+            if sid not in states and any(is_managed(b.description) for b in backups)
+        ]
+        return StateChanges(), unknown
+    pending, gone, valve_unknown = _pending_by_server(report)
+    outcomes: list[RunOutcome] = []
+    counts: dict[int, int] = {}
+    for server_id, backups, conflicting in listed.listing.by_server(
+        None if listed.mode == "fleet" else frozenset(listed.servers)
+    ):
+        counts[server_id] = len(backups)
+        settlement = settle_server(
+            backups,
+            conflicting=conflicting,
+            gone=gone,
+            pending=pending[server_id] or int(valve_unknown),
+            holds=server_holds.get(server_id, ()),
+            now=now,
+            scope=options.scope,
+            failed_grace=options.failed_grace,
+        )
+        outcomes.append(RunOutcome(server_id, settlement))
+    empty = [sid for sid in (states if listed.mode == "fleet" else listed.servers) if sid not in counts]
+    for server_id in empty:  # listed, and no manual backup at all: nothing to prune there
+        outcomes.append(
+            RunOutcome(server_id, settle_server([], now=now, scope=options.scope, failed_grace=options.failed_grace))
+        )
+    changes = next_states(
+        outcomes,
+        states,
+        listed_at=now,
+        policy_for=fingerprints,
+        holds_for=lambda sid: holds_fingerprint(server_holds.get(sid, ()), now),
+        backups_of=lambda sid: counts.get(sid, 0),
+    )
+    return changes, []
+
+
+def _summary(
+    selection: Selection, listed: _Listed, changes: StateChanges, unknown_seen: list[ServerState]
+) -> dict[str, Any]:
+    summary = selection.to_dict()
+    if listed.mode == "per-server":
+        summary["servers_listed"] = len(listed.servers)
+        summary["servers_not_reached"] = len(selection.servers) - len(listed.servers) - len(listed.failed)
+    summary["cut_short"] = listed.cut_short
+    if listed.failed:
+        summary["listing_failed"] = dict(list(listed.failed.items())[:IDS_SHOWN])
+        summary["listing_failed_count"] = len(listed.failed)
+    settled = [s for s in changes.put if s.settled]
+    summary["written"] = {
+        "settled": len(settled),
+        "open": len(changes.put) - len(settled),
+        "forgotten": len(changes.forget),
+        "found_by_partial_sweep": len(unknown_seen),
+    }
+    summary["open_servers"] = {s.server_id: s.note for s in changes.put if not s.settled}
+    if len(summary["open_servers"]) > IDS_SHOWN:
+        summary["open_servers"] = dict(list(summary["open_servers"].items())[:IDS_SHOWN])
+    return summary

@@ -1,0 +1,154 @@
+"""Prune's items in ``StateTable``: what each server's last listing left, and the run history.
+
+All in the partition ``prune-state`` (see :mod:`vpsbackup.aws.state`), so one query reads the fleet:
+
+- ``server#<server_id>`` (prune writes): ``listed_at``, ``settled``, ``stable_until``, ``policy``
+  and ``holds`` (fingerprints), ``backups`` (manual backups listed), ``note`` (why, in words);
+- ``recorded#<server_id>`` (the deploy job writes, :meth:`StateTable.note_backup_recorded`):
+  ``recorded_at``, the last time it recorded a backup for the server;
+- ``meta``: ``last_scheduled_at``, ``gaps_s`` (the last gaps between scheduled runs),
+  ``last_sweep_complete``.
+
+Each item has one writer, so prune's batch writes never erase what the deploy job wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+from vpsbackup.aws.state import (
+    PK,
+    PRUNE_STATE_PK,
+    PRUNE_STATE_TTL,
+    SK,
+    TTL_ATTRIBUTE,
+    StateTable,
+    epoch,
+    parse_key_time,
+    recorded_sk,
+    utc_key_time,
+)
+from vpsbackup.prune.incremental import RunHistory, ServerState
+
+META_SK = "meta"
+
+
+def server_sk(server_id: int) -> str:
+    return f"server#{server_id}"
+
+
+def _time(value: Any) -> datetime | None:
+    return parse_key_time(str(value)) if value else None
+
+
+def _state_item(state: ServerState) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        PK: PRUNE_STATE_PK,
+        SK: server_sk(state.server_id),
+        "server_id": state.server_id,
+        "settled": state.settled,
+        "policy": state.policy,
+        "holds": state.holds,
+        "backups": state.backups,
+        "note": state.note[:500],
+    }
+    if state.listed_at is not None:
+        item["listed_at"] = utc_key_time(state.listed_at)
+        item[TTL_ATTRIBUTE] = epoch(state.listed_at + PRUNE_STATE_TTL)
+    if state.stable_until is not None:
+        item["stable_until"] = utc_key_time(state.stable_until)
+    return item
+
+
+class PruneStateStore:
+    """Reads and writes prune's items; one consistent query reads them all."""
+
+    def __init__(self, state: StateTable) -> None:
+        self.table = state.table
+
+    def load(self) -> tuple[dict[int, ServerState], RunHistory]:
+        """Every known server (listed by prune, or recorded by the deploy job), and the run history."""
+        listed: dict[int, dict[str, Any]] = {}
+        recorded: dict[int, datetime] = {}
+        history = RunHistory()
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key(PK).eq(PRUNE_STATE_PK), "ConsistentRead": True}
+        while True:
+            response = self.table.query(**kwargs)
+            for item in response.get("Items", []):
+                kind, _, _ = str(item[SK]).partition("#")
+                if kind == "server":
+                    listed[int(item["server_id"])] = item
+                elif kind == "recorded":
+                    recorded[int(item["server_id"])] = parse_key_time(str(item["recorded_at"]))
+                elif item[SK] == META_SK:
+                    history = _history(item)
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        states = {sid: _state(sid, listed.get(sid), recorded.get(sid)) for sid in sorted({*listed, *recorded})}
+        return states, history
+
+    def save(
+        self,
+        put: Iterable[ServerState],
+        *,
+        forget: Iterable[tuple[int, datetime]] = (),
+        history: RunHistory | None = None,
+    ) -> None:
+        """Write the servers' new states (batched), forget servers with nothing to prune, write the
+        history. A server is forgotten with its deploy record only if no record came after its
+        listing (``forget``: ``(server_id, listed_at)``): a newer record keeps it known."""
+        with self.table.batch_writer(overwrite_by_pkeys=[PK, SK]) as batch:
+            for state in put:
+                batch.put_item(Item=_state_item(state))
+        condition_failed = self.table.meta.client.exceptions.ConditionalCheckFailedException
+        for server_id, listed_at in forget:
+            self.table.delete_item(Key={PK: PRUNE_STATE_PK, SK: server_sk(server_id)})
+            with contextlib.suppress(condition_failed):  # recorded since: the next run lists it
+                self.table.delete_item(
+                    Key={PK: PRUNE_STATE_PK, SK: recorded_sk(server_id)},
+                    ConditionExpression="attribute_not_exists(recorded_at) OR recorded_at < :t",
+                    ExpressionAttributeValues={":t": utc_key_time(listed_at)},
+                )
+        if history is not None:
+            item: dict[str, Any] = {
+                PK: PRUNE_STATE_PK,
+                SK: META_SK,
+                "gaps_s": [Decimal(str(round(gap, 3))) for gap in history.gaps_s],
+            }
+            if history.last_scheduled_at is not None:
+                item["last_scheduled_at"] = utc_key_time(history.last_scheduled_at)
+            if history.last_sweep_complete is not None:
+                item["last_sweep_complete"] = history.last_sweep_complete
+            self.table.put_item(Item=item)
+
+
+def _state(server_id: int, item: dict[str, Any] | None, recorded_at: datetime | None) -> ServerState:
+    if item is None:
+        return ServerState(server_id=server_id, recorded_at=recorded_at)
+    return ServerState(
+        server_id=server_id,
+        listed_at=_time(item.get("listed_at")),
+        settled=bool(item.get("settled", False)),
+        stable_until=_time(item.get("stable_until")),
+        policy=str(item.get("policy", "")),
+        holds=str(item.get("holds", "")),
+        backups=int(item.get("backups", 0)),
+        recorded_at=recorded_at,
+        note=str(item.get("note", "")),
+    )
+
+
+def _history(item: dict[str, Any]) -> RunHistory:
+    complete = item.get("last_sweep_complete")
+    return RunHistory(
+        last_scheduled_at=_time(item.get("last_scheduled_at")),
+        gaps_s=tuple(float(gap) for gap in item.get("gaps_s", [])),
+        last_sweep_complete=None if complete is None else bool(complete),
+    )
