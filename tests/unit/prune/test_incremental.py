@@ -1,0 +1,193 @@
+"""Which servers an incremental run lists (pure), prune's StateTable items (moto), the new setting
+and the new request option."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import AwsEnv
+from tests.unit.prune.test_incremental_equivalence import Holds, Made, MemoryStore, options, simulate
+from vpsbackup.aws.state import StateTable
+from vpsbackup.errors import ConfigurationError
+from vpsbackup.prune.incremental import RunHistory, ServerState, select_servers, settle_server
+from vpsbackup.prune.incremental_run import run_incremental_prune
+from vpsbackup.prune.request import InvalidPruneRequestError, PruneRequest, parse_prune_request
+from vpsbackup.prune.retention import RetentionPolicy
+from vpsbackup.prune.settings import PruneSettings
+from vpsbackup.prune.state_store import PruneStateStore
+from vpsbackup.records import Hold
+from vpsbackup.settings import load_settings
+
+NOW = datetime(2025, 6, 1, 3, 30, tzinfo=UTC)
+DAY = timedelta(days=1)
+WEEK = timedelta(days=7)
+
+
+def settled(server_id: int, listed: timedelta, backups: int = 30) -> ServerState:
+    return ServerState(server_id=server_id, listed_at=NOW - listed, settled=True, policy="p", backups=backups)
+
+
+def choose(states: dict[int, ServerState], **kwargs: object) -> object:
+    arguments: dict[str, object] = {
+        "now": NOW,
+        "policy_for": lambda _: "p",
+        "holds_for": lambda _: "",
+        "verify_every": WEEK,
+        "history": RunHistory(),
+        "page_size": 100,
+        **kwargs,
+    }
+    return select_servers(states, **arguments)  # type: ignore[arg-type]
+
+
+def test_a_quiet_fleet_lists_its_share_of_one_interval_the_ones_listed_longest_ago() -> None:
+    # 700 settled servers, listed 1 to 6 days ago: a seventh of them, the oldest, is re-verified
+    states = {sid: settled(sid, DAY + timedelta(hours=sid % 120)) for sid in range(1, 701)}
+    selection = choose(states)
+    assert selection.mode == "per-server"  # type: ignore[attr-defined]
+    assert selection.counts == {"verify": 100}  # type: ignore[attr-defined]
+    oldest = sorted(states, key=lambda sid: (states[sid].listed_at, sid))[:100]
+    assert list(selection.servers) == oldest  # type: ignore[attr-defined]
+
+
+def test_a_server_that_would_be_older_than_verify_every_at_the_next_run_is_listed_now() -> None:
+    states = {sid: settled(sid, timedelta(hours=1)) for sid in range(1, 8)}
+    states[99] = settled(99, WEEK - timedelta(hours=1))
+    selection = choose(states)
+    assert states[99].server_id in selection.servers  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("state", "trigger"),
+    [
+        (ServerState(server_id=5), "never_listed"),
+        (
+            ServerState(server_id=5, listed_at=NOW - DAY, settled=True, policy="p", recorded_at=NOW - DAY),
+            "backup_recorded",
+        ),
+        (ServerState(server_id=5, listed_at=NOW - DAY, settled=False, policy="p"), "unsettled"),
+        (ServerState(server_id=5, listed_at=NOW - DAY, settled=True, policy="p", stable_until=NOW), "stable_until"),
+        (ServerState(server_id=5, listed_at=NOW - DAY, settled=True, policy="p", holds="h"), "holds"),
+        (ServerState(server_id=5, listed_at=NOW - DAY, settled=True, policy="old"), "policy"),
+    ],
+)
+def test_each_trigger_lists_the_server(state: ServerState, trigger: str) -> None:
+    quiet = {sid: settled(sid, timedelta(hours=1)) for sid in range(10, 80)}
+    selection = choose({**quiet, 5: state})
+    assert selection.triggers[5] == trigger  # type: ignore[attr-defined]
+    assert selection.servers[0] == 5  # type: ignore[attr-defined]
+
+
+def test_the_sweep_is_chosen_when_no_server_is_known_when_asked_and_when_it_is_cheaper() -> None:
+    assert choose({}).mode == "fleet"  # type: ignore[attr-defined]
+    few = {sid: settled(sid, timedelta(hours=1)) for sid in range(1, 100)}
+    assert choose(few, sweep=True).mode == "fleet"  # type: ignore[attr-defined]
+    # 99 servers of 30 backups, every one's policy changed: 99 requests one by one, 30 for a sweep
+    changed = choose(few, policy_for=lambda _: "new")
+    assert (changed.mode, changed.sweep_requests, changed.per_server_requests) == ("fleet", 30, 99)  # type: ignore[attr-defined]
+    # ... unless the last sweep did not finish: then one by one, as far as the time goes
+    after_cut = choose(few, policy_for=lambda _: "new", history=RunHistory(last_sweep_complete=False))
+    assert after_cut.mode == "per-server"  # type: ignore[attr-defined]
+
+
+def test_a_settled_server_is_stable_until_its_first_time_relative_change() -> None:
+    failed = Made(1, 7, NOW - timedelta(hours=2), NOW - timedelta(hours=2), "failed").at(NOW)
+    future = Made(2, 7, NOW + timedelta(hours=30), NOW, "completed").at(NOW)
+    done = Made(3, 7, NOW - DAY, NOW - DAY, "completed").at(NOW)
+    hold = Hold(backup_id=3, server_id=7, until=NOW + timedelta(hours=10))
+    grace = timedelta(hours=24)
+    got = settle_server([failed, future, done], holds=[hold], now=NOW, scope="managed", failed_grace=grace)
+    assert got.settled and got.stable_until == NOW + timedelta(hours=10)
+    got = settle_server([failed, future, done], now=NOW, scope="managed", failed_grace=grace)
+    assert got.stable_until == NOW - timedelta(hours=2) + grace + timedelta(microseconds=1)
+    running = Made(4, 7, NOW, NOW + DAY, "completed").at(NOW)
+    assert not settle_server([done, running], now=NOW, scope="managed", failed_grace=grace).settled
+    assert not settle_server([done], pending=1, now=NOW, scope="managed", failed_grace=grace).settled
+
+
+def test_a_run_short_of_time_plans_only_the_servers_it_listed_and_the_rest_wait() -> None:
+    # Given a fleet prune has swept once (keep_last 5), and whose policy then changes (keep_last 1)
+    _, world, _ = simulate([[] for _ in range(3)], 0, 0, 99)
+    store = MemoryStore()
+    request = PruneRequest(trigger="schedule")
+    run_incremental_prune(
+        request, options(RetentionPolicy(keep_last=5), 1), client=world, holds=Holds(), store=store, now=world.now
+    )
+    store.history = RunHistory(last_sweep_complete=False)  # so the servers are listed one by one
+    before = len(world.filtered)
+    # When the next run has time to list one server only (then 40 s: less than 20 s + the reserve)
+    report = run_incremental_prune(
+        request,
+        options(RetentionPolicy(keep_last=1), 1),
+        client=world,
+        holds=Holds(),
+        store=store,
+        now=world.now + DAY,
+        time_left=lambda: 500.0 if len(world.filtered) == before else 40.0,
+        deletion_reserve_s=30.0,
+    )
+    # Then it planned and pruned that one server, on its whole listing
+    assert report.selection is not None
+    assert (report.selection["servers_listed"], report.selection["servers_not_reached"]) == (1, 2)
+    assert report.selection["cut_short"].startswith("less than 50 s left")
+    listed = world.filtered[before:]
+    assert len(listed) == 1 and report.listing_complete
+    assert report.plan.to_delete and {d.server_id for d in report.plan.to_delete} == set(listed)
+    # ... and the two it did not reach still carry the old policy's fingerprint: the next run lists them
+    states, _ = store.load()
+    assert len({states[sid].policy for sid in states if sid not in listed}) == 1
+    assert states[listed[0]].policy != states[next(sid for sid in states if sid not in listed)].policy
+
+
+def test_prune_state_round_trips_and_a_later_deploy_record_survives_forgetting(aws: AwsEnv) -> None:
+    table = StateTable.from_name(aws.table_name)
+    store = PruneStateStore(table)
+    table.note_backup_recorded(7, NOW - DAY)
+    table.note_backup_recorded(7, NOW - 2 * DAY)  # older: ignored
+    table.note_backup_recorded(8, NOW - DAY)
+    state = ServerState(
+        server_id=7, listed_at=NOW, settled=True, stable_until=NOW + DAY, policy="p", holds="h", backups=3, note="n"
+    )
+    history = RunHistory(last_scheduled_at=NOW, gaps_s=(86400.0,), last_sweep_complete=True)
+    store.save([state], history=history)
+    states, got_history = store.load()
+    assert states[7] == ServerState(
+        server_id=7,
+        listed_at=NOW,
+        settled=True,
+        stable_until=NOW + DAY,
+        policy="p",
+        holds="h",
+        backups=3,
+        recorded_at=NOW - DAY,
+        note="n",
+    )
+    assert states[8] == ServerState(server_id=8, recorded_at=NOW - DAY)
+    assert got_history == history
+    # Forgetting 7 (listed at NOW, recorded before) drops both items; 8, recorded after its listing, stays
+    store.save([], forget=[(7, NOW), (8, NOW - 2 * DAY)])
+    states, _ = store.load()
+    assert 7 not in states
+    assert states[8] == ServerState(server_id=8, recorded_at=NOW - DAY)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("-1d", "PRUNE_VERIFY_EVERY"), ("400d", "PRUNE_VERIFY_EVERY: .*at most 366d"), ("soon", "PRUNE_VERIFY_EVERY")],
+)
+def test_a_bad_verify_every_fails_naming_it(value: str, words: str) -> None:
+    base = {"VPS_API_TOKEN_SECRET": "arn:aws:secretsmanager:eu-west-1:1:secret:t", "STATE_TABLE_NAME": "t"}
+    with pytest.raises(ConfigurationError, match=words):
+        load_settings(PruneSettings, {**base, "RETENTION_POLICY": '{"keep_last": 1}', "PRUNE_VERIFY_EVERY": value})
+    ok = load_settings(PruneSettings, {**base, "RETENTION_POLICY": '{"keep_last": 1}', "PRUNE_VERIFY_EVERY": "0s"})
+    assert ok.prune_verify_every == timedelta(0)
+
+
+def test_sweep_is_a_fleet_wide_option() -> None:
+    assert parse_prune_request({"sweep": True}).sweep
+    with pytest.raises(InvalidPruneRequestError, match="sweep"):
+        parse_prune_request({"sweep": True, "server_ids": [1]})
+    with pytest.raises(InvalidPruneRequestError, match="sweep"):
+        parse_prune_request({"sweep": "yes"})
