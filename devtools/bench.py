@@ -21,6 +21,7 @@ import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +49,9 @@ Reading these numbers:
   ships byte-compiled in unchecked-hash mode (layers/shared/Makefile), so no module is compiled on
   Lambda, and the X-Ray SDK loads only with Tracing=Active. Below: the figures before and after.
 """
+
+if TYPE_CHECKING:
+    from devtools.bench_fleet import RunFigures
 
 POLICY = RetentionPolicy(keep_last=3, keep_daily=7, keep_weekly=4, keep_monthly=6)
 
@@ -211,24 +215,51 @@ def bench_cold_start(rows: list[str], quick: bool) -> list[str]:
 FLEET_NOTES = """
 Fleet scale (devtools/bench_fleet.py):
 
-- The prune handler runs in a fresh interpreter, as Lambda runs it; its peak RSS
-  (getrusage) is its own. The simulator and moto's server (local AWS) run in the parent.
+- The prune handler runs in a fresh interpreter, as Lambda runs it; its peak RSS is its own
+  VmHWM. The simulator and moto's server (local AWS) run in the parent.
 - "Simulated time": parent and child share one virtual clock in shared memory. The simulator's
   latency, the client's request budget (VPS_API_MAX_RPS, default 2/s), its backoff and every
   Retry-After advance that clock instead of sleeping, and the Lambda context's remaining time (900
   s) is read from it. The simulator enforces 1 request/second with a burst of 10 and sends
   RateLimit-*/X-RateLimit-* headers, which the client follows. "Simulated" is the time the run would
   take against that provider; "real" is what it took here.
-- A daily run is a full sweep: the incremental design (PRUNE_VERIFY_EVERY, listing only the
-  servers whose backups may have changed) is not built, so a daily run and a full verification
-  cost the same.
+- "Daily run": what PRUNE_SCOPE=managed does every day (docs/prune.md, incremental runs). StateTable
+  holds every server settled by earlier runs, listed over the last 7 days, and one server in 20 got
+  a deploy backup since (recorded by the deploy job): the run lists those, plus the servers due for
+  re-verification (a seventh of the fleet), one by one. RETENTION_POLICY {"keep_daily": 30}, under
+  which the seeded 30 daily backups are what earlier runs left; MAX_DELETIONS_PER_RUN 50.
+- "Full verification": every server listed, as a first run does (no state: one fleet sweep).
 """
+
+DAILY_POLICY = {"keep_daily": 30}
+CHANGED_EVERY = 20
+
+
+def _fleet_row(kind: str, f: RunFigures) -> str:
+    outcome = "complete" if f.complete else f"out of time after {f.listed:,} backups"
+    selection = f.selection or {}
+    how = ""
+    if selection.get("mode") == "per-server":
+        triggers = ", ".join(f"{n:,} {t}" for t, n in (selection.get("by_trigger") or {}).items())
+        how = (
+            f"{selection.get('servers_listed', 0):,} of {selection.get('selected', 0):,} servers listed one by one "
+            f"({triggers}), {selection.get('servers_not_reached', 0):,} not reached; "
+        )
+    elif selection.get("mode") == "fleet":
+        how = "fleet sweep; "
+    return (
+        f"| {kind}, 1 req/s, 20 ms latency (simulated time) | {f.label} | "
+        f"{f.simulated_s or 0:,.0f} s simulated ({f.real_s:,.1f} s real) | {f.requests:,} requests, "
+        f"{f.throttled} answered 429 | peak RSS {f.peak_rss_mib:,.0f} MiB (VmHWM); {how}listing {outcome}, "
+        f"{f.deleted} deleted |"
+    )
 
 
 def bench_fleet_scale(rows: list[str], quick: bool) -> list[str]:
     """The prune handler in its own process over the simulator: memory, planning time, report size;
-    then against a provider limited to 1 request/second, in simulated time (devtools/bench_fleet.py)."""
-    from devtools.bench_fleet import Fleet, run_prune
+    then against a provider limited to 1 request/second, in simulated time (devtools/bench_fleet.py):
+    a daily incremental run and a full verification, and where one invocation stops being enough."""
+    from devtools.bench_fleet import Fleet, run_prune, settled_fleet
     from devtools.simulator import RateLimit
 
     notes: list[str] = []
@@ -237,26 +268,48 @@ def bench_fleet_scale(rows: list[str], quick: bool) -> list[str]:
     rows.append(
         f"| prune handler, own process | {figures.label}, pages of 100, no latency | "
         f"plan {figures.plan_s or 0:,.2f} s, run {figures.real_s:,.1f} s | {figures.requests:,} requests | "
-        f"peak RSS {figures.peak_rss_mib:,.0f} MiB; result {figures.result_bytes / 1000:,.0f} kB, "
+        f"peak RSS {figures.peak_rss_mib:,.0f} MiB (VmHWM); result {figures.result_bytes / 1000:,.0f} kB, "
         f"largest log record {figures.largest_log_bytes / 1000:,.0f} kB |"
     )
     limit = RateLimit(limit=1, window=1.0, burst=10, headers="both")
     limited = [Fleet(100, 30), Fleet(300, 30)] if quick else [Fleet(1_000, 30), Fleet(10_000, 30)]
+    capacity = 0
+    per_server: float | None = None
     for fleet in limited:
-        f = run_prune(fleet, page_size=100, max_page_size=100, latency=0.02, limit=limit, simulated=True)
-        outcome = "complete" if f.complete else f"out of time after {f.listed:,} backups"
-        rows.append(
-            f"| daily run = full sweep, 1 req/s, 20 ms latency (simulated time) | {f.label} | "
-            f"{f.simulated_s or 0:,.0f} s simulated ({f.real_s:,.1f} s real) | {f.requests:,} requests, "
-            f"{f.throttled} answered 429 | peak RSS {f.peak_rss_mib:,.0f} MiB; listing {outcome}, "
-            f"{f.deleted} deleted |"
+        daily = run_prune(
+            fleet,
+            page_size=100,
+            max_page_size=100,
+            latency=0.02,
+            limit=limit,
+            simulated=True,
+            extra_env={"RETENTION_POLICY": json.dumps(DAILY_POLICY)},
+            prepare=settled_fleet(fleet, changed_every=CHANGED_EVERY, policy=DAILY_POLICY),
         )
-        if not f.complete:
+        rows.append(_fleet_row("daily run (incremental)", daily))
+        selection = daily.selection or {}
+        if not selection.get("servers_not_reached") and selection.get("servers_listed"):
+            per_server = daily.requests / fleet.servers
+        else:
+            capacity = max(capacity, daily.requests)
+        full = run_prune(fleet, page_size=100, max_page_size=100, latency=0.02, limit=limit, simulated=True)
+        rows.append(_fleet_row("full verification (fleet sweep)", full))
+        if not full.complete:
+            capacity = max(capacity, full.requests)
             notes.append(
-                f"- At 1 request/second and pages of 100, one 900 s invocation listed {f.listed:,} backups "
-                f"before it ran out of time (≈ {f.listed // 30:,} servers of 30 backups): beyond that, one "
-                "invocation is not enough. The run then deleted nothing, reported how far it got and notified."
+                f"- A full verification at 1 request/second and pages of 100: one 900 s invocation listed "
+                f"{full.listed:,} backups before it ran out of time (≈ {full.listed // 30:,} servers of 30 "
+                "backups): beyond that, one sweep is not enough. The run then deleted nothing, reported how "
+                "far it got and notified; the next runs list servers one by one."
             )
+    if capacity and per_server:
+        notes.append(
+            f"- One invocation makes about {capacity:,} requests at 1 request/second. A daily incremental run "
+            f"cost {per_server:.2f} requests per server of the fleet (listings of the changed and the due "
+            f"servers, and the deletions), so one invocation is enough up to about "
+            f"{int(capacity / per_server):,} servers; a daily fleet sweep (0.3 requests a server in pages of "
+            f"100, plus the deletions) up to about {int((capacity - 50) / 0.3):,}."
+        )
     return notes
 
 

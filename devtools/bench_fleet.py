@@ -20,14 +20,17 @@ import multiprocessing
 import os
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devtools.local_env import ROOT, add_import_paths, create_resources
 from devtools.simulator import RateLimit, Simulator
+
+if TYPE_CHECKING:
+    from vpsbackup.aws.state import StateTable
 
 TOKEN = "bench-token"  # noqa: S105 - the simulator's fake token
 POLICY = {"keep_last": 3, "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 6}
@@ -108,9 +111,75 @@ class RunFigures:
     plan_s: float | None
     result_bytes: int
     largest_log_bytes: int
+    selection: dict[str, Any] | None = None
 
 
 _AWS: dict[str, str] = {}
+
+
+def clear_prune_state(table: StateTable) -> None:
+    """Forget what earlier benchmarked runs left in the ``prune-state`` partition."""
+    from boto3.dynamodb.conditions import Key
+
+    from vpsbackup.aws.state import PK, PRUNE_STATE_PK, SK
+
+    kwargs: dict[str, Any] = {"KeyConditionExpression": Key(PK).eq(PRUNE_STATE_PK), "ProjectionExpression": "pk, sk"}
+    with table.table.batch_writer() as batch:
+        while True:
+            response = table.table.query(**kwargs)
+            for item in response.get("Items", []):
+                batch.delete_item(Key={PK: item[PK], SK: item[SK]})
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def settled_fleet(
+    fleet: Fleet,
+    *,
+    changed_every: int,
+    verify_every: timedelta = timedelta(days=7),
+    policy: dict[str, Any] | None = None,
+) -> Callable[[Simulator, StateTable, datetime], None]:
+    """What a daily incremental run finds: every server settled by earlier runs, listed over the last
+    ``verify_every`` (spread evenly), and one server in ``changed_every`` backed up by a deploy since
+    (a new backup in the provider, and the deploy job's record)."""
+    from vpsbackup.prune.incremental import RunHistory, ServerState, policy_fingerprint
+    from vpsbackup.prune.retention import RetentionPolicy
+    from vpsbackup.prune.state_store import PruneStateStore
+
+    def prepare(sim: Simulator, table: StateTable, now: datetime) -> None:
+        from vpsbackup.markers import describe_with_marker
+
+        fingerprint = policy_fingerprint(
+            RetentionPolicy.model_validate(policy or POLICY),
+            tz=UTC,
+            scope="managed",
+            failed_grace=timedelta(hours=24),
+            keep_at_least=1,
+        )
+        days = max(1, verify_every // timedelta(days=1))
+        states = [
+            ServerState(
+                server_id=FIRST_SERVER + n,
+                listed_at=now - timedelta(days=n % days, hours=1),
+                settled=True,
+                policy=fingerprint,
+                backups=fleet.per_server,
+                note="settled (bench)",
+            )
+            for n in range(fleet.servers)
+        ]
+        history = RunHistory(last_scheduled_at=now - timedelta(days=1), gaps_s=(86400.0,), last_sweep_complete=True)
+        PruneStateStore(table).save(states, history=history)
+        for n in range(0, fleet.servers, changed_every):
+            server_id = FIRST_SERVER + n
+            sim.add_backup(
+                server_id, created_at=now - timedelta(minutes=5), description=describe_with_marker("Deploy", f"new-{n}")
+            )
+            table.note_backup_recorded(server_id, now - timedelta(minutes=4))
+
+    return prepare
 
 
 @contextmanager
@@ -218,7 +287,9 @@ def _child(env: dict[str, str], clock_start: str | None, elapsed: Any, timeout_s
     encoded = json.dumps(result).encode()
     out.put(
         {
-            "result": {k: result.get(k) for k in ("totals", "listing", "listing_complete", "timings", "listed")},
+            "result": {
+                k: result.get(k) for k in ("totals", "listing", "listing_complete", "timings", "listed", "selection")
+            },
             "result_bytes": len(encoded),
             "largest_log_bytes": Sizes.largest,
             "real_s": real_s,
@@ -265,8 +336,13 @@ def run_prune(
     timeout_s: float = 900.0,
     extra_env: dict[str, str] | None = None,
     label: str = "",
+    prepare: Callable[[Simulator, StateTable, datetime], None] | None = None,
 ) -> RunFigures:
-    """Seed a simulator with ``fleet``, invoke the prune handler once in a child process, measure."""
+    """Seed a simulator with ``fleet``, invoke the prune handler once in a child process, measure.
+
+    ``prepare`` runs after the seeding, before the handler, with the simulator, the (local)
+    ``StateTable`` and the run's "now": what earlier runs and deploys left (prune's state is
+    cleared before each run)."""
     ctx = multiprocessing.get_context("spawn")
     now = datetime.now(UTC).replace(microsecond=0)
     elapsed = ctx.Value("d", 0.0)
@@ -282,8 +358,14 @@ def run_prune(
         sleep=clock.sleep if clock else time.sleep,
     )
     add_import_paths()
+    from vpsbackup.aws.state import StateTable
+
     seed(sim, fleet, now)
     with sim, _local_aws() as aws_env:
+        table = StateTable.from_name(aws_env["STATE_TABLE_NAME"])
+        clear_prune_state(table)
+        if prepare is not None:
+            prepare(sim, table, now)
         env = {
             **aws_env,
             "VPS_API_BASE_URL": sim.base_url,
@@ -311,6 +393,7 @@ def run_prune(
     timings = result.get("timings") or {}
     return RunFigures(
         label=label or fleet.label(),
+        selection=result.get("selection"),
         requests=len(requests),
         throttled=sum(1 for r in requests if r.status == 429),
         listed=int(result.get("listed") or totals.get("listed") or 0),

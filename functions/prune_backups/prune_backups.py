@@ -53,7 +53,8 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
             store=PruneStateStore(state),
             time_left=time_left,
             margin=STOP_STARTING_MARGIN_S,
-            deletion_reserve_s=options.max_deletions / config.vps_api_max_rps,
+            # Time kept for the deletions: what the valve allows at the request budget, at most a third.
+            deletion_reserve_s=min(options.max_deletions / config.vps_api_max_rps, (time_left() or 900.0) / 3),
         )
     else:
         report = run_prune(request, options, client=client, holds=state, time_left=time_left)

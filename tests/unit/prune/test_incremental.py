@@ -3,6 +3,7 @@ and the new request option."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -191,3 +192,26 @@ def test_sweep_is_a_fleet_wide_option() -> None:
         parse_prune_request({"sweep": True, "server_ids": [1]})
     with pytest.raises(InvalidPruneRequestError, match="sweep"):
         parse_prune_request({"sweep": "yes"})
+
+
+@pytest.mark.parametrize("decisions_kept", [True, False])
+def test_servers_whose_deletions_the_valve_deferred_stay_open_and_are_listed_next(
+    decisions_kept: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vpsbackup.prune import job
+
+    if not decisions_kept:  # a large run: the report keeps counts, the servers are planned again
+        monkeypatch.setattr(job, "FULL_PLAN_LIMIT", 0)
+    _, world, _ = simulate([[] for _ in range(2)], 0, 0, 99)
+    store = MemoryStore()
+    request = PruneRequest(trigger="schedule")
+    tight = replace(options(RetentionPolicy(keep_last=1), 1), max_deletions=1)
+    report = run_incremental_prune(request, tight, client=world, holds=Holds(), store=store, now=world.now)
+    assert report.plan.valve_tripped and len(report.plan.to_delete) == 1
+    states, _ = store.load()
+    deleted_from = report.plan.to_delete[0].server_id
+    assert all(not s.settled for s in states.values()), "each server still has deletions waiting"
+    assert "planned deletion(s) not done" in states[deleted_from].note
+    # The next run lists them all again (unsettled), and goes on deleting one per run
+    again = run_incremental_prune(request, tight, client=world, holds=Holds(), store=store, now=world.now + DAY)
+    assert again.selection is not None and again.selection["by_trigger"] == {"unsettled": 3}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -53,6 +53,7 @@ from vpsbackup.prune.job import (
     list_backups_to_plan,
     run_prune,
 )
+from vpsbackup.prune.plan import BackupDecision, plan_servers
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.records import Hold
 
@@ -230,9 +231,12 @@ class _Fingerprints:
         return self._by_policy[key]
 
 
-def _pending_by_server(report: PruneReport) -> tuple[Counter[int], set[int], bool]:
-    """Per server, the planned deletions not done; the backups gone; and whether the valve deferred
-    deletions of servers this report cannot name (decisions not kept): then every server is open."""
+def _pending_by_server(
+    report: PruneReport, listed: _Listed, *, options: PruneOptions, holds: Mapping[int, Hold]
+) -> tuple[Counter[int], set[int]]:
+    """Per server, the planned deletions not done (failed, not started, deferred, a dry run); and the
+    backups gone. When the valve deferred deletions the report does not name (a large run keeps
+    counts, not every decision), the listed servers are planned again, one at a time, to find them."""
     pending: Counter[int] = Counter()
     gone: set[int] = set()
     for decision in report.plan.to_delete:
@@ -241,13 +245,33 @@ def _pending_by_server(report: PruneReport) -> tuple[Counter[int], set[int], boo
             gone.add(decision.backup_id)
         else:
             pending[decision.server_id] += 1
-    decisions = report.plan.decisions
-    if decisions is not None:
-        for decision in decisions:
-            if decision.action == "defer":
-                pending[decision.server_id] += 1
-    unknown = decisions is None and report.plan.deferred_count > 0
-    return pending, gone, unknown
+    decisions: Iterable[BackupDecision] | None = report.plan.decisions
+    if decisions is None and report.plan.deferred_count > 0:
+        decisions = _replan(listed, now=report.plan.now, options=options, holds=holds)
+    planned = {d.backup_id for d in report.plan.to_delete}
+    for decision in decisions or ():
+        if decision.action in ("delete", "defer") and decision.backup_id not in planned:
+            pending[decision.server_id] += 1
+    return pending, gone
+
+
+def _replan(
+    listed: _Listed, *, now: datetime, options: PruneOptions, holds: Mapping[int, Hold]
+) -> Iterator[BackupDecision]:
+    """The listed servers' decisions before the valve (the plan's own engine), one server at a time."""
+    servers = None if listed.mode == "fleet" else frozenset(listed.servers)
+    for server_id, backups, conflicting in listed.listing.by_server(servers):
+        yield from plan_servers(
+            {server_id: backups},
+            policy_for=options.policies,
+            tz=options.tz,
+            now=now,
+            scope=options.scope,
+            holds=holds,
+            failed_grace=options.failed_grace,
+            conflicting=conflicting,
+            keep_at_least=options.keep_at_least,
+        )
 
 
 def _write_back(
@@ -271,7 +295,7 @@ def _write_back(
             if sid not in states and any(is_managed(b.description) for b in backups)
         ]
         return StateChanges(), unknown
-    pending, gone, valve_unknown = _pending_by_server(report)
+    pending, gone = _pending_by_server(report, listed, options=options, holds=holds)
     outcomes: list[RunOutcome] = []
     counts: dict[int, int] = {}
     for server_id, backups, conflicting in listed.listing.by_server(
@@ -282,7 +306,7 @@ def _write_back(
             backups,
             conflicting=conflicting,
             gone=gone,
-            pending=pending[server_id] or int(valve_unknown),
+            pending=pending[server_id],
             holds=server_holds.get(server_id, ()),
             now=now,
             scope=options.scope,
