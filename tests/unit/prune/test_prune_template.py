@@ -102,7 +102,13 @@ def test_the_function_may_read_the_secret_and_the_table_and_publish_nothing_more
         ("secretsmanager:GetSecretValue", json.dumps({"Ref": "VpsApiTokenSecretArn"})),
         ("dynamodb:Query", json.dumps({"GetAtt": "StateTable.Arn"})),
         ("dynamodb:GetItem", json.dumps({"GetAtt": "StateTable.Arn"})),  # a hold re-checked before each delete
-        ("dynamodb:BatchWriteItem", json.dumps({"GetAtt": "StateTable.Arn"})),  # the journal of the deletions
+        (
+            "dynamodb:BatchWriteItem",
+            json.dumps({"GetAtt": "StateTable.Arn"}),
+        ),  # the journal; and prune's own items (below)
+        # incremental runs write their own items, in the prune-state partition only (test below)
+        ("dynamodb:PutItem", json.dumps({"GetAtt": "StateTable.Arn"})),
+        ("dynamodb:DeleteItem", json.dumps({"GetAtt": "StateTable.Arn"})),
         ("sns:Publish", json.dumps({"Ref": "NotificationsTopic"})),
         # the topic is encrypted with the stack's own key: publishing needs it
         ("kms:GenerateDataKey", json.dumps({"GetAtt": "NotificationsKey.Arn"})),
@@ -137,3 +143,13 @@ def test_prune_runs_one_at_a_time(template: dict[str, Any]) -> None:
     # A manual invoke overlapping the scheduled run is throttled, so two runs cannot each delete
     # MAX_DELETIONS_PER_RUN from the same listing.
     assert function(template)["ReservedConcurrentExecutions"] == 1
+
+
+def test_prune_writes_only_its_own_partition_of_the_state_table(template: dict[str, Any]) -> None:
+    statements = [s for policy in function(template)["Policies"] for s in policy["Statement"]]
+    # (the journal's BatchWriteItem writes journal entries; anything else is prune's own state)
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if writes & set(actions) and statement["Resource"] == {"GetAtt": "StateTable.Arn"}:
+            assert statement["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["prune-state"]}}

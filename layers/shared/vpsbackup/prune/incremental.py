@@ -264,7 +264,8 @@ def select_servers(
     """Which known servers to list now and why, and whether one fleet sweep is the cheaper way.
 
     ``policy_for`` and ``holds_for`` give a server's current fingerprints. A sweep is chosen when
-    asked (``sweep``), when no server is known yet (the first run: a sweep finds them), or when
+    asked (``sweep``), when no server is known yet or no sweep has ever run (the first run: a
+    sweep finds them, those backed up before this version's records included), or when
     it needs no more requests than the selected servers' own listings — unless the last sweep did
     not finish (it would not now either: the servers are then listed one by one, most urgent first,
     as many as the invocation allows).
@@ -308,6 +309,8 @@ def _mode(*, sweep: bool, known: int, per_server: int, sweep_cost: int, history:
         return "fleet", "a fleet sweep was asked for"
     if known == 0:
         return "fleet", "no server known yet: one fleet sweep finds them"
+    if history.last_sweep_complete is None:
+        return "fleet", "no fleet sweep has run yet: one finds the servers backed up before prune kept state"
     if per_server == 0:
         return "per-server", "no server's plan may have changed and none is due for verification"
     if history.last_sweep_complete is False:

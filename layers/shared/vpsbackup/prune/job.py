@@ -5,7 +5,9 @@ listing by :mod:`vpsbackup.prune.compact`. This module does the effects, each gi
 so tests drive it with the simulator and moto, or with fakes:
 
 - **listing**: one paginated sweep of ``GET /backups/?backup_type=manual`` for the whole fleet,
-  in pages of ``VPS_API_PAGE_SIZE``, kept compact (a few dozen bytes per backup).
+  in pages of ``VPS_API_PAGE_SIZE``, kept compact (a few dozen bytes per backup); a full run with
+  ``PRUNE_SCOPE=managed`` lists only the servers whose plan may have changed instead
+  (:mod:`vpsbackup.prune.incremental_run`, which hands its listing in as ``lister``).
   When a run is limited to ``server_ids`` (a manual invoke), one filtered listing per requested
   server instead: its cost is that of the servers asked about, not of the fleet, and the plan is
   the same because every rule works per server (the plan is still limited to those servers, so an
