@@ -53,8 +53,7 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
             store=PruneStateStore(state),
             time_left=time_left,
             margin=STOP_STARTING_MARGIN_S,
-            # Time kept for the deletions: what the valve allows at the request budget, at most a third.
-            deletion_reserve_s=min(options.max_deletions / config.vps_api_max_rps, (time_left() or 900.0) / 3),
+            seconds_per_request=1.0 / config.vps_api_max_rps,  # time kept for the deletions, at least
         )
     else:
         report = run_prune(request, options, client=client, holds=state, time_left=time_left)

@@ -120,21 +120,21 @@ def test_a_run_short_of_time_plans_only_the_servers_it_listed_and_the_rest_wait(
     )
     store.history = RunHistory(last_sweep_complete=False)  # so the servers are listed one by one
     before = len(world.filtered)
-    # When the next run has time to list one server only (then 40 s: less than 20 s + the reserve)
+    # When the next run has time to list one server only (then 40 s: less than 20 s + time for a deletion)
     report = run_incremental_prune(
         request,
-        options(RetentionPolicy(keep_last=1), 1),
+        replace(options(RetentionPolicy(keep_last=1), 1), max_deletions=1),
         client=world,
         holds=Holds(),
         store=store,
         now=world.now + DAY,
         time_left=lambda: 500.0 if len(world.filtered) == before else 40.0,
-        deletion_reserve_s=30.0,
+        seconds_per_request=30.0,  # room for 1 deletion (the valve's count), at 30 s a request at least
     )
     # Then it planned and pruned that one server, on its whole listing
     assert report.selection is not None
     assert (report.selection["servers_listed"], report.selection["servers_not_reached"]) == (1, 2)
-    assert report.selection["cut_short"].startswith("less than 50 s left")
+    assert report.selection["cut_short"].endswith("s left: the rest wait for the next run")
     listed = world.filtered[before:]
     assert len(listed) == 1 and report.listing_complete
     assert report.plan.to_delete and {d.server_id for d in report.plan.to_delete} == set(listed)
@@ -217,3 +217,20 @@ def test_servers_whose_deletions_the_valve_deferred_stay_open_and_are_listed_nex
     # The next run lists them all again (unsettled), and goes on deleting one per run
     again = run_incremental_prune(request, tight, client=world, holds=Holds(), store=store, now=world.now + DAY)
     assert again.selection is not None and again.selection["by_trigger"] == {"unsettled": 3}
+
+
+@pytest.mark.parametrize(
+    ("first", "left", "pages", "expected"),
+    [
+        (900.0, 800.0, 100, 50.0),  # the provider's own pace, 1 s a request, slower than the budget
+        (900.0, 890.0, 100, 25.0),  # faster than the budget: the budget's 0.5 s a request
+        (90.0, 80.0, 1, 30.0),  # never more than a third of the time there was
+        (None, None, 0, 0.0),  # no deadline: nothing to keep
+    ],
+)
+def test_the_time_kept_for_the_deletions_follows_the_listings_pace(
+    first: float | None, left: float | None, pages: int, expected: float
+) -> None:
+    from vpsbackup.prune.incremental_run import _reserve
+
+    assert _reserve(first, left, pages, 50, 0.5) == pytest.approx(expected)

@@ -111,17 +111,24 @@ def list_servers(
     server_ids: Sequence[int],
     *,
     time_left: Callable[[], float | None],
-    stop_at: float,
+    margin: float,
+    reserve_requests: int = 0,
+    seconds_per_request: float = 0.0,
 ) -> tuple[_Listed, ListingProgress]:
-    """Each server's manual backups, in order, until less than ``stop_at`` seconds are left.
+    """Each server's manual backups, in order, while time is left for ``reserve_requests`` more
+    requests (the deletions) plus ``margin`` seconds.
 
+    The pace of those requests is the listing's own so far (a provider slower than the budget shows
+    there), at least ``seconds_per_request``; the reserve is at most a third of the time there was.
     A server is kept only when its own listing is whole; one that fails (bar a refused token, which
     fails the run) is left for the next run, and the others go on.
     """
     listed = _Listed()
     progress = ListingProgress(servers_requested=len(server_ids))
     started = time.monotonic()
+    first = time_left()
     for server_id in server_ids:
+        stop_at = margin + _reserve(first, time_left(), progress.pages, reserve_requests, seconds_per_request)
         left = time_left()
         if left is not None and left < stop_at:
             listed.cut_short = f"less than {stop_at:.0f} s left: the rest wait for the next run"
@@ -149,6 +156,14 @@ def list_servers(
     return listed, progress
 
 
+def _reserve(first: float | None, left: float | None, pages: int, requests: int, floor: float) -> float:
+    """Seconds kept for ``requests`` more requests at the pace seen so far (at least ``floor`` each)."""
+    if first is None or left is None:
+        return 0.0
+    pace = max(floor, (first - left) / pages) if pages else floor
+    return min(requests * pace, first / 3)
+
+
 def run_incremental_prune(
     request: PruneRequest,
     options: PruneOptions,
@@ -159,12 +174,12 @@ def run_incremental_prune(
     now: datetime | None = None,
     time_left: Callable[[], float | None] = lambda: None,
     margin: float = STOP_STARTING_MARGIN_S,
-    deletion_reserve_s: float = 0.0,
+    seconds_per_request: float = 0.0,
 ) -> PruneReport:
     """Choose the servers, list them, plan and delete as ``run_prune`` does, write back their state.
 
-    ``deletion_reserve_s``: per-server listing stops this long (plus ``margin``) before the end, so
-    the deletions still have time.
+    A per-server listing stops while there is time for ``MAX_DELETIONS_PER_RUN`` requests at the
+    listing's pace (at least ``seconds_per_request``: the request budget) plus ``margin``.
     """
     now = now or datetime.now(UTC)
     states, history = store.load()
@@ -191,7 +206,12 @@ def run_incremental_prune(
             listed = _Listed(listing=listing, mode="fleet", complete=progress.complete)
             return listing, "fleet", progress, None
         listed, progress = list_servers(
-            client, selection.servers, time_left=time_left, stop_at=margin + deletion_reserve_s
+            client,
+            selection.servers,
+            time_left=time_left,
+            margin=margin,
+            reserve_requests=options.max_deletions,
+            seconds_per_request=seconds_per_request,
         )
         return listed.listing, "per-server", progress, frozenset(listed.servers)
 
