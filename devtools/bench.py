@@ -289,7 +289,7 @@ def bench_fleet_scale(rows: list[str], quick: bool) -> list[str]:
         rows.append(_fleet_row("daily run (incremental)", daily))
         selection = daily.selection or {}
         if not selection.get("servers_not_reached") and selection.get("servers_listed"):
-            per_server = daily.requests / fleet.servers
+            per_server = (daily.requests - daily.deleted) / fleet.servers  # listings; deletions apart
         else:
             capacity = max(capacity, daily.requests)
         full = run_prune(fleet, page_size=100, max_page_size=100, latency=0.02, limit=limit, simulated=True)
@@ -305,10 +305,10 @@ def bench_fleet_scale(rows: list[str], quick: bool) -> list[str]:
     if capacity and per_server:
         notes.append(
             f"- One invocation makes about {capacity:,} requests at 1 request/second. A daily incremental run "
-            f"cost {per_server:.2f} requests per server of the fleet (listings of the changed and the due "
-            f"servers, and the deletions), so one invocation is enough up to about "
-            f"{int(capacity / per_server):,} servers; a daily fleet sweep (0.3 requests a server in pages of "
-            f"100, plus the deletions) up to about {int((capacity - 50) / 0.3):,}."
+            f"listed {per_server:.3f} requests per server of the fleet (the changed and the due servers), plus "
+            f"its deletions (at most MAX_DELETIONS_PER_RUN, 50), so one invocation is enough up to about "
+            f"{int((capacity - 50) / per_server):,} servers; a daily fleet sweep (0.3 requests a server in "
+            f"pages of 100, plus the deletions) up to about {int((capacity - 50) / 0.3):,}."
         )
     return notes
 
