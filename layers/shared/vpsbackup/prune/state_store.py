@@ -15,6 +15,7 @@ Each item has one writer, so prune's batch writes never erase what the deploy jo
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -34,9 +35,13 @@ from vpsbackup.aws.state import (
     recorded_sk,
     utc_key_time,
 )
+from vpsbackup.observability import logger
 from vpsbackup.prune.incremental import RunHistory, ServerState
 
 META_SK = "meta"
+# Items per BatchWriteItem (DynamoDB's limit), and how often unprocessed items are sent.
+_BATCH = 25
+_ATTEMPTS = 5
 
 
 def server_sk(server_id: int) -> str:
@@ -103,10 +108,38 @@ class PruneStateStore:
     ) -> None:
         """Write the servers' new states (batched), forget servers with nothing to prune, write the
         history. A server is forgotten with its deploy record only if no record came after its
-        listing (``forget``: ``(server_id, listed_at)``): a newer record keeps it known."""
-        with self.table.batch_writer(overwrite_by_pkeys=[PK, SK]) as batch:
-            for state in put:
-                batch.put_item(Item=_state_item(state))
+        listing (``forget``: ``(server_id, listed_at)``): a newer record keeps it known. Never
+        raises: a state not written leaves the server's triggers standing (it is listed again)."""
+        unwritten = self._put_all([_state_item(state) for state in put])
+        if unwritten:
+            # Those servers keep their former state: their triggers still stand, the next run lists
+            # them again. Costlier, never wrong.
+            logger.warning("prune state not written for some servers", extra={"unwritten": unwritten})
+        try:
+            self._forget_and_record(forget, history)
+        except Exception:
+            logger.exception("prune state: forgetting servers or writing the run history failed")
+
+    def _put_all(self, items: list[dict[str, Any]]) -> int:
+        """``BatchWriteItem`` 25 items at a time, unprocessed items re-sent a few times; how many
+        could not be written. Never raises."""
+        client = self.table.meta.client  # the resource's: it takes plain Python values
+        unwritten = 0
+        for start in range(0, len(items), _BATCH):
+            pending = [{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH]]
+            try:
+                for attempt in range(_ATTEMPTS):
+                    response = client.batch_write_item(RequestItems={self.table.name: pending})
+                    pending = response.get("UnprocessedItems", {}).get(self.table.name, [])
+                    if not pending:
+                        break
+                    time.sleep(0.05 * 2**attempt)  # throttled: back off
+            except Exception:
+                logger.exception("prune state batch write failed", extra={"items": len(pending)})
+            unwritten += len(pending)
+        return unwritten
+
+    def _forget_and_record(self, forget: Iterable[tuple[int, datetime]], history: RunHistory | None) -> None:
         condition_failed = self.table.meta.client.exceptions.ConditionalCheckFailedException
         for server_id, listed_at in forget:
             self.table.delete_item(Key={PK: PRUNE_STATE_PK, SK: server_sk(server_id)})
