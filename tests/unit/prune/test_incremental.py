@@ -12,7 +12,7 @@ from tests.conftest import AwsEnv
 from tests.unit.prune.test_incremental_equivalence import Holds, Made, MemoryStore, options, simulate
 from vpsbackup.aws.state import StateTable
 from vpsbackup.errors import ConfigurationError
-from vpsbackup.prune.incremental import RunHistory, ServerState, select_servers, settle_server
+from vpsbackup.prune.incremental import ListedBackup, RunHistory, ServerState, select_servers, settle_server
 from vpsbackup.prune.incremental_run import run_incremental_prune
 from vpsbackup.prune.request import InvalidPruneRequestError, PruneRequest, parse_prune_request
 from vpsbackup.prune.retention import RetentionPolicy
@@ -96,16 +96,16 @@ def test_the_sweep_is_chosen_when_no_server_is_known_when_asked_and_when_it_is_c
 
 
 def test_a_settled_server_is_stable_until_its_first_time_relative_change() -> None:
-    failed = Made(1, 7, NOW - timedelta(hours=2), NOW - timedelta(hours=2), "failed").at(NOW)
-    future = Made(2, 7, NOW + timedelta(hours=30), NOW, "completed").at(NOW)
-    done = Made(3, 7, NOW - DAY, NOW - DAY, "completed").at(NOW)
+    failed = ListedBackup.of(Made(1, 7, NOW - timedelta(hours=2), NOW - timedelta(hours=2), "failed").at(NOW))
+    future = ListedBackup.of(Made(2, 7, NOW + timedelta(hours=30), NOW, "completed").at(NOW))
+    done = ListedBackup.of(Made(3, 7, NOW - DAY, NOW - DAY, "completed").at(NOW))
     hold = Hold(backup_id=3, server_id=7, until=NOW + timedelta(hours=10))
     grace = timedelta(hours=24)
     got = settle_server([failed, future, done], holds=[hold], now=NOW, scope="managed", failed_grace=grace)
     assert got.settled and got.stable_until == NOW + timedelta(hours=10)
     got = settle_server([failed, future, done], now=NOW, scope="managed", failed_grace=grace)
     assert got.stable_until == NOW - timedelta(hours=2) + grace + timedelta(microseconds=1)
-    running = Made(4, 7, NOW, NOW + DAY, "completed").at(NOW)
+    running = ListedBackup.of(Made(4, 7, NOW, NOW + DAY, "completed").at(NOW))
     assert not settle_server([done, running], now=NOW, scope="managed", failed_grace=grace).settled
     assert not settle_server([done], pending=1, now=NOW, scope="managed", failed_grace=grace).settled
 

@@ -42,10 +42,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from vpsbackup.markers import is_managed
-from vpsbackup.provider.models import BACKUP_MANUAL, STATUS_COMPLETED, STATUS_FAILED
+from vpsbackup.provider.models import BACKUP_MANUAL, STATUS_COMPLETED, STATUS_FAILED, Backup
 from vpsbackup.prune.plan import Scope
 from vpsbackup.prune.retention import RetentionPolicy
 from vpsbackup.records import Hold
@@ -76,24 +76,20 @@ IDS_SHOWN = 20
 _US = timedelta(microseconds=1)
 
 
-class ListedBackup(Protocol):
-    """What settling a server reads of a listed backup (a :class:`~vpsbackup.provider.models.Backup`
-    or the compact listing's row)."""
+@dataclass(frozen=True, slots=True)
+class ListedBackup:
+    """What settling a server reads of one listed backup (``managed``: it carries this project's
+    marker)."""
 
-    @property
-    def id(self) -> int: ...
+    id: int
+    backup_type: str
+    status: str
+    created_at: datetime
+    managed: bool
 
-    @property
-    def backup_type(self) -> str: ...
-
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def created_at(self) -> datetime: ...
-
-    @property
-    def description(self) -> str | None: ...
+    @classmethod
+    def of(cls, backup: Backup) -> ListedBackup:
+        return cls(backup.id, backup.backup_type, backup.status, backup.created_at, is_managed(backup.description))
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,9 +352,7 @@ def settle_server(
     """
     gone_ids = set(gone)
     remaining = [b for b in backups if b.id not in gone_ids]
-    candidates = [
-        b for b in remaining if b.backup_type == BACKUP_MANUAL and (scope == "manual" or is_managed(b.description))
-    ]
+    candidates = [b for b in remaining if b.backup_type == BACKUP_MANUAL and (scope == "manual" or b.managed)]
     open_reason = _open_reason(remaining, set(conflicting), pending)
     if open_reason is not None:
         return Settlement(False, None, open_reason, len(candidates))

@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from vpsbackup.markers import is_managed
 from vpsbackup.observability import logger
 from vpsbackup.provider.errors import ApiTimeoutError, AuthenticationError, VpsApiError
 from vpsbackup.provider.models import BACKUP_MANUAL, Backup
-from vpsbackup.prune.compact import CompactListing
+from vpsbackup.prune.buckets import moment
+from vpsbackup.prune.compact import CompactListing, plan_fleet
 from vpsbackup.prune.incremental import (
     IDS_SHOWN,
+    ListedBackup,
     RunHistory,
     RunOutcome,
     Selection,
@@ -53,7 +54,7 @@ from vpsbackup.prune.job import (
     list_backups_to_plan,
     run_prune,
 )
-from vpsbackup.prune.plan import BackupDecision, plan_servers
+from vpsbackup.prune.plan import BackupDecision, PlanInputs
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.records import Hold
 
@@ -277,21 +278,43 @@ def _pending_by_server(
 
 def _replan(
     listed: _Listed, *, now: datetime, options: PruneOptions, holds: Mapping[int, Hold]
-) -> Iterator[BackupDecision]:
-    """The listed servers' decisions before the valve (the plan's own engine), one server at a time."""
+) -> Iterable[BackupDecision]:
+    """The listed servers' would-be deletions before the valve: the plan again, with no valve."""
+    inputs = PlanInputs(
+        policy_for=options.policies,
+        tz=options.tz,
+        now=now,
+        scope=options.scope,
+        holds=holds,
+        failed_grace=options.failed_grace,
+        max_deletions=len(listed.listing),
+        keep_at_least=options.keep_at_least,
+    )
     servers = None if listed.mode == "fleet" else frozenset(listed.servers)
-    for server_id, backups, conflicting in listed.listing.by_server(servers):
-        yield from plan_servers(
-            {server_id: backups},
-            policy_for=options.policies,
-            tz=options.tz,
-            now=now,
-            scope=options.scope,
-            holds=holds,
-            failed_grace=options.failed_grace,
-            conflicting=conflicting,
-            keep_at_least=options.keep_at_least,
-        )
+    return plan_fleet(listed.listing, inputs, server_ids=servers).to_delete
+
+
+def listed_by_server(
+    listing: CompactListing, server_ids: frozenset[int] | None
+) -> tuple[Iterator[tuple[int, list[ListedBackup]]], set[int]]:
+    """The listing's servers, each with its backups (one copy each), and the ids listed with
+    conflicting data."""
+    by_server, conflicting = listing.by_server(server_ids)
+    columns = listing.columns()
+
+    def backups(rows: list[int]) -> list[ListedBackup]:
+        return [
+            ListedBackup(
+                id=columns.ids[row],
+                backup_type=columns.words[columns.types[row]],
+                status=columns.words[columns.status[row]],
+                created_at=moment(columns.created[row]),
+                managed=bool(columns.managed[row]),
+            )
+            for row in rows
+        ]
+
+    return ((server_id, backups(rows)) for server_id, rows in by_server), conflicting
 
 
 def _write_back(
@@ -309,18 +332,20 @@ def _write_back(
     fingerprints = _Fingerprints(options)
     server_holds = holds_by_server(holds)
     if not report.listing_complete:
+        seen, _ = listed_by_server(listed.listing, None)
         unknown = [
             ServerState(server_id=sid, backups=len(backups), note="seen by a fleet sweep cut short")
-            for sid, backups, _ in listed.listing.by_server()
-            if sid not in states and any(is_managed(b.description) for b in backups)
+            for sid, backups in seen
+            if sid not in states and any(b.managed for b in backups)
         ]
         return StateChanges(), unknown
     pending, gone = _pending_by_server(report, listed, options=options, holds=holds)
     outcomes: list[RunOutcome] = []
     counts: dict[int, int] = {}
-    for server_id, backups, conflicting in listed.listing.by_server(
-        None if listed.mode == "fleet" else frozenset(listed.servers)
-    ):
+    by_server, conflicting = listed_by_server(
+        listed.listing, None if listed.mode == "fleet" else frozenset(listed.servers)
+    )
+    for server_id, backups in by_server:
         counts[server_id] = len(backups)
         settlement = settle_server(
             backups,
