@@ -54,7 +54,7 @@ from vpsbackup.prune.job import (
     list_backups_to_plan,
     run_prune,
 )
-from vpsbackup.prune.plan import BackupDecision, PlanInputs
+from vpsbackup.prune.plan import BackupDecision
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.records import Hold
 
@@ -280,16 +280,7 @@ def _replan(
     listed: _Listed, *, now: datetime, options: PruneOptions, holds: Mapping[int, Hold]
 ) -> Iterable[BackupDecision]:
     """The listed servers' would-be deletions before the valve: the plan again, with no valve."""
-    inputs = PlanInputs(
-        policy_for=options.policies,
-        tz=options.tz,
-        now=now,
-        scope=options.scope,
-        holds=holds,
-        failed_grace=options.failed_grace,
-        max_deletions=len(listed.listing),
-        keep_at_least=options.keep_at_least,
-    )
+    inputs = options.plan_inputs(now=now, holds=holds, max_deletions=len(listed.listing))
     servers = None if listed.mode == "fleet" else frozenset(listed.servers)
     return plan_fleet(listed.listing, inputs, server_ids=servers).to_delete
 

@@ -123,6 +123,19 @@ class PruneOptions:
     verify_every: timedelta = timedelta(days=7)
     page_size: int = 100
 
+    def plan_inputs(self, *, now: datetime, holds: Mapping[int, Hold], max_deletions: int | None = None) -> PlanInputs:
+        """What the plan decides from, with these settings (``max_deletions``: the valve's, unless given)."""
+        return PlanInputs(
+            policy_for=self.policies,
+            tz=self.tz,
+            now=now,
+            scope=self.scope,
+            holds=holds,
+            failed_grace=self.failed_grace,
+            max_deletions=self.max_deletions if max_deletions is None else max_deletions,
+            keep_at_least=self.keep_at_least,
+        )
+
     @classmethod
     def from_settings(cls, settings: PruneSettings) -> PruneOptions:
         return cls(
@@ -542,16 +555,7 @@ def run_prune(
     active_holds = holds.active_holds(now)
     timings["holds_s"] = time.monotonic() - started  # a StateTable read, apart from the planning
     started = time.monotonic()
-    inputs = PlanInputs(
-        policy_for=options.policies,
-        tz=options.tz,
-        now=now,
-        scope=options.scope,
-        holds=active_holds,
-        failed_grace=options.failed_grace,
-        max_deletions=options.max_deletions,
-        keep_at_least=options.keep_at_least,
-    )
+    inputs = options.plan_inputs(now=now, holds=active_holds)
     plan = plan_fleet(
         listing,
         inputs,
