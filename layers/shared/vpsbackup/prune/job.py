@@ -539,18 +539,21 @@ def run_prune(
     else:
         listing, mode, progress, planned = lister()
     timings = {"list_s": progress.seconds}
-    if not progress.complete:
-        empty = FleetPlan.empty(now=now, scope=options.scope, max_deletions=options.max_deletions)
+
+    def report(plan: FleetPlan, results: tuple[DeletionResult, ...]) -> PruneReport:
         return PruneReport(
             request=request,
             dry_run=dry_run,
             listing=mode,
             listed=len(listing),
-            plan=empty,
-            results=(),
+            plan=plan,
+            results=results,
             progress=progress,
             timings=timings,
         )
+
+    if not progress.complete:
+        return report(FleetPlan.empty(now=now, scope=options.scope, max_deletions=options.max_deletions), ())
     started = time.monotonic()
     active_holds = holds.active_holds(now)
     timings["holds_s"] = time.monotonic() - started  # a StateTable read, apart from the planning
@@ -575,16 +578,7 @@ def run_prune(
             client, plan.to_delete, holds=holds, concurrency=options.concurrency, time_left=time_left, margin=margin
         )
     timings["delete_s"] = time.monotonic() - started
-    return PruneReport(
-        request=request,
-        dry_run=dry_run,
-        listing=mode,
-        listed=len(listing),
-        plan=plan,
-        results=results,
-        progress=progress,
-        timings=timings,
-    )
+    return report(plan, results)
 
 
 _METRICS: tuple[tuple[str, Callable[[PruneReport], int]], ...] = (
