@@ -41,7 +41,7 @@ Reading these numbers:
 
 - The prune plan is linear in the fleet's size: a daily run over a fleet with 100,000 manual
   backups plans in seconds and ~50 MiB of Python objects (plus ~70 MiB for the interpreter and
-  imports), inside a 256 MiB, 300 s Lambda.
+  imports), inside a 256 MiB, 900 s Lambda.
 - Listing time is dominated by round trips and by the simulator (a Python server
   that re-sorts the fleet for every page): against the real API it is the provider's page latency
   times the number of pages. Bigger pages, if the provider allows them, are the lever.
