@@ -160,3 +160,21 @@ def shared_env(monkeypatch: pytest.MonkeyPatch, aws: AwsEnv, simulator: Any) -> 
     # No request budget to speak of: the tests that exercise it set their own (and a simulated clock).
     monkeypatch.setenv("VPS_API_MAX_RPS", "1000")
     return aws
+
+
+@pytest.fixture
+def restore_env(
+    shared_env: AwsEnv, monkeypatch: pytest.MonkeyPatch, fast_api_client: Callable[[Any], None]
+) -> Iterator[AwsEnv]:
+    """Restore on alarm's environment (the defaults of docs/configuration.md, alarms named
+    ``vps-restore-*``), an API client with fast retries, and the function's warm state reset."""
+    import restore_on_alarm
+    from vpsbackup.provider.client import RetryPolicy
+
+    monkeypatch.setenv("ALARM_NAME_PREFIX", "vps-restore-")
+    monkeypatch.setenv("MAX_RESTORES_PER_HOUR", "3")
+    # Short sleeps, and more attempts than a deadline allows: the deadline is what bounds a 503 loop.
+    fast_api_client(RetryPolicy(max_attempts=1000, base_delay=0.01, max_delay=0.05))
+    restore_on_alarm.reset()
+    yield shared_env
+    restore_on_alarm.reset()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,19 +31,6 @@ ALARM = "vps-restore-web-01-5xx"
 RESTORE_PATH = "/api/v1/servers/{}/restore/"
 # Short sleeps, and more attempts than a deadline allows: the deadline is what bounds a 503 loop.
 FAST = RetryPolicy(max_attempts=1000, base_delay=0.01, max_delay=0.05)
-
-
-@pytest.fixture
-def restore_env(
-    shared_env: AwsEnv, monkeypatch: pytest.MonkeyPatch, fast_api_client: Callable[[Any], None]
-) -> Iterator[AwsEnv]:
-    """The function's environment (the defaults of docs/configuration.md), and an API client with fast retries."""
-    monkeypatch.setenv("ALARM_NAME_PREFIX", "vps-restore-")
-    monkeypatch.setenv("MAX_RESTORES_PER_HOUR", "3")
-    fast_api_client(FAST)
-    restore_on_alarm.reset()
-    yield shared_env
-    restore_on_alarm.reset()
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,17 +40,6 @@ pytestmark = pytest.mark.integration
 ALARM = "vps-restore-web-01-5xx"
 SERVER = 12345
 FAST = RetryPolicy(max_attempts=1000, base_delay=0.01, max_delay=0.05)
-
-
-@pytest.fixture
-def restore_env(
-    shared_env: AwsEnv, monkeypatch: pytest.MonkeyPatch, fast_api_client: Callable[[Any], None]
-) -> Iterator[AwsEnv]:
-    monkeypatch.setenv("ALARM_NAME_PREFIX", "vps-restore-")
-    fast_api_client(FAST)
-    restore_on_alarm.reset()
-    yield shared_env
-    restore_on_alarm.reset()
 
 
 def alarm_time(minutes_ago: float = 1) -> datetime:
