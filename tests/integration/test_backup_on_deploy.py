@@ -22,7 +22,7 @@ from tests.conftest import WEBHOOK_TEST_SECRET, AwsEnv, FakeLambdaContext, load_
 from vpsbackup.aws.state import StateTable, deployment_pk, utc_key_time
 from vpsbackup.deploy.claims import ClaimStore
 from vpsbackup.deploy.job import DeploymentBackupFailedError
-from vpsbackup.deploy.webhook import resign_function_url_event, signed_headers
+from vpsbackup.deploy.webhook import resign_function_url_event, signed_headers, signed_request_of
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.markers import make_marker, marker_matches
 from vpsbackup.provider.client import NO_WAIT
@@ -365,6 +365,8 @@ def _bad_timestamp() -> dict[str, Any]:
         pytest.param(lambda: _signed_at(-330), id="stale-330s"),
         # 330 s, not 301: the exact boundary is a unit test; here a slow machine must not drift into the window
         pytest.param(lambda: _signed_at(+330), id="future-330s"),
+        # at most 60 s ahead (90: the test's own time only shrinks the lead)
+        pytest.param(lambda: _signed_at(+90), id="future-90s"),
         pytest.param(_tampered_body, id="body-changed-after-signing"),
         pytest.param(_other_key, id="other-key"),
         pytest.param(_bad_timestamp, id="timestamp-not-a-number"),
@@ -387,6 +389,91 @@ def test_a_missing_wrong_or_stale_signature_is_401_with_zero_api_requests(
     assert deploy_env.table().scan()["Items"] == []
 
 
+def _replayed_on(method: str, path: str, query: str) -> dict[str, Any]:
+    """A status call for gh-1 signed now, its signature headers then sent with another request line."""
+    event = webhook("GET", query={"deployment_id": "gh-1"})
+    event["requestContext"]["http"].update(method=method, path=path)
+    event.update(rawPath=path, rawQueryString=query)
+    event["queryStringParameters"] = dict(q.split("=", 1) for q in query.split("&")) if query else {}
+    return event
+
+
+def _retired_scheme() -> dict[str, Any]:
+    """A call signed as before v1: sha256= over "<timestamp>.<body>" only."""
+    import hmac
+
+    event = webhook("POST", json.dumps({"deployment_id": "d", "server_ids": [12345]}))
+    ts = event["headers"]["x-signature-timestamp"]
+    digest = hmac.new(WEBHOOK_TEST_SECRET.encode(), f"{ts}.{event['body']}".encode(), "sha256").hexdigest()
+    event["headers"]["x-signature"] = f"sha256={digest}"
+    return event
+
+
+@pytest.mark.parametrize(
+    "make_event",
+    [
+        pytest.param(lambda: _replayed_on("GET", "/", "deployment_id=gh-2"), id="another-query"),
+        pytest.param(lambda: _replayed_on("GET", "/status", "deployment_id=gh-1"), id="another-path"),
+        pytest.param(lambda: _replayed_on("POST", "/", "deployment_id=gh-1"), id="another-method"),
+        pytest.param(_retired_scheme, id="retired-sha256-scheme"),
+    ],
+)
+def test_a_signature_replayed_on_another_method_path_or_query_is_401_with_zero_api_requests(
+    deploy_env: AwsEnv, simulator: Simulator, make_event: Callable[[], dict[str, Any]]
+) -> None:
+    # Given a deployment gh-2 whose status a captured call must not reveal
+    post({"deployment_id": "gh-2", "server_ids": [12345]})
+    simulator.clear_requests()
+
+    # When a correctly signed call arrives with another method, path or query (or signed the old way)
+    code, answer = call(make_event())
+
+    # Then 401, and the API was never asked
+    assert (code, answer) == (401, {"error": "unauthorized"})
+    assert simulator.requests == []
+
+
+def test_a_status_call_with_a_body_is_400_and_asks_nothing(deploy_env: AwsEnv, simulator: Simulator) -> None:
+    # Given a status call for "release.1", replayed as "release" with the tail "1." moved into a body
+    # (the same signed bytes: "<ts>.GET./?deployment_id=release" + "." + "1.")
+    post({"deployment_id": "release", "server_ids": [12345]})
+    simulator.clear_requests()
+    event = webhook("GET", query={"deployment_id": "release.1"})
+    event.update(rawQueryString="deployment_id=release", body="1.", queryStringParameters={"deployment_id": "release"})
+
+    # When it arrives
+    code, answer = call(event)
+
+    # Then 400 naming the body, and the API was never asked
+    assert code == 400
+    assert answer["fields"] == ["body"]
+    assert simulator.requests == []
+
+
+def test_during_a_key_rotation_the_current_and_the_previous_key_are_accepted(
+    deploy_env: AwsEnv, simulator: Simulator
+) -> None:
+    # Given the secret holds the new key and the previous one (the test key)
+    from aws_lambda_powertools.utilities import parameters
+
+    deploy_env.clients["secretsmanager"].put_secret_value(
+        SecretId=deploy_env.webhook_secret_id,
+        SecretString=json.dumps({"current": "the-new-key", "previous": WEBHOOK_TEST_SECRET}),
+    )
+    parameters.clear_caches()
+    body = json.dumps({"deployment_id": "rotated", "server_ids": [12345]})
+    event = load_event("deploy-webhook-signed.json")
+    event["body"] = body
+
+    # When CI signs with either key, or with neither
+    with_previous = call(resign_function_url_event(event, WEBHOOK_TEST_SECRET, time.time()))
+    with_current = call(resign_function_url_event(event, "the-new-key", time.time()))
+    with_other = call(resign_function_url_event(event, "an-older-key", time.time()))
+
+    # Then both keys are accepted (the second call is a repeat), any other refused
+    assert (with_previous[0], with_current[0], with_other[0]) == (201, 200, 401)
+
+
 def test_a_signature_inside_the_window_is_accepted_at_the_edge(deploy_env: AwsEnv, simulator: Simulator) -> None:
     # Given a call signed 290 s ago
     event = _signed_at(-290)
@@ -403,7 +490,7 @@ def test_a_base64_encoded_body_is_verified_and_read_as_sent(deploy_env: AwsEnv, 
     raw = json.dumps({"deployment_id": "b64", "server_ids": [12346]}).encode()
     event = load_event("deploy-webhook-signed.json")
     event.update(body=base64.b64encode(raw).decode(), isBase64Encoded=True)
-    event["headers"].update(signed_headers(WEBHOOK_TEST_SECRET, raw, time.time()))
+    event["headers"].update(signed_headers(WEBHOOK_TEST_SECRET, signed_request_of(event), time.time()))
 
     # When it arrives
     code, body = call(event)

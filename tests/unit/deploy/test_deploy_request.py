@@ -1,17 +1,13 @@
-"""The deploy request's pure parts: the model, server resolution, the description, the signature."""
+"""The deploy request's pure parts: the model, server resolution, the description (the signature: test_webhook)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import WEBHOOK_TEST_SECRET, load_event
 from vpsbackup.deploy.request import (
     DeployRequest,
     InvalidDeployRequestError,
@@ -20,10 +16,8 @@ from vpsbackup.deploy.request import (
     parse_deploy_request,
     resolve_servers,
 )
-from vpsbackup.deploy.webhook import resign_function_url_event, signature_for, signed_headers, verify_signature
 from vpsbackup.markers import MAX_DESCRIPTION_LENGTH, make_marker, marker_matches
 
-NOW = 1_737_042_300.0
 GROUPS = {"production": [12345, 12346], "empty": []}
 
 # -- request model -------------------------------------------------------------------------------
@@ -185,78 +179,3 @@ def test_every_description_fits_the_api_and_carries_the_deployments_marker(
     text = backup_description(request)
     assert len(text) <= MAX_DESCRIPTION_LENGTH
     assert marker_matches(text, deployment_id)
-
-
-# -- signature -----------------------------------------------------------------------------------
-
-
-def test_the_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
-    expected = hmac.new(b"k", b"1700000000.{}", hashlib.sha256).hexdigest()
-    assert signature_for("k", "1700000000", b"{}") == f"sha256={expected}"
-
-
-@given(body=st.binary(max_size=2000), skew=st.integers(min_value=-300, max_value=300))
-def test_a_correct_signature_within_300_seconds_verifies(body: bytes, skew: int) -> None:
-    headers = signed_headers("secret", body, NOW + skew)
-    assert verify_signature("secret", headers, body, now=NOW)
-
-
-@given(body=st.binary(max_size=200), tamper=st.binary(min_size=1, max_size=20))
-def test_a_body_changed_after_signing_does_not_verify(body: bytes, tamper: bytes) -> None:
-    headers = signed_headers("secret", body, NOW)
-    assert not verify_signature("secret", headers, body + tamper, now=NOW)
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        pytest.param({}, id="no-headers"),
-        pytest.param({"x-signature-timestamp": str(int(NOW))}, id="no-signature"),
-        pytest.param({"x-signature": signature_for("secret", str(int(NOW)), b"{}")}, id="no-timestamp"),
-        pytest.param(signed_headers("secret", b"{}", NOW - 301), id="301s-old"),
-        pytest.param(signed_headers("secret", b"{}", NOW + 301), id="301s-ahead"),
-        pytest.param(signed_headers("other", b"{}", NOW), id="other-key"),
-        pytest.param(
-            {"x-signature-timestamp": "17e8", "x-signature": signature_for("secret", "17e8", b"{}")}, id="not-digits"
-        ),
-        pytest.param(
-            {"x-signature-timestamp": str(int(NOW)), "x-signature": signature_for("secret", str(int(NOW)), b"{}")[7:]},
-            id="no-sha256-prefix",
-        ),
-        pytest.param({"x-signature-timestamp": str(int(NOW)), "x-signature": "sha256=é"}, id="non-ascii"),
-    ],
-)
-def test_anything_but_a_fresh_correct_signature_is_refused(headers: dict[str, str]) -> None:
-    assert not verify_signature("secret", headers, b"{}", now=NOW)
-
-
-def test_no_configured_key_refuses_even_a_signature_made_with_an_empty_key() -> None:
-    headers = signed_headers("", b"{}", NOW)
-    assert not verify_signature(None, headers, b"{}", now=NOW)
-    assert not verify_signature("", headers, b"{}", now=NOW)
-
-
-def test_an_upper_case_hex_digest_is_accepted() -> None:
-    headers = signed_headers("secret", b"{}", NOW)
-    headers["x-signature"] = "sha256=" + headers["x-signature"][7:].upper()
-    assert verify_signature("secret", headers, b"{}", now=NOW)
-
-
-def test_resigning_a_sample_event_makes_it_verify_now() -> None:
-    # Given the signed sample, whose timestamp is long past
-    event = load_event("deploy-webhook-signed.json")
-    body = event["body"].encode()
-    assert not verify_signature(WEBHOOK_TEST_SECRET, event["headers"], body, now=NOW + 10_000_000)
-
-    # When it is re-signed for a later time
-    fresh = resign_function_url_event(event, WEBHOOK_TEST_SECRET, NOW + 10_000_000)
-
-    # Then it verifies at that time, and the body is untouched
-    assert verify_signature(WEBHOOK_TEST_SECRET, fresh["headers"], body, now=NOW + 10_000_000)
-    assert json.loads(fresh["body"]) == json.loads(event["body"])
-
-
-def test_the_signed_sample_was_signed_with_the_documented_test_key() -> None:
-    event = load_event("deploy-webhook-signed.json")
-    timestamp = event["headers"]["x-signature-timestamp"]
-    assert event["headers"]["x-signature"] == signature_for(WEBHOOK_TEST_SECRET, timestamp, event["body"].encode())

@@ -1,7 +1,8 @@
 """The Function URL trigger: ``POST`` a deploy request, ``GET ?deployment_id=`` its status.
 
-Every call is signed (:mod:`vpsbackup.deploy.webhook`) with the key in Secrets Manager
-(``WEBHOOK_SECRET``, cached ``WEBHOOK_KEY_MAX_AGE_S`` seconds). Every answer is JSON: ``400`` for a
+Every call is signed (:mod:`vpsbackup.deploy.webhook`: the method, path, query and body) with the
+key in Secrets Manager (``WEBHOOK_SECRET``, cached ``WEBHOOK_KEY_MAX_AGE_S`` seconds; during a
+rotation the previous key too). Every answer is JSON: ``400`` for a
 malformed request (naming the field), ``401`` for a bad signature (without saying what is wrong),
 ``405`` for another method, ``500`` when the key cannot be read, ``404`` for an unknown deployment,
 otherwise the deployment's own status.
@@ -24,7 +25,15 @@ from vpsbackup.deploy.job import deployment_status
 from vpsbackup.deploy.request import InvalidDeployRequestError, parse_deploy_body, resolve_servers
 from vpsbackup.deploy.run import back_up
 from vpsbackup.deploy.settings import BackupOnDeploySettings
-from vpsbackup.deploy.webhook import decode_body, verify_signature
+from vpsbackup.deploy.webhook import (
+    SignedRequest,
+    WebhookKeys,
+    WebhookSecretError,
+    decode_body,
+    parse_webhook_secret,
+    request_target,
+    verify_signature,
+)
 from vpsbackup.observability import logger, metrics
 
 WEBHOOK_KEY_MAX_AGE_S = 300
@@ -45,16 +54,31 @@ def on_function_url(
     if method not in ("POST", "GET"):
         metrics.add_metric(name="requests_rejected", unit=MetricUnit.Count, value=1)
         return respond(405, {"error": "method_not_allowed", "message": "use POST or GET"})
+    if method == "GET" and raw_body:
+        # The status call signs an empty body; one with a body could be another call's signature
+        # replayed with the target's tail moved into the body (vpsbackup.deploy.webhook).
+        metrics.add_metric(name="requests_rejected", unit=MetricUnit.Count, value=1)
+        return respond(
+            400, {"error": "bad_request", "message": "body: a status call (GET) has no body", "fields": ["body"]}
+        )
     headers = {name.lower(): value for name, value in request.headers.items()}
     try:
-        key = webhook_key(config)
+        keys = webhook_keys(config)
     except WebhookKeyUnavailableError:
         return respond(500, {"error": "internal_error", "message": "the webhook key cannot be read (see logs)"})
-    if not verify_signature(key, headers, raw_body, now=time.time(), max_skew=config.webhook_max_skew_seconds):
-        logger.warning("webhook rejected: missing, wrong or stale signature", extra={"method": method})
-        # A steady stream of these usually means CI signs with an old key or a skewed clock.
+    signed = SignedRequest(method, request_target(request.rawPath, request.rawQueryString), raw_body)
+    check = verify_signature(keys, headers, signed, now=time.time(), max_skew=config.webhook_max_skew_seconds)
+    if not check.ok:
+        # The log says why; the answer never does. A steady stream of these usually means CI signs
+        # with an old key or the retired scheme, or has a skewed clock.
+        logger.warning(
+            "webhook rejected: missing, wrong or stale signature",
+            extra={"method": method, "path": request.rawPath[:200], "why": check.problem},
+        )
         metrics.add_metric(name="webhook_rejected", unit=MetricUnit.Count, value=1)
         return respond(401, {"error": "unauthorized"})
+    if check.key == "previous":
+        logger.info("webhook signed with the previous key: CI has not switched to the current one yet")
     if method == "GET":
         metrics.add_metric(name="status_checks", unit=MetricUnit.Count, value=1)
         return _status(request, context, config)
@@ -100,8 +124,8 @@ class WebhookKeyUnavailableError(Exception):
     """WEBHOOK_SECRET is set but cannot be read: our fault, not the caller's (500, logged)."""
 
 
-def webhook_key(config: BackupOnDeploySettings) -> str | None:
-    """The HMAC key, cached ``WEBHOOK_KEY_MAX_AGE_S`` seconds; None (every call refused) if unset."""
+def webhook_keys(config: BackupOnDeploySettings) -> WebhookKeys | None:
+    """The HMAC keys, cached ``WEBHOOK_KEY_MAX_AGE_S`` seconds; None (every call refused) if unset."""
     if not config.webhook_secret:
         logger.warning("WEBHOOK_SECRET is not set: every webhook call is refused")
         return None
@@ -119,7 +143,16 @@ def webhook_key(config: BackupOnDeploySettings) -> str | None:
         raise WebhookKeyUnavailableError from None
     if isinstance(value, bytes):
         value = value.decode("utf-8")
-    return value if isinstance(value, str) and value else None
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_webhook_secret(value)
+    except WebhookSecretError as exc:
+        logger.error(
+            "the webhook key's secret (WEBHOOK_SECRET) is malformed",
+            extra={"secret_id": config.webhook_secret, "why": str(exc)},
+        )
+        raise WebhookKeyUnavailableError from None
 
 
 def respond(status: int, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,15 +1,9 @@
-"""The deploy request (docs/backup-on-deploy.md): its model, the servers it names, the backup description, and the
-webhook's HMAC signature.
+"""The deploy request (docs/backup-on-deploy.md): its model, the servers it names, and the backup description.
 
 Everything here is pure: no environment, no AWS, no provider. The handler authenticates a webhook
-call with :func:`verify_signature`, validates the body with :func:`parse_deploy_request` and
+call (:mod:`vpsbackup.deploy.webhook`), validates the body with :func:`parse_deploy_request` and
 resolves the servers with :func:`resolve_servers` before anything touches the state table or the
 provider.
-
-Signature (the CI side is in the README)::
-
-    X-Signature-Timestamp: <unix seconds>
-    X-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">
 """
 
 from __future__ import annotations
