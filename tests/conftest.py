@@ -45,6 +45,23 @@ EVENTS = ROOT / "events"
 SHARED = ROOT.parent / "shared"
 
 
+TEST_ACCOUNT = "123456789012"  # moto's account, the samples' and FakeLambdaContext's
+
+
+def resolve_refs(node: Any, parameters: dict[str, Any]) -> Any:
+    """A template fragment with every ``{"Ref": <parameter>}`` replaced by the parameter's default and
+    ``{"Ref": "AWS::AccountId"}`` by the test account (e.g. a rule's pattern, to match samples against)."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"} and node["Ref"] in parameters:
+            return parameters[node["Ref"]]["Default"]
+        if node == {"Ref": "AWS::AccountId"}:
+            return TEST_ACCOUNT
+        return {k: resolve_refs(v, parameters) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve_refs(v, parameters) for v in node]
+    return node
+
+
 def load_event(name: str) -> dict[str, Any]:
     """A sample event from ``events/``."""
     return json.loads((EVENTS / name).read_text(encoding="utf-8"))

@@ -22,6 +22,7 @@ from tests.conftest import WEBHOOK_TEST_SECRET, AwsEnv, FakeLambdaContext, load_
 from vpsbackup.aws.state import StateTable, deployment_pk, utc_key_time
 from vpsbackup.deploy.claims import ClaimStore
 from vpsbackup.deploy.job import DeploymentBackupFailedError
+from vpsbackup.deploy.request import InvalidDeployRequestError
 from vpsbackup.deploy.webhook import resign_function_url_event, signed_headers, signed_request_of
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.markers import make_marker, marker_matches
@@ -29,7 +30,8 @@ from vpsbackup.provider.client import NO_WAIT
 
 pytestmark = pytest.mark.integration
 
-SERVER_GROUPS = {"production": [12345, 12346], "staging": [12346]}
+# "retired" names a server the provider no longer has (99999), for the 404 tests.
+SERVER_GROUPS = {"production": [12345, 12346], "staging": [12346], "retired": [99999]}
 
 
 @pytest.fixture
@@ -501,6 +503,37 @@ def test_a_base64_encoded_body_is_verified_and_read_as_sent(deploy_env: AwsEnv, 
 
 
 # -- servers -------------------------------------------------------------------------------------
+
+
+def test_a_server_outside_every_group_is_400_naming_server_ids_and_nothing_is_created(
+    deploy_env: AwsEnv, simulator: Simulator
+) -> None:
+    # Given SERVER_GROUPS, which does not list server 12347
+    # When a signed deploy request names it next to a listed server
+    code, answer = post({"deployment_id": "gh-forged", "server_ids": [12345, 12347]})
+
+    # Then 400 naming server_ids, before any API call or any item
+    assert code == 400
+    assert answer["fields"] == ["server_ids"]
+    assert "12347 is in no group of SERVER_GROUPS" in answer["message"]
+    assert simulator.requests == []
+    assert deploy_env.table().scan()["Items"] == []
+
+
+def test_an_eventbridge_event_naming_a_server_outside_every_group_is_refused_and_creates_nothing(
+    deploy_env: AwsEnv, simulator: Simulator
+) -> None:
+    # Given a deploy event naming server 12347, which no group of SERVER_GROUPS lists
+    event = eventbridge({"deployment_id": "eb-forged", "server_ids": [12347]})
+
+    # When it is delivered: the invocation fails (to the failed-invocations queue), naming the field
+    with pytest.raises(InvalidDeployRequestError) as refused:
+        backup_on_deploy.handler(event, FakeLambdaContext())
+
+    # Then nothing was asked of the API and nothing recorded (no restore point for a forged deploy)
+    assert refused.value.fields == ["server_ids"]
+    assert simulator.requests == []
+    assert deploy_env.table().scan()["Items"] == []
 
 
 def test_environment_is_resolved_through_server_groups(deploy_env: AwsEnv, simulator: Simulator) -> None:

@@ -114,6 +114,41 @@ def test_at_least_one_server_must_resolve(request_: DeployRequest, field: str) -
     assert field in exc.value.fields
 
 
+@pytest.mark.parametrize(
+    ("server_ids", "named"),
+    [
+        pytest.param([99999], "server_ids: 99999 is in no group of SERVER_GROUPS", id="one-outside"),
+        pytest.param([12345, 7, 8, 7], "server_ids: 7, 8 are in no group of SERVER_GROUPS", id="some-outside"),
+    ],
+)
+def test_with_server_groups_set_a_server_id_outside_every_group_is_refused_naming_the_field(
+    server_ids: list[int], named: str
+) -> None:
+    request = DeployRequest(deployment_id="d", server_ids=server_ids, environment="production")
+    with pytest.raises(InvalidDeployRequestError) as exc:
+        resolve_servers(request, GROUPS)
+    assert (exc.value.fields, exc.value.message) == (["server_ids"], named)
+
+
+def test_a_server_id_of_any_group_is_accepted_whatever_the_environment_says() -> None:
+    groups = {"production": [12345], "staging": [12346]}
+    request = DeployRequest(deployment_id="d", server_ids=[12346, 12345], environment="production")
+    assert resolve_servers(request, groups) == [12346, 12345]
+
+
+@given(server_ids=st.lists(st.integers(min_value=1, max_value=20), min_size=1, max_size=10))
+def test_without_server_groups_any_server_id_is_accepted_and_with_them_none_outside(server_ids: list[int]) -> None:
+    request = DeployRequest(deployment_id="d", server_ids=server_ids)
+    assert resolve_servers(request, {}) == list(dict.fromkeys(server_ids))
+    groups = {"a": [1, 2, 3], "b": [3, 4, 5]}
+    if all(server <= 5 for server in server_ids):
+        assert resolve_servers(request, groups) == list(dict.fromkeys(server_ids))
+    else:
+        with pytest.raises(InvalidDeployRequestError) as refused:
+            resolve_servers(request, groups)
+        assert refused.value.fields == ["server_ids"]
+
+
 # -- description ---------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
-from tests.conftest import load_event, load_template
+from tests.conftest import TEST_ACCOUNT, load_event, load_template, resolve_refs
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +22,30 @@ def function(template: dict[str, Any]) -> dict[str, Any]:
     return props
 
 
-def test_the_eventbridge_sample_matches_the_rules_pattern(function: dict[str, Any]) -> None:
+def _pattern(template: dict[str, Any], function: dict[str, Any]) -> Any:
     pattern = function["Events"]["DeploymentStarted"]["Properties"]["Pattern"]
-    assert EventPattern.load(json.dumps(pattern)).matches_event(load_event("deploy-eventbridge.json"))
+    return EventPattern.load(json.dumps(resolve_refs(pattern, template["Parameters"])))
 
 
-@pytest.mark.parametrize(("key", "value"), [("source", "ci.other"), ("detail-type", "Deployment Finished")])
-def test_the_rule_ignores_other_events(function: dict[str, Any], key: str, value: str) -> None:
-    pattern = function["Events"]["DeploymentStarted"]["Properties"]["Pattern"]
+def test_the_eventbridge_sample_matches_the_rules_pattern(template: dict[str, Any], function: dict[str, Any]) -> None:
+    assert load_event("deploy-eventbridge.json")["account"] == TEST_ACCOUNT
+    assert _pattern(template, function).matches_event(load_event("deploy-eventbridge.json"))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("source", "ci.other"), ("detail-type", "Deployment Finished"), ("account", "999999999999")],
+)
+def test_the_rule_ignores_other_events_and_other_accounts(
+    template: dict[str, Any], function: dict[str, Any], key: str, value: str
+) -> None:
     event = {**load_event("deploy-eventbridge.json"), key: value}
-    assert not EventPattern.load(json.dumps(pattern)).matches_event(event)
+    assert not _pattern(template, function).matches_event(event)
+
+
+def test_the_rule_takes_only_the_stacks_own_account(function: dict[str, Any]) -> None:
+    pattern = function["Events"]["DeploymentStarted"]["Properties"]["Pattern"]
+    assert pattern["account"] == [{"Ref": "AWS::AccountId"}]
 
 
 def test_the_rule_listens_on_the_configured_bus(template: dict[str, Any], function: dict[str, Any]) -> None:

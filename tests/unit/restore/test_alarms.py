@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
-from tests.conftest import load_event, load_template
+from tests.conftest import load_event, load_template, resolve_refs
 from vpsbackup.restore.alarm import AlarmEventError, AlarmTransition, Dimension, parse_alarm_event, resolve_server
 
 PREFIX = "vps-restore-"
@@ -34,21 +34,10 @@ def with_sns_message(event: dict[str, Any], message: dict[str, Any]) -> dict[str
 # -- the rule's pattern, read from template.yaml ----------------------------------------------------
 
 
-def _resolve(node: Any, parameters: dict[str, Any]) -> Any:
-    """Replace {"Ref": <parameter>} with the parameter's default, recursively."""
-    if isinstance(node, dict):
-        if set(node) == {"Ref"} and node["Ref"] in parameters:
-            return parameters[node["Ref"]]["Default"]
-        return {k: _resolve(v, parameters) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve(v, parameters) for v in node]
-    return node
-
-
 def rule_pattern() -> dict[str, Any]:
     template = load_template()
     events = template["Resources"]["RestoreOnAlarmFunction"]["Properties"]["Events"]
-    return dict(_resolve(events["AlarmStateChange"]["Properties"]["Pattern"], template["Parameters"]))
+    return dict(resolve_refs(events["AlarmStateChange"]["Properties"]["Pattern"], template["Parameters"]))
 
 
 def matches(event: dict[str, Any]) -> bool:

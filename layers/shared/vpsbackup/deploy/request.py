@@ -89,10 +89,23 @@ def resolve_servers(request: DeployRequest, server_groups: Mapping[str, list[int
     """The servers to back up, in request order, each once.
 
     ``server_ids`` wins when given and non-empty; otherwise ``environment`` is looked up in
-    ``SERVER_GROUPS``. At least one server must resolve, else InvalidDeployRequestError.
+    ``SERVER_GROUPS``. At least one server must resolve, else InvalidDeployRequestError. When
+    ``SERVER_GROUPS`` is set, every one of ``server_ids`` must be in one of its groups: a deploy
+    request names only the fleet the stack was set up for (a forged one must not back up, and
+    record as a restore point, a server outside it).
     """
     if request.server_ids:
-        return list(dict.fromkeys(request.server_ids))
+        servers = list(dict.fromkeys(request.server_ids))
+        if server_groups:
+            grouped = {server for group in server_groups.values() for server in group}
+            outside = [server for server in servers if server not in grouped]
+            if outside:
+                raise InvalidDeployRequestError(
+                    f"server_ids: {', '.join(map(str, outside))} "
+                    f"{'is' if len(outside) == 1 else 'are'} in no group of SERVER_GROUPS",
+                    ["server_ids"],
+                )
+        return servers
     if request.environment is not None:
         if request.environment not in server_groups:
             known = ", ".join(sorted(server_groups)) or "none configured"
