@@ -29,7 +29,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from devtools.local_env import WEBHOOK_KEY, LocalWorld, add_import_paths, invoke, local_world, seed_project_backups
+from devtools.local_env import (
+    WEBHOOK_KEY,
+    LocalWorld,
+    add_import_paths,
+    invoke,
+    local_world,
+    seed_project_backups,
+    set_alarm_state,
+)
 
 add_import_paths()
 os.environ.setdefault("COLUMNS", "160")  # the console's tables, read when it is imported
@@ -79,7 +87,10 @@ def console(*args: str) -> Any:
 
 
 def alarm_event(state: str, previous: str, at: datetime) -> dict[str, Any]:
+    """The alarm sample going ``previous`` -> ``state`` at ``at``; the alarm itself, in the local
+    account, is put in ``state`` first, as CloudWatch does (the function confirms it before acting)."""
     event = copy.deepcopy(load("alarm-eventbridge-alarm.json"))
+    set_alarm_state(event["detail"]["alarmName"], state)
     stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
     event["id"] = f"demo-{state}-{at.timestamp()}"
     event["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")

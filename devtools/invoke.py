@@ -8,7 +8,9 @@ fleet (three servers, a month of automatic backups, a few manual ones people mad
 of backups made by this project on servers 12345 and 12346, so a prune sample shows a real plan.
 Samples are made current, as a real delivery would be: a signed webhook sample is re-signed with
 the documented test key and the current time (except ``*bad-signature*``, sent as it is), and an
-alarm sample's times are moved so its state changed a few seconds ago.
+alarm sample's times are moved so its state changed a few seconds ago. The alarm a sample names is
+made in the local account, in the sample's new state (the function confirms the alarm with
+``DescribeAlarms`` before it acts; ``--no-alarm`` leaves it out, to see a refusal).
 
 With ``--api-url`` against a real provider API (the token from ``--token`` or ``VPS_API_TOKEN``;
 AWS stays local, and nothing is seeded).
@@ -31,8 +33,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devtools.local_env import FUNCTIONS, WEBHOOK_KEY, add_import_paths, invoke, local_world, seed_project_backups
-from devtools.samples import is_alarm_event, restamp_alarm_event
+from devtools.local_env import (
+    FUNCTIONS,
+    WEBHOOK_KEY,
+    add_import_paths,
+    invoke,
+    local_world,
+    seed_project_backups,
+    set_alarm_state,
+)
+from devtools.samples import alarm_states, is_alarm_event, restamp_alarm_event
 
 add_import_paths()
 from vpsbackup.deploy.webhook import resign_function_url_event  # noqa: E402
@@ -143,6 +153,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--token", default=os.environ.get("VPS_API_TOKEN"), help="the real API's token")
     parser.add_argument("--no-resign", action="store_true", help="send a webhook sample's signature as it is")
     parser.add_argument("--no-restamp", action="store_true", help="send an alarm sample's times as they are")
+    parser.add_argument("--no-alarm", action="store_true", help="do not make the sample's alarm in the local account")
     args = parser.parse_args(argv)
     if len(args.names) > 2:
         parser.error("expected [FUNCTION] EVENT")
@@ -170,6 +181,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             seeded = seed_project_backups(world.simulator, datetime.now(UTC))
             where = f"the local simulator ({len(world.simulator.backups)} backups, {seeded} made by this project)"
         print(heading(f"invoking {function} with {path} ({how}) against {where}"), flush=True)
+        if is_alarm_event(event) and not args.no_alarm:
+            for name, state in alarm_states(event):
+                set_alarm_state(name, state)
+                print(f"the alarm {name} is in {state} in the local account", flush=True)
         raised: Exception | None = None
         try:
             result = invoke(function, event)

@@ -153,6 +153,30 @@ def create_resources(*, table_name: str, api_token: str, webhook_key: str) -> Re
     )
 
 
+def set_alarm_state(name: str, state: str = "ALARM") -> str:
+    """The metric alarm ``name`` in the local account (made if missing), put in ``state``, as
+    CloudWatch is when it tells of a change (restore on alarm confirms the alarm with
+    ``DescribeAlarms`` before it acts). Returns the alarm's ARN."""
+    import boto3
+
+    cloudwatch = boto3.client("cloudwatch")
+    found = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    if not found:
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            Namespace="Shop",
+            MetricName="Http5xx",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=10,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+        found = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="set locally")
+    return str(found[0]["AlarmArn"])
+
+
 def seed_project_backups(
     simulator: Any, now: datetime, servers: tuple[int, ...] = (12345, 12346), days: int = 21
 ) -> int:

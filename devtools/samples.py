@@ -34,6 +34,14 @@ def is_alarm_event(event: Any) -> bool:
     )
 
 
+def alarm_states(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """(alarm name, new state) of every alarm change in an alarm sample (EventBridge or SNS)."""
+    if event.get("source") == "aws.cloudwatch":
+        return [(str(event["detail"]["alarmName"]), str(event["detail"]["state"]["value"]))]
+    messages = [json.loads(r["Sns"]["Message"]) for r in event.get("Records", []) if r.get("EventSource") == "aws:sns"]
+    return [(str(m["AlarmName"]), str(m["NewStateValue"])) for m in messages]
+
+
 def state_changed_at(event: dict[str, Any]) -> datetime:
     """When the (first) alarm in the sample changed state."""
     if event.get("source") == "aws.cloudwatch":

@@ -21,6 +21,7 @@ from hypothesis import settings
 
 from devtools.local_env import Resources, create_resources
 from devtools.local_env import load_template as load_template  # re-exported for the template tests
+from devtools.local_env import set_alarm_state as set_alarm_state  # re-exported: restore confirms its alarm
 
 pytest_plugins = ["devtools.simulator.pytest_plugin"]
 
@@ -60,6 +61,17 @@ def resolve_refs(node: Any, parameters: dict[str, Any]) -> Any:
     if isinstance(node, list):
         return [resolve_refs(v, parameters) for v in node]
     return node
+
+
+def confirming_alarms() -> dict[str, Any]:
+    """``AlarmRestorer``'s ``alarm_state`` and ``home`` for tests that build one: the test account and
+    region, where every alarm exists (its ARN as the samples give it) and is in ``ALARM``."""
+    from vpsbackup.restore.alarm import CurrentAlarm, Home
+
+    def in_alarm(name: str) -> CurrentAlarm:
+        return CurrentAlarm(name, f"arn:aws:cloudwatch:eu-west-1:{TEST_ACCOUNT}:alarm:{name}", "ALARM")
+
+    return {"alarm_state": in_alarm, "home": Home(TEST_ACCOUNT, "eu-west-1")}
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import backup_on_deploy
 import prune_backups
 import restore_on_alarm
 from devtools.simulator import Simulator
-from tests.conftest import AwsEnv, FakeLambdaContext, load_event
+from tests.conftest import AwsEnv, FakeLambdaContext, load_event, set_alarm_state
 from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import StateTable
 from vpsbackup.markers import describe_with_marker
@@ -60,6 +60,7 @@ def env(
 
 
 def alarm(at: datetime) -> dict[str, Any]:
+    set_alarm_state(ALARM)  # the alarm exists and is in ALARM, as when CloudWatch sends the event
     event = copy.deepcopy(load_event("alarm-eventbridge-alarm.json"))
     detail = event["detail"]
     detail["alarmName"] = ALARM

@@ -18,7 +18,7 @@ import pytest
 
 import restore_on_alarm
 from devtools.simulator import Fault, Simulator
-from tests.conftest import AwsEnv, FakeLambdaContext, load_event
+from tests.conftest import AwsEnv, FakeLambdaContext, load_event, set_alarm_state
 from vpsbackup.aws import runtime
 from vpsbackup.aws.state import StateTable
 from vpsbackup.provider.client import RetryPolicy
@@ -48,7 +48,9 @@ def eventbridge(
     new: str = "ALARM",
     previous: str = "OK",
 ) -> dict[str, Any]:
-    """The EventBridge sample, for this alarm, server (None: no dimension), state change and time."""
+    """The EventBridge sample, for this alarm, server (None: no dimension), state change and time; the
+    alarm itself (made if missing) is put in the new state, as CloudWatch is when it sends the event."""
+    set_alarm_state(alarm, new)
     event = copy.deepcopy(load_event("alarm-eventbridge-alarm.json"))
     at = at or alarm_time()
     detail = event["detail"]
@@ -154,7 +156,7 @@ def test_the_sns_path_with_the_server_from_the_alarms_tag(restore_env: AwsEnv, s
         ComparisonOperator="GreaterThanThreshold",
         Tags=[{"Key": "vps:server-id", "Value": "12346"}],
     )
-    arn = cloudwatch.describe_alarms(AlarmNames=["vps-restore-web-02-latency"])["MetricAlarms"][0]["AlarmArn"]
+    arn = set_alarm_state("vps-restore-web-02-latency")
     at = alarm_time()
     good = simulator.add_backup(12346, backup_type="automatic", created_at=at - timedelta(hours=3))
     event = copy.deepcopy(load_event("alarm-sns.json"))
@@ -180,6 +182,7 @@ def test_a_metric_math_alarm_finds_the_server_in_its_metrics(restore_env: AwsEnv
     good = simulator.add_backup(12346, backup_type="manual", created_at=at - timedelta(hours=1))
     event = load_event("alarm-eventbridge-metric-math.json")
     event["detail"]["state"]["timestamp"] = at.isoformat()
+    set_alarm_state(event["detail"]["alarmName"])
     # When it is delivered
     outcome = outcome_of(event)
     # Then 12346 is restored

@@ -25,7 +25,7 @@ import pytest
 import restore_on_alarm
 from devtools.simulator import Fault, Simulator
 from devtools.simulator.pytest_plugin import SIM_TOKEN
-from tests.conftest import AwsEnv, FakeLambdaContext, load_event
+from tests.conftest import AwsEnv, FakeLambdaContext, load_event, set_alarm_state
 from vpsbackup.aws.state import StateTable
 from vpsbackup.deploy.claims import ClaimStore, lease_for
 from vpsbackup.deploy.job import BackupOnDeploy, DeploymentResult, back_up_deployment
@@ -47,6 +47,7 @@ def alarm_time(minutes_ago: float = 1) -> datetime:
 
 
 def eventbridge(*, at: datetime, server: int | None = SERVER, alarm: str = ALARM) -> dict[str, Any]:
+    set_alarm_state(alarm)  # the alarm exists and is in ALARM, as when CloudWatch sends the event
     event = copy.deepcopy(load_event("alarm-eventbridge-alarm.json"))
     detail = event["detail"]
     detail["alarmName"] = alarm

@@ -11,7 +11,17 @@ import pytest
 from moto.events.models import EventPattern
 
 from tests.conftest import load_event, load_template, resolve_refs
-from vpsbackup.restore.alarm import AlarmEventError, AlarmTransition, Dimension, parse_alarm_event, resolve_server
+from vpsbackup.restore.alarm import (
+    AlarmEventError,
+    AlarmTransition,
+    CurrentAlarm,
+    Dimension,
+    Home,
+    confirmation_problem,
+    origin_problem,
+    parse_alarm_event,
+    resolve_server,
+)
 
 PREFIX = "vps-restore-"
 
@@ -257,3 +267,135 @@ def test_a_dimension_or_tag_that_is_not_a_server_id_falls_through() -> None:
     assert resolution.server_id == 12345
     assert "'web-01' is not a server id" in resolution.explanation
     assert "'abc' is not a server id" in resolution.explanation
+
+
+# -- is it real: the origin and the alarm as read now ---------------------------------------------
+
+HOME = Home("123456789012", "eu-west-1")
+SAMPLE_ARN = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:vps-restore-web-01-5xx"
+
+
+@pytest.mark.parametrize(
+    ("arn", "home"),
+    [
+        ("arn:aws:lambda:eu-west-1:123456789012:function:restore", Home("123456789012", "eu-west-1")),
+        ("arn:aws:lambda:us-east-2:210987654321:function:restore:live", Home("210987654321", "us-east-2")),
+        ("", Home(None, None)),
+        ("arn:aws:sns:eu-west-1:123456789012:topic", Home(None, None)),
+        ("not an arn", Home(None, None)),
+    ],
+)
+def test_the_home_is_the_functions_own_account_and_region(arn: str, home: Home) -> None:
+    assert Home.of_function(arn) == home
+
+
+def test_an_sns_alarm_carries_the_topic_that_delivered_it() -> None:
+    assert only(load_event("alarm-sns.json")).topic_arn == (
+        "arn:aws:sns:eu-west-1:123456789012:vpsbackup-AlarmActionsTopic-1A2B3C4D5E6F"
+    )
+    assert only(load_event("alarm-eventbridge-alarm.json")).topic_arn is None
+
+
+@pytest.mark.parametrize(
+    "sample", ["alarm-eventbridge-alarm.json", "alarm-sns.json", "alarm-eventbridge-metric-math.json"]
+)
+def test_the_samples_are_from_home(sample: str) -> None:
+    assert origin_problem(only(load_event(sample)), HOME) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            {"account": "999999999999"},
+            "the event is from account 999999999999, not this function's account 123456789012",
+        ),
+        ({"region": "us-east-1"}, "the event is from region us-east-1, not this function's region eu-west-1"),
+        (
+            {"alarm_arn": "arn:aws:cloudwatch:eu-west-1:999999999999:alarm:x"},
+            "the alarm ARN arn:aws:cloudwatch:eu-west-1:999999999999:alarm:x is from account 999999999999",
+        ),
+        (
+            {"alarm_arn": "arn:aws:cloudwatch:eu-central-1:123456789012:alarm:x"},
+            "the alarm ARN arn:aws:cloudwatch:eu-central-1:123456789012:alarm:x is from region eu-central-1",
+        ),
+        (
+            {"topic_arn": "arn:aws:sns:eu-west-1:999999999999:t"},
+            "the SNS topic arn:aws:sns:eu-west-1:999999999999:t is from account 999999999999",
+        ),
+    ],
+)
+def test_an_event_from_another_account_or_region_is_not_from_home(change: dict[str, Any], problem: str) -> None:
+    transition = only(load_event("alarm-eventbridge-alarm.json")).model_copy(update=change)
+    found = origin_problem(transition, HOME)
+    assert found is not None and found.startswith(problem)
+
+
+def test_an_event_that_names_no_account_is_left_to_the_alarm_read_here() -> None:
+    transition = only(load_event("alarm-eventbridge-alarm.json")).model_copy(
+        update={"account": None, "region": None, "alarm_arn": None}
+    )
+    assert origin_problem(transition, HOME) is None
+
+
+def test_without_a_known_home_nothing_is_from_home() -> None:
+    problem = origin_problem(only(load_event("alarm-eventbridge-alarm.json")), Home(None, None))
+    assert problem is not None and "own account and region are unknown" in problem
+
+
+@pytest.mark.parametrize(
+    ("current", "problem"),
+    [
+        (CurrentAlarm("vps-restore-web-01-5xx", SAMPLE_ARN, "ALARM"), None),
+        (None, "no metric alarm named 'vps-restore-web-01-5xx' exists in account 123456789012, region eu-west-1"),
+        (CurrentAlarm("vps-restore-web-01-5xx", SAMPLE_ARN, "OK"), "the alarm is in OK now, not ALARM"),
+        (
+            CurrentAlarm("vps-restore-web-01-5xx", SAMPLE_ARN, "INSUFFICIENT_DATA"),
+            "the alarm is in INSUFFICIENT_DATA now, not ALARM",
+        ),
+        (
+            CurrentAlarm("vps-restore-web-01-5xx", SAMPLE_ARN + "-other", "ALARM"),
+            f"the event names the alarm {SAMPLE_ARN}, but the alarm named 'vps-restore-web-01-5xx' here is",
+        ),
+    ],
+)
+def test_only_the_alarm_the_event_names_in_alarm_now_confirms_it(
+    current: CurrentAlarm | None, problem: str | None
+) -> None:
+    found = confirmation_problem(only(load_event("alarm-eventbridge-alarm.json")), current, HOME)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(problem)
+
+
+def test_an_event_without_an_arn_is_confirmed_by_the_alarm_of_its_name() -> None:
+    transition = only(load_event("alarm-eventbridge-alarm.json")).model_copy(update={"alarm_arn": None})
+    current = CurrentAlarm("vps-restore-web-01-5xx", SAMPLE_ARN, "ALARM")
+    assert confirmation_problem(transition, current, HOME) is None
+
+
+# -- the template: this account's alarms, confirmed with a scoped grant -----------------------------
+
+
+def test_the_rule_takes_only_this_accounts_alarms() -> None:
+    assert rule_pattern()["account"] == ["123456789012"]
+    other = load_event("alarm-eventbridge-alarm.json")
+    other["account"] = "999999999999"
+    assert not matches(other)
+
+
+def test_the_function_may_describe_only_the_prefixs_alarms() -> None:
+    props = load_template()["Resources"]["RestoreOnAlarmFunction"]["Properties"]
+    statements = [s for policy in props["Policies"] for s in policy["Statement"]]
+    describing = [s for s in statements if "cloudwatch:DescribeAlarms" in str(s["Action"])]
+    assert describing == [
+        {
+            "Sid": "ConfirmRestoreAlarms",
+            "Effect": "Allow",
+            "Action": "cloudwatch:DescribeAlarms",
+            "Resource": {
+                "Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:${AlarmNamePrefix}*"
+            },
+        }
+    ]

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from moto.dynamodb.responses import DynamoHandler
 
 from devtools.simulator import Simulator
-from tests.conftest import AwsEnv, load_event
+from tests.conftest import AwsEnv, confirming_alarms, load_event
 from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import HOLD_PK, StateTable
 from vpsbackup.provider.client import VpsClient
@@ -96,6 +96,7 @@ class Parts:
             notifier=Silent(),  # type: ignore[arg-type]
             alarm_tags=lambda _arn: {},
             journal=self.journal,
+            **confirming_alarms(),
         )
 
     def by_hand(self, who: str = "arn:aws:iam::123456789012:user/alice") -> ManualRestorer:

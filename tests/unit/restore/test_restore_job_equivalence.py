@@ -26,7 +26,7 @@ from typing import Any
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import load_event
+from tests.conftest import confirming_alarms, load_event
 from tests.unit.restore.legacy_job import AlarmRestorer as LegacyAlarmRestorer
 from vpsbackup.provider import errors
 from vpsbackup.provider.models import Backup, RestoreAccepted
@@ -224,6 +224,7 @@ def run(cls: Any, scenario: Scenario) -> tuple[Any, list[tuple[Any, ...]]]:
         notifier=world,
         alarm_tags=lambda _arn: {},
         clock=lambda: NOW,
+        **({} if cls is LegacyAlarmRestorer else confirming_alarms()),
     )
     try:
         return restorer.handle(transition()).as_dict(), world.calls

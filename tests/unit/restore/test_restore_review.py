@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import AwsEnv, load_event
+from tests.conftest import AwsEnv, confirming_alarms, load_event
 from vpsbackup.aws.state import StateTable
 from vpsbackup.provider.client import NO_WAIT, VpsClient
 from vpsbackup.provider.errors import ApiStatusError, ConflictError, OutcomeUnknownError
@@ -95,6 +95,7 @@ def restorer(
         notifier=notifier,  # type: ignore[arg-type]
         alarm_tags=lambda _arn: {},
         clock=clock,
+        **confirming_alarms(),
     )
 
 

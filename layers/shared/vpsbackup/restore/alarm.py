@@ -13,6 +13,11 @@ Two wire formats carry the same fact ("alarm X went from OK to ALARM at T"):
 
 Powertools has models for neither payload; its EventBridge and SNS models wrap ours. Unknown
 fields are ignored everywhere, timestamps are aware (``+0000`` offsets are accepted).
+
+Anyone allowed to invoke the function, publish to its topic or put events on a bus can send such a
+payload, so a transition is only a claim: :func:`origin_problem` and :func:`confirmation_problem`
+decide whether it is this account's alarm, in this region, in ``ALARM`` now (CloudWatch
+``DescribeAlarms``, read by the caller), before anything else is done.
 """
 
 from __future__ import annotations
@@ -164,6 +169,7 @@ class AlarmTransition(_Model):
     tags: dict[str, str] | None = None
     account: str | None = None
     region: str | None = None
+    topic_arn: str | None = None  # SNS: the topic that delivered it
     source: Literal["eventbridge", "sns", "direct"]
 
     @property
@@ -235,7 +241,9 @@ def from_eventbridge(event: Mapping[str, Any]) -> AlarmTransition:
     )
 
 
-def from_classic_message(message: ClassicAlarmMessage, *, source: Literal["sns", "direct"]) -> AlarmTransition:
+def from_classic_message(
+    message: ClassicAlarmMessage, *, source: Literal["sns", "direct"], topic_arn: str | None = None
+) -> AlarmTransition:
     trigger = message.Trigger or _SnsTrigger()
     region, account = _arn_parts(message.AlarmArn)
     return AlarmTransition(
@@ -258,6 +266,7 @@ def from_classic_message(message: ClassicAlarmMessage, *, source: Literal["sns",
         ),
         account=message.AWSAccountId or account,
         region=region,
+        topic_arn=topic_arn,
         source=source,
     )
 
@@ -280,7 +289,7 @@ def parse_alarm_event(event: Any) -> list[AlarmTransition]:
                         f"SNS message {record.Sns.MessageId} is not a CloudWatch alarm notification "
                         f"({_first_problem(exc)})"
                     ) from None
-                transitions.append(from_classic_message(message, source="sns"))
+                transitions.append(from_classic_message(message, source="sns", topic_arn=record.Sns.TopicArn))
             return transitions
         if "detail-type" in event:
             return [from_eventbridge(event)]
@@ -295,6 +304,68 @@ def _first_problem(exc: ValidationError) -> str:
     error = exc.errors(include_input=False, include_url=False)[0]
     where = ".".join(str(p) for p in error["loc"]) or "(event)"
     return f"{where}: {error['msg']}"
+
+
+# -- is it real -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Home:
+    """The function's own account and region (from its ARN): the only ones whose alarms may restore."""
+
+    account: str | None
+    region: str | None
+
+    @classmethod
+    def of_function(cls, function_arn: str) -> Home:
+        """``arn:aws:lambda:<region>:<account>:function:<name>``; anything else knows neither."""
+        parts = function_arn.split(":")
+        if len(parts) >= 7 and parts[0] == "arn" and parts[2] == "lambda" and parts[5] == "function":
+            return cls(parts[4] or None, parts[3] or None)
+        return cls(None, None)
+
+
+@dataclass(frozen=True)
+class CurrentAlarm:
+    """An alarm as CloudWatch ``DescribeAlarms`` describes it now."""
+
+    name: str
+    arn: str
+    state: str
+
+
+def origin_problem(transition: AlarmTransition, home: Home) -> str | None:
+    """Why the transition is not from this function's own account and region, in words; None if it is
+    (or says nothing of either: then only the alarm read in this account and region can confirm it)."""
+    if home.account is None or home.region is None:
+        return "this function's own account and region are unknown (no function ARN in the Lambda context)"
+    claims = [("the event", transition.account, transition.region)]
+    for what, arn in (("the alarm ARN", transition.alarm_arn), ("the SNS topic", transition.topic_arn)):
+        if arn:
+            region, account = _arn_parts(arn)
+            claims.append((f"{what} {arn}", account, region))
+    for what, account, region in claims:
+        if account is not None and account != home.account:
+            return f"{what} is from account {account}, not this function's account {home.account}"
+        if region is not None and region != home.region:
+            return f"{what} is from region {region}, not this function's region {home.region}"
+    return None
+
+
+def confirmation_problem(transition: AlarmTransition, current: CurrentAlarm | None, home: Home) -> str | None:
+    """Why the alarm as read now (``current``; None: no such alarm) does not confirm the transition, in
+    words; None when it does: the alarm exists here, is the one the event names, and is in ``ALARM``."""
+    name = transition.alarm_name
+    if current is None:
+        return (
+            f"no metric alarm named {name!r} exists in account {home.account}, region {home.region} "
+            "(a composite alarm cannot be confirmed)"
+        )
+    if transition.alarm_arn and transition.alarm_arn != current.arn:
+        return f"the event names the alarm {transition.alarm_arn}, but the alarm named {name!r} here is {current.arn}"
+    if current.state != ALARM:
+        return f"the alarm is in {current.state} now, not ALARM (it has recovered, or the event was not real)"
+    return None
 
 
 # -- which server ---------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ The decisions are pure and live elsewhere (``restore.alarm.resolve_server``,
 ``restore.point.choose_restore_point``); the guardrails are ``restore.guard``. This module only
 sequences the effects, in this order, and turns every path into a :class:`RestoreOutcome`:
 
+0. is the alarm real: the event's account and region (and its alarm's and SNS topic's ARNs) must be
+   the function's own, and CloudWatch ``DescribeAlarms`` must find the alarm by name, with the ARN
+   the event gives, in ``ALARM`` now — else skipped (``alarm_not_confirmed``), journaled, notified:
+   a forged payload, another account's alarm, or one that has recovered restores nothing;
 1. which server (dimension, tag, map) — unresolved: skipped, notified; an alarm that changed state
    more than ``RESTORE_MAX_ALARM_AGE`` ago (a redelivery, a redrive of the failed-invocations queue, a
    replay) or that claims a time in the future: skipped, notified — an automatic restore acts on
@@ -43,7 +47,15 @@ from vpsbackup.observability import logger
 from vpsbackup.provider.errors import VpsApiError
 from vpsbackup.provider.models import Backup
 from vpsbackup.restore import messages
-from vpsbackup.restore.alarm import AlarmTransition, resolve_server
+from vpsbackup.restore.alarm import (
+    AlarmTransition,
+    CurrentAlarm,
+    Home,
+    ServerResolution,
+    confirmation_problem,
+    origin_problem,
+    resolve_server,
+)
 from vpsbackup.restore.execute import GuardedRestore, RestoreAttempt, RestoreRequest, api_said
 from vpsbackup.restore.guard import GuardRefusal, RestoreClaim
 from vpsbackup.restore.point import (
@@ -83,8 +95,8 @@ SEVERITY: Mapping[str, Severity] = {
 }
 ERROR_CAUSES = frozenset({"server_unresolved", "no_backup"})
 # Skips the journal keeps as refusals besides the guard's (journaled by GuardedRestore): an alarm
-# too old or in the future, and a server with no usable backup.
-REFUSED_BEFORE_A_CLAIM = frozenset({"stale_alarm", "alarm_in_future", "no_backup"})
+# not confirmed, too old or in the future, and a server with no usable backup.
+REFUSED_BEFORE_A_CLAIM = frozenset({"alarm_not_confirmed", "stale_alarm", "alarm_in_future", "no_backup"})
 
 
 def severity_of(outcome: str, cause: str | None) -> Severity:
@@ -128,12 +140,25 @@ class AlarmRestorer(GuardedRestore):
 
     notifier: Notifier
     alarm_tags: Callable[[str], Mapping[str, str]]
+    # The alarm by name as CloudWatch describes it now (None: no such alarm); may raise.
+    alarm_state: Callable[[str], CurrentAlarm | None]
+    home: Home  # the function's own account and region
 
     # -- the sequence --------------------------------------------------------------------------
 
     def handle(self, transition: AlarmTransition) -> RestoreOutcome:
         alarm = transition.alarm_name
         log = {"alarm": alarm, "transition": transition.key}
+        if (unconfirmed := self._unconfirmed(transition)) is not None:
+            logger.warning("no restore: the alarm is not confirmed", extra={**log, "why": unconfirmed})
+            scene = messages.AlarmScene(transition, ServerResolution(None, ""), self.settings.restore_mode)
+            return self._publish(
+                scene,
+                RestoreOutcome(
+                    "skipped", f"the alarm is not confirmed: {unconfirmed}", alarm, cause="alarm_not_confirmed"
+                ),
+                messages.alarm_not_confirmed(scene, unconfirmed),
+            )
         resolution = resolve_server(
             transition,
             dimension=self.settings.server_id_dimension,
@@ -362,6 +387,18 @@ class AlarmRestorer(GuardedRestore):
         )
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _unconfirmed(self, transition: AlarmTransition) -> str | None:
+        """Why the transition is not this account's alarm in ``ALARM`` now, in words; None if it is."""
+        if (foreign := origin_problem(transition, self.home)) is not None:
+            return foreign
+        try:
+            current = self.alarm_state(transition.alarm_name)
+        except Exception as exc:  # AccessDenied, throttling...: not confirmed is not a restore
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            logger.warning("could not read the alarm", extra={"alarm": transition.alarm_name, "error": code})
+            return f"the alarm could not be read (cloudwatch:DescribeAlarms: {code})"
+        return confirmation_problem(transition, current, self.home)
 
     def _untimely(self, transition: AlarmTransition) -> tuple[str, str] | None:
         """(cause, why) when the alarm's state change is too old or in the future to act on."""

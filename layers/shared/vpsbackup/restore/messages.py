@@ -81,6 +81,17 @@ def server_unresolved(scene: AlarmScene, *, dimension: str) -> Message:
     return scene.told(f"Restore skipped: alarm {scene.alarm} names no server", headline, looked_for, todo)
 
 
+def alarm_not_confirmed(scene: AlarmScene, why: str) -> Message:
+    headline = f"No server was restored: the alarm {scene.alarm!r} is not confirmed: {why}."
+    todo = (
+        "Nothing, if the alarm has recovered. If no alarm of this account by that name fired, the event "
+        "was sent by someone else: find who invoked the function or published to its topic (CloudTrail). "
+        "Restore by hand if a server still needs it."
+    )
+    subject = f"Restore skipped: alarm {scene.alarm} not confirmed"
+    return scene.told(subject, headline, [], todo)
+
+
 def alarm_not_current(scene: AlarmScene, server_id: int, why: str) -> Message:
     todo = (
         "Check whether the server still needs a restore and do it by hand if so; "

@@ -29,7 +29,7 @@ from vpsbackup.aws import runtime
 from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE
 from vpsbackup.observability import logger, metrics
-from vpsbackup.restore.alarm import AlarmEventError, AlarmTransition, parse_alarm_event
+from vpsbackup.restore.alarm import AlarmEventError, AlarmTransition, CurrentAlarm, Home, parse_alarm_event
 from vpsbackup.restore.guard import RestoreGuard
 from vpsbackup.restore.job import AlarmRestorer, RestoreOutcome
 from vpsbackup.restore.settings import RestoreOnAlarmSettings
@@ -54,9 +54,7 @@ _wiring_cache: _Wiring | None = None
 _metrics_lock = threading.Lock()
 
 
-def alarm_tags_reader() -> Callable[[str], Mapping[str, str]]:
-    cloudwatch = boto3.client("cloudwatch")
-
+def alarm_tags_reader(cloudwatch: Any) -> Callable[[str], Mapping[str, str]]:
     def read(alarm_arn: str) -> Mapping[str, str]:
         tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm_arn).get("Tags", [])
         return {str(t["Key"]): str(t["Value"]) for t in tags}
@@ -64,17 +62,35 @@ def alarm_tags_reader() -> Callable[[str], Mapping[str, str]]:
     return read
 
 
-def build() -> _Wiring:
-    """Everything the settings decide: the restorer and its clients, and the idempotent run of one transition."""
+def alarm_state_reader(cloudwatch: Any) -> Callable[[str], CurrentAlarm | None]:
+    """The metric alarm named so, in this account and region, as it is now (None: there is none).
+    Composite alarms are not asked for: ``DescribeAlarms`` shows them only to a grant on every alarm."""
+
+    def read(alarm_name: str) -> CurrentAlarm | None:
+        found = cloudwatch.describe_alarms(AlarmNames=[alarm_name], AlarmTypes=["MetricAlarm"])
+        for alarm in found.get("MetricAlarms", []):
+            if alarm.get("AlarmName") == alarm_name:
+                return CurrentAlarm(alarm_name, str(alarm.get("AlarmArn", "")), str(alarm.get("StateValue", "")))
+        return None
+
+    return read
+
+
+def build(home: Home) -> _Wiring:
+    """Everything the settings decide: the restorer and its clients, and the idempotent run of one
+    transition; ``home`` is the function's own account and region (its ARN)."""
     settings = load_settings(RestoreOnAlarmSettings)
     state = runtime.state_table(settings.state_table_name)
+    cloudwatch = boto3.client("cloudwatch")
     restorer = AlarmRestorer(
         settings,
         client=runtime.api_client_for(settings),
         state=state,
         guard=RestoreGuard(state, cooldown=settings.restore_cooldown, max_per_hour=settings.max_restores_per_hour),
         notifier=runtime.notifier(settings.notify_topic_arn, settings.notify_format),
-        alarm_tags=alarm_tags_reader(),
+        alarm_tags=alarm_tags_reader(cloudwatch),
+        alarm_state=alarm_state_reader(cloudwatch),
+        home=home,
         journal=Journal(state, source="restore-on-alarm", retention=settings.journal_retention),
     )
     idempotency = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_S)
@@ -96,11 +112,11 @@ def build() -> _Wiring:
     return _Wiring(settings, restorer, idempotency, cast(Callable[..., dict[str, Any]], idempotent(process)))
 
 
-def _wiring() -> _Wiring:
+def _wiring(context: Any) -> _Wiring:
     global _wiring_cache
     with _wiring_lock:
         if _wiring_cache is None:
-            _wiring_cache = build()
+            _wiring_cache = build(Home.of_function(str(getattr(context, "invoked_function_arn", "") or "")))
         return _wiring_cache
 
 
@@ -152,7 +168,7 @@ def _count(outcomes: list[RestoreOutcome]) -> None:
 
 def handle_alarm_event(event: dict[str, Any], context: Any) -> list[RestoreOutcome]:
     """One outcome per alarm transition in ``event``, each also counted as a metric (flushed here)."""
-    wiring = _wiring()
+    wiring = _wiring(context)
     wiring.idempotency.register_lambda_context(context)
     wiring.restorer.client.set_deadline(runtime.remaining_seconds(context))
     try:
