@@ -38,6 +38,7 @@ from devtools.local_env import (
     seed_project_backups,
     set_alarm_state,
 )
+from devtools.samples import alarm_states
 
 add_import_paths()
 os.environ.setdefault("COLUMNS", "160")  # the console's tables, read when it is imported
@@ -90,7 +91,8 @@ def alarm_event(state: str, previous: str, at: datetime) -> dict[str, Any]:
     """The alarm sample going ``previous`` -> ``state`` at ``at``; the alarm itself, in the local
     account, is put in ``state`` first, as CloudWatch does (the function confirms it before acting)."""
     event = copy.deepcopy(load("alarm-eventbridge-alarm.json"))
-    set_alarm_state(event["detail"]["alarmName"], state)
+    [(name, _, metrics)] = alarm_states(event)
+    set_alarm_state(name, state, metrics=metrics)
     stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
     event["id"] = f"demo-{state}-{at.timestamp()}"
     event["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")

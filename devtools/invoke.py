@@ -182,8 +182,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             where = f"the local simulator ({len(world.simulator.backups)} backups, {seeded} made by this project)"
         print(heading(f"invoking {function} with {path} ({how}) against {where}"), flush=True)
         if is_alarm_event(event) and not args.no_alarm:
-            for name, state in alarm_states(event):
-                set_alarm_state(name, state)
+            for name, state, metrics in alarm_states(event):
+                set_alarm_state(name, state, metrics=metrics)
                 print(f"the alarm {name} is in {state} in the local account", flush=True)
         raised: Exception | None = None
         try:

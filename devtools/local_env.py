@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -153,28 +153,55 @@ def create_resources(*, table_name: str, api_token: str, webhook_key: str) -> Re
     )
 
 
-def set_alarm_state(name: str, state: str = "ALARM") -> str:
-    """The metric alarm ``name`` in the local account (made if missing), put in ``state``, as
-    CloudWatch is when it tells of a change (restore on alarm confirms the alarm with
-    ``DescribeAlarms`` before it acts). Returns the alarm's ARN."""
+def set_alarm_state(name: str, state: str = "ALARM", *, metrics: Sequence[Mapping[str, str]] | None = None) -> str:
+    """The metric alarm ``name`` in the local account, put in ``state``, as CloudWatch is when it tells
+    of a change (restore on alarm confirms the alarm with ``DescribeAlarms`` before it acts, and takes
+    its server from the alarm's own dimensions). ``metrics``: each watched metric's dimensions (one:
+    a plain metric alarm; more: a metric-math alarm); the alarm is (re)defined with them, or made
+    without dimensions if missing and not given. Returns the alarm's ARN."""
     import boto3
 
     cloudwatch = boto3.client("cloudwatch")
-    found = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
-    if not found:
-        cloudwatch.put_metric_alarm(
-            AlarmName=name,
-            Namespace="Shop",
-            MetricName="Http5xx",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=10,
-            ComparisonOperator="GreaterThanThreshold",
-        )
-        found = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    if metrics is not None or not cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]:
+        cloudwatch.put_metric_alarm(**_alarm_definition(name, metrics or [{}]))
     cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="set locally")
-    return str(found[0]["AlarmArn"])
+    return str(cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["AlarmArn"])
+
+
+def _alarm_definition(name: str, metrics: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    common = {
+        "AlarmName": name,
+        "EvaluationPeriods": 1,
+        "Threshold": 10.0,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+
+    def dimensions(of: Mapping[str, str]) -> list[dict[str, str]]:
+        return [{"Name": key, "Value": value} for key, value in of.items()]
+
+    if len(metrics) == 1:
+        return {
+            **common,
+            "Namespace": "Shop",
+            "MetricName": "Http5xx",
+            "Statistic": "Sum",
+            "Period": 60,
+            "Dimensions": dimensions(metrics[0]),
+        }
+    queries: list[dict[str, Any]] = [
+        {
+            "Id": f"m{i}",
+            "MetricStat": {
+                "Metric": {"Namespace": "Shop", "MetricName": "Errors", "Dimensions": dimensions(of)},
+                "Period": 60,
+                "Stat": "Sum",
+            },
+            "ReturnData": False,
+        }
+        for i, of in enumerate(metrics)
+    ]
+    expression = "+".join(query["Id"] for query in queries)
+    return {**common, "Metrics": [*queries, {"Id": "e", "Expression": expression, "ReturnData": True}]}
 
 
 def seed_project_backups(

@@ -34,12 +34,36 @@ def is_alarm_event(event: Any) -> bool:
     )
 
 
-def alarm_states(event: dict[str, Any]) -> list[tuple[str, str]]:
-    """(alarm name, new state) of every alarm change in an alarm sample (EventBridge or SNS)."""
+def alarm_states(event: dict[str, Any]) -> list[tuple[str, str, list[dict[str, str]]]]:
+    """(alarm name, new state, each metric's dimensions) of every alarm change in an alarm sample
+    (EventBridge or SNS): what the alarm itself is, for ``devtools.local_env.set_alarm_state``."""
     if event.get("source") == "aws.cloudwatch":
-        return [(str(event["detail"]["alarmName"]), str(event["detail"]["state"]["value"]))]
-    messages = [json.loads(r["Sns"]["Message"]) for r in event.get("Records", []) if r.get("EventSource") == "aws:sns"]
-    return [(str(m["AlarmName"]), str(m["NewStateValue"])) for m in messages]
+        detail = event["detail"]
+        metrics = [
+            {str(k): str(v) for k, v in (q.get("metricStat", {}).get("metric", {}).get("dimensions") or {}).items()}
+            for q in detail.get("configuration", {}).get("metrics", [])
+            if q.get("metricStat")
+        ]
+        return [(str(detail["alarmName"]), str(detail["state"]["value"]), metrics or [{}])]
+    out = []
+    for record in event.get("Records", []):
+        if record.get("EventSource") != "aws:sns":
+            continue
+        message = json.loads(record["Sns"]["Message"])
+        trigger = message.get("Trigger") or {}
+        groups = [trigger.get("Dimensions") or []]
+        groups += [
+            q["MetricStat"]["Metric"].get("Dimensions") or []
+            for q in trigger.get("Metrics") or []
+            if q.get("MetricStat")
+        ]
+        metrics = [
+            {str(d.get("name", d.get("Name"))): str(d.get("value", d.get("Value"))) for d in group}
+            for group in groups
+            if group
+        ]
+        out.append((str(message["AlarmName"]), str(message["NewStateValue"]), metrics or [{}]))
+    return out
 
 
 def state_changed_at(event: dict[str, Any]) -> datetime:

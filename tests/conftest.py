@@ -63,13 +63,15 @@ def resolve_refs(node: Any, parameters: dict[str, Any]) -> Any:
     return node
 
 
-def confirming_alarms() -> dict[str, Any]:
+def confirming_alarms(server: int = 12345) -> dict[str, Any]:
     """``AlarmRestorer``'s ``alarm_state`` and ``home`` for tests that build one: the test account and
-    region, where every alarm exists (its ARN as the samples give it) and is in ``ALARM``."""
-    from vpsbackup.restore.alarm import CurrentAlarm, Home
+    region, where every alarm exists (its ARN as the samples give it), is in ``ALARM`` and watches a
+    metric of ``server`` (the samples')."""
+    from vpsbackup.restore.alarm import CurrentAlarm, Dimension, Home
 
     def in_alarm(name: str) -> CurrentAlarm:
-        return CurrentAlarm(name, f"arn:aws:cloudwatch:eu-west-1:{TEST_ACCOUNT}:alarm:{name}", "ALARM")
+        arn = f"arn:aws:cloudwatch:eu-west-1:{TEST_ACCOUNT}:alarm:{name}"
+        return CurrentAlarm(name, arn, "ALARM", (Dimension(name="ServerId", value=str(server)),))
 
     return {"alarm_state": in_alarm, "home": Home(TEST_ACCOUNT, "eu-west-1")}
 

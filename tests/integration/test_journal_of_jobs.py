@@ -60,7 +60,8 @@ def env(
 
 
 def alarm(at: datetime) -> dict[str, Any]:
-    set_alarm_state(ALARM)  # the alarm exists and is in ALARM, as when CloudWatch sends the event
+    # the alarm exists and is in ALARM, as when CloudWatch sends the event
+    set_alarm_state(ALARM, metrics=[{"ServerId": str(WEB)}])
     event = copy.deepcopy(load_event("alarm-eventbridge-alarm.json"))
     detail = event["detail"]
     detail["alarmName"] = ALARM

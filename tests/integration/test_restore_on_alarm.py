@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 import restore_on_alarm
+from devtools.samples import alarm_states
 from devtools.simulator import Fault, Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext, load_event, set_alarm_state
 from vpsbackup.aws import runtime
@@ -50,7 +51,7 @@ def eventbridge(
 ) -> dict[str, Any]:
     """The EventBridge sample, for this alarm, server (None: no dimension), state change and time; the
     alarm itself (made if missing) is put in the new state, as CloudWatch is when it sends the event."""
-    set_alarm_state(alarm, new)
+    set_alarm_state(alarm, new, metrics=[{"ServerId": str(server)} if server is not None else {}])
     event = copy.deepcopy(load_event("alarm-eventbridge-alarm.json"))
     at = at or alarm_time()
     detail = event["detail"]
@@ -182,7 +183,8 @@ def test_a_metric_math_alarm_finds_the_server_in_its_metrics(restore_env: AwsEnv
     good = simulator.add_backup(12346, backup_type="manual", created_at=at - timedelta(hours=1))
     event = load_event("alarm-eventbridge-metric-math.json")
     event["detail"]["state"]["timestamp"] = at.isoformat()
-    set_alarm_state(event["detail"]["alarmName"])
+    [(name, _, metrics)] = alarm_states(event)
+    set_alarm_state(name, metrics=metrics)
     # When it is delivered
     outcome = outcome_of(event)
     # Then 12346 is restored

@@ -47,7 +47,8 @@ def alarm_time(minutes_ago: float = 1) -> datetime:
 
 
 def eventbridge(*, at: datetime, server: int | None = SERVER, alarm: str = ALARM) -> dict[str, Any]:
-    set_alarm_state(alarm)  # the alarm exists and is in ALARM, as when CloudWatch sends the event
+    # the alarm exists and is in ALARM, as when CloudWatch sends the event
+    set_alarm_state(alarm, metrics=[{"ServerId": str(server)} if server is not None else {}])
     event = copy.deepcopy(load_event("alarm-eventbridge-alarm.json"))
     detail = event["detail"]
     detail["alarmName"] = alarm

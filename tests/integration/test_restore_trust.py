@@ -107,7 +107,7 @@ def test_an_alarm_that_is_not_confirmed_restores_nothing_and_is_journaled_and_no
     # Given a usable backup of the server, and this account's alarm of that name in alarm_state
     simulator.add_backup(SERVER, created_at=datetime.now(UTC) - timedelta(hours=2))
     if alarm_state is not None:
-        set_alarm_state(ALARM, alarm_state)
+        set_alarm_state(ALARM, alarm_state, metrics=[{"ServerId": str(SERVER)}])
 
     # When the event arrives
     outcome = outcome_of(make_event())
@@ -143,7 +143,7 @@ def test_an_alarm_that_exists_here_in_alarm_restores(
 ) -> None:
     # Given a usable backup, and this account's alarm in ALARM
     good = simulator.add_backup(SERVER, created_at=datetime.now(UTC) - timedelta(hours=2))
-    set_alarm_state(ALARM, "ALARM")
+    set_alarm_state(ALARM, "ALARM", metrics=[{"ServerId": str(SERVER)}])
 
     # When its event arrives
     outcome = outcome_of(make_event())
@@ -162,7 +162,7 @@ def test_an_alarm_that_cannot_be_read_restores_nothing(
     from vpsbackup.restore import wiring
 
     simulator.add_backup(SERVER, created_at=datetime.now(UTC) - timedelta(hours=2))
-    set_alarm_state(ALARM, "ALARM")
+    set_alarm_state(ALARM, "ALARM", metrics=[{"ServerId": str(SERVER)}])
 
     def denied(_cloudwatch: Any) -> Any:
         def read(_name: str) -> Any:
@@ -180,3 +180,38 @@ def test_an_alarm_that_cannot_be_read_restores_nothing(
     assert (outcome["outcome"], outcome["cause"]) == ("skipped", "alarm_not_confirmed")
     assert "cloudwatch:DescribeAlarms: AccessDenied" in outcome["reason"]
     assert simulator.requests == []
+
+
+def test_an_event_naming_a_real_alarm_cannot_choose_another_server(restore_env: AwsEnv, simulator: Simulator) -> None:
+    # Given this account's alarm on server 12345, in ALARM, and usable backups of 12345 and 12346
+    good = simulator.add_backup(SERVER, created_at=datetime.now(UTC) - timedelta(hours=2))
+    simulator.add_backup(12346, created_at=datetime.now(UTC) - timedelta(hours=2))
+    set_alarm_state(ALARM, "ALARM", metrics=[{"ServerId": str(SERVER)}])
+
+    # When an event names that alarm but claims the metric of server 12346, and tags naming it too
+    event = eventbridge()
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {"ServerId": "12346"}
+    outcome = outcome_of(event)
+
+    # Then the server is the alarm's own, as CloudWatch describes it: 12346 is never restored
+    assert (outcome["outcome"], outcome["server_id"], outcome["backup_id"]) == ("restored", SERVER, good["id"])
+    assert simulator.servers[12346].get("restore_count", 0) == 0
+
+
+def test_tags_an_event_carries_do_not_choose_the_server(restore_env: AwsEnv, simulator: Simulator) -> None:
+    # Given this account's alarm with no server dimension, tagged vps:server-id=12345, in ALARM
+    import boto3
+
+    good = simulator.add_backup(SERVER, created_at=datetime.now(UTC) - timedelta(hours=2))
+    simulator.add_backup(12346, created_at=datetime.now(UTC) - timedelta(hours=2))
+    arn = set_alarm_state(ALARM, "ALARM", metrics=[{}])
+    boto3.client("cloudwatch").tag_resource(ResourceARN=arn, Tags=[{"Key": "vps:server-id", "Value": str(SERVER)}])
+
+    # When an event names it, carrying a tag vps:server-id=12346 and no dimension
+    event = eventbridge()
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {}
+    event["detail"]["alarmTags"] = {"vps:server-id": "12346"}
+    outcome = outcome_of(event)
+
+    # Then the alarm's real tag decides
+    assert (outcome["outcome"], outcome["server_id"], outcome["backup_id"]) == ("restored", SERVER, good["id"])

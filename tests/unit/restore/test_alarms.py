@@ -17,6 +17,7 @@ from vpsbackup.restore.alarm import (
     CurrentAlarm,
     Dimension,
     Home,
+    as_confirmed,
     confirmation_problem,
     origin_problem,
     parse_alarm_event,
@@ -399,3 +400,12 @@ def test_the_function_may_describe_only_the_prefixs_alarms() -> None:
             },
         }
     ]
+
+
+def test_a_confirmed_transition_takes_the_alarms_own_arn_and_dimensions() -> None:
+    transition = only(load_event("alarm-eventbridge-alarm.json")).model_copy(update={"alarm_arn": None})
+    own = (Dimension(name="ServerId", value="7"), Dimension(name="Zone", value="a"))
+    confirmed = as_confirmed(transition, CurrentAlarm(transition.alarm_name, SAMPLE_ARN, "ALARM", own))
+    assert (confirmed.alarm_arn, confirmed.dimensions) == (SAMPLE_ARN, own)
+    assert confirmed.dimension_values("ServerId") == ["7"]
+    assert (confirmed.state_changed_at, confirmed.alarm_name) == (transition.state_changed_at, transition.alarm_name)

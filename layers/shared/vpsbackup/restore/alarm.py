@@ -327,11 +327,13 @@ class Home:
 
 @dataclass(frozen=True)
 class CurrentAlarm:
-    """An alarm as CloudWatch ``DescribeAlarms`` describes it now."""
+    """An alarm as CloudWatch ``DescribeAlarms`` describes it now: every dimension of every metric it
+    watches (a metric-math alarm's included), in order."""
 
     name: str
     arn: str
     state: str
+    dimensions: tuple[Dimension, ...] = ()
 
 
 def origin_problem(transition: AlarmTransition, home: Home) -> str | None:
@@ -366,6 +368,14 @@ def confirmation_problem(transition: AlarmTransition, current: CurrentAlarm | No
     if current.state != ALARM:
         return f"the alarm is in {current.state} now, not ALARM (it has recovered, or the event was not real)"
     return None
+
+
+def as_confirmed(transition: AlarmTransition, current: CurrentAlarm) -> AlarmTransition:
+    """The transition with what the confirmed alarm itself says in place of what the event claims: its
+    ARN and its metrics' dimensions. A forged event naming a real alarm in ``ALARM`` must not choose
+    the server by dimensions of its own. (Tags the event carries can only stop a restore: see
+    :func:`resolve_server`; the tag that chooses a server is read from the alarm.)"""
+    return transition.model_copy(update={"alarm_arn": current.arn, "dimensions": current.dimensions})
 
 
 # -- which server ---------------------------------------------------------------------------------

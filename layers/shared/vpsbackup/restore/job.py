@@ -8,7 +8,8 @@ sequences the effects, in this order, and turns every path into a :class:`Restor
    the function's own, and CloudWatch ``DescribeAlarms`` must find the alarm by name, with the ARN
    the event gives, in ``ALARM`` now — else skipped (``alarm_not_confirmed``), journaled, notified:
    a forged payload, another account's alarm, or one that has recovered restores nothing;
-1. which server (dimension, tag, map) — unresolved: skipped, notified; an alarm that changed state
+1. which server (dimension, tag, map), from the confirmed alarm's own dimensions and tags (what the
+   event says of them may be forged) — unresolved: skipped, notified; an alarm that changed state
    more than ``RESTORE_MAX_ALARM_AGE`` ago (a redelivery, a redrive of the failed-invocations queue, a
    replay) or that claims a time in the future: skipped, notified — an automatic restore acts on
    a fresh alarm only, never on one the people on call may already have dealt with;
@@ -52,6 +53,7 @@ from vpsbackup.restore.alarm import (
     CurrentAlarm,
     Home,
     ServerResolution,
+    as_confirmed,
     confirmation_problem,
     origin_problem,
     resolve_server,
@@ -149,16 +151,18 @@ class AlarmRestorer(GuardedRestore):
     def handle(self, transition: AlarmTransition) -> RestoreOutcome:
         alarm = transition.alarm_name
         log = {"alarm": alarm, "transition": transition.key}
-        if (unconfirmed := self._unconfirmed(transition)) is not None:
-            logger.warning("no restore: the alarm is not confirmed", extra={**log, "why": unconfirmed})
+        confirmed = self._confirmed(transition)
+        if isinstance(confirmed, str):
+            logger.warning("no restore: the alarm is not confirmed", extra={**log, "why": confirmed})
             scene = messages.AlarmScene(transition, ServerResolution(None, ""), self.settings.restore_mode)
             return self._publish(
                 scene,
                 RestoreOutcome(
-                    "skipped", f"the alarm is not confirmed: {unconfirmed}", alarm, cause="alarm_not_confirmed"
+                    "skipped", f"the alarm is not confirmed: {confirmed}", alarm, cause="alarm_not_confirmed"
                 ),
-                messages.alarm_not_confirmed(scene, unconfirmed),
+                messages.alarm_not_confirmed(scene, confirmed),
             )
+        transition = as_confirmed(transition, confirmed)  # its server is the alarm's, not the event's
         resolution = resolve_server(
             transition,
             dimension=self.settings.server_id_dimension,
@@ -388,8 +392,9 @@ class AlarmRestorer(GuardedRestore):
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _unconfirmed(self, transition: AlarmTransition) -> str | None:
-        """Why the transition is not this account's alarm in ``ALARM`` now, in words; None if it is."""
+    def _confirmed(self, transition: AlarmTransition) -> CurrentAlarm | str:
+        """The alarm as CloudWatch describes it now, when it confirms the transition (this account's,
+        in ``ALARM``); else why not, in words."""
         if (foreign := origin_problem(transition, self.home)) is not None:
             return foreign
         try:
@@ -398,7 +403,10 @@ class AlarmRestorer(GuardedRestore):
             code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
             logger.warning("could not read the alarm", extra={"alarm": transition.alarm_name, "error": code})
             return f"the alarm could not be read (cloudwatch:DescribeAlarms: {code})"
-        return confirmation_problem(transition, current, self.home)
+        if (problem := confirmation_problem(transition, current, self.home)) is not None:
+            return problem
+        assert current is not None  # confirmation_problem says so when it is None
+        return current
 
     def _untimely(self, transition: AlarmTransition) -> tuple[str, str] | None:
         """(cause, why) when the alarm's state change is too old or in the future to act on."""
@@ -419,8 +427,7 @@ class AlarmRestorer(GuardedRestore):
         return None
 
     def _tags_of(self, transition: AlarmTransition) -> Mapping[str, str] | None:
-        if transition.tags is not None:
-            return transition.tags
+        """The alarm's tags as CloudWatch has them (never the ones the event carries: they may be forged)."""
         if not transition.alarm_arn:
             return None
         try:

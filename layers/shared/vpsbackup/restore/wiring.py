@@ -29,7 +29,7 @@ from vpsbackup.aws import runtime
 from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE
 from vpsbackup.observability import logger, metrics
-from vpsbackup.restore.alarm import AlarmEventError, AlarmTransition, CurrentAlarm, Home, parse_alarm_event
+from vpsbackup.restore.alarm import AlarmEventError, AlarmTransition, CurrentAlarm, Dimension, Home, parse_alarm_event
 from vpsbackup.restore.guard import RestoreGuard
 from vpsbackup.restore.job import AlarmRestorer, RestoreOutcome
 from vpsbackup.restore.settings import RestoreOnAlarmSettings
@@ -70,10 +70,22 @@ def alarm_state_reader(cloudwatch: Any) -> Callable[[str], CurrentAlarm | None]:
         found = cloudwatch.describe_alarms(AlarmNames=[alarm_name], AlarmTypes=["MetricAlarm"])
         for alarm in found.get("MetricAlarms", []):
             if alarm.get("AlarmName") == alarm_name:
-                return CurrentAlarm(alarm_name, str(alarm.get("AlarmArn", "")), str(alarm.get("StateValue", "")))
+                return CurrentAlarm(
+                    alarm_name, str(alarm.get("AlarmArn", "")), str(alarm.get("StateValue", "")), _dimensions(alarm)
+                )
         return None
 
     return read
+
+
+def _dimensions(alarm: Mapping[str, Any]) -> tuple[Dimension, ...]:
+    """Every dimension of a described metric alarm: its own metric's, then each metric-math metric's."""
+    groups = [alarm.get("Dimensions") or []]
+    groups += [
+        ((query.get("MetricStat") or {}).get("Metric") or {}).get("Dimensions") or []
+        for query in alarm.get("Metrics") or []
+    ]
+    return tuple(Dimension(name=str(d["Name"]), value=str(d["Value"])) for group in groups for d in group)
 
 
 def build(home: Home) -> _Wiring:
