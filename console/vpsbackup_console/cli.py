@@ -281,8 +281,15 @@ def plan(ctx: click.Context, server_ids: tuple[int, ...], as_json: bool) -> None
             f"listed {totals['listed']}, kept {totals['kept']}, skipped {totals['skipped']}, "
             f"would delete {totals['to_delete']}, deferred {totals['deferred']}"
         )
+        invalid = view["invalid_items"]
+        if invalid["count"]:
+            left = ", ".join(str(s) for s in invalid["servers_left_alone"]) or "none"
+            out.print(f"{invalid['count']} listed item(s) did not validate, skipped; servers left alone: {left}")
 
     _emit(data, as_json, draw)
+    if not data["listing_complete"]:
+        # Nothing was planned: "0 would change" must not read as "nothing to prune".
+        raise Refused(f"the listing is incomplete, nothing was planned: {data['progress']['stopped']}", data)
 
 
 # -- holds -------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ from devtools.simulator.clock import SimulatedClock
 from devtools.simulator.server import (
     API_PREFIX,
     CREATE_MESSAGE,
+    OTHER_HOST,
     Fault,
     FaultKind,
     LoggedRequest,
+    NextLinkFault,
     RateLimit,
     Simulator,
     format_timestamp,
@@ -16,9 +18,11 @@ from devtools.simulator.server import (
 __all__ = [
     "API_PREFIX",
     "CREATE_MESSAGE",
+    "OTHER_HOST",
     "Fault",
     "FaultKind",
     "LoggedRequest",
+    "NextLinkFault",
     "RateLimit",
     "SimulatedClock",
     "Simulator",

@@ -46,6 +46,7 @@ __all__ = [
     "Fault",
     "FaultKind",
     "LoggedRequest",
+    "NextLinkFault",
     "RateLimit",
     "Simulator",
     "format_timestamp",
@@ -61,6 +62,11 @@ AUTOMATIC_RETENTION: Final = timedelta(days=30)
 
 FaultKind = Literal["status", "drop_before", "drop_after", "latency"]
 _FAULT_KINDS: Final = ("status", "drop_before", "drop_after", "latency")
+# What a listing's ``next`` link may be made to do wrong (Simulator.set_next_link).
+NextLinkFault = Literal["repeat", "other_host", "http"]
+_NEXT_LINK_FAULTS: Final = ("repeat", "other_host", "http")
+# The host an "other_host" next link names: a proxy's internal name, as DRF renders it behind one.
+OTHER_HOST: Final = "backend.internal:8000"
 
 _BACKUPS_RE: Final = re.compile(r"^/api/v1/backups/$")
 _BACKUP_RE: Final = re.compile(r"^/api/v1/backups/(?P<id>[0-9]+)/$")
@@ -362,6 +368,11 @@ class Simulator:
     page of a walk, and reproducible. With ``expire_backups=True`` backups whose ``expires_at`` has
     passed disappear like the provider's automatic ones do; off by default so old test data stays.
     ``restore_duration`` > 0 keeps a server "restoring" (409 on new backups/restores) for that long.
+
+    ``scheme`` is the scheme its links (``next``, ``previous``) carry: ``"https"`` plays a provider
+    behind a TLS-terminating proxy (the socket itself is plain HTTP). :meth:`set_next_link` breaks
+    the pagination; an item that does not validate is ``add_backup(..., extra={"created_at": None})``
+    (or ``{"server": None}``, ``{"created_at": "yesterday"}``): ``extra`` overrides rendered fields.
     """
 
     def __init__(
@@ -379,6 +390,7 @@ class Simulator:
         rate_limit: RateLimit | None = None,
         latency: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
+        scheme: Literal["http", "https"] = "http",
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
@@ -394,6 +406,8 @@ class Simulator:
         self._max_page_size = max_page_size if max_page_size is not None else page_size
         self._latency = latency
         self._sleep = sleep
+        self.scheme = scheme
+        self._next_link: tuple[NextLinkFault, int] | None = None
         self._completion_delay = timedelta(seconds=completion_delay)
         self._restore_duration = timedelta(seconds=restore_duration)
         self._expire_backups = expire_backups
@@ -670,9 +684,25 @@ class Simulator:
             wait = bucket.take(now)
             return wait, bucket.headers(now)
 
+    def set_next_link(self, fault: NextLinkFault | None, *, on_page: int = 2) -> None:
+        """Break the ``next`` link of page ``on_page`` of every listing (None: links as they should be).
+
+        ``"repeat"``: it names the page before it (page 1: itself), a page already read;
+        ``"other_host"``: it names :data:`OTHER_HOST`, same path and query (a proxy's internal name);
+        ``"http"``: it says ``http://``, same host (a TLS-terminating proxy, with ``scheme="https"``).
+        Every other page, and that page's items, are as they should be.
+        """
+        if fault is not None and fault not in _NEXT_LINK_FAULTS:
+            raise ValueError(f"unknown next-link fault {fault!r}; expected one of {_NEXT_LINK_FAULTS}")
+        if on_page < 1:
+            raise ValueError("on_page must be >= 1")
+        with self._lock:
+            self._next_link = None if fault is None else (fault, on_page)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._next_link = None
             self._flaky.clear()
 
     @property
@@ -885,6 +915,8 @@ class Simulator:
         start = (page - 1) * page_size
         url = origin + path + ("?" + urlencode(sorted(query.items()), doseq=True) if query else "")
         next_url = _replace_query_param(url, "page", page + 1) if page < num_pages else None
+        if next_url is not None and self._next_link is not None and self._next_link[1] == page:
+            next_url = _broken_next_link(next_url, url, self._next_link[0], page)
         if page <= 1:
             previous_url = None
         elif page == 2:
@@ -1018,6 +1050,16 @@ def _integer_field(data: Mapping[str, Any], name: str) -> tuple[int | None, str 
     return int(text), None
 
 
+def _broken_next_link(next_url: str, url: str, fault: NextLinkFault, page: int) -> str:
+    """The ``next`` link of page ``page`` (``url``) as ``fault`` breaks it (Simulator.set_next_link)."""
+    if fault == "repeat":
+        return _replace_query_param(url, "page", max(1, page - 1)) if page > 1 else url
+    parts = urlsplit(next_url)
+    if fault == "other_host":
+        return urlunsplit(parts._replace(netloc=OTHER_HOST))
+    return urlunsplit(parts._replace(scheme="http"))
+
+
 def _replace_query_param(url: str, key: str, value: object) -> str:
     scheme, netloc, path, query, fragment = urlsplit(url)
     query_dict = parse_qs(query, keep_blank_values=True)
@@ -1117,7 +1159,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _origin(self) -> str:
         host = self.headers.get("Host")
-        return f"http://{host}" if host else self.server.simulator.origin
+        sim = self.server.simulator
+        return f"{sim.scheme}://{host}" if host else sim.scheme + sim.origin[len("http") :]
 
     def _handle(self) -> None:
         sim = self.server.simulator

@@ -372,3 +372,37 @@ def test_local_starts_the_demo_world_for_one_command(world: World) -> None:
     data = json.loads(done.stdout)
     assert data["server_id"] == WEB
     assert any(r["description"] == "Pre-update backup" for r in data["backups"])  # the demo fleet's
+
+
+def test_a_manual_restore_on_a_listing_with_an_invalid_item_is_refused_and_journaled(world: World) -> None:
+    # Given one item of WEB's listing that does not validate (created_at null)
+    bad = world.sim.add_backup(WEB, extra={"created_at": None})
+
+    # When a person asks for a restore, dry run or not
+    dry = world.json("restore", str(WEB), "--dry-run", code=1)
+    real = world.json("restore", str(WEB), "--yes", code=1)
+
+    # Then no restore point is chosen from a listing that misses one of the server's items
+    for answer in (dry, real):
+        assert answer["outcome"] == "refused"
+    assert f"backup {bad['id']}" in real["reason"] and "incomplete" in real["reason"]
+    assert world.sim.servers[WEB]["restore_count"] == 0
+    # And the refusal is journaled with its cause
+    [entry] = world.json("history", "--server", str(WEB))["entries"]
+    assert (entry["act"], entry["outcome"]) == ("restore_refused", "list_incomplete")
+
+
+def test_plan_on_a_walk_cut_short_plans_nothing_and_exits_1(world: World) -> None:
+    # Given 20 more manual backups of WEB (3 pages of 10), and page 2's next link naming another host
+    for hours in range(20):
+        world.sim.add_backup(WEB, "manual", "completed", datetime.now(UTC) - timedelta(hours=hours + 1), "by hand")
+    world.sim.set_next_link("other_host", on_page=2)
+
+    # When the prune plan is asked for
+    done = world.run("plan", "--server", str(WEB), "--json")
+
+    # Then nothing is planned, and the person is told the listing is incomplete (exit 1)
+    assert done.returncode == 1, done.stderr
+    data = json.loads(done.stdout)
+    assert data["listing_complete"] is False and data["totals"]["to_delete"] == 0
+    assert "listing is incomplete" in done.stderr

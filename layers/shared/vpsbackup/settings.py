@@ -8,10 +8,12 @@ Domain code never reads the environment: it gets these objects (or values from t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
@@ -48,10 +50,13 @@ class SharedSettings(BaseModel):
 
     @field_validator("vps_api_base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _https_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
-        if not value.startswith(("https://", "http://")) or len(value) <= len("https://"):
-            raise ValueError("must be an http(s) URL such as https://admin.vps.org/api/v1")
+        if not is_safe_api_url(value):
+            raise ValueError(
+                "must be an https:// URL such as https://admin.vps.org/api/v1 (the API token travels with "
+                "every request; plain http:// only for a loopback address: 127.0.0.0/8, localhost, ::1)"
+            )
         return value
 
     @field_validator("notify_topic_arn", mode="before")
@@ -68,6 +73,29 @@ class SharedSettings(BaseModel):
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ``::1``: a host the token never leaves the machine for."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_safe_api_url(url: str) -> bool:
+    """An ``https://`` URL with a host, or an ``http://`` one to a loopback address (the simulator)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for an unreadable port
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    if not host or parts.username is not None or parts.password is not None:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host))
 
 
 def env_name(field: str) -> str:

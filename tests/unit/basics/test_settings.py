@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 
+from tests.conftest import load_template
 from vpsbackup.deploy.settings import BackupOnDeploySettings
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.prune.settings import PruneSettings
 from vpsbackup.restore.settings import RestoreOnAlarmSettings
-from vpsbackup.settings import DEFAULT_API_BASE_URL, SharedSettings, load_settings
+from vpsbackup.settings import DEFAULT_API_BASE_URL, SharedSettings, is_safe_api_url, load_settings
 
 BASE = {"VPS_API_TOKEN_SECRET": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:t", "STATE_TABLE_NAME": "t"}
 
@@ -140,3 +142,58 @@ def test_journal_retention_defaults_to_400_days_and_a_bad_one_is_named() -> None
     assert load_settings(SharedSettings, {**env, "JOURNAL_RETENTION": "30d"}).journal_retention == timedelta(days=30)
     with pytest.raises(ConfigurationError, match="JOURNAL_RETENTION"):
         load_settings(SharedSettings, {**env, "JOURNAL_RETENTION": "a year"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://admin.vps.org/api/v1",  # the token would travel in clear
+        "http://10.0.0.5/api/v1",
+        "http://128.0.0.1/api/v1",
+        "http://localhost.evil.example/api/v1",
+        "https://",
+        "https://user:pass@admin.vps.org/api/v1",
+        "https://admin.vps.org:notaport/api/v1",
+        "ftp://admin.vps.org/api/v1",
+        "admin.vps.org/api/v1",
+    ],
+)
+def test_the_api_base_url_must_be_https_or_loopback(url: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"VPS_API_BASE_URL: .*https://"):
+        load_settings(SharedSettings, {**BASE, "VPS_API_BASE_URL": url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://admin.vps.org/api/v1",
+        "https://admin.vps.org:8443/api/v1/",
+        "http://127.0.0.1:8080/api/v1",
+        "http://127.1.2.3/api/v1",
+        "http://localhost:9000/api/v1",
+        "http://[::1]:9000/api/v1",
+    ],
+)
+def test_https_and_loopback_http_base_urls_are_accepted(url: str) -> None:
+    assert load_settings(SharedSettings, {**BASE, "VPS_API_BASE_URL": url}).vps_api_base_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://admin.vps.org/api/v1",
+        "https://admin.vps.org:8443/api/v1",
+        "http://127.0.0.1:8080/api/v1",
+        "http://localhost:9000/api/v1",
+        "http://[::1]:9000/api/v1",
+        "http://admin.vps.org/api/v1",
+        "http://10.0.0.5/api/v1",
+        "http://localhost.evil.example/api/v1",
+        "https://user:pass@admin.vps.org/api/v1",
+        "https://admin.vps.org:notaport/api/v1",
+        "ftp://admin.vps.org/api/v1",
+    ],
+)
+def test_the_templates_pattern_for_the_base_url_agrees_with_the_settings(url: str) -> None:
+    pattern = load_template()["Parameters"]["VpsApiBaseUrl"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, url)) == is_safe_api_url(url)

@@ -212,16 +212,16 @@ def test_a_listing_cut_short_by_a_foreign_next_link_is_not_taken_as_no_backup(ta
     assert len(posts) == 1
 
 
-def test_a_strict_listing_raises_instead_of_stopping_early() -> None:
+def test_a_listing_cut_short_raises_instead_of_stopping_early() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=_page([], "https://elsewhere.test/api/v1/backups/?page=2"))
 
     client = VpsClient(
         "https://api.test/api/v1", StaticTokenProvider("t"), retry=NO_WAIT, transport=httpx.MockTransport(handler)
     )
-    assert client.list_backups(server_id=SERVER) == []  # the lenient default, unchanged
+    # Every listing is strict (there is no lenient mode any more): the whole listing or an error
     with pytest.raises(VpsApiError, match="incomplete"):
-        client.list_backups(server_id=SERVER, require_complete=True)
+        client.list_backups(server_id=SERVER)
 
 
 # -- the deployment record keeps its backup id ----------------------------------------------------

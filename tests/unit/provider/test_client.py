@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from vpsbackup.errors import ConfigurationError
 from vpsbackup.observability import metrics
 from vpsbackup.provider.client import (
     API_ERRORS_METRIC,
@@ -25,11 +26,14 @@ from vpsbackup.provider.errors import (
     BackupAlreadyGoneError,
     BadRequestError,
     ConflictError,
+    ListingIncompleteError,
     NotFoundError,
     OutcomeUnknownError,
     RateLimitedError,
     ServerError,
+    VpsApiError,
 )
+from vpsbackup.provider.models import BackupPage, InvalidItem
 
 BASE = "https://api.test/api/v1"
 SECRET_TOKEN = "tok-SUPERSECRET-123"
@@ -116,18 +120,85 @@ def test_listing_follows_next_links_and_keeps_filters_on_the_first_request() -> 
     assert str(seen[1].url) == page2  # the next link is followed as given, filters included
 
 
-def test_a_repeated_next_link_ends_the_walk() -> None:
+def test_a_repeated_next_link_is_an_incomplete_listing_never_a_loop() -> None:
     looping = {"count": 1, "next": f"{BASE}/backups/?page=2", "results": [backup_json(1)]}
     client, seen = make_client(lambda _r: httpx.Response(200, json=looping))
-    assert [b.id for b in client.list_backups()] == [1]
+    with pytest.raises(ListingIncompleteError, match="repeats a page already read") as raised:
+        client.list_backups()
     assert len(seen) == 2  # page 1, then page 2 once; its next (page 2 again) is not followed
+    assert raised.value.pages == 2
 
 
-def test_a_next_link_to_another_host_is_not_followed() -> None:
-    page = {"count": 1, "next": "https://evil.example/api/v1/backups/?page=2", "results": [backup_json(1)]}
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://evil.example/api/v1/backups/?page=2",  # another host (a proxy's internal name)
+        "http://api.test/api/v1/backups/?page=2",  # same host, plain http: the token would travel in clear
+        "https://api.test:8443/api/v1/backups/?page=2",  # same host, another port
+        "ftp://api.test/api/v1/backups/?page=2",
+        "https://api.test:notaport/api/v1/backups/?page=2",
+        "/api/v1/backups/?page=2",  # no origin at all
+    ],
+)
+def test_a_next_link_off_the_base_urls_origin_is_an_incomplete_listing_and_gets_no_request(link: str) -> None:
+    page = {"count": 2, "next": link, "results": [backup_json(1)]}
     client, seen = make_client(lambda _r: httpx.Response(200, json=page))
-    assert len(client.list_backups()) == 1
-    assert len(seen) == 1
+    with pytest.raises(ListingIncompleteError, match="not the base URL's origin"):
+        client.list_backups()
+    assert len(seen) == 1  # the link was never requested: no token went to it
+
+
+@pytest.mark.parametrize(
+    "link", ["https://API.test/api/v1/backups/?page=2", "https://api.test:443/api/v1/backups/?page=2"]
+)
+def test_a_next_link_on_the_same_origin_written_differently_is_followed(link: str) -> None:
+    client, seen = make_client(
+        sequence(
+            httpx.Response(200, json={"next": link, "results": [backup_json(1)]}),
+            httpx.Response(200, json={"next": None, "results": [backup_json(2)]}),
+        )
+    )
+    assert [b.id for b in client.list_backups()] == [1, 2]
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize(
+    ("item", "backup_id", "server_id", "field"),
+    [
+        (backup_json(7, created_at=None), 7, 12345, "created_at"),
+        (backup_json(7, created_at="yesterday"), 7, 12345, "created_at"),
+        (backup_json(7, server=None), 7, None, "server"),
+        (backup_json(7, status=None), 7, 12345, "status"),
+        ({"id": "x"}, None, None, "id"),
+        ("not an object", None, None, ""),
+    ],
+)
+def test_an_invalid_item_ends_a_strict_listing_naming_it(
+    item: object, backup_id: int | None, server_id: int | None, field: str
+) -> None:
+    client, _ = make_client(lambda _r: httpx.Response(200, json={"next": None, "results": [backup_json(1), item]}))
+    with pytest.raises(ListingIncompleteError, match=f"is not valid: {field}"):
+        client.list_backups()
+    # With on_invalid the item is handed over, skipped, and the walk goes on
+    skipped: list[InvalidItem] = []
+    assert [b.id for b in client.iter_backups(on_invalid=skipped.append)] == [1]
+    [invalid] = skipped
+    assert (invalid.backup_id, invalid.server_id) == (backup_id, server_id)
+    assert invalid.reason.startswith(field)
+
+
+def test_on_invalid_sees_every_invalid_item_of_every_page() -> None:
+    client, _ = make_client(
+        sequence(
+            httpx.Response(200, json={"next": f"{BASE}/backups/?page=2", "results": [backup_json(1, created_at=None)]}),
+            httpx.Response(200, json={"next": None, "results": [backup_json(2), backup_json(3, server=None)]}),
+        )
+    )
+    skipped: list[InvalidItem] = []
+    pages: list[BackupPage] = []
+    assert [b.id for b in client.iter_backups(on_invalid=skipped.append, on_page=pages.append)] == [2]
+    assert [i.backup_id for i in skipped] == [1, 3]
+    assert [len(p.invalid) for p in pages] == [1, 1]
 
 
 def test_a_backup_seen_on_two_pages_is_returned_once() -> None:
@@ -140,9 +211,10 @@ def test_a_backup_seen_on_two_pages_is_returned_once() -> None:
     assert [b.id for b in client.list_backups()] == [1, 2, 3]
 
 
-def test_a_body_that_is_not_a_page_is_a_clear_error() -> None:
-    client, _ = make_client(lambda _r: httpx.Response(200, json={"results": [{"id": "x"}]}))
-    with pytest.raises(Exception, match="not a valid BackupPage"):
+@pytest.mark.parametrize("body", [[{"id": 1}], {"results": {"id": 1}}, {"next": 3, "results": []}, "text"])
+def test_a_body_that_is_not_a_page_is_a_clear_error(body: object) -> None:
+    client, _ = make_client(lambda _r: httpx.Response(200, json=body))
+    with pytest.raises(VpsApiError, match="not a valid PageEnvelope"):
         client.list_backups()
 
 
@@ -438,3 +510,22 @@ def test_a_delete_of_a_backup_already_gone_is_no_api_error(counted: Callable[[],
     with pytest.raises(BackupAlreadyGoneError):
         client.delete_backup(7)
     assert API_ERRORS_METRIC not in counted()
+
+
+@pytest.mark.parametrize("base", ["http://api.test/api/v1", "http://10.1.2.3/api/v1", "ftp://api.test/api/v1"])
+def test_a_client_refuses_a_base_url_the_token_would_leave_in_clear(base: str) -> None:
+    with pytest.raises(ConfigurationError, match="VPS_API_BASE_URL"):
+        VpsClient(base, Tokens())
+
+
+def test_a_loopback_http_base_url_is_accepted_and_its_links_must_stay_on_it() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"next": "https://127.0.0.1:8080/api/v1/backups/?page=2", "results": []})
+
+    client = VpsClient("http://127.0.0.1:8080/api/v1", Tokens(), retry=NO_WAIT, transport=httpx.MockTransport(answer))
+    with pytest.raises(ListingIncompleteError, match="not the base URL's origin"):
+        client.list_backups()
+    assert len(seen) == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -85,6 +86,7 @@ class World:
         backup_type: str | None = None,
         every_copy: bool = False,
         on_page: Callable[[BackupPage], None] | None = None,
+        on_invalid: Any = None,
     ) -> Iterator[Backup]:
         if server_id is None:
             self.sweeps += 1

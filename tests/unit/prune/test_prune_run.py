@@ -63,6 +63,7 @@ class FakeApi:
         backup_type: str | None = None,
         every_copy: bool = False,
         on_page: Any = None,
+        on_invalid: Any = None,
     ) -> Iterator[Backup]:
         self.calls.append("list")
         self.listings.append((server_id, backup_type))

@@ -207,6 +207,7 @@ def test_a_listing_out_of_time_deletes_nothing_does_not_raise_reports_and_notifi
         "servers_requested": None,
         "seconds": 0,
         "stopped": "GET /api/v1/backups/: not started, the deadline has passed",
+        "stopped_by": "time",
     }
     # ... people are told, in words
     [(subject, text, attributes)] = notifier.sent

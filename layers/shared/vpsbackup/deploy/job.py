@@ -410,7 +410,7 @@ def _reconcile(mine: Claim, deps: BackupOnDeploy, log: dict[str, Any], *, reason
     """List the server's manual backups for the deployment's marker. A ServerResult if listing failed."""
     try:
         # A listing cut short is not "not there": it raises, and the claim stays unknown.
-        backups = deps.client.list_backups(server_id=mine.server_id, backup_type=BACKUP_MANUAL, require_complete=True)
+        backups = deps.client.list_backups(server_id=mine.server_id, backup_type=BACKUP_MANUAL)
     except VpsApiError as exc:
         error = f"could not list backups to check for an earlier attempt: {exc.message}"
         deps.claims.mark_unknown(mine, error)
@@ -434,7 +434,7 @@ def _record(mine: Claim, backup: Backup, outcome: Outcome, deps: BackupOnDeploy,
 def _current_status(client: VpsClient, server_id: int, backup_id: int) -> str | None:
     """The backup's status as the API lists it now; None if it cannot be read (logged)."""
     try:
-        backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL, require_complete=True)
+        backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL)
     except VpsApiError as exc:
         logger.warning(
             "could not read the backup's current status", extra={"backup_id": backup_id, "error": exc.message}
@@ -506,7 +506,7 @@ def _server_status(
         return entry, False  # a delivery is still creating it
     entry["backup_id"] = claim.backup_id
     try:
-        backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL, require_complete=True)
+        backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL)
     except VpsApiError as exc:
         entry.update(status=STATUS_ERROR, error=f"could not read the status from the API: {exc.message}")
         return entry, True

@@ -22,7 +22,8 @@ answer, retried or not; ``api_errors`` counts every request that ended in an err
 uncertain outcome, or an error status), except a ``404`` to a DELETE (the backup is already gone).
 
 The token lives only in the ``Authorization`` header of each request; it is never logged, never
-part of an error message or a repr.
+part of an error message or a repr; it goes only to the base URL's origin (scheme, host and port),
+which must be ``https://`` (plain ``http://`` only for a loopback address: the simulator).
 """
 
 from __future__ import annotations
@@ -41,19 +42,22 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from vpsbackup.errors import ConfigurationError
 from vpsbackup.observability import count, logger
 from vpsbackup.provider.errors import (
     ApiConnectionError,
     ApiStatusError,
     ApiTimeoutError,
     BackupAlreadyGoneError,
+    ListingIncompleteError,
     OutcomeUnknownError,
     VpsApiError,
     error_for_status,
 )
-from vpsbackup.provider.models import Backup, BackupPage, CreatedBackup, RestoreAccepted
+from vpsbackup.provider.models import Backup, BackupPage, CreatedBackup, InvalidItem, PageEnvelope, RestoreAccepted
 from vpsbackup.provider.ratelimit import BudgetExhaustedError, RequestBudget
 from vpsbackup.provider.token import TokenProvider
+from vpsbackup.settings import is_safe_api_url
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -73,7 +77,6 @@ class BackupFilters(TypedDict, total=False):
 
     server_id: int | None
     backup_type: str | None
-    require_complete: bool
     distinct_copies: bool
 
 
@@ -153,7 +156,12 @@ class VpsClient:
             raise ValueError(f"page_size must be >= 1, got {page_size}")
         self.page_size = page_size
         self.base_url = base_url.rstrip("/")
-        self._host = urlsplit(self.base_url).netloc
+        if not is_safe_api_url(self.base_url):
+            # The token goes with every request: never in clear off this machine.
+            raise ConfigurationError(
+                "VPS_API_BASE_URL: must be an https:// URL (plain http:// only for a loopback address)"
+            )
+        self._origin = _origin_parts(self.base_url)
         self._tokens = token_provider
         self.retry = retry or RetryPolicy()
         self._clock = clock
@@ -216,10 +224,10 @@ class VpsClient:
         *,
         server_id: int | None = None,
         backup_type: str | None = None,
-        require_complete: bool = False,
         distinct_copies: bool = False,
         every_copy: bool = False,
         on_page: Callable[[BackupPage], None] | None = None,
+        on_invalid: Callable[[InvalidItem], None] | None = None,
     ) -> Iterator[Backup]:
         """Every backup matching the filters, following ``next`` links; each id yielded once.
 
@@ -233,9 +241,13 @@ class VpsClient:
         Pages of ``page_size`` (``VPS_API_PAGE_SIZE``) are asked for with ``?page_size=``; the
         ``next`` links carry it on (a server that does not know it ignores it, as DRF's do).
 
-        A ``next`` link to another host, or one already followed, ends the walk (logged): never loop.
-        With ``require_complete`` such a walk raises VpsApiError instead: for callers to whom a
-        backup missing from the listing means "it does not exist" (backup on deploy's reconcile).
+        The whole listing or an error: a ``next`` link that repeats a page already read, or whose
+        scheme, host or port is not the base URL's, raises :class:`ListingIncompleteError` (logged)
+        and is never requested (the token goes only to the base URL's origin). Each item is
+        validated on its own; one that does not validate (``created_at`` null, ``server`` null, ...)
+        is logged with its id and the reason and raises ListingIncompleteError too, unless
+        ``on_invalid`` takes it: then it is handed there, skipped, and the walk goes on (prune,
+        which leaves that item's server alone).
         """
         params: dict[str, Any] = {}
         if server_id is not None:
@@ -244,7 +256,7 @@ class VpsClient:
             params["backup_type"] = backup_type
         if self.page_size is not None:
             params["page_size"] = self.page_size
-        pages = self._iter_pages(params, require_complete=require_complete, on_page=on_page)
+        pages = self._iter_pages(params, on_page=on_page, on_invalid=on_invalid)
         if every_copy:
             for page in pages:
                 yield from page.results
@@ -265,8 +277,8 @@ class VpsClient:
         self,
         params: dict[str, Any],
         *,
-        require_complete: bool,
         on_page: Callable[[BackupPage], None] | None,
+        on_invalid: Callable[[InvalidItem], None] | None,
     ) -> Iterator[BackupPage]:
         """The pages of ``GET /backups/`` with ``params``, following ``next`` (see iter_backups)."""
         url: str | None = f"{self.base_url}/backups/"
@@ -276,33 +288,58 @@ class VpsClient:
             seen_urls.add(url)
             response = self._request("GET", url, params=params if pages == 0 else None)
             pages += 1
-            page = self._parse(BackupPage, response)
+            page = BackupPage.of(self._parse(PageEnvelope, response))
             listed += len(page.results)
+            for item in page.invalid:
+                self._invalid_item(item, pages=pages, on_invalid=on_invalid)
             if on_page is not None:
                 on_page(page)
             yield page
-            url = self._next_page(page.next, seen_urls, pages=pages, require_complete=require_complete)
+            url = self._next_page(page.next, seen_urls, pages=pages)
         logger.debug("listed backups", extra={"pages": pages, "listed": listed, "filters": params})
 
-    def _next_page(self, url: str | None, seen_urls: set[str], *, pages: int, require_complete: bool) -> str | None:
-        """The next page to read, or None: the end, or a link that must not be followed (logged)."""
+    def _invalid_item(self, item: InvalidItem, *, pages: int, on_invalid: Callable[[InvalidItem], None] | None) -> None:
+        """Log an item that does not validate; hand it to ``on_invalid``, or end the listing."""
+        logger.warning(
+            "listed item skipped: not a valid backup",
+            extra={"backup_id": item.backup_id, "server_id": item.server_id, "reason": item.reason, "page": pages},
+        )
+        if on_invalid is not None:
+            on_invalid(item)
+            return
+        raise self._incomplete(item.describe(), pages=pages)
+
+    def _next_page(self, url: str | None, seen_urls: set[str], *, pages: int) -> str | None:
+        """The next page to read, or None at the end; ListingIncompleteError for a link that must not
+        be followed (logged)."""
         if url is None:
             return None
         problem = None
-        if urlsplit(url).netloc != self._host:
-            problem = "next link points to another host"
+        if not self._same_origin(url):
+            problem = f"next link {_origin_of(url)} is not the base URL's origin {_origin_of(self.base_url)}"
         elif url in seen_urls:
             problem = "next link repeats a page already read"
         if problem is None:
             return url
         logger.warning(f"pagination stopped: {problem}", extra={"pages": pages})
-        if require_complete:
-            raise VpsApiError(
-                f"GET /backups/: listing incomplete after {pages} page(s): {problem}",
-                method="GET",
-                path=urlsplit(self.base_url).path + "/backups/",
-            )
-        return None
+        raise self._incomplete(problem, pages=pages)
+
+    def _same_origin(self, url: str) -> bool:
+        """Same scheme, host and port as the base URL: the only place the token may go."""
+        try:
+            return _origin_parts(url) == self._origin
+        except ValueError:  # an unreadable port
+            return False
+
+    def _incomplete(self, problem: str, *, pages: int) -> ListingIncompleteError:
+        path = urlsplit(self.base_url).path + "/backups/"
+        return ListingIncompleteError(
+            f"GET {path}: listing incomplete after {pages} page(s): {problem}",
+            problem=problem,
+            pages=pages,
+            method="GET",
+            path=path,
+        )
 
     def list_backups(self, **filters: Unpack[BackupFilters]) -> list[Backup]:
         """All backups matching the filters (see :meth:`iter_backups`), in the API's order."""
@@ -580,6 +617,26 @@ class VpsClient:
         return httpx.Timeout(
             connect=capped(base.connect), read=capped(base.read), write=capped(base.write), pool=capped(base.pool)
         )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_parts(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, the port made explicit for http and https. Raises
+    ValueError for an unreadable port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def _origin_of(url: str) -> str:
+    """``scheme://host:port`` of ``url`` for a message (never its path, query or credentials)."""
+    try:
+        scheme, host, port = _origin_parts(url)
+    except ValueError:
+        return "(unreadable)"
+    return f"{scheme}://{host}:{port}"
 
 
 def _safe_json(response: httpx.Response) -> Any:

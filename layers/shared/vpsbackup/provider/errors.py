@@ -8,6 +8,9 @@
   subclass ``BackupAlreadyGoneError``), ``ConflictError`` (409), ``RateLimitedError`` (429),
   ``ServerError`` (5xx).
 - ``ApiConnectionError`` — no usable answer (connection refused, timeout); ``ApiTimeoutError``.
+- ``ListingIncompleteError`` — a listing that could not be read to its end (a ``next`` link that
+  repeats a page, names another scheme, host or port; an item that does not validate): never
+  taken as the whole listing, so never as "the backup does not exist".
 - ``OutcomeUnknownError`` — a non-idempotent request (POST) may have been applied but no answer
   came back. It is never re-sent: the caller reconciles by looking.
 
@@ -87,6 +90,19 @@ class ApiConnectionError(VpsApiError):
 
 class ApiTimeoutError(ApiConnectionError):
     """The request timed out."""
+
+
+class ListingIncompleteError(VpsApiError):
+    """A listing that could not be read to its end; ``problem`` says why, ``pages`` how many were read.
+
+    Nothing irreversible is decided on it: no restore, no deletion, no "it was not created"."""
+
+    def __init__(
+        self, message: str, *, problem: str, pages: int, method: str | None = None, path: str | None = None
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.problem = problem
+        self.pages = pages
 
 
 class OutcomeUnknownError(VpsApiError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 STATUS_COMPLETED = "completed"
 STATUS_IN_PROGRESS = "in_progress"
@@ -78,13 +78,72 @@ class CreatedBackup(Backup):
     message: str | None = None
 
 
+class InvalidItem(ApiModel):
+    """A listed item that is not a valid :class:`Backup`: its id and server when they can be read,
+    and why (the first field that failed, e.g. ``created_at: Input should be a valid datetime``).
+    It is never deleted nor restored; a listing that has one misses an item of ``server_id``."""
+
+    backup_id: int | None = None
+    server_id: int | None = None
+    reason: str
+
+    @classmethod
+    def of(cls, item: Any, error: ValidationError) -> InvalidItem:
+        """The invalid ``item`` (as listed) and what ``error`` says is wrong with it."""
+        data = item if isinstance(item, dict) else {}
+        server = data.get("server")
+        first = error.errors(include_url=False, include_input=False)[:1]
+        where = ".".join(str(part) for part in first[0]["loc"]) if first else ""
+        what = first[0]["msg"] if first else str(error)
+        return cls(
+            backup_id=_int_or_none(data.get("id")),
+            server_id=_int_or_none(server.get("id")) if isinstance(server, dict) else None,
+            reason=f"{where}: {what}" if where else what,
+        )
+
+    def describe(self) -> str:
+        server = f"server {self.server_id}" if self.server_id is not None else "no readable server"
+        backup = f"backup {self.backup_id}" if self.backup_id is not None else "an item without a readable id"
+        return f"{backup} ({server}) is not valid: {self.reason}"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class PageEnvelope(ApiModel):
+    """One page of ``GET /backups/`` (Django REST Framework's shape), its items not yet read: each
+    is validated on its own (:meth:`BackupPage.of`), so one bad item does not make the page unreadable."""
+
+    count: int | None = None
+    next: str | None = None
+    previous: str | None = None
+    results: list[Any] = Field(default_factory=list)
+
+
 class BackupPage(ApiModel):
-    """One page of ``GET /backups/`` (Django REST Framework's shape)."""
+    """One page of ``GET /backups/``: its valid backups, and the items that did not validate."""
 
     count: int | None = None
     next: str | None = None
     previous: str | None = None
     results: list[Backup] = Field(default_factory=list)
+    invalid: list[InvalidItem] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, envelope: PageEnvelope) -> BackupPage:
+        """Each item of ``envelope`` validated on its own: a :class:`Backup`, or an :class:`InvalidItem`."""
+        results: list[Backup] = []
+        invalid: list[InvalidItem] = []
+        for item in envelope.results:
+            try:
+                results.append(Backup.model_validate(item))
+            except ValidationError as exc:
+                invalid.append(InvalidItem.of(item, exc))
+        # Every part is validated already: no second pass over the page.
+        return cls.model_construct(
+            count=envelope.count, next=envelope.next, previous=envelope.previous, results=results, invalid=invalid
+        )
 
 
 class RestoreAccepted(ApiModel):

@@ -105,6 +105,8 @@ class _Listed:
     complete: bool = True
     cut_short: str | None = None
     failed: dict[int, str] = dataclasses.field(default_factory=dict)
+    # Servers whose listing missed an item that did not validate: not planned, their state not written.
+    left_alone: frozenset[int] = frozenset()
 
 
 def list_servers(
@@ -122,7 +124,8 @@ def list_servers(
     The pace of those requests is the listing's own so far (a provider slower than the budget shows
     there), at least ``seconds_per_request``; the reserve is at most a third of the time there was.
     A server is kept only when its own listing is whole; one that fails (bar a refused token, which
-    fails the run) is left for the next run, and the others go on.
+    fails the run), or whose listing has an item that does not validate (counted in
+    ``progress.invalid``), is left for the next run, and the others go on.
     """
     listed = _Listed()
     progress = ListingProgress(servers_requested=len(server_ids))
@@ -134,10 +137,15 @@ def list_servers(
         if left is not None and left < stop_at:
             listed.cut_short = f"less than {stop_at:.0f} s left: the rest wait for the next run"
             break
+        invalid_before = progress.invalid.count
         try:
             backups: list[Backup] = list(
                 client.iter_backups(
-                    server_id=server_id, backup_type=BACKUP_MANUAL, every_copy=True, on_page=progress.on_page
+                    server_id=server_id,
+                    backup_type=BACKUP_MANUAL,
+                    every_copy=True,
+                    on_page=progress.on_page,
+                    on_invalid=progress.invalid.collector(server_id),
                 )
             )
         except AuthenticationError:
@@ -148,6 +156,9 @@ def list_servers(
         except VpsApiError as exc:
             logger.warning("could not list one server; it waits for the next run", extra={"server_id": server_id})
             listed.failed[server_id] = str(exc)
+            continue
+        if progress.invalid.count > invalid_before:
+            listed.failed[server_id] = "an item of its listing did not validate (invalid_items)"
             continue
         listed.listing.extend(backups)
         listed.servers.append(server_id)
@@ -204,7 +215,8 @@ def run_incremental_prune(
         nonlocal listed
         if selection.mode == "fleet":
             listing, _, progress = list_backups_to_plan(client, None, time_left=time_left, margin=margin)
-            listed = _Listed(listing=listing, mode="fleet", complete=progress.complete)
+            left_alone = frozenset(progress.invalid.servers)
+            listed = _Listed(listing=listing, mode="fleet", complete=progress.complete, left_alone=left_alone)
             return listing, "fleet", progress, None
         listed, progress = list_servers(
             client,
@@ -337,6 +349,8 @@ def _write_back(
         listed.listing, None if listed.mode == "fleet" else frozenset(listed.servers)
     )
     for server_id, backups in by_server:
+        if server_id in listed.left_alone:  # its listing misses an item: nothing known, nothing written
+            continue
         counts[server_id] = len(backups)
         settlement = settle_server(
             backups,
@@ -349,7 +363,11 @@ def _write_back(
             failed_grace=options.failed_grace,
         )
         outcomes.append(RunOutcome(server_id, settlement))
-    empty = [sid for sid in (states if listed.mode == "fleet" else listed.servers) if sid not in counts]
+    empty = [
+        sid
+        for sid in (states if listed.mode == "fleet" else listed.servers)
+        if sid not in counts and sid not in listed.left_alone
+    ]
     for server_id in empty:  # listed, and no manual backup at all: nothing to prune there
         outcomes.append(
             RunOutcome(server_id, settle_server([], now=now, scope=options.scope, failed_grace=options.failed_grace))

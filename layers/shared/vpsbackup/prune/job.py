@@ -12,8 +12,12 @@ so tests drive it with the simulator and moto, or with fakes:
   server instead: its cost is that of the servers asked about, not of the fleet, and the plan is
   the same because every rule works per server (the plan is still limited to those servers, so an
   API that ignored the filter could not widen the run). A listing that runs out of the
-  invocation's time is never planned on: the run deletes nothing, reports how far it got, emits
-  ``ListingIncomplete`` and notifies; the next run starts afresh;
+  invocation's time, or that cannot be read to its end (a ``next`` link that repeats a page or
+  leaves the base URL's origin), is never planned on: the run deletes nothing, reports how far it
+  got, emits ``ListingIncomplete`` and notifies; the next run starts afresh. Each listed item is
+  validated on its own: one that does not validate is skipped, counted, logged with its id and the
+  reason (``invalid_items`` in the report), never deleted; its server is left alone this run (no
+  plan on a listing that misses one of its items), the others are planned;
 - **holds**: read after the listing, just before planning; and read again for each backup right
   before its DELETE, so a restore that picks a backup while the run is under way (and holds it)
   is never left without it. A hold that cannot be read means no deletion of that backup;
@@ -48,8 +52,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from vpsbackup.aws.notifications import Notifier, Routing
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.observability import logger, metrics
-from vpsbackup.provider.errors import ApiTimeoutError, AuthenticationError, BackupAlreadyGoneError, VpsApiError
-from vpsbackup.provider.models import BACKUP_MANUAL, Backup, BackupPage
+from vpsbackup.provider.errors import (
+    ApiTimeoutError,
+    AuthenticationError,
+    BackupAlreadyGoneError,
+    ListingIncompleteError,
+    VpsApiError,
+)
+from vpsbackup.provider.models import BACKUP_MANUAL, Backup, BackupPage, InvalidItem
 from vpsbackup.prune import messages
 from vpsbackup.prune.compact import CompactListing, FleetPlan, plan_fleet
 from vpsbackup.prune.plan import BackupDecision, PlanInputs, Scope
@@ -75,6 +85,9 @@ _PART_ENVELOPE = 100
 # Every decision is kept (and reported) for a run over at most this many listed copies, or limited
 # to server_ids; above it, the plan keeps counts, the deletions and the oldest deferred ones.
 FULL_PLAN_LIMIT = 5_000
+# Invalid listed items named in the report (all are counted), and servers left alone named.
+INVALID_SAMPLE = 20
+LEFT_ALONE_SHOWN = 100
 
 Outcome = Literal["deleted", "already_gone", "failed", "not_started", "dry_run"]
 OUTCOMES: tuple[Outcome, ...] = ("deleted", "already_gone", "failed", "not_started", "dry_run")
@@ -93,6 +106,7 @@ class BackupsApi(Protocol):
         backup_type: str | None = None,
         every_copy: bool = False,
         on_page: Callable[[BackupPage], None] | None = None,
+        on_invalid: Callable[[InvalidItem], None] | None = None,
     ) -> Iterator[Backup]: ...
 
     def delete_backup(self, backup_id: int, *, before_retry: Callable[[], None] | None = None) -> None: ...
@@ -162,9 +176,45 @@ class DeletionResult:
 
 
 @dataclass
+class InvalidItems:
+    """The listed items that did not validate: counted, the first :data:`INVALID_SAMPLE` kept, and
+    the servers they belong to, each left alone this run (its listing misses one of its items)."""
+
+    count: int = 0
+    sample: list[InvalidItem] = field(default_factory=list)
+    servers: set[int] = field(default_factory=set)
+
+    def add(self, item: InvalidItem, *, servers: Sequence[int | None]) -> None:
+        """One invalid item, of ``servers`` (the one listed, and the one it names; None: unknown)."""
+        self.count += 1
+        if len(self.sample) < INVALID_SAMPLE:
+            self.sample.append(item)
+        self.servers.update(s for s in servers if s is not None)
+
+    def collector(self, listed: int | None = None) -> Callable[[InvalidItem], None]:
+        """``on_invalid`` for a listing of server ``listed`` (None: the fleet): each item is counted
+        against that server and the one it names."""
+
+        def collect(item: InvalidItem) -> None:
+            self.add(item, servers=(listed, item.server_id))
+
+        return collect
+
+    def to_dict(self) -> dict[str, Any]:
+        left_alone = sorted(self.servers)
+        return {
+            "count": self.count,
+            "items": [item.model_dump() for item in self.sample],
+            "servers_left_alone": left_alone[:LEFT_ALONE_SHOWN],
+            "servers_left_alone_count": len(left_alone),
+        }
+
+
+@dataclass
 class ListingProgress:
     """How far a listing got: pages read, copies listed, what the API said there were, and why it
-    stopped if it did not finish (``stopped``: the error, in words)."""
+    stopped if it did not finish (``stopped``: the error, in words; ``stopped_by``: ``time``, or
+    ``incomplete`` for a walk whose next link could not be followed); the items that did not validate."""
 
     pages: int = 0
     listed: int = 0
@@ -173,6 +223,8 @@ class ListingProgress:
     servers_requested: int | None = None
     seconds: float = 0.0
     stopped: str | None = None
+    stopped_by: Literal["time", "incomplete"] | None = None
+    invalid: InvalidItems = field(default_factory=InvalidItems)
 
     @property
     def complete(self) -> bool:
@@ -195,6 +247,7 @@ class ListingProgress:
             "servers_requested": self.servers_requested,
             "seconds": round(self.seconds, 3),
             "stopped": self.stopped,
+            "stopped_by": self.stopped_by,
         }
 
 
@@ -250,9 +303,9 @@ class PruneReport:
 
     @property
     def needs_attention(self) -> bool:
-        """True when people should hear about this run: the listing ran out of time, a deletion
-        failed or the valve tripped (a dry run: only the first)."""
-        if not self.listing_complete:
+        """True when people should hear about this run: the listing did not finish or had items that
+        did not validate, a deletion failed or the valve tripped (a dry run: only the first two)."""
+        if not self.listing_complete or self.progress.invalid.count:
             return True
         return not self.dry_run and (self.plan.valve_tripped or any(r.outcome == "failed" for r in self.results))
 
@@ -303,6 +356,7 @@ class PruneReport:
             "listing": self.listing,
             "listing_complete": self.listing_complete,
             "progress": self.progress.to_dict(),
+            "invalid_items": self.progress.invalid.to_dict(),
             "now": self.plan.now.isoformat(),
             "scope": self.plan.scope,
             "max_deletions": self.plan.max_deletions,
@@ -371,6 +425,8 @@ class PruneReport:
         if not self.needs_attention:
             return None
         if not self.listing_complete:
+            if self.progress.stopped_by == "incomplete":
+                return messages.listing_incomplete(self.request, self.plan.now, self.progress.to_dict())
             return messages.listing_out_of_time(self.request, self.plan.now, self.progress.to_dict())
         return messages.needs_a_look(
             self.request,
@@ -378,6 +434,7 @@ class PruneReport:
             self.totals,
             failed=[(d, self._by_id[d.backup_id].detail) for d in self.with_outcome("failed")],
             not_started=[(d, self._by_id[d.backup_id].detail) for d in self.with_outcome("not_started")],
+            invalid=self.progress.invalid.to_dict(),
         )
 
 
@@ -408,28 +465,48 @@ def list_backups_to_plan(
     read shows up twice, and the plan leaves it alone rather than trust one copy.
 
     Out of time — the client refuses a request or a wait that would pass the invocation's deadline
-    (``ApiTimeoutError``), or any API error with less than ``margin`` seconds left — the listing
-    stops and ``progress.stopped`` says why; any other error propagates (nothing was deleted).
+    (``ApiTimeoutError``), or any API error with less than ``margin`` seconds left — or a walk that
+    cannot be followed to its end (``ListingIncompleteError``), the listing stops and
+    ``progress.stopped`` says why; any other error propagates (nothing was deleted). An item that
+    does not validate is skipped and counted in ``progress.invalid`` with its server (in a listing
+    of one server, that server too: the API says the item is its).
     """
     listing = CompactListing()
     progress = ListingProgress(servers_requested=len(server_ids) if server_ids is not None else None)
+    invalid = progress.invalid
     started = time.monotonic()
     try:
         if server_ids is None:
-            listing.extend(client.iter_backups(backup_type=BACKUP_MANUAL, every_copy=True, on_page=progress.on_page))
+            listing.extend(
+                client.iter_backups(
+                    backup_type=BACKUP_MANUAL,
+                    every_copy=True,
+                    on_page=progress.on_page,
+                    on_invalid=invalid.collector(),
+                )
+            )
         else:
             for server_id in server_ids:
                 listing.extend(
                     client.iter_backups(
-                        server_id=server_id, backup_type=BACKUP_MANUAL, every_copy=True, on_page=progress.on_page
+                        server_id=server_id,
+                        backup_type=BACKUP_MANUAL,
+                        every_copy=True,
+                        on_page=progress.on_page,
+                        on_invalid=invalid.collector(server_id),
                     )
                 )
                 progress.servers_listed += 1
+    except ListingIncompleteError as exc:
+        progress.stopped, progress.stopped_by = str(exc), "incomplete"
+        logger.warning(
+            "prune listing incomplete: nothing will be planned or deleted", extra={"progress": progress.to_dict()}
+        )
     except VpsApiError as exc:
         left = time_left()
         if not isinstance(exc, ApiTimeoutError) and (left is None or left >= margin):
             raise
-        progress.stopped = str(exc)
+        progress.stopped, progress.stopped_by = str(exc), "time"
         logger.warning(
             "prune listing out of time: nothing will be planned or deleted",
             extra={"progress": progress.to_dict(), "seconds_left": left},
@@ -437,6 +514,20 @@ def list_backups_to_plan(
     progress.seconds = time.monotonic() - started
     listing.pages = progress.pages
     return listing, ("fleet" if server_ids is None else "per-server"), progress
+
+
+def without_servers_left_alone(
+    listing: CompactListing, planned: frozenset[int] | None, invalid: InvalidItems
+) -> frozenset[int] | None:
+    """The servers to plan (None: every listed one) less those whose listing missed an invalid item."""
+    if not invalid.servers:
+        return planned
+    listed = planned if planned is not None else frozenset(listing.columns().servers)
+    logger.warning(
+        "servers left alone this run: their listing misses an item that did not validate",
+        extra={"invalid_items": invalid.to_dict()},
+    )
+    return listed - invalid.servers
 
 
 class _HeldWhileRetrying(Exception):
@@ -554,6 +645,7 @@ def run_prune(
 
     if not progress.complete:
         return report(FleetPlan.empty(now=now, scope=options.scope, max_deletions=options.max_deletions), ())
+    planned = without_servers_left_alone(listing, planned, progress.invalid)
     started = time.monotonic()
     active_holds = holds.active_holds(now)
     timings["holds_s"] = time.monotonic() - started  # a StateTable read, apart from the planning
@@ -593,6 +685,8 @@ _METRICS: tuple[tuple[str, Callable[[PruneReport], int]], ...] = (
     ("DeletionsNotStarted", lambda r: r.totals["not_started"]),
     ("ValveTripped", lambda r: int(r.plan.valve_tripped)),
     ("ListingIncomplete", lambda r: int(not r.listing_complete)),
+    ("ListedItemsInvalid", lambda r: r.progress.invalid.count),
+    ("ServersLeftAlone", lambda r: len(r.progress.invalid.servers)),
     ("DryRun", lambda r: int(r.dry_run)),
 )
 
@@ -614,11 +708,14 @@ def publish_report(report: PruneReport, *, notifier: Notifier) -> None:
 
 def report_routing(report: PruneReport) -> Routing:
     """The attributes of a run's notification: failed deletions are an error, a listing cut short
-    by the time budget and the valve a warning; ``server_id`` when the run was for one server."""
+    (time, pagination), invalid items and the valve a warning; ``server_id`` when the run was for one
+    server."""
     servers = report.request.server_ids
     server_id = servers[0] if servers and len(set(servers)) == 1 else None
     if not report.listing_complete:
         return Routing("prune", "listing_incomplete", "warning", server_id)
     if any(r.outcome == "failed" for r in report.results):
         return Routing("prune", "deletions_failed", "error", server_id)
+    if report.progress.invalid.count:
+        return Routing("prune", "invalid_items", "warning", server_id)
     return Routing("prune", "valve", "warning", server_id)

@@ -1,4 +1,5 @@
-"""What people read after a prune run that needs a look: a deletion failed or the safety valve held.
+"""What people read after a prune run that needs a look: a deletion failed, the safety valve held,
+the listing was incomplete or had items that did not validate.
 
 Pure: :func:`needs_a_look` takes the run's request, plan, totals and the backups that failed or did
 not start (each with its detail) and returns the notification's subject and text;
@@ -45,19 +46,24 @@ def needs_a_look(
     *,
     failed: Sequence[tuple[BackupDecision, str]],
     not_started: Sequence[tuple[BackupDecision, str]],
+    invalid: Mapping[str, Any] | None = None,
 ) -> tuple[str, str]:
-    """Subject and text; ``failed`` and ``not_started`` pair each backup with its outcome's detail."""
+    """Subject and text; ``failed`` and ``not_started`` pair each backup with its outcome's detail;
+    ``invalid`` is the report's ``invalid_items``."""
     problems = []
     if failed:
         problems.append(f"{_plural(len(failed), 'deletion')} failed")
+    if invalid and invalid["count"]:
+        problems.append(
+            f"{_plural(invalid['count'], 'listed item')} not valid, "
+            f"{_plural(invalid['servers_left_alone_count'], 'server')} left alone"
+        )
     if plan.valve_tripped:
         problems.append(f"safety valve held back {_plural(plan.deferred_count, 'deletion')}")
     subject = "VPS backup prune: " + ", ".join(problems)
 
-    what = "The scheduled prune" if request.trigger != "manual" else "A prune run started by hand"
-    scope = " for servers " + ", ".join(str(s) for s in request.server_ids) if request.server_ids else ""
     lines = [
-        f"{what} of manual VPS backups{scope} at {_when(plan.now)} needs a look.",
+        f"{_the_run(request)} at {_when(plan.now)} needs a look.",
         "",
         f"Deleted {_plural(totals['deleted'] + totals['already_gone'], 'backup')}"
         + (f" ({totals['already_gone']} of them were already gone)" if totals["already_gone"] else "")
@@ -80,11 +86,54 @@ def needs_a_look(
             "This is expected the first time prune runs or after the policy was tightened. If neither happened, "
             "check RETENTION_POLICY before raising the limit: a policy that keeps too little looks like this.",
         ]
+    if invalid and invalid["count"]:
+        lines += ["", *_invalid_lines(invalid)]
     if not_started:
         lines += [
             "",
             f"{_plural(len(not_started), 'deletion')} did not start ({not_started[0][1]}); the next run picks them up.",
         ]
+    return subject, "\n".join(lines)
+
+
+def _invalid_lines(invalid: Mapping[str, Any]) -> list[str]:
+    """What people read about the listed items that did not validate (the report's ``invalid_items``)."""
+    count, servers = invalid["count"], invalid["servers_left_alone"]
+    left = invalid["servers_left_alone_count"]
+    named = ", ".join(str(s) for s in servers) + (f" and {left - len(servers)} more" if left > len(servers) else "")
+    items = [
+        f"- backup {i['backup_id'] if i['backup_id'] is not None else '(no readable id)'}"
+        f" of server {i['server_id'] if i['server_id'] is not None else '(none readable)'}: {i['reason']}"
+        for i in invalid["items"]
+    ]
+    if count > len(items):
+        items.append(f"- … and {count - len(items)} more (see the function's log)")
+    return [
+        f"{_plural(count, 'listed item')} did not validate. Each was skipped: never deleted, never restored"
+        + (f"; {_plural(left, 'server')} whose listing misses one of them left alone this run: {named}" if left else "")
+        + ". The other servers were pruned. Ask the provider about these items:",
+        *items,
+    ]
+
+
+def _the_run(request: PruneRequest) -> str:
+    """``The scheduled prune of manual VPS backups for servers 1, 2``, as a sentence's subject."""
+    what = "The scheduled prune" if request.trigger != "manual" else "A prune run started by hand"
+    scope = " for servers " + ", ".join(str(s) for s in request.server_ids) if request.server_ids else ""
+    return f"{what} of manual VPS backups{scope}"
+
+
+def listing_incomplete(request: PruneRequest, now: datetime, progress: Mapping[str, Any]) -> tuple[str, str]:
+    """Subject and text for a run whose listing could not be followed to its end (its pagination)."""
+    subject = "VPS backup prune: listing incomplete, nothing deleted"
+    lines = [
+        f"{_the_run(request)} at {_when(now)} could not list the backups to the end.",
+        "",
+        f"It read {progress['listed']:,} backups in {progress['pages']:,} pages, then stopped: {progress['stopped']}.",
+        "Nothing was deleted: a plan made on part of the listing could delete what the rest would keep. "
+        "The next run lists afresh, and will stop the same way until the provider's pagination is fixed: "
+        "every next link must repeat no page and keep the scheme, host and port of VPS_API_BASE_URL.",
+    ]
     return subject, "\n".join(lines)
 
 
@@ -94,11 +143,9 @@ def listing_out_of_time(request: PruneRequest, now: datetime, progress: Mapping[
     how_far = f"{listed:,} of {expected:,} backups" if expected else f"{listed:,} backups"
     if expected:
         how_far += f" ({100 * listed // max(expected, 1)}%)"
-    what = "The scheduled prune" if request.trigger != "manual" else "A prune run started by hand"
-    scope = " for servers " + ", ".join(str(s) for s in request.server_ids) if request.server_ids else ""
     subject = "VPS backup prune: out of time while listing, nothing deleted"
     lines = [
-        f"{what} of manual VPS backups{scope} at {_when(now)} ran out of time while listing the backups.",
+        f"{_the_run(request)} at {_when(now)} ran out of time while listing the backups.",
         "",
         f"It listed {how_far} in {pages:,} pages in {progress['seconds']:,.0f} s, then stopped: "
         f"{progress.get('stopped') or 'out of time'}.",

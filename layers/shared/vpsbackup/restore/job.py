@@ -13,7 +13,9 @@ sequences the effects, in this order, and turns every path into a :class:`Restor
    more than ``RESTORE_MAX_ALARM_AGE`` ago (a redelivery, a redrive of the failed-invocations queue, a
    replay) or that claims a time in the future: skipped, notified — an automatic restore acts on
    a fresh alarm only, never on one the people on call may already have dealt with;
-2. the server's latest deployment before the alarm (StateTable) and its backups (API);
+2. the server's latest deployment before the alarm (StateTable) and its backups (API) — a listing
+   that cannot be read whole (a ``next`` link that repeats a page or leaves the base URL's origin,
+   an item of the server that does not validate): failed, ``list_incomplete``, journaled, notified;
 3. the restore point — none: skipped, notified;
 4. ``RESTORE_MODE=notify``, or an alarm outside ``RESTORE_WATCH_WINDOW`` after the server's latest
    recorded deployment (or with none recorded, when a window is set): the plan is published, with
@@ -45,7 +47,7 @@ from typing import Any, Literal
 from vpsbackup.aws.notifications import Notifier, Routing, Severity
 from vpsbackup.durations import describe_duration, format_duration
 from vpsbackup.observability import logger
-from vpsbackup.provider.errors import VpsApiError
+from vpsbackup.provider.errors import ListingIncompleteError, VpsApiError
 from vpsbackup.provider.models import Backup
 from vpsbackup.restore import messages
 from vpsbackup.restore.alarm import (
@@ -96,9 +98,12 @@ SEVERITY: Mapping[str, Severity] = {
     "failed": "error",
 }
 ERROR_CAUSES = frozenset({"server_unresolved", "no_backup"})
-# Skips the journal keeps as refusals besides the guard's (journaled by GuardedRestore): an alarm
-# not confirmed, too old or in the future, and a server with no usable backup.
-REFUSED_BEFORE_A_CLAIM = frozenset({"alarm_not_confirmed", "stale_alarm", "alarm_in_future", "no_backup"})
+# Outcomes the journal keeps as refusals besides the guard's (journaled by GuardedRestore): an alarm
+# not confirmed, too old or in the future, a server with no usable backup, and a listing that could
+# not be read whole.
+REFUSED_BEFORE_A_CLAIM = frozenset(
+    {"alarm_not_confirmed", "stale_alarm", "alarm_in_future", "no_backup", "list_incomplete"}
+)
 
 
 def severity_of(outcome: str, cause: str | None) -> Severity:
@@ -199,6 +204,16 @@ class AlarmRestorer(GuardedRestore):
         deployment = self.state.latest_deployment_before(server_id, transition.state_changed_at)
         try:
             backups = self.client.list_backups(server_id=server_id)
+        except ListingIncompleteError as exc:
+            # Part of the listing is no basis for a restore point: the newest backup, or the
+            # deployment's, may be in the part not read.
+            logger.error("no restore: the listing of the backups is incomplete", extra={**log, "why": exc.problem})
+            reason = f"the listing of server {server_id}'s backups is incomplete: {exc.problem}"
+            return self._publish(
+                scene,
+                RestoreOutcome("failed", reason, alarm, server_id, cause="list_incomplete"),
+                messages.listing_incomplete(scene, server_id, exc.problem),
+            )
         except VpsApiError as exc:
             said = api_said(exc)
             logger.error("no restore: the backups could not be listed", extra={**log, "error": said})

@@ -19,6 +19,7 @@ from typing import Literal
 
 from vpsbackup.durations import format_duration
 from vpsbackup.observability import logger
+from vpsbackup.provider.errors import ListingIncompleteError
 from vpsbackup.provider.models import Backup
 from vpsbackup.restore.execute import AttemptKind, GuardedRestore, RestoreRequest
 from vpsbackup.restore.guard import MANUAL_TRANSITION_PREFIX, GuardRefusal
@@ -64,6 +65,8 @@ class ManualRestorePlan:
     now: datetime
     override_cooldown: bool
     refusal: GuardRefusal | None
+    # Why there is no restore point, for the journal: no usable backup, or an incomplete listing.
+    cause: str = "no_backup"
 
     @property
     def backup(self) -> Backup | None:
@@ -105,7 +108,16 @@ class ManualRestorer(GuardedRestore):
     ) -> ManualRestorePlan:
         """The restore point and the guardrails' verdict now; changes nothing."""
         now = self.clock()
-        backups = self.client.list_backups(server_id=server_id)
+        try:
+            backups = self.client.list_backups(server_id=server_id)
+        except ListingIncompleteError as exc:
+            # As on the alarm path: no restore point from part of the listing, named or chosen.
+            logger.warning(
+                "manual restore: the listing is incomplete", extra={"server_id": server_id, "why": exc.problem}
+            )
+            why = f"the listing of server {server_id}'s backups is incomplete: {exc.problem}"
+            none = RestorePointDecision(server_id=server_id, backup=None, basis="none", reason=why)
+            return ManualRestorePlan(server_id, none, now, override_cooldown, None, cause="list_incomplete")
         if backup_id is not None:
             decision = choose_named_backup(server_id, backups, backup_id)
         else:
@@ -186,9 +198,9 @@ class ManualRestorer(GuardedRestore):
         self.journal_entry(
             "restore_refused",
             by=self.who,
-            outcome="no_backup",
+            outcome=plan.cause,
             server_id=plan.server_id,
             reasons=(reason,),
             details={"trigger": "manual"},
         )
-        return ManualRestoreResult("refused", reason, plan.server_id, None, "no_backup")
+        return ManualRestoreResult("refused", reason, plan.server_id, None, plan.cause)

@@ -110,6 +110,17 @@ def listing_failed(scene: AlarmScene, server_id: int, api_said: str) -> Message:
     )
 
 
+def listing_incomplete(scene: AlarmScene, server_id: int, problem: str) -> Message:
+    return scene.told(
+        f"Restore FAILED for server {server_id}: the listing of its backups is incomplete",
+        f"Server {server_id} was NOT restored: its backups could not be listed to the end, and a "
+        "restore point is never chosen from part of them (the newest backup may be in the part not read).",
+        [f"Why the listing is incomplete: {problem}"],
+        "Restore from the provider's panel if the server still needs it (vpsbackup restore refuses an "
+        "incomplete listing too); check the provider's pagination (next links) or the item named.",
+    )
+
+
 def no_usable_backup(scene: AlarmScene, decision: RestorePointDecision) -> Message:
     server_id = decision.server_id
     todo = "Investigate the server by hand; no automatic restore will happen for this alarm."
