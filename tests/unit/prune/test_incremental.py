@@ -3,15 +3,18 @@ and the new request option."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from tests.conftest import AwsEnv
-from tests.unit.prune.test_incremental_equivalence import Holds, Made, MemoryStore, options, simulate
+from tests.unit.prune.test_incremental_equivalence import Holds, Made, MemoryStore, World, options, simulate
 from vpsbackup.aws.state import StateTable
 from vpsbackup.errors import ConfigurationError
+from vpsbackup.provider.models import Backup, InvalidItem
 from vpsbackup.prune.incremental import ListedBackup, RunHistory, ServerState, select_servers, settle_server
 from vpsbackup.prune.incremental_run import run_incremental_prune
 from vpsbackup.prune.request import InvalidPruneRequestError, PruneRequest, parse_prune_request
@@ -234,3 +237,80 @@ def test_the_time_kept_for_the_deletions_follows_the_listings_pace(
     from vpsbackup.prune.incremental_run import _reserve
 
     assert _reserve(first, left, pages, 50, 0.5) == pytest.approx(expected)
+
+
+@dataclass
+class WorldWithInvalid(World):
+    """The fake provider, whose listings also show items that do not validate (handed to on_invalid)."""
+
+    invalid: list[InvalidItem] = field(default_factory=list)
+
+    def iter_backups(self, *, server_id: int | None = None, on_invalid: Any = None, **rest: Any) -> Iterator[Backup]:
+        for item in self.invalid:
+            if server_id in (None, item.server_id):
+                on_invalid(item)
+        yield from super().iter_backups(server_id=server_id, on_invalid=on_invalid, **rest)
+
+
+def world_of_three(invalid: list[InvalidItem]) -> WorldWithInvalid:
+    """Servers 11, 12 and 13 with six completed managed backups each, a day apart, before NOW."""
+    world = WorldWithInvalid(now=NOW, invalid=invalid)
+    for server_id in (11, 12, 13):
+        for n in range(6):
+            created = NOW - (n + 1) * DAY
+            world.made[100 * server_id + n] = Made(100 * server_id + n, server_id, created, created, "completed")
+    return world
+
+
+def test_a_sweep_with_an_invalid_item_leaves_its_server_alone_unwritten_and_prunes_the_others() -> None:
+    # Given a fleet whose sweep shows one item of server 11 that does not validate, and one of no server
+    bad = InvalidItem(backup_id=9, server_id=11, reason="created_at: Input should be a valid datetime")
+    orphan = InvalidItem(backup_id=10, server_id=None, reason="server: Input should be an object")
+    world = world_of_three([bad, orphan])
+    store = MemoryStore()
+    # When the first run (a sweep) keeps the last backup of each server
+    report = run_incremental_prune(
+        PruneRequest(trigger="schedule"),
+        options(RetentionPolicy(keep_last=1), 1),
+        client=world,
+        holds=Holds(),
+        store=store,
+        now=NOW,
+    )
+    # Then servers 12 and 13 are pruned, server 11 is left alone: nothing deleted, no state written
+    assert report.selection is not None and report.selection["mode"] == "fleet"
+    assert {d.server_id for d in report.plan.to_delete} == {12, 13}
+    assert not [b for b in world.deleted_on if b // 100 == 11]
+    states, _ = store.load()
+    assert 11 not in states and {12, 13} <= set(states)
+    # And the report names the items and the server left alone
+    invalid = report.to_dict()["invalid_items"]
+    assert (invalid["count"], invalid["servers_left_alone"]) == (2, [11])
+    assert [i["backup_id"] for i in invalid["items"]] == [9, 10]
+    subject, text = report.notification() or ("", "")
+    assert "2 listed items not valid, 1 server left alone" in subject
+    assert "backup 9 of server 11: created_at" in text
+
+
+def test_a_per_server_listing_with_an_invalid_item_leaves_that_server_for_the_next_run() -> None:
+    # Given a fleet prune swept once (keep_last 5), whose policy then changes (keep_last 1): every
+    # server is listed again, one by one, and server 11's listing now shows an item that does not validate
+    world = world_of_three([])
+    store = MemoryStore()
+    request = PruneRequest(trigger="schedule")
+    run_incremental_prune(
+        request, options(RetentionPolicy(keep_last=5), 1), client=world, holds=Holds(), store=store, now=NOW
+    )
+    store.history = RunHistory(last_sweep_complete=False)
+    old = store.load()[0][11].policy
+    world.invalid = [InvalidItem(backup_id=9, server_id=11, reason="created_at: Input should be a valid datetime")]
+    # When the next run lists each server
+    report = run_incremental_prune(
+        request, options(RetentionPolicy(keep_last=1), 1), client=world, holds=Holds(), store=store, now=NOW + DAY
+    )
+    # Then 12 and 13 are pruned to one backup, and 11 is untouched and still due (its old policy)
+    assert report.selection is not None and report.selection["mode"] == "per-server"
+    assert {d.server_id for d in report.plan.to_delete} == {12, 13}
+    assert sorted(b // 100 for b in world.made) == [11] * 5 + [12, 13]  # 11 keeps the last 5 of the first run
+    assert 11 in report.selection["listing_failed"]
+    assert store.load()[0][11].policy == old
