@@ -27,9 +27,10 @@ from devtools.simulator import Simulator
 from devtools.simulator.pytest_plugin import SIM_TOKEN
 from tests.conftest import FakeLambdaContext, load_event
 from vpsbackup.aws import runtime
-from vpsbackup.aws.state import StateTable
+from vpsbackup.aws.state import PK, SK, StateTable, parse_key_time, server_pk, utc_key_time
 from vpsbackup.markers import describe_with_marker
 from vpsbackup.records import Hold
+from vpsbackup.restore.guard import IN_FLIGHT, LOCK_SK
 
 pytestmark = pytest.mark.integration
 
@@ -279,13 +280,37 @@ def test_a_manual_restore_inside_the_cooldown_is_refused_with_the_reason(world: 
     assert "one restore per server per 6 hours (RESTORE_COOLDOWN)" in second["reason"]
     assert world.sim.servers[WEB]["restore_count"] == 1
 
+    # An override right after the first restore was accepted: it may be running, so refused
+    too_soon = world.json("restore", str(WEB), "--yes", "--override-cooldown", "--reason", "bad data", code=1)
+    assert too_soon["outcome"] == "refused"
+    assert "may be running right now" in too_soon["reason"]
+    assert world.sim.servers[WEB]["restore_count"] == 1
+    _backdate_restore_lock(world, IN_FLIGHT + timedelta(minutes=1))
+
     overridden = world.json(
         "restore", str(WEB), "--backup", str(world.managed[1]), "--yes", "--override-cooldown", "--reason", "bad data"
     )
     assert overridden["outcome"] == "restored"
     assert world.sim.servers[WEB]["restored_from"] == world.managed[1]
     acts = [e["act"] for e in world.json("history", "--server", str(WEB))["entries"]]
-    assert acts == ["restore_requested", "cooldown_overridden", "restore_refused", "restore_requested"]
+    assert acts == [
+        "restore_requested",
+        "cooldown_overridden",
+        "restore_refused",
+        "restore_refused",
+        "restore_requested",
+    ]
+
+
+def _backdate_restore_lock(world: World, by: timedelta) -> None:
+    """Move the server's restore lock ``by`` into the past, as if that much time had gone by."""
+    table = world.state().table
+    key = {PK: server_pk(WEB), SK: LOCK_SK}
+    item = table.get_item(Key=key, ConsistentRead=True)["Item"]
+    for name in ("claimed_at", "reported_at", "restored_at"):
+        if name in item:
+            item[name] = utc_key_time(parse_key_time(str(item[name])) - by)
+    table.put_item(Item=item)
 
 
 def test_deployments_and_status_show_recorded_deploys_and_live_status(world: World) -> None:

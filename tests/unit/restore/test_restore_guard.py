@@ -12,7 +12,14 @@ import pytest
 
 from tests.conftest import AwsEnv
 from vpsbackup.aws.state import StateTable
-from vpsbackup.restore.guard import GuardRefusal, RestoreClaim, RestoreGuard
+from vpsbackup.restore.guard import (
+    IN_FLIGHT,
+    GuardRefusal,
+    LockHolder,
+    RestoreClaim,
+    RestoreGuard,
+    override_refused_until,
+)
 
 T0 = datetime(2025, 1, 16, 16, 5, tzinfo=UTC)
 
@@ -241,7 +248,8 @@ def test_a_cooldown_override_takes_the_lock_inside_the_cooldown_but_not_the_flee
     assert isinstance(overridden, RestoreClaim)
     assert overridden.overridden is not None and overridden.overridden.transition_key == "alarm-1"
     guard.mark_restored(overridden)
-    # The fleet cap (2 per hour) still holds for an override.
+    # The fleet cap (2 per hour) still holds for an override (once that restore is past IN_FLIGHT).
+    clock.advance(minutes=10)
     capped = guard.claim(
         server_id=12345, backup_id=503, transition_key="manual#c", alarm_name="alice", override_cooldown=True
     )
@@ -264,3 +272,202 @@ def test_a_cooldown_override_never_takes_over_a_restore_that_may_be_running(
         server_id=12345, backup_id=502, transition_key="manual#c", alarm_name="alice", override_cooldown=True
     )
     assert isinstance(later, RestoreClaim)
+
+
+def override(guard: RestoreGuard, transition: str, backup: int = 502) -> RestoreClaim | GuardRefusal:
+    return guard.claim(
+        server_id=12345, backup_id=backup, transition_key=transition, alarm_name="alice", override_cooldown=True
+    )
+
+
+@pytest.mark.parametrize("report", ["claimed", "outcome_unknown", "restored"])
+def test_an_override_is_refused_at_4_minutes_and_granted_at_6_in_every_state_that_may_be_running(
+    make_guard: Callable[..., RestoreGuard], clock: Clock, report: str
+) -> None:
+    # Given an alarm's restore claimed at T0 and reported back (or not) at once
+    guard = make_guard()
+    first = claim(guard, transition="alarm-1")
+    assert isinstance(first, RestoreClaim)
+    if report == "outcome_unknown":
+        guard.mark_outcome_unknown(first, "connection dropped after sending")
+    elif report == "restored":
+        guard.mark_restored(first)
+    # When a person overrides the cooldown 4 minutes later: refused, until T0 + 5 minutes
+    clock.advance(minutes=4)
+    refused = override(guard, "manual#a")
+    assert isinstance(refused, GuardRefusal) and refused.kind == "cooldown"
+    assert refused.not_before == T0 + IN_FLIGHT
+    assert "may be running right now" in refused.reason
+    holder = guard.lock_holder(12345)
+    assert holder is not None and (holder.transition_key, holder.state) == ("alarm-1", report)
+    # And 6 minutes after the claim it is granted, naming the lock it took over
+    clock.advance(minutes=2)
+    granted = override(guard, "manual#b")
+    assert isinstance(granted, RestoreClaim)
+    assert granted.overridden is not None and granted.overridden.transition_key == "alarm-1"
+
+
+def test_the_in_flight_window_runs_from_the_report_when_the_restore_was_accepted_later(
+    make_guard: Callable[..., RestoreGuard], clock: Clock
+) -> None:
+    # Given a restore claimed at T0 and accepted by the API at T0 + 3 minutes
+    guard = make_guard()
+    first = claim(guard, transition="alarm-1")
+    assert isinstance(first, RestoreClaim)
+    clock.advance(minutes=3)
+    guard.mark_restored(first)
+    holder = guard.lock_holder(12345)
+    assert holder is not None and holder.reported_at == T0 + timedelta(minutes=3)
+    # When a person overrides at T0 + 6 minutes (3 minutes after it was accepted): refused
+    clock.advance(minutes=3)
+    refused = override(guard, "manual#a")
+    assert isinstance(refused, GuardRefusal)
+    assert refused.not_before == T0 + timedelta(minutes=8)
+    # And at T0 + 8 minutes it is granted
+    clock.now = T0 + timedelta(minutes=8)
+    assert isinstance(override(guard, "manual#b"), RestoreClaim)
+
+
+def test_an_override_over_a_released_lock_is_granted_at_once(
+    make_guard: Callable[..., RestoreGuard], clock: Clock
+) -> None:
+    guard = make_guard()
+    first = claim(guard, transition="alarm-1")
+    assert isinstance(first, RestoreClaim)
+    guard.release(first, "HTTP 409")
+    clock.advance(seconds=10)
+    assert isinstance(override(guard, "manual#a"), RestoreClaim)
+
+
+@pytest.mark.parametrize(
+    ("state", "claimed_ago", "reported_ago", "refused_for"),
+    [
+        ("claimed", timedelta(minutes=4), None, timedelta(minutes=1)),
+        ("claimed", IN_FLIGHT, None, None),
+        ("claimed", timedelta(minutes=6), None, None),
+        ("outcome_unknown", timedelta(minutes=4, seconds=59), timedelta(minutes=4), timedelta(minutes=1)),
+        ("outcome_unknown", timedelta(minutes=7), timedelta(minutes=6), None),
+        ("restored", timedelta(seconds=5), timedelta(seconds=1), timedelta(minutes=4, seconds=59)),
+        ("restored", timedelta(minutes=9), timedelta(minutes=5), None),
+        ("released", timedelta(seconds=1), timedelta(seconds=1), None),
+    ],
+)
+def test_override_refused_until_covers_every_state_that_may_be_running(
+    state: str, claimed_ago: timedelta, reported_ago: timedelta | None, refused_for: timedelta | None
+) -> None:
+    holder = LockHolder(
+        server_id=1,
+        transition_key="alarm-1",
+        alarm_name="a",
+        backup_id=5,
+        claimed_at=T0 - claimed_ago,
+        locked_until=T0 + timedelta(hours=6),
+        state=state,
+        reported_at=T0 - reported_ago if reported_ago is not None else None,
+    )
+    expected = T0 + refused_for if refused_for is not None else None
+    assert override_refused_until(holder, T0) == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "minutes_ago", "granted"),
+    [
+        ("claimed", 4, False),
+        ("outcome_unknown", 4, False),
+        ("restored", 4, False),
+        ("claimed", 6, True),
+        ("outcome_unknown", 6, True),
+        ("restored", 6, True),
+        ("released", 1, True),
+    ],
+)
+def test_the_override_transaction_condition_itself_refuses_a_restore_that_may_be_running(
+    make_guard: Callable[..., RestoreGuard], clock: Clock, state: str, minutes_ago: int, granted: bool
+) -> None:
+    # The read before the transaction is only for the words: the condition is the guarantee (a
+    # concurrent writer may change the lock between the two). Write the lock, then call the
+    # transaction alone.
+    guard = make_guard()
+    first = claim(guard, transition="alarm-1")
+    assert isinstance(first, RestoreClaim)
+    {
+        "outcome_unknown": lambda: guard.mark_outcome_unknown(first, "dropped"),
+        "restored": lambda: guard.mark_restored(first),
+        "released": lambda: guard.release(first, "HTTP 409"),
+        "claimed": lambda: None,
+    }[state]()
+    now = T0 + timedelta(minutes=minutes_ago)
+    outcome = guard._transact_claim(
+        server_id=12345,
+        backup_id=502,
+        transition_key="manual#x",
+        alarm_name="alice",
+        now=now,
+        locked_until=now + timedelta(hours=6),
+        slot=2,
+        override_cooldown=True,
+    )
+    assert outcome == ("granted" if granted else "lock_taken")
+
+
+def test_a_transaction_conflict_is_tried_again_on_the_same_slot(
+    make_guard: Callable[..., RestoreGuard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given DynamoDB cancelling the first two transactions for a conflict (another transaction on
+    # the same item at the same moment)
+    guard = make_guard(max_per_hour=3)
+    real = guard._client
+    calls: list[str] = []
+
+    class Conflicting:
+        exceptions = real.exceptions
+
+        def transact_write_items(self, **kwargs: Any) -> Any:
+            slot = kwargs["TransactItems"][1]["Put"]["Item"]["sk"]
+            calls.append(slot)
+            if len(calls) <= 2:
+                raise real.exceptions.TransactionCanceledException(
+                    {
+                        "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                        "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
+                    },
+                    "TransactWriteItems",
+                )
+            return real.transact_write_items(**kwargs)
+
+    monkeypatch.setattr(RestoreGuard, "_client", property(lambda self: Conflicting()))
+    monkeypatch.setattr("vpsbackup.restore.guard.time.sleep", lambda _s: None)
+    # When a claim is made: it is tried again on the same slot, and granted on the third attempt
+    granted = claim(guard)
+    assert isinstance(granted, RestoreClaim)
+    assert calls == ["slot#000"] * 3
+    assert granted.slot == 0
+
+
+def test_a_claim_whose_every_attempt_conflicts_is_refused_by_the_fleet_cap_not_granted(
+    make_guard: Callable[..., RestoreGuard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard = make_guard(max_per_hour=1)
+    real = guard._client
+    attempts: list[int] = []
+
+    class AlwaysConflicting:
+        exceptions = real.exceptions
+
+        def transact_write_items(self, **kwargs: Any) -> Any:
+            attempts.append(1)
+            raise real.exceptions.TransactionCanceledException(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}],
+                },
+                "TransactWriteItems",
+            )
+
+    monkeypatch.setattr(RestoreGuard, "_client", property(lambda self: AlwaysConflicting()))
+    monkeypatch.setattr("vpsbackup.restore.guard.time.sleep", lambda _s: None)
+    refused = claim(guard)
+    assert isinstance(refused, GuardRefusal) and refused.kind == "rate_limit"
+    assert len(attempts) == 3  # conflict_attempts
+    monkeypatch.undo()
+    assert guard.lock_holder(12345) is None

@@ -23,6 +23,11 @@ and the lock is marked released, so a *later* alarm transition may try again, wh
 this one may not (no retry loop). When the outcome is unknown (timeout after sending, ``5xx``
 other than ``503``) the lock and slot are **kept**: the restore may be running, and a second one
 must wait for the cooldown.
+
+A person may override the cooldown (``vpsbackup restore --override-cooldown``), but never over a
+restore that may still be running: any lock not ``released`` whose restore was claimed, or last
+reported back (accepted, or sent with no clear answer), less than ``IN_FLIGHT`` ago
+(:func:`override_refused_until`; the transaction's condition says the same).
 """
 
 from __future__ import annotations
@@ -36,7 +41,16 @@ from typing import Any, Literal
 
 from boto3.dynamodb.conditions import Key
 
-from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, epoch, server_pk, utc_key_time
+from vpsbackup.aws.state import (
+    PK,
+    SK,
+    TTL_ATTRIBUTE,
+    StateTable,
+    epoch,
+    parse_key_time,
+    server_pk,
+    utc_key_time,
+)
 from vpsbackup.durations import describe_duration
 from vpsbackup.observability import logger
 from vpsbackup.restore.point import human_time
@@ -44,18 +58,14 @@ from vpsbackup.restore.point import human_time
 LOCK_SK = "restore-lock"
 # Transition keys of manual restores (``vpsbackup restore``) start with this; the rest is unique.
 MANUAL_TRANSITION_PREFIX = "manual#"
-# A cooldown override (a person's manual restore) is still refused while a restore claimed this
-# recently has not reported back: it may be running right now.
+# A cooldown override (a person's manual restore) is still refused while a restore claimed, accepted
+# or sent without a clear answer this recently may be running right now.
 IN_FLIGHT = timedelta(minutes=5)
 RESTORES_PK = "restores"
 RATE_WINDOW = timedelta(hours=1)
 
 LockState = Literal["claimed", "restored", "outcome_unknown", "released"]
 RefusalKind = Literal["duplicate", "cooldown", "rate_limit"]
-
-
-def _parse_key_time(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def slot_sk(index: int) -> str:
@@ -87,6 +97,8 @@ class LockHolder:
     claimed_at: datetime
     locked_until: datetime
     state: str
+    # When the restore call's outcome was written (accepted, or no clear answer); None before.
+    reported_at: datetime | None = None
 
     def describe(self) -> str:
         verb = {
@@ -101,6 +113,21 @@ class LockHolder:
             else f"for alarm {self.alarm_name!r}"
         )
         return f"server {self.server_id} {verb}{backup} at {human_time(self.claimed_at)} {why}"
+
+
+def override_refused_until(holder: LockHolder, now: datetime) -> datetime | None:
+    """Until when a cooldown override must not take ``holder``'s lock, or None if it may now.
+
+    Every state but ``released`` may have a restore running at the provider: ``claimed`` (the call
+    may be on its way, or the run died), ``outcome_unknown`` (sent, no clear answer), ``restored``
+    (accepted, and restoring). Such a lock is refused until ``IN_FLIGHT`` after the later of its
+    claim and its report; a released lock (the restore certainly did not happen) never is.
+    """
+    if holder.state == "released":
+        return None
+    since = max(holder.claimed_at, holder.reported_at or holder.claimed_at)
+    until = since + IN_FLIGHT
+    return until if now < until else None
 
 
 @dataclass(frozen=True)
@@ -147,9 +174,10 @@ class RestoreGuard:
             transition_key=str(item["transition"]),
             alarm_name=str(item.get("alarm_name", "")),
             backup_id=int(item["backup_id"]) if "backup_id" in item else None,
-            claimed_at=_parse_key_time(str(item["claimed_at"])),
-            locked_until=_parse_key_time(str(item["locked_until"])),
+            claimed_at=parse_key_time(str(item["claimed_at"])),
+            locked_until=parse_key_time(str(item["locked_until"])),
             state=str(item.get("lock_state", "claimed")),
+            reported_at=parse_key_time(str(item["reported_at"])) if "reported_at" in item else None,
         )
 
     def slot_times(self) -> dict[int, datetime]:
@@ -159,7 +187,7 @@ class RestoreGuard:
         for item in response.get("Items", []):
             sk = str(item[SK])
             if sk.startswith("slot#") and "taken_at" in item:
-                out[int(sk.split("#", 1)[1])] = _parse_key_time(str(item["taken_at"]))
+                out[int(sk.split("#", 1)[1])] = parse_key_time(str(item["taken_at"]))
         return out
 
     def _lock_refusal(
@@ -176,12 +204,12 @@ class RestoreGuard:
         if holder.state == "released" or holder.locked_until <= now:
             return None
         if override_cooldown:
-            if holder.state == "claimed" and now - holder.claimed_at < IN_FLIGHT:
+            if (until := override_refused_until(holder, now)) is not None:
                 return GuardRefusal(
                     "cooldown",
-                    f"{holder.describe()} and it has not reported back yet: it may be running right now, so the "
-                    f"cooldown cannot be overridden before {human_time(holder.claimed_at + IN_FLIGHT)}",
-                    not_before=holder.claimed_at + IN_FLIGHT,
+                    f"{holder.describe()}, less than {describe_duration(IN_FLIGHT)} ago: it may be running right "
+                    f"now, so the cooldown cannot be overridden before {human_time(until)}",
+                    not_before=until,
                     holder=holder,
                 )
             return None
@@ -288,7 +316,8 @@ class RestoreGuard:
                     )
                 if outcome == "lock_taken":
                     holder = self.lock_holder(server_id)
-                    return self._lock_refusal(holder, transition_key, now) or GuardRefusal(
+                    refusal = self._lock_refusal(holder, transition_key, now, override_cooldown=override_cooldown)
+                    return refusal or GuardRefusal(
                         "cooldown", f"another restore of server {server_id} was claimed at the same moment"
                     )
                 if outcome == "slot_taken":
@@ -332,16 +361,16 @@ class RestoreGuard:
         }
         lock_condition = "attribute_not_exists(#pk) OR (#tr <> :tr AND (#lu <= :now OR #st = :released))"
         lock_values = {":tr": transition_key, ":now": utc_key_time(now), ":released": "released"}
-        if override_cooldown:
-            # Inside the cooldown, but never over a restore that may be running right now.
-            lock_condition = (
-                "attribute_not_exists(#pk) OR (#tr <> :tr AND (#lu <= :now OR #st = :released "
-                "OR #st <> :claimed OR #ca <= :in_flight))"
-            )
-            lock_values |= {":claimed": "claimed", ":in_flight": utc_key_time(now - IN_FLIGHT)}
         lock_names = {"#pk": PK, "#tr": "transition", "#lu": "locked_until", "#st": "lock_state"}
         if override_cooldown:
-            lock_names["#ca"] = "claimed_at"
+            # Inside the cooldown, but never over a restore that may be running right now: in any
+            # state but released, claimed and reported back at least IN_FLIGHT ago (override_refused_until).
+            lock_condition = (
+                "attribute_not_exists(#pk) OR (#tr <> :tr AND (#lu <= :now OR #st = :released "
+                "OR (#ca <= :in_flight AND (attribute_not_exists(#rp) OR #rp <= :in_flight))))"
+            )
+            lock_values |= {":in_flight": utc_key_time(now - IN_FLIGHT)}
+            lock_names |= {"#ca": "claimed_at", "#rp": "reported_at"}
         try:
             self._client.transact_write_items(
                 TransactItems=[
@@ -397,11 +426,13 @@ class RestoreGuard:
             logger.warning("restore lock no longer ours; not updated", extra={"server_id": claim.server_id})
 
     def mark_restored(self, claim: RestoreClaim) -> None:
-        self._set_lock_state(claim, "restored", restored_at=utc_key_time(self._clock()))
+        """The API accepted the restore: it is running now (``reported_at`` starts ``IN_FLIGHT`` again)."""
+        now = utc_key_time(self._clock())
+        self._set_lock_state(claim, "restored", restored_at=now, reported_at=now)
 
     def mark_outcome_unknown(self, claim: RestoreClaim, why: str) -> None:
         """Keep the lock and the slot: the restore may be running."""
-        self._set_lock_state(claim, "outcome_unknown", note=why[:500])
+        self._set_lock_state(claim, "outcome_unknown", reported_at=utc_key_time(self._clock()), note=why[:500])
 
     def release(self, claim: RestoreClaim, why: str) -> None:
         """The restore did not happen: free the fleet slot, mark the lock released (see module docstring)."""
