@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,23 @@ def confirming_alarms(server: int = 12345) -> dict[str, Any]:
 def load_event(name: str) -> dict[str, Any]:
     """A sample event from ``events/``."""
     return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+def alarm_change_event(*, at: datetime, server: int | None, alarm: str) -> dict[str, Any]:
+    """An EventBridge alarm state change OK -> ALARM of ``alarm`` at ``at``, on ``server``'s metric
+    (none: a metric without a server); the alarm is made to exist and be in ALARM, as when
+    CloudWatch sends the event."""
+    dimensions = {"ServerId": str(server)} if server is not None else {}
+    set_alarm_state(alarm, metrics=[dimensions])
+    event = load_event("alarm-eventbridge-alarm.json")
+    detail = event["detail"]
+    detail["alarmName"] = alarm
+    event["resources"] = [f"arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{alarm}"]
+    detail["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = dimensions
+    detail["state"].update(value="ALARM", timestamp=at.isoformat())
+    detail["previousState"].update(value="OK", timestamp=(at - timedelta(minutes=5)).isoformat())
+    event["time"] = at.isoformat()
+    return dict(event)
 
 
 @dataclass

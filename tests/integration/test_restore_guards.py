@@ -9,7 +9,6 @@ path and a person meet (issue: five ways to a wrong restore):
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 import restore_on_alarm
 from devtools.simulator import Fault, Simulator
 from devtools.simulator.pytest_plugin import SIM_TOKEN
-from tests.conftest import AwsEnv, FakeLambdaContext, load_event, set_alarm_state
+from tests.conftest import AwsEnv, FakeLambdaContext, alarm_change_event
 from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import StateTable
 from vpsbackup.provider.client import RetryPolicy, VpsClient
@@ -33,21 +32,6 @@ pytestmark = pytest.mark.integration
 
 ALARM = "vps-restore-web-01-5xx"
 SERVER = 12345
-
-
-def alarm_event(at: datetime) -> dict[str, Any]:
-    set_alarm_state(ALARM)
-    event = copy.deepcopy(load_event("alarm-eventbridge-alarm.json"))
-    detail = event["detail"]
-    detail["alarmName"] = ALARM
-    event["resources"] = [f"arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{ALARM}"]
-    detail["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {"ServerId": str(SERVER)}
-    detail["state"]["value"] = "ALARM"
-    detail["state"]["timestamp"] = at.isoformat()
-    detail["previousState"]["value"] = "OK"
-    detail["previousState"]["timestamp"] = (at - timedelta(minutes=5)).isoformat()
-    event["time"] = at.isoformat()
-    return event
 
 
 def restore_posts(simulator: Simulator) -> list[Any]:
@@ -84,7 +68,9 @@ def test_an_override_a_minute_after_an_alarm_restore_that_may_be_running_is_refu
     good = simulator.add_backup(SERVER, created_at=datetime.now(UTC) - timedelta(hours=2))
     if fault is not None:
         simulator.inject(Fault(kind="drop_after", method="POST", path_prefix="/servers/", times=1))
-    [first] = restore_on_alarm.handler(alarm_event(datetime.now(UTC)), FakeLambdaContext())["outcomes"]
+    [first] = restore_on_alarm.handler(
+        alarm_change_event(at=datetime.now(UTC), server=SERVER, alarm=ALARM), FakeLambdaContext()
+    )["outcomes"]
     assert first["outcome"] == ("failed" if fault else "restored")
     assert simulator.servers[SERVER]["restore_count"] == 1
     assert len(restore_posts(simulator)) == 1

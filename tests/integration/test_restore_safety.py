@@ -15,7 +15,6 @@ attributes are read back as a subscriber's filter policy sees them).
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 import restore_on_alarm
 from devtools.simulator import Fault, Simulator
 from devtools.simulator.pytest_plugin import SIM_TOKEN
-from tests.conftest import AwsEnv, FakeLambdaContext, load_event, set_alarm_state
+from tests.conftest import AwsEnv, FakeLambdaContext, alarm_change_event
 from vpsbackup.aws.state import StateTable
 from vpsbackup.deploy.claims import ClaimStore, lease_for
 from vpsbackup.deploy.job import BackupOnDeploy, DeploymentResult, back_up_deployment
@@ -47,20 +46,7 @@ def alarm_time(minutes_ago: float = 1) -> datetime:
 
 
 def eventbridge(*, at: datetime, server: int | None = SERVER, alarm: str = ALARM) -> dict[str, Any]:
-    # the alarm exists and is in ALARM, as when CloudWatch sends the event
-    set_alarm_state(alarm, metrics=[{"ServerId": str(server)} if server is not None else {}])
-    event = copy.deepcopy(load_event("alarm-eventbridge-alarm.json"))
-    detail = event["detail"]
-    detail["alarmName"] = alarm
-    event["resources"] = [f"arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{alarm}"]
-    metric = detail["configuration"]["metrics"][0]["metricStat"]["metric"]
-    metric["dimensions"] = {"ServerId": str(server)} if server is not None else {}
-    detail["state"]["value"] = "ALARM"
-    detail["state"]["timestamp"] = at.isoformat()
-    detail["previousState"]["value"] = "OK"
-    detail["previousState"]["timestamp"] = (at - timedelta(minutes=5)).isoformat()
-    event["time"] = at.isoformat()
-    return event
+    return alarm_change_event(at=at, server=server, alarm=alarm)
 
 
 def outcome_of(event: dict[str, Any]) -> dict[str, Any]:

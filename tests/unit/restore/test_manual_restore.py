@@ -26,7 +26,7 @@ from vpsbackup.provider.client import VpsClient
 from vpsbackup.provider.models import Backup
 from vpsbackup.provider.token import SecretsManagerTokenProvider
 from vpsbackup.restore.alarm import parse_alarm_event
-from vpsbackup.restore.guard import RestoreGuard
+from vpsbackup.restore.guard import IN_FLIGHT, RestoreGuard
 from vpsbackup.restore.job import AlarmRestorer
 from vpsbackup.restore.manual import ManualRestorer, choose_named_backup
 from vpsbackup.restore.settings import RestoreOnAlarmSettings
@@ -82,17 +82,21 @@ class Parts:
         self.client = VpsClient(simulator.base_url, SecretsManagerTokenProvider(aws.secret_id))
         self.journal = Journal(self.state, source="tests")
 
-    def guard(self) -> RestoreGuard:
+    def guard(self, ago: timedelta = timedelta(0)) -> RestoreGuard:
         return RestoreGuard(
-            self.state, cooldown=self.settings.restore_cooldown, max_per_hour=self.settings.max_restores_per_hour
+            self.state,
+            cooldown=self.settings.restore_cooldown,
+            max_per_hour=self.settings.max_restores_per_hour,
+            clock=lambda: datetime.now(UTC) - ago,
         )
 
-    def by_alarm(self) -> AlarmRestorer:
+    def by_alarm(self, ago: timedelta = timedelta(0)) -> AlarmRestorer:
+        """The alarm path, its guard's clock ``ago`` in the past (its lock as if taken that long ago)."""
         return AlarmRestorer(
             self.settings,
             client=self.client,
             state=self.state,
-            guard=self.guard(),
+            guard=self.guard(ago),
             notifier=Silent(),  # type: ignore[arg-type]
             alarm_tags=lambda _arn: {},
             journal=self.journal,
@@ -117,13 +121,14 @@ def parts(shared_env: AwsEnv, simulator: Simulator) -> Iterator[Parts]:
     made.client.close()
 
 
-def alarm_restore(parts: Parts, simulator: Simulator) -> dict[str, Any]:
-    """An alarm on WEB, handled by the alarm path: it restores from WEB's newest backup."""
+def alarm_restore(parts: Parts, simulator: Simulator, ago: timedelta = timedelta(0)) -> dict[str, Any]:
+    """An alarm on WEB, handled by the alarm path: it restores from WEB's newest backup (its lock
+    taken ``ago``)."""
     event = load_event("alarm-eventbridge-alarm.json")
     event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {"ServerId": str(WEB)}
     [transition] = parse_alarm_event(event)
     at = datetime.now(UTC)
-    outcome = parts.by_alarm().handle(transition.model_copy(update={"state_changed_at": at}))
+    outcome = parts.by_alarm(ago).handle(transition.model_copy(update={"state_changed_at": at}))
     assert outcome.outcome == "restored", outcome.reason
     assert simulator.servers[WEB]["restore_count"] == 1
     return outcome.as_dict()
@@ -161,10 +166,11 @@ def test_a_manual_restore_inside_the_alarms_cooldown_is_refused_with_the_reason_
 def test_an_override_of_the_cooldown_restores_and_journals_who_why_and_what_it_overrode(
     parts: Parts, simulator: Simulator
 ) -> None:
-    # Given WEB restored by its alarm from the newest backup, and an older one a person prefers
+    # Given WEB restored by its alarm from the newest backup 6 minutes ago (no longer in flight,
+    # still in the cooldown), and an older one a person prefers
     older = simulator.add_backup(WEB, "manual", "completed", datetime.now(UTC) - timedelta(days=1))["id"]
     simulator.add_backup(WEB, "manual", "completed", datetime.now(UTC) - timedelta(hours=2))
-    restored = alarm_restore(parts, simulator)
+    restored = alarm_restore(parts, simulator, ago=IN_FLIGHT + timedelta(minutes=1))
 
     # When they override the cooldown, with a reason
     done = console(
@@ -219,3 +225,21 @@ def test_an_error_before_the_restore_call_releases_the_claim(
     [entry] = parts.journal.for_server(WEB)
     assert (entry.act, entry.outcome) == ("restore_requested", "internal_error")
     assert parts.by_hand().execute(parts.by_hand().plan(WEB)).outcome == "restored"
+
+
+def test_an_override_right_after_the_alarm_s_restore_was_accepted_is_refused_it_may_be_running(
+    parts: Parts, simulator: Simulator
+) -> None:
+    # Given WEB restored by its alarm a moment ago (the API accepted it: it is restoring now)
+    simulator.add_backup(WEB, "manual", "completed", datetime.now(UTC) - timedelta(hours=2))
+    alarm_restore(parts, simulator)
+
+    # When a person overrides the cooldown at once
+    done = console("restore", str(WEB), "--yes", "--override-cooldown", "--reason", "still down", "--json")
+
+    # Then it is refused (exit 1), and nothing more is sent
+    assert done.exit_code == 1, done.stdout
+    answer = json.loads(done.stdout)
+    assert answer["outcome"] == "refused"
+    assert "may be running right now" in answer["reason"]
+    assert simulator.servers[WEB]["restore_count"] == 1
