@@ -35,7 +35,7 @@ from vpsbackup.durations import DurationError, format_duration, parse_duration
 from vpsbackup.errors import VpsBackupError
 from vpsbackup.observability import logger
 from vpsbackup.provider.errors import VpsApiError
-from vpsbackup.provider.models import Backup
+from vpsbackup.provider.models import Backup, InvalidItem
 from vpsbackup.prune.job import PruneOptions, PruneReport, run_prune
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.prune.settings import PruneSettings
@@ -301,10 +301,20 @@ def hold() -> None:
 
 
 def _find_backup(where: Where, backup_id: int) -> Backup:
-    found = _acting(lambda: next((b for b in where.client.iter_backups() if b.id == backup_id), None))
-    if found is None:
-        raise Refused(f"backup {backup_id} does not exist at the provider")
-    return found
+    """The backup, from the fleet's whole listing. An item that does not validate elsewhere in the
+    fleet (a deleted server's backup) does not stop the search; "does not exist" is said only when
+    no item could be this one."""
+    invalid: list[InvalidItem] = []
+    found = _acting(
+        lambda: next((b for b in where.client.iter_backups(on_invalid=invalid.append) if b.id == backup_id), None)
+    )
+    if found is not None:
+        return found
+    if (this := next((i for i in invalid if i.backup_id == backup_id), None)) is not None:
+        raise Refused(f"{this.describe()}; prune never deletes it (an item that does not validate is skipped)")
+    if any(i.backup_id is None for i in invalid):
+        raise Refused(f"backup {backup_id} is not listed, but an item without a readable id is: it may be that one")
+    raise Refused(f"backup {backup_id} does not exist at the provider")
 
 
 @hold.command("add")

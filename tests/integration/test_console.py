@@ -431,3 +431,23 @@ def test_plan_on_a_walk_cut_short_plans_nothing_and_exits_1(world: World) -> Non
     data = json.loads(done.stdout)
     assert data["listing_complete"] is False and data["totals"]["to_delete"] == 0
     assert "listing is incomplete" in done.stderr
+
+
+def test_hold_add_finds_its_backup_past_a_deleted_servers_invalid_item_and_names_an_invalid_one(
+    world: World,
+) -> None:
+    # Given a deleted server's backup (server null) in the fleet's listing, and an item of WEB whose
+    # created_at is null
+    orphan = world.sim.add_backup(12346, extra={"server": None})
+    bad = world.sim.add_backup(WEB, extra={"created_at": None})
+
+    # When a person holds a real backup, then the invalid one, then one that does not exist
+    placed = world.json("hold", "add", str(world.managed[-1]), "--for", "3d", "--reason", "audit")
+    invalid = world.run("hold", "add", str(bad["id"]), "--for", "3d", "--reason", "audit")
+    missing = world.run("hold", "add", "999999", "--for", "3d", "--reason", "audit")
+
+    # Then the real one is held whatever else the listing shows, and the others are refused, each saying why
+    assert placed["hold"]["backup_id"] == world.managed[-1]
+    assert invalid.returncode == 1 and f"backup {bad['id']} (server {WEB}) is not valid: created_at" in invalid.stderr
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    assert orphan["id"] not in world.state().active_holds(datetime.now(UTC))
