@@ -60,8 +60,8 @@ CREATE_MESSAGE: Final = "Backup is being created. This may take several minutes 
 BACKUP_TYPES: Final = ("manual", "automatic")
 AUTOMATIC_RETENTION: Final = timedelta(days=30)
 
-FaultKind = Literal["status", "drop_before", "drop_after", "latency"]
-_FAULT_KINDS: Final = ("status", "drop_before", "drop_after", "latency")
+FaultKind = Literal["status", "status_after", "drop_before", "drop_after", "latency"]
+_FAULT_KINDS: Final = ("status", "status_after", "drop_before", "drop_after", "latency")
 # What a listing's ``next`` link may be made to do wrong (Simulator.set_next_link).
 NextLinkFault = Literal["repeat", "other_host", "http"]
 _NEXT_LINK_FAULTS: Final = ("repeat", "other_host", "http")
@@ -104,6 +104,9 @@ class Fault:
 
     kind:
       ``"status"``      answer ``status`` (e.g. 429, 500, 502, 503, 504) without applying the request;
+      ``"status_after"`` apply the request (e.g. really create the backup), then answer ``status``
+                        (a 500 from a provider that failed after its work was done; with ``body``,
+                        e.g. a 201 whose body cannot be read);
       ``"drop_before"`` close the connection without applying or answering;
       ``"drop_after"``  apply the request (e.g. really create the backup), then close without answering;
       ``"latency"``     sleep ``delay`` seconds, then handle normally (stacks with one other fault).
@@ -128,8 +131,8 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in _FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {_FAULT_KINDS}")
-        if self.kind == "status" and (self.status is None or not 100 <= self.status <= 599):
-            raise ValueError("a 'status' fault needs status=<HTTP code>")
+        if self.kind in ("status", "status_after") and (self.status is None or not 100 <= self.status <= 599):
+            raise ValueError(f"a {self.kind!r} fault needs status=<HTTP code>")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError("probability must be within [0, 1]")
         if self.times is not None and self.times < 0:
@@ -409,6 +412,9 @@ class Simulator:
         self.scheme = scheme
         self._next_link: tuple[NextLinkFault, int] | None = None
         self._completion_delay = timedelta(seconds=completion_delay)
+        # A backup made by a POST is listed only this long after it was made (0: at once).
+        self._listing_delay = timedelta(0)
+        self._unlisted: dict[int, datetime] = {}  # backup id -> when it is listed
         self._restore_duration = timedelta(seconds=restore_duration)
         self._expire_backups = expire_backups
         self._clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
@@ -610,6 +616,13 @@ class Simulator:
         """Delay for backups created from now on."""
         with self._lock:
             self._completion_delay = timedelta(seconds=seconds)
+
+    def set_listing_delay(self, seconds: float) -> None:
+        """A backup a ``POST /backups/`` makes from now on is missing from every listing for
+        ``seconds`` (simulator time) after it was made, as behind a provider's eventually consistent
+        read side; it exists (and keeps its server busy) all the same."""
+        with self._lock:
+            self._listing_delay = timedelta(seconds=seconds)
 
     def set_restore_duration(self, seconds: float) -> None:
         with self._lock:
@@ -902,6 +915,8 @@ class Simulator:
                 ),
                 key=lambda b: (b.sort_key, b.id),
             )
+        if self._unlisted:
+            items = self._listed(items)
         page_size = self._requested_page_size(params.get("page_size"))
         count = len(items)
         num_pages = max(1, -(-count // page_size))
@@ -932,6 +947,14 @@ class Simulator:
                 "results": [self._render(b) for b in items[start : start + page_size]],
             },
         )
+
+    def _listed(self, items: list[_Backup]) -> list[_Backup]:
+        """``items`` without the backups not listed yet (``set_listing_delay``)."""
+        now = self.now()
+        for backup_id, listed_at in list(self._unlisted.items()):
+            if now >= listed_at or backup_id not in self._backups:
+                del self._unlisted[backup_id]
+        return [b for b in items if b.id not in self._unlisted] if self._unlisted else items
 
     def _requested_page_size(self, raw: str | None) -> int:
         """DRF's ``get_page_size``: a positive integer ``page_size`` capped at ``max_page_size``;
@@ -978,6 +1001,8 @@ class Simulator:
             will_fail=server_id in self._failing,
         )
         self._store(backup)
+        if self._listing_delay > timedelta(0):
+            self._unlisted[backup_id] = now + self._listing_delay
         shown = self._render(backup)
         shown["message"] = CREATE_MESSAGE
         return _Response(201, shown)
@@ -1019,6 +1044,22 @@ class Simulator:
         if self._restore_duration > timedelta(0):
             server.restoring_until = now + self._restore_duration
         return _Response(202, {"detail": "Restore started.", "server_id": server_id, "backup_id": backup_id})
+
+
+def _fault_response(fault: Fault, limit_headers: Mapping[str, str]) -> _Response:
+    """The answer of a ``status`` or ``status_after`` fault."""
+    assert fault.status is not None
+    if fault.body is None:
+        response = _default_fault_body(fault.status, fault.retry_after)
+    elif isinstance(fault.body, str | bytes):
+        raw = fault.body.encode() if isinstance(fault.body, str) else fault.body
+        response = _Response(fault.status, raw, content_type="text/plain; charset=utf-8")
+    else:
+        response = _Response(fault.status, dict(fault.body))
+    response.headers.update(limit_headers)
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = _retry_after_header(fault.retry_after)
+    return response
 
 
 def _parse_json(body: bytes) -> dict[str, Any] | _Response:
@@ -1203,17 +1244,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         if fault is not None and fault.kind == "status":
-            assert fault.status is not None
-            if fault.body is None:
-                response = _default_fault_body(fault.status, fault.retry_after)
-            elif isinstance(fault.body, str | bytes):
-                raw = fault.body.encode() if isinstance(fault.body, str) else fault.body
-                response = _Response(fault.status, raw, content_type="text/plain; charset=utf-8")
-            else:
-                response = _Response(fault.status, dict(fault.body))
-            response.headers.update(limit_headers)
-            if fault.retry_after is not None:
-                response.headers["Retry-After"] = _retry_after_header(fault.retry_after)
+            response = _fault_response(fault, limit_headers)
             log(response.status, kind)
             self._send(response, method)
             return
@@ -1223,6 +1254,11 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             logger.exception("simulator error on %s %s", method, self.path)
             response = _error(500, "Simulator internal error.")
+        if fault is not None and fault.kind == "status_after":
+            response = _fault_response(fault, limit_headers)
+            log(response.status, kind)
+            self._send(response, method)
+            return
         if fault is not None and fault.kind == "drop_after":
             log(None, kind)
             self._drop()

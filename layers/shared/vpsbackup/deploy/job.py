@@ -342,8 +342,6 @@ def _create(mine: Claim, description: str, deps: BackupOnDeploy, log: dict[str, 
         created: Backup = deps.client.create_backup(server_id, description)
     except OutcomeUnknownError as exc:
         logger.warning("create outcome unknown: resolving by listing, never by a second POST", extra=log)
-        # The provider may still be making it: nobody POSTs again before it would surely be listed.
-        mine = mine.model_copy(update={"settles_at": deps.clock() + LEASE_MARGIN})
         error = f"create outcome unknown ({exc.cause}) and no backup found by listing; a retry looks again first"
         return _resolve_by_listing(mine, deps, log, reason=exc.message, error=error)
     except NotFoundError as exc:
@@ -394,8 +392,11 @@ def _failed(
 def _resolve_by_listing(
     mine: Claim, deps: BackupOnDeploy, log: dict[str, Any], *, reason: str, error: str
 ) -> ServerResult:
-    """After a create that may have been applied: record the backup if listed, else leave the claim
-    ``unknown`` (a retry lists again first) and report the server as failed."""
+    """After a create that may have been applied (no answer, a ``500``, an answer that cannot be
+    read): record the backup if listed, else leave the claim ``unknown`` with its settle time (a
+    retry lists again first, and creates nothing before ``settles_at``: the provider may still be
+    making it without listing it yet) and report the server as failed."""
+    mine = mine.model_copy(update={"settles_at": deps.clock() + LEASE_MARGIN})
     found = _reconcile(mine, deps, log, reason=reason)
     if isinstance(found, ServerResult):
         return found
