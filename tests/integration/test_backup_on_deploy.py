@@ -179,8 +179,9 @@ def test_ci_retry_of_the_webhook_answers_200_with_the_same_backups(deploy_env: A
 def test_partial_failure_then_retry_creates_only_the_missing_backup(
     deploy_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext
 ) -> None:
-    # Given the API fails the first create (server 12345) with a 500 the client does not retry
-    simulator.inject(Fault(kind="status", status=500, method="POST", path_prefix="/backups/", times=1))
+    # Given the API refuses the first create (server 12345) with a 409 (certainly not applied; a 500
+    # may have been, and a retry within the settle time would not create: see the _settle tests)
+    simulator.inject(Fault(kind="status", status=409, method="POST", path_prefix="/backups/", times=1))
     event = eventbridge({"deployment_id": "deploy-7", "server_ids": [12345, 12346]})
 
     # When EventBridge delivers the deploy event
@@ -190,7 +191,7 @@ def test_partial_failure_then_retry_creates_only_the_missing_backup(
     # Then the invocation fails only after every server was tried: 12346 has its backup
     result = by_server(failed.value.result.body())
     assert result[12345]["status"] == "error"
-    assert "500" in result[12345]["error"]
+    assert "409" in result[12345]["error"]
     assert result[12346]["backup_id"] is not None
     simulator.clear_requests()
 
