@@ -33,21 +33,43 @@ STACK_OUTPUTS: Mapping[str, str] = {
     "VpsApiBaseUrl": "VPS_API_BASE_URL",
     "VpsApiTokenSecretArn": "VPS_API_TOKEN_SECRET",
 }
+# Every parameter a function reads as an environment variable (template.yaml's Globals and each
+# function's Environment), so the console decides with the settings the functions use;
+# tests/unit/console/test_where.py checks this list against the template.
 STACK_PARAMETERS: Mapping[str, str] = {
+    # every function (Globals)
     "VpsApiBaseUrl": "VPS_API_BASE_URL",
     "VpsApiTokenSecretArn": "VPS_API_TOKEN_SECRET",
+    "VpsApiPageSize": "VPS_API_PAGE_SIZE",
+    "VpsApiMaxRps": "VPS_API_MAX_RPS",
+    "NotifyFormat": "NOTIFY_FORMAT",
+    "JournalRetention": "JOURNAL_RETENTION",
+    "LogLevel": "POWERTOOLS_LOG_LEVEL",
+    # backup on deploy
+    "ServerGroups": "SERVER_GROUPS",
+    "WebhookSecretArn": "WEBHOOK_SECRET",
+    # prune
     "RetentionPolicy": "RETENTION_POLICY",
     "RetentionOverrides": "RETENTION_OVERRIDES",
     "RetentionTimezone": "RETENTION_TIMEZONE",
     "PruneScope": "PRUNE_SCOPE",
     "FailedBackupGrace": "FAILED_BACKUP_GRACE",
     "MaxDeletionsPerRun": "MAX_DELETIONS_PER_RUN",
+    "PruneDryRun": "DRY_RUN",
     "PruneConcurrency": "PRUNE_CONCURRENCY",
+    "KeepAtLeast": "KEEP_AT_LEAST",
+    "PruneVerifyEvery": "PRUNE_VERIFY_EVERY",
+    # restore on alarm
+    "AlarmNamePrefix": "ALARM_NAME_PREFIX",
+    "ServerIdDimension": "SERVER_ID_DIMENSION",
+    "AlarmServerMap": "ALARM_SERVER_MAP",
     "RestoreMaxBackupAge": "RESTORE_MAX_BACKUP_AGE",
     "RestoreCooldown": "RESTORE_COOLDOWN",
     "MaxRestoresPerHour": "MAX_RESTORES_PER_HOUR",
+    "RestoreMode": "RESTORE_MODE",
     "RestoreHold": "RESTORE_HOLD",
-    "JournalRetention": "JOURNAL_RETENTION",
+    "RestoreWatchWindow": "RESTORE_WATCH_WINDOW",
+    "RestoreMaxAlarmAge": "RESTORE_MAX_ALARM_AGE",
 }
 CONSOLE_SOURCE = "vpsbackup console"
 
@@ -114,7 +136,11 @@ class Where:
 
     @functools.cached_property
     def client(self) -> VpsClient:
-        return VpsClient(self.shared.vps_api_base_url, SecretsManagerTokenProvider(self.shared.vps_api_token_secret))
+        """The provider client, with the page size and request budget the functions use."""
+        shared = self.shared
+        client = VpsClient(shared.vps_api_base_url, SecretsManagerTokenProvider(shared.vps_api_token_secret))
+        client.configure(page_size=shared.vps_api_page_size, max_rps=shared.vps_api_max_rps)
+        return client
 
     @functools.cached_property
     def state(self) -> StateTable:
