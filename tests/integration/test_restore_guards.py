@@ -9,11 +9,13 @@ path and a person meet (issue: five ways to a wrong restore):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import restore_on_alarm
 from devtools.simulator import Fault, Simulator
@@ -23,10 +25,12 @@ from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import StateTable
 from vpsbackup.provider.client import RetryPolicy, VpsClient
 from vpsbackup.provider.token import StaticTokenProvider
+from vpsbackup.records import DeploymentRecord
 from vpsbackup.restore.guard import RestoreGuard
 from vpsbackup.restore.manual import ManualRestorer
 from vpsbackup.restore.settings import RestoreOnAlarmSettings
 from vpsbackup.settings import load_settings
+from vpsbackup_console.cli import cli
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +54,11 @@ def restorer(aws: AwsEnv, simulator: Simulator, clock: Callable[[], datetime]) -
     )
     journal = Journal(state, source="console", clock=clock)
     return ManualRestorer(settings, client=client, state=state, guard=guard, journal=journal, who="alice", clock=clock)
+
+
+def record_deployment(aws: AwsEnv, received_at: datetime, backup_id: int) -> None:
+    record = DeploymentRecord(deployment_id="gh-8812-1", server_id=SERVER, received_at=received_at, backup_id=backup_id)
+    StateTable.from_name(aws.table_name).put_deployment_record(record)
 
 
 def journal_acts(aws: AwsEnv) -> list[str]:
@@ -89,3 +98,63 @@ def test_an_override_a_minute_after_an_alarm_restore_that_may_be_running_is_refu
     assert len(restore_posts(simulator)) == 1
     assert simulator.servers[SERVER]["restore_count"] == 1
     assert "cooldown_overridden" not in journal_acts(restore_env)
+
+
+# -- the console chooses as the alarm path does ---------------------------------------------------
+
+
+def test_a_dry_run_inside_the_watch_window_chooses_as_the_alarm_path_does(
+    restore_env: AwsEnv, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given RESTORE_WATCH_WINDOW 2d and RESTORE_MAX_BACKUP_AGE 1d, a deploy 30 hours ago whose
+    # backup completed (now too old), and an automatic backup made 10 hours after that deploy
+    monkeypatch.setenv("RESTORE_WATCH_WINDOW", "2d")
+    monkeypatch.setenv("RESTORE_MAX_BACKUP_AGE", "1d")
+    now = datetime.now(UTC)
+    deployed = now - timedelta(hours=30)
+    deploy_backup = simulator.add_backup(SERVER, backup_type="manual", created_at=deployed + timedelta(seconds=5))
+    after = simulator.add_backup(SERVER, backup_type="automatic", created_at=deployed + timedelta(hours=10))
+    StateTable.from_name(restore_env.table_name).put_deployment_record(
+        DeploymentRecord(
+            deployment_id="gh-8812-1", server_id=SERVER, received_at=deployed, backup_id=deploy_backup["id"]
+        )
+    )
+
+    # When a person asks the console what a restore would do
+    done = CliRunner().invoke(cli, ["restore", str(SERVER), "--dry-run", "--json"], catch_exceptions=False)
+
+    # Then, as the alarm path: no restore point (the backup made after the deploy may hold the state
+    # it broke), and the explanation says so, not that later backups count too
+    assert done.exit_code == 1, done.output
+    answer = json.loads(done.stdout)
+    assert answer["outcome"] == "refused"
+    assert answer["backup_id"] is None
+    assert answer["backup_id"] != after["id"]
+    assert "RESTORE_WATCH_WINDOW" in answer["why"]
+    assert f"backup {deploy_backup['id']} of deployment gh-8812-1" in answer["why"]
+    assert "count too" not in answer["why"]
+    assert restore_posts(simulator) == []
+
+
+def test_a_dry_run_outside_the_watch_window_lets_later_backups_count_as_the_alarm_path_does(
+    restore_env: AwsEnv, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the same, with the deploy 3 days ago (outside a 2d window) and its backup too old
+    monkeypatch.setenv("RESTORE_WATCH_WINDOW", "2d")
+    monkeypatch.setenv("RESTORE_MAX_BACKUP_AGE", "1d")
+    now = datetime.now(UTC)
+    deployed = now - timedelta(days=3)
+    deploy_backup = simulator.add_backup(SERVER, backup_type="manual", created_at=deployed + timedelta(seconds=5))
+    after = simulator.add_backup(SERVER, backup_type="automatic", created_at=now - timedelta(hours=10))
+    StateTable.from_name(restore_env.table_name).put_deployment_record(
+        DeploymentRecord(
+            deployment_id="gh-8812-1", server_id=SERVER, received_at=deployed, backup_id=deploy_backup["id"]
+        )
+    )
+
+    done = CliRunner().invoke(cli, ["restore", str(SERVER), "--dry-run", "--json"], catch_exceptions=False)
+
+    assert done.exit_code == 0, done.output
+    answer = json.loads(done.stdout)
+    assert (answer["outcome"], answer["backup_id"]) == ("would_restore", after["id"])
+    assert "backups made after that deployment count too" in answer["why"]

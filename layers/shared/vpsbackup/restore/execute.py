@@ -25,7 +25,7 @@ outcome for people; this module sequences the effects and says what happened.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -43,10 +43,10 @@ from vpsbackup.provider.errors import (
     VpsApiError,
 )
 from vpsbackup.provider.models import Backup, RestoreAccepted
-from vpsbackup.records import Hold, JournalAct
+from vpsbackup.records import DeploymentRecord, Hold, JournalAct
 from vpsbackup.restore.guard import GuardRefusal, RestoreClaim, RestoreGuard
 from vpsbackup.restore.messages import backup_now_is
-from vpsbackup.restore.point import RestorePointDecision
+from vpsbackup.restore.point import RestorePointDecision, choose_restore_point
 from vpsbackup.restore.settings import RestoreOnAlarmSettings
 
 AttemptKind = Literal["restored", "backup_changed", "reread_failed", "not_applied", "outcome_unknown", "internal_error"]
@@ -185,6 +185,21 @@ class GuardedRestore:
             self.journal.record(act, **entry)
 
     # -- the steps -----------------------------------------------------------------------------
+
+    def choose(
+        self, server_id: int, backups: Iterable[Backup], deployment: DeploymentRecord | None, at: datetime
+    ) -> RestorePointDecision:
+        """The restore point at ``at`` (the alarm's state change, or now for a person), with the
+        settings both paths share: one set of inputs, so a person's restore chooses the way the alarm
+        path does (``RESTORE_MAX_BACKUP_AGE``, ``RESTORE_WATCH_WINDOW``)."""
+        return choose_restore_point(
+            server_id,
+            backups,
+            deployment=deployment,
+            alarm_at=at,
+            max_age=self.settings.restore_max_backup_age,
+            watch_window=self.settings.restore_watch_window,
+        )
 
     def claim(self, request: RestoreRequest) -> RestoreClaim | GuardRefusal:
         """The guard's claim (lock, cooldown, fleet cap); a refusal and an override are journaled."""

@@ -65,7 +65,6 @@ from vpsbackup.restore.guard import GuardRefusal, RestoreClaim
 from vpsbackup.restore.point import (
     RestorePointDecision,
     WatchWindowDecision,
-    choose_restore_point,
     human_time,
     watch_window,
 )
@@ -223,14 +222,7 @@ class AlarmRestorer(GuardedRestore):
                 RestoreOutcome("failed", reason, alarm, server_id, cause="list_failed"),
                 messages.listing_failed(scene, server_id, said),
             )
-        decision = choose_restore_point(
-            server_id,
-            backups,
-            deployment=deployment,
-            alarm_at=transition.state_changed_at,
-            max_age=self.settings.restore_max_backup_age,
-            watch_window=self.settings.restore_watch_window,
-        )
+        decision = self.choose(server_id, backups, deployment, transition.state_changed_at)
         logger.info(
             "restore point decided",
             extra={

@@ -1,7 +1,7 @@
 """A restore started by a person (``vpsbackup restore``), inside the alarm path's guardrails.
 
-The restore point is chosen as the alarm path chooses it
-(:func:`~vpsbackup.restore.point.choose_restore_point`, with "now" as the alarm's time), or is the
+The restore point is chosen as the alarm path chooses it, with the same settings
+(:meth:`~vpsbackup.restore.execute.GuardedRestore.choose`, with "now" as the alarm's time), or is the
 backup the person named, checked by :func:`choose_named_backup`. From there on it is the alarm
 path's own code, :class:`~vpsbackup.restore.execute.GuardedRestore`: the guard's claim (the server's
 lock and cooldown, the fleet cap), the hold, the status re-read, one restore call, the journal. A
@@ -23,7 +23,7 @@ from vpsbackup.provider.errors import ListingIncompleteError
 from vpsbackup.provider.models import Backup
 from vpsbackup.restore.execute import AttemptKind, GuardedRestore, RestoreRequest
 from vpsbackup.restore.guard import MANUAL_TRANSITION_PREFIX, GuardRefusal
-from vpsbackup.restore.point import RestorePointDecision, choose_restore_point, human_time
+from vpsbackup.restore.point import RestorePointDecision, human_time
 
 ManualOutcome = Literal["restored", "refused", "failed", "outcome_unknown"]
 # What a person is told became of their restore; any other attempt is "failed".
@@ -121,13 +121,7 @@ class ManualRestorer(GuardedRestore):
         if backup_id is not None:
             decision = choose_named_backup(server_id, backups, backup_id)
         else:
-            decision = choose_restore_point(
-                server_id,
-                backups,
-                deployment=self.state.latest_deployment_before(server_id, now),
-                alarm_at=now,
-                max_age=self.settings.restore_max_backup_age,
-            )
+            decision = self.choose(server_id, backups, self.state.latest_deployment_before(server_id, now), now)
         refusal = self.guard.check(
             server_id=server_id, transition_key=f"{MANUAL_TRANSITION_PREFIX}plan", override_cooldown=override_cooldown
         )
