@@ -11,14 +11,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import AwsEnv
-from vpsbackup.aws.state import StateTable
+from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, epoch, server_pk
 from vpsbackup.restore.guard import (
     IN_FLIGHT,
+    LOCK_SK,
+    RESTORES_PK,
     GuardRefusal,
     LockHolder,
     RestoreClaim,
     RestoreGuard,
     override_refused_until,
+    slot_sk,
 )
 
 T0 = datetime(2025, 1, 16, 16, 5, tzinfo=UTC)
@@ -471,3 +474,17 @@ def test_a_claim_whose_every_attempt_conflicts_is_refused_by_the_fleet_cap_not_g
     assert len(attempts) == 3  # conflict_attempts
     monkeypatch.undo()
     assert guard.lock_holder(12345) is None
+
+
+def test_the_lock_and_the_slot_expire_a_day_after_they_stop_counting(
+    make_guard: Callable[..., RestoreGuard], aws: AwsEnv
+) -> None:
+    # moto never expires an item: the TTLs DynamoDB acts on are asserted by value, in the future
+    granted = claim(make_guard(cooldown=timedelta(hours=6)))
+    assert isinstance(granted, RestoreClaim)
+    table = aws.table()
+    lock = table.get_item(Key={PK: server_pk(12345), SK: LOCK_SK})["Item"]
+    slot = table.get_item(Key={PK: RESTORES_PK, SK: slot_sk(0)})["Item"]
+    assert int(lock[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(hours=6) + timedelta(days=1))
+    assert int(slot[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(hours=1) + timedelta(days=1))
+    assert lock["locked_until"] == "2025-01-16T22:05:00.000000Z"

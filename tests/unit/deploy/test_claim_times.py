@@ -1,0 +1,70 @@
+"""The times only AWS acts on, asserted by value (moto never expires an item): the TTL of a deploy
+claim, of a deployment's ``meta`` item and of a deployment record are instants in the future; the
+lease a take-over writes runs from now for the lease given, so the claim stays exclusive."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.conftest import AwsEnv
+from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, deployment_pk, epoch, server_pk, utc_key_time
+from vpsbackup.deploy.claims import RECORD_TTL, ClaimStore
+from vpsbackup.records import DeploymentRecord
+
+T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+LEASE = timedelta(minutes=16)
+
+
+@pytest.fixture
+def table(aws: AwsEnv) -> StateTable:
+    return StateTable.from_name(aws.table_name)
+
+
+def item(table: StateTable, pk: str, sk: str) -> dict[str, Any]:
+    found: dict[str, Any] = table.table.get_item(Key={PK: pk, SK: sk}, ConsistentRead=True)["Item"]
+    return found
+
+
+def test_a_new_claim_expires_400_days_after_it_was_taken_and_its_lease_runs_from_now(table: StateTable) -> None:
+    store = ClaimStore(table)
+    claim = store.claim_new("d-1", 7, owner="a", now=T0, lease=LEASE, received_at=T0)
+    assert claim is not None
+    stored = item(table, deployment_pk("d-1"), "server#7")
+    assert int(stored[TTL_ATTRIBUTE]) == epoch(T0 + RECORD_TTL) > epoch(T0)
+    assert timedelta(days=400) == RECORD_TTL
+    assert stored["lease_until"] == utc_key_time(T0 + LEASE)
+    assert claim.lease_until == T0 + LEASE
+
+
+def test_the_deployment_meta_item_expires_400_days_after_the_latest_delivery(table: StateTable) -> None:
+    ClaimStore(table).register_deployment("d-1", [7], T0)
+    stored = item(table, deployment_pk("d-1"), "meta")
+    assert int(stored[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(days=400))
+
+
+def test_a_take_over_writes_a_lease_from_now_not_one_already_expired(table: StateTable) -> None:
+    # Given a claim whose owner died (its lease over)
+    store = ClaimStore(table)
+    first = store.claim_new("d-1", 7, owner="a", now=T0, lease=LEASE, received_at=T0)
+    assert first is not None
+    later = T0 + LEASE + timedelta(seconds=1)
+    # When another delivery takes it over
+    mine = store.take_over(first, owner="b", now=later, lease=LEASE)
+    # Then the stored lease runs LEASE from the take-over: a third delivery must wait for it
+    assert mine is not None
+    stored = item(table, deployment_pk("d-1"), "server#7")
+    assert (stored["owner"], stored["state"]) == ("b", "claimed")
+    assert stored["lease_until"] == utc_key_time(later + LEASE)
+    assert stored["claimed_at"] == utc_key_time(later)
+    assert mine.lease_until == later + LEASE
+    assert store.take_over(mine, owner="c", now=later + LEASE - timedelta(seconds=1), lease=LEASE) is None
+    assert store.take_over(mine, owner="c", now=later + LEASE, lease=LEASE) is not None
+
+
+def test_a_deployment_record_expires_400_days_after_its_request_was_received(table: StateTable) -> None:
+    table.put_deployment_record(DeploymentRecord(deployment_id="d-1", server_id=7, received_at=T0, backup_id=99))
+    stored = item(table, server_pk(7), f"deployment#{utc_key_time(T0)}#d-1")
+    assert int(stored[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(days=400))
