@@ -1,8 +1,9 @@
 """The ``vpsbackup`` commands (docs/console.md).
 
-Exit codes: 0 done; 1 refused or failed, with the reason on stderr (or in the ``--json`` answer);
-2 usage (Click's own: a missing or bad option). Every read command takes ``--json``; the JSON is the
-same data the table is drawn from (``views``).
+Exit codes: 0 done; 1 refused or failed, with the reason in one line on stderr (and, with
+``--json``, in a JSON answer on stdout); 2 usage (Click's own: a missing or bad option). Every read
+command takes ``--json``; the JSON is the same data the table is drawn from (``views``). Nothing
+that goes wrong prints a traceback: ``main`` turns every failure into one line (with ``-v`` too).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vpsbackup.durations import DurationError, format_duration, parse_duration
-from vpsbackup.errors import VpsBackupError
+from vpsbackup.errors import VpsBackupError, describe_aws_error
 from vpsbackup.observability import logger
 from vpsbackup.provider.errors import VpsApiError
 from vpsbackup.provider.models import Backup, InvalidItem
@@ -51,8 +52,10 @@ T = TypeVar("T")
 
 # No markup in what is printed: reasons, descriptions and the journal carry "[...]" of their own
 # (a backup's marker, "[policy last 3]"), which Rich would otherwise read as style tags and drop.
-out = Console(highlight=False, soft_wrap=False, markup=False)
-err = Console(stderr=True, highlight=False, markup=False)
+# No emoji either (":secret:" in an ARN is not an emoji), and stderr's lines are never wrapped: a
+# failure is one line, whatever the terminal's width.
+out = Console(highlight=False, soft_wrap=False, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
 def _logs_to_stderr() -> None:
@@ -61,17 +64,31 @@ def _logs_to_stderr() -> None:
         handler.setStream(sys.stderr)
 
 
+# Whether this command was asked for JSON, and whether it printed its answer: a failure then
+# answers in JSON as well (``main``), so a script always reads one JSON document.
+_answer = {"json": False, "printed": False}
+
+
 class Refused(click.ClickException):
-    """Refused or failed: exit 1 with the reason."""
+    """Refused: exit 1 with the reason."""
 
     exit_code = 1
+    outcome = "refused"
 
     def __init__(self, message: str, payload: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.payload = payload
 
     def show(self, file: Any = None) -> None:
-        err.print(f"[bold red]vpsbackup: refused:[/] {escape(self.message)}", markup=True, highlight=False)
+        err.print(f"[bold red]vpsbackup: {self.outcome}:[/] {escape(self.message)}", markup=True, highlight=False)
+        if _answer["json"] and not _answer["printed"]:
+            click.echo(json.dumps(self.payload or {"outcome": self.outcome, "reason": self.message}, default=str))
+
+
+class Failed(Refused):
+    """Failed (AWS, the provider, a setting): exit 1 with the cause and the fix."""
+
+    outcome = "failed"
 
 
 class DurationType(click.ParamType[timedelta]):
@@ -98,6 +115,7 @@ ID = click.IntRange(min=1)
 def _emit(data: dict[str, Any], as_json: bool, draw: Callable[[dict[str, Any]], None]) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+        _answer["printed"] = True
     else:
         draw(data)
 
@@ -114,14 +132,26 @@ def _acting(action: Callable[[], T]) -> T:
     except click.ClickException:
         raise
     except VpsApiError as exc:
-        raise Refused(f"the provider's API: {exc}") from None
+        raise Failed(f"the provider's API: {exc}") from None
     except VpsBackupError as exc:
-        raise Refused(str(exc)) from None
+        raise Failed(str(exc)) from None
     except Exception as exc:  # AWS errors (credentials, missing table, throttling) and the like
-        raise Refused(f"{type(exc).__name__}: {exc}") from None
+        raise Failed(describe_aws_error(exc)) from None
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
+def _json_wanted(ctx: click.Context, param: click.Parameter, as_json: bool) -> bool:
+    _answer["json"] = _answer["json"] or as_json
+    return as_json
+
+
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    is_eager=True,
+    callback=_json_wanted,
+    help="Print JSON (for scripts) instead of a table.",
+)
 
 
 @contextmanager
@@ -129,7 +159,7 @@ def _local_world() -> Iterator[Any]:
     try:
         from devtools.local_env import local_world
     except ImportError as exc:  # moto is a development dependency
-        raise Refused(
+        raise Failed(
             f"--local needs the project's development tools ({exc.name} is missing): "
             "pip install -r requirements-dev.txt in a checkout of the repository"
         ) from None
@@ -140,12 +170,22 @@ def _local_world() -> Iterator[Any]:
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--stack", metavar="NAME", help="Act on this deployed stack (its outputs and parameters).")
 @click.option("--local", is_flag=True, help="Start the demo world (simulator + local AWS) and act on it.")
+@click.option("--region", metavar="REGION", help="The AWS region (as the AWS CLI's --region; else AWS_REGION).")
+@click.option("--profile", metavar="NAME", help="The AWS profile (as the AWS CLI's --profile; else AWS_PROFILE).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the package's log lines (on stderr).")
+@click.version_option(package_name="vps-backup-automation", prog_name="vpsbackup", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, stack: str | None, local: bool, verbose: bool) -> None:
+def cli(
+    ctx: click.Context, stack: str | None, local: bool, region: str | None, profile: str | None, verbose: bool
+) -> None:
     """The on-call console of the VPS backup automation: backups, prune plans, holds, manual
     restores, deployments and the journal of every irreversible act."""
     _logs_to_stderr()
+    if region or profile:
+        import boto3
+
+        # Every client the console and the package make comes from boto3's default session.
+        _acting(lambda: boto3.setup_default_session(region_name=region, profile_name=profile))
     if verbose:
         logger.setLevel("INFO")
     if local and stack:
@@ -158,7 +198,7 @@ def cli(ctx: click.Context, stack: str | None, local: bool, verbose: bool) -> No
     elif ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
         return
-    ctx.obj = {"where": Where.resolve(stack)}
+    ctx.obj = {"where": _acting(lambda: Where.resolve(stack))}
     ctx.call_on_close(lambda: ctx.obj["where"].close())
 
 
@@ -203,6 +243,9 @@ def _dry_run(where: Where, server_ids: list[int] | None) -> PruneReport:
     return run_prune(request, PruneOptions.from_settings(settings), client=where.client, holds=where.state)
 
 
+_NO_BACKUPS = "server {server_id} has no backups at the provider (is the id right? the provider's server list has it)"
+
+
 def _holds_by_backup(where: Where, now: datetime) -> dict[int, list[Hold]]:
     found: dict[int, list[Hold]] = defaultdict(list)
     for hold in where.state.iter_holds():
@@ -235,6 +278,9 @@ def backups(ctx: click.Context, server_id: int, as_json: bool) -> None:
     )
 
     def draw(view: dict[str, Any]) -> None:
+        if not view["backups"]:
+            out.print(_NO_BACKUPS.format(server_id=server_id))
+            return
         table = Table(title=f"Server {server_id}: {len(view['backups'])} backup(s), policy {view['policy']}")
         for column in ("id", "type", "status", "age", "size", "deployment", "holds", "prune", "why"):
             table.add_column(column, overflow="fold")
@@ -281,6 +327,10 @@ def plan(ctx: click.Context, server_ids: tuple[int, ...], as_json: bool) -> None
             f"listed {totals['listed']}, kept {totals['kept']}, skipped {totals['skipped']}, "
             f"would delete {totals['to_delete']}, deferred {totals['deferred']}"
         )
+        planned = {d["server_id"] for d in view["decisions"]}
+        for server_id in server_ids:
+            if server_id not in planned:
+                out.print(_NO_BACKUPS.format(server_id=server_id))
         invalid = view["invalid_items"]
         if invalid["count"]:
             left = ", ".join(str(s) for s in invalid["servers_left_alone"]) or "none"
@@ -516,7 +566,12 @@ def restore(
             f"Restore server {server_id} from backup {planned.backup.id}? It loses everything written in the "
             f"last {plan_data['loses']}."
         )
-        if not click.confirm(question, default=False, err=True):
+        try:
+            confirmed = click.confirm(question, default=False, err=True)
+        except click.Abort:  # standard input closed (or Ctrl-C): the same as answering no
+            err.print()
+            confirmed = False
+        if not confirmed:
             raise Refused("not confirmed: nothing was done")
     result = _acting(lambda: restorer.execute(planned, override_reason=reason))
     data = {
@@ -671,6 +726,16 @@ def history(
 
 
 def main() -> NoReturn:
-    """The ``vpsbackup`` console script."""
-    cli.main(prog_name="vpsbackup")
-    raise SystemExit(0)  # pragma: no cover - cli.main exits
+    """The ``vpsbackup`` console script: every failure is one line on stderr and exit 1 (2 for usage)."""
+    try:
+        code = cli.main(prog_name="vpsbackup", standalone_mode=False)
+    except click.ClickException as exc:  # Refused, Failed, and Click's usage errors (exit 2)
+        exc.show()
+        code = exc.exit_code
+    except click.Abort:  # Ctrl-C
+        err.print("vpsbackup: stopped")
+        code = 1
+    except Exception as exc:  # anything not caught where it happened: still one line, no traceback
+        Failed(describe_aws_error(exc)).show()
+        code = 1
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import StateTable
 from vpsbackup.deploy.claims import ClaimStore
-from vpsbackup.errors import ConfigurationError
+from vpsbackup.errors import ConfigurationError, describe_aws_error
 from vpsbackup.provider.client import VpsClient
 from vpsbackup.provider.token import SecretsManagerTokenProvider
 from vpsbackup.settings import SharedSettings, load_settings
@@ -89,7 +89,7 @@ def stack_environment(stack_name: str, *, cloudformation: Any = None) -> dict[st
     try:
         stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
     except Exception as exc:
-        raise StackError(f"--stack {stack_name}: cannot describe the stack ({type(exc).__name__}: {exc})") from None
+        raise StackError(f"--stack {stack_name}: cannot describe the stack: {describe_aws_error(exc)}") from None
     if not stacks:
         raise StackError(f"--stack {stack_name}: no such stack")
     stack = stacks[0]

@@ -451,3 +451,84 @@ def test_hold_add_finds_its_backup_past_a_deleted_servers_invalid_item_and_names
     assert invalid.returncode == 1 and f"backup {bad['id']} (server {WEB}) is not valid: created_at" in invalid.stderr
     assert missing.returncode == 1 and "does not exist" in missing.stderr
     assert orphan["id"] not in world.state().active_holds(datetime.now(UTC))
+
+
+# -- failures: one line on stderr, naming the cause and the fix; no traceback ----------------------
+
+
+def _bare_env(world: World, **extra: str) -> dict[str, str]:
+    """The console's environment with no AWS region, credentials, profile or endpoint."""
+    env = {k: v for k, v in world.env.items() if not k.startswith("AWS_")}
+    env.update({"AWS_CONFIG_FILE": "/nonexistent/config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/creds"})
+    env.update(extra)
+    return env
+
+
+def _one_line_failure(done: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_stack_without_a_region_says_how_to_give_one(world: World) -> None:
+    done = world.run("--stack", "prod", "plan", env=_bare_env(world))
+    _one_line_failure(done, "region", "--region")
+
+
+def test_stack_without_credentials_says_how_to_give_them(world: World) -> None:
+    done = world.run("--stack", "prod", "--region", "eu-central-1", "plan", env=_bare_env(world))
+    _one_line_failure(done, "credentials", "--profile")
+
+
+def test_an_unknown_profile_is_one_line(world: World) -> None:
+    done = world.run("--profile", "nobody", "--stack", "prod", "plan", env=_bare_env(world))
+    _one_line_failure(done, "nobody")
+
+
+def test_an_unreadable_token_secret_names_the_cause(world: World) -> None:
+    env = dict(world.env, VPS_API_TOKEN_SECRET="arn:aws:secretsmanager:us-east-1:123456789012:secret:gone")
+    done = world.run("backups", "--server", str(WEB), env=env)
+    _one_line_failure(done, "VPS_API_TOKEN_SECRET", "ResourceNotFoundException")
+
+
+def test_a_restore_with_stdin_closed_is_refused_as_not_confirmed(world: World) -> None:
+    done = subprocess.run(  # noqa: S603 - our own console script
+        [str(CONSOLE), "restore", str(WEB)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=world.env,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "refused: not confirmed" in done.stderr
+    assert "Aborted" not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert world.sim.servers[WEB]["restore_count"] == 0
+
+
+def test_json_always_answers_in_json(world: World) -> None:
+    env = dict(world.env, VPS_API_TOKEN_SECRET="arn:aws:secretsmanager:us-east-1:123456789012:secret:gone")
+    done = world.run("backups", "--server", str(WEB), "--json", env=env)
+    assert done.returncode == 1
+    answer = json.loads(done.stdout)
+    assert answer["outcome"] == "failed"
+    assert "VPS_API_TOKEN_SECRET" in answer["reason"]
+
+
+def test_a_server_with_no_backups_is_said_so(world: World) -> None:
+    for command in (("backups", "--server", "99999"), ("plan", "--server", "99999")):
+        done = world.run(*command)
+        assert done.returncode == 0, done.stderr
+        assert "server 99999 has no backups at the provider" in done.stdout, done.stdout
+
+
+def test_version() -> None:
+    done = subprocess.run([str(CONSOLE), "--version"], capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    assert done.returncode == 0
+    assert done.stdout.startswith("vpsbackup ")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Protocol
 
-from vpsbackup.errors import ConfigurationError
+from vpsbackup.errors import ConfigurationError, describe_aws_error
 
 
 class TokenProvider(Protocol):
@@ -62,7 +62,7 @@ class SecretsManagerTokenProvider:
             # The message names the secret, never its value; the AWS error says why (access, missing).
             raise ConfigurationError(
                 f"cannot read the API token from secret {self.secret_id!r} (VPS_API_TOKEN_SECRET): "
-                f"{type(exc.__cause__ or exc).__name__}"
+                f"{describe_aws_error(exc.__cause__ or exc)}"
             ) from None
         return parse_secret_value(raw, secret_id=self.secret_id)
 
