@@ -49,6 +49,7 @@ RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "d
 # The placeholders the check and the benchmark stand in for what a deployed stack fills in.
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
+STACK = "vpsbackup"
 SAM_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # zipfile.ZipInfo's default, which SAM's zips keep
 
 
@@ -252,7 +253,12 @@ def resolve(value: Any, template: Mapping[str, Any], params: Mapping[str, str]) 
                 return params[arg]
             if arg in template.get("Resources", {}):
                 return _resource_ref(arg, template["Resources"][arg])
-            pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
+            pseudo = {
+                "AWS::Region": REGION,
+                "AWS::AccountId": ACCOUNT,
+                "AWS::Partition": "aws",
+                "AWS::StackName": STACK,
+            }
             if arg in pseudo:
                 return pseudo[arg]
             raise ArtifactError(f"!Ref {arg}: neither a parameter nor a resource")

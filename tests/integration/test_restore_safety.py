@@ -133,7 +133,7 @@ def test_an_alarm_outside_the_watch_window_only_publishes_the_plan_and_claims_no
     )
     assert "RESTORE_WATCH_WINDOW (2h)" in note["Message"]
     assert f"Why this backup: backup {good['id']}" in note["Message"]
-    assert f'POST /servers/{SERVER}/restore/ with {{"backup_id": {good["id"]}}}' in note["Message"]
+    assert f"vpsbackup restore {SERVER} --backup {good['id']}" in note["Message"]
     assert "the guardrails would allow it now" in note["Message"]
     assert attributes_of(note)["outcome"] == "planned"
     assert attributes_of(note)["severity"] == "warning"

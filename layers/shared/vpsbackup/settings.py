@@ -47,6 +47,8 @@ class SharedSettings(BaseModel):
     notify_format: NotifyFormat = "text"
     # How long the journal of irreversible acts is kept (DynamoDB TTL).
     journal_retention: Duration = Field(default=timedelta(days=400))
+    # STACK_NAME (the template sets it): the texts people read name `vpsbackup --stack NAME ...`.
+    stack_name: str | None = None
 
     @field_validator("vps_api_base_url")
     @classmethod

@@ -78,7 +78,8 @@ def test_an_unresolved_server_says_where_it_looked_and_how_to_name_one() -> None
         + ALARM_LINES
         + "Looked for: no ServerId dimension; no vps:server-id tag.\n\n"
         "What to do: Give the alarm's metric a ServerId dimension, or tag the alarm vps:server-id=<server id>, "
-        "or add it to ALARM_SERVER_MAP; restore by hand if needed." + ACCOUNT,
+        "or add it to ALARM_SERVER_MAP; if a server needs a restore: vpsbackup restore SERVER --dry-run, then "
+        "without --dry-run." + ACCOUNT,
     )
 
 
@@ -94,7 +95,8 @@ def test_a_plan_in_notify_mode_says_nothing_was_done_and_how_to_restore_by_hand(
         + BACKUP_LINES
         + "Guardrails: the guardrails would allow it now.\n"
         "Backup 901 is kept from pruning until 2025-01-23 15:45:00 UTC.\n\n"
-        'What to do: To restore by hand: POST /servers/12345/restore/ with {"backup_id": 901}.',
+        'What to do: To restore by hand: vpsbackup restore 12345 --backup 901 (the same guardrails, hold and '
+        "journal as an automatic restore).",
     )
 
 
@@ -114,8 +116,8 @@ NO_BACKUP = RestorePointDecision(12345, None, "none", "no completed backup of se
             "Restore skipped for server 12345: alarm vps-web-1-down is not current",
             "Server 12345 was NOT restored: the alarm changed state 2h ago.",
             "",
-            "Check whether the server still needs a restore and do it by hand if so; "
-            "no automatic restore will happen for this alarm change.",
+            "Check whether the server still needs a restore; if so: vpsbackup restore 12345 --dry-run, then "
+            "without --dry-run. No automatic restore will happen for this alarm change.",
             id="not-current",
         ),
         pytest.param(
@@ -123,7 +125,7 @@ NO_BACKUP = RestorePointDecision(12345, None, "none", "no completed backup of se
             "Restore FAILED for server 12345: backups could not be listed",
             "Server 12345 was NOT restored: its backups could not be listed.",
             "The API said: HTTP 500: boom\n",
-            "Restore by hand if the server still needs it; check the provider's API status.",
+            "Check the provider's API status; if the server still needs a restore: vpsbackup restore 12345.",
             id="listing-failed",
         ),
         pytest.param(
@@ -131,7 +133,8 @@ NO_BACKUP = RestorePointDecision(12345, None, "none", "no completed backup of se
             "Restore skipped for server 12345: no usable backup",
             "Server 12345 was NOT restored: there is no usable backup.",
             "Why: no completed backup of server 12345 in the last 7d.\n",
-            "Investigate the server by hand; no automatic restore will happen for this alarm.",
+            "Investigate the server by hand (vpsbackup backups --server 12345 shows its backups and why none "
+            "is usable); no automatic restore will happen for this alarm.",
             id="no-backup",
         ),
         pytest.param(
@@ -139,7 +142,8 @@ NO_BACKUP = RestorePointDecision(12345, None, "none", "no completed backup of se
             "Restore skipped for server 12345: cooldown",
             "Server 12345 was NOT restored: server 12345 was restored 10m ago.",
             "It would have been restored from backup 901: the backup made just before deployment d-42.\n",
-            "If the server still needs a restore, do it by hand (the automation will not retry this alarm).",
+            "If the server still needs a restore: vpsbackup restore 12345 --backup 901 (with --override-cooldown "
+            "--reason TEXT inside the cooldown); the automation will not retry this alarm.",
             id="cooldown",
         ),
         pytest.param(
@@ -147,7 +151,8 @@ NO_BACKUP = RestorePointDecision(12345, None, "none", "no completed backup of se
             "Restore skipped for server 12345: fleet restore limit reached",
             "Server 12345 was NOT restored: 3 restores in the last hour.",
             "It would have been restored from backup 901: the backup made just before deployment d-42.\n",
-            "If the server still needs a restore, do it by hand (the automation will not retry this alarm).",
+            "If the server still needs a restore: vpsbackup restore 12345 --backup 901 (with --override-cooldown "
+            "--reason TEXT inside the cooldown); the automation will not retry this alarm.",
             id="fleet-limit",
         ),
         pytest.param(
@@ -155,7 +160,7 @@ NO_BACKUP = RestorePointDecision(12345, None, "none", "no completed backup of se
             "Restore FAILED for server 12345: internal error",
             "Server 12345 was NOT restored: the automation hit an unexpected error (ClientError).",
             BACKUP_LINES,
-            "Check the function's logs; restore by hand if the server still needs it.",
+            "Check the function's logs; if the server still needs a restore: vpsbackup restore 12345 --backup 901.",
             id="internal-error",
         ),
         pytest.param(
@@ -163,7 +168,7 @@ NO_BACKUP = RestorePointDecision(12345, None, "none", "no completed backup of se
             "Restore FAILED for server 12345: backup status unreadable",
             "Server 12345 was NOT restored: backup 901's status could not be re-read just before restoring.",
             BACKUP_LINES + "The API said: HTTP 502\n",
-            "Restore by hand if the server still needs it.",
+            "If the server still needs a restore: vpsbackup restore 12345 --backup 901.",
             id="reread-failed",
         ),
         pytest.param(
@@ -171,7 +176,8 @@ NO_BACKUP = RestorePointDecision(12345, None, "none", "no completed backup of se
             "Restore skipped for server 12345: backup 901 no longer usable",
             "Server 12345 was NOT restored: backup 901 is gone (re-checked just before restoring).",
             BACKUP_LINES,
-            "Restore by hand from another backup if the server still needs it.",
+            "If the server still needs a restore: vpsbackup restore 12345 --dry-run shows the backup it would "
+            "choose now.",
             id="backup-changed",
         ),
         pytest.param(
@@ -183,7 +189,8 @@ NO_BACKUP = RestorePointDecision(12345, None, "none", "no completed backup of se
             BACKUP_LINES
             + "The API said: HTTP 409: busy\n"
             + "The restore did not start. It will not be retried for this alarm; a new alarm may try again.\n",
-            "Check the server and the provider's panel; restore by hand if it still needs it.",
+            "Check the server and the provider's panel; if it still needs a restore: vpsbackup restore 12345 "
+            "--backup 901 (it refuses while this restore may still be running).",
             id="restore-refused",
         ),
         pytest.param(
@@ -201,7 +208,8 @@ NO_BACKUP = RestorePointDecision(12345, None, "none", "no completed backup of se
             + "The API said: the connection dropped\n"
             + "The restore MAY have started (no clear answer came back). It is not re-sent; the server stays "
             "locked for restores until 2025-01-16 16:45:00 UTC.\n",
-            "Check the server and the provider's panel; restore by hand if it still needs it.",
+            "Check the server and the provider's panel; if it still needs a restore: vpsbackup restore 12345 "
+            "--backup 901 (it refuses while this restore may still be running).",
             id="restore-outcome-unknown",
         ),
     ],
@@ -238,3 +246,32 @@ def test_the_frame_leaves_out_what_is_unknown() -> None:
 def test_a_backup_without_a_description_is_listed_without_one() -> None:
     plain = BACKUP.model_copy(update={"description": None})
     assert messages.backup_lines(DECISION, plain)[0] == "Backup: 901, manual, created 2025-01-16 15:40:00 UTC"
+
+
+def test_every_text_names_the_console_for_this_stack_never_a_bare_api_call() -> None:
+    """A restore by hand goes through ``vpsbackup restore`` (lock, cooldown, fleet limit, hold,
+    journal), named with the stack the function runs in."""
+    scene = AlarmScene(TRANSITION, FOUND, "notify", stack_name="prod")
+    would = messages.guard_verdict(None)
+    plan = messages.planned(scene, DECISION, BACKUP, would=would, hold_until=AT + timedelta(days=7))
+    assert plan.body.endswith(
+        "What to do: To restore by hand: vpsbackup --stack prod restore 12345 --backup 901 (the same guardrails, "
+        "hold and journal as an automatic restore)."
+    )
+    told = [
+        plan,
+        messages.server_unresolved(scene, dimension="ServerId"),
+        messages.alarm_not_confirmed(scene, "no such alarm"),
+        messages.alarm_not_current(scene, 12345, "old"),
+        messages.listing_failed(scene, 12345, "HTTP 500"),
+        messages.no_usable_backup(scene, NO_BACKUP),
+        messages.refused(scene, DECISION, kind="cooldown", reason="r"),
+        messages.internal_error(scene, DECISION, BACKUP, "E"),
+        messages.reread_failed(scene, DECISION, BACKUP, "HTTP 502"),
+        messages.backup_changed(scene, DECISION, BACKUP, "is gone"),
+        messages.restore_failed(scene, DECISION, BACKUP, api_said="x", not_applied=True, locked_until=AT),
+    ]
+    for message in told:
+        todo = message.body.split("What to do: ", 1)[1]
+        assert "POST " not in message.body and "curl" not in message.body, message.subject
+        assert "vpsbackup --stack prod " in todo, (message.subject, todo)

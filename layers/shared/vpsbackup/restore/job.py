@@ -158,7 +158,9 @@ class AlarmRestorer(GuardedRestore):
         confirmed = self._confirmed(transition)
         if isinstance(confirmed, str):
             logger.warning("no restore: the alarm is not confirmed", extra={**log, "why": confirmed})
-            scene = messages.AlarmScene(transition, ServerResolution(None, ""), self.settings.restore_mode)
+            scene = messages.AlarmScene(
+                transition, ServerResolution(None, ""), self.settings.restore_mode, self.settings.stack_name
+            )
             return self._publish(
                 scene,
                 RestoreOutcome(
@@ -173,7 +175,7 @@ class AlarmRestorer(GuardedRestore):
             alarm_server_map=self.settings.alarm_server_map,
             tags=lambda: self._tags_of(transition),
         )
-        scene = messages.AlarmScene(transition, resolution, self.settings.restore_mode)
+        scene = messages.AlarmScene(transition, resolution, self.settings.restore_mode, self.settings.stack_name)
         if resolution.server_id is None:
             logger.error(
                 "no restore: cannot tell which server the alarm is about", extra={**log, "why": resolution.explanation}

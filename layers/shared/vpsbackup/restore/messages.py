@@ -23,6 +23,15 @@ class Message:
     body: str
 
 
+def restore_command(server_id: int | None, backup_id: int | None = None, *, stack_name: str | None = None) -> str:
+    """``vpsbackup --stack NAME restore SERVER --backup ID``: a restore by hand that takes the same
+    lock, cooldown, fleet limit, hold and journal as the alarm path (never a bare API call)."""
+    stack = f" --stack {stack_name}" if stack_name else ""
+    backup = f" --backup {backup_id}" if backup_id is not None else ""
+    server = str(server_id) if server_id is not None else "SERVER"
+    return f"vpsbackup{stack} restore {server}{backup}"
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmScene:
     """What every restore text starts and ends with: the alarm, its server, and the mode."""
@@ -30,10 +39,19 @@ class AlarmScene:
     transition: AlarmTransition
     resolution: ServerResolution
     restore_mode: str
+    stack_name: str | None = None  # STACK_NAME: the console command people are told names it
 
     @property
     def alarm(self) -> str:
         return self.transition.alarm_name
+
+    def console(self, command: str) -> str:
+        """A console command for this stack: ``vpsbackup --stack NAME COMMAND``."""
+        return f"vpsbackup --stack {self.stack_name} {command}" if self.stack_name else f"vpsbackup {command}"
+
+    def by_hand(self, server_id: int | None = None, backup_id: int | None = None) -> str:
+        """A restore by hand, as people should make one: through the console's guarded path."""
+        return restore_command(server_id, backup_id, stack_name=self.stack_name)
 
     def body(self, *, headline: str, lines: list[str], todo: str) -> str:
         transition = self.transition
@@ -75,7 +93,8 @@ def server_unresolved(scene: AlarmScene, *, dimension: str) -> Message:
     headline = f"No server was restored: the alarm {scene.alarm!r} does not say which server it is about."
     todo = (
         f"Give the alarm's metric a {dimension} dimension, or tag the alarm "
-        f"vps:server-id=<server id>, or add it to ALARM_SERVER_MAP; restore by hand if needed."
+        f"vps:server-id=<server id>, or add it to ALARM_SERVER_MAP; if a server needs a restore: "
+        f"{scene.by_hand()} --dry-run, then without --dry-run."
     )
     looked_for = [f"Looked for: {scene.resolution.explanation}."]
     return scene.told(f"Restore skipped: alarm {scene.alarm} names no server", headline, looked_for, todo)
@@ -86,7 +105,7 @@ def alarm_not_confirmed(scene: AlarmScene, why: str) -> Message:
     todo = (
         "Nothing, if the alarm has recovered. If no alarm of this account by that name fired, the event "
         "was sent by someone else: find who invoked the function or published to its topic (CloudTrail). "
-        "Restore by hand if a server still needs it."
+        f"If a server still needs a restore: {scene.by_hand()} --dry-run, then without --dry-run."
     )
     subject = f"Restore skipped: alarm {scene.alarm} not confirmed"
     return scene.told(subject, headline, [], todo)
@@ -94,8 +113,8 @@ def alarm_not_confirmed(scene: AlarmScene, why: str) -> Message:
 
 def alarm_not_current(scene: AlarmScene, server_id: int, why: str) -> Message:
     todo = (
-        "Check whether the server still needs a restore and do it by hand if so; "
-        "no automatic restore will happen for this alarm change."
+        f"Check whether the server still needs a restore; if so: {scene.by_hand(server_id)} --dry-run, then "
+        "without --dry-run. No automatic restore will happen for this alarm change."
     )
     subject = f"Restore skipped for server {server_id}: alarm {scene.alarm} is not current"
     return scene.told(subject, f"Server {server_id} was NOT restored: {why}.", [], todo)
@@ -106,7 +125,7 @@ def listing_failed(scene: AlarmScene, server_id: int, api_said: str) -> Message:
         f"Restore FAILED for server {server_id}: backups could not be listed",
         f"Server {server_id} was NOT restored: its backups could not be listed.",
         [f"The API said: {api_said}"],
-        "Restore by hand if the server still needs it; check the provider's API status.",
+        f"Check the provider's API status; if the server still needs a restore: {scene.by_hand(server_id)}.",
     )
 
 
@@ -123,7 +142,10 @@ def listing_incomplete(scene: AlarmScene, server_id: int, problem: str) -> Messa
 
 def no_usable_backup(scene: AlarmScene, decision: RestorePointDecision) -> Message:
     server_id = decision.server_id
-    todo = "Investigate the server by hand; no automatic restore will happen for this alarm."
+    todo = (
+        f"Investigate the server by hand ({scene.console(f'backups --server {server_id}')} shows its backups and why "
+        "none is usable); no automatic restore will happen for this alarm."
+    )
     headline = f"Server {server_id} was NOT restored: there is no usable backup."
     subject = f"Restore skipped for server {server_id}: no usable backup"
     return scene.told(subject, headline, [f"Why: {decision.reason}."], todo)
@@ -160,7 +182,10 @@ def planned(
     else:
         mode, why = "outside the watch window", f"Server {server_id} was NOT restored automatically: {watch}."
     headline = f"{why} The automation would restore it from backup {backup.id}."
-    todo = f'To restore by hand: POST /servers/{server_id}/restore/ with {{"backup_id": {backup.id}}}.'
+    todo = (
+        f"To restore by hand: {scene.by_hand(server_id, backup.id)} (the same guardrails, hold and "
+        "journal as an automatic restore)."
+    )
     return scene.told(
         f"Restore plan for server {server_id}: backup {backup.id} ({mode}, nothing done)", headline, lines, todo
     )
@@ -172,7 +197,10 @@ def refused(scene: AlarmScene, decision: RestorePointDecision, *, kind: str, rea
     backup_id = decision.backup.id if decision.backup else None
     label = "cooldown" if kind == "cooldown" else "fleet restore limit reached"
     would_have = [f"It would have been restored from backup {backup_id}: {decision.reason}."] if backup_id else []
-    todo = "If the server still needs a restore, do it by hand (the automation will not retry this alarm)."
+    todo = (
+        f"If the server still needs a restore: {scene.by_hand(server_id, backup_id)} (with --override-cooldown "
+        "--reason TEXT inside the cooldown); the automation will not retry this alarm."
+    )
     subject = f"Restore skipped for server {server_id}: {label}"
     return scene.told(subject, f"Server {server_id} was NOT restored: {reason}.", would_have, todo)
 
@@ -180,7 +208,7 @@ def refused(scene: AlarmScene, decision: RestorePointDecision, *, kind: str, rea
 def internal_error(scene: AlarmScene, decision: RestorePointDecision, backup: Backup, error_name: str) -> Message:
     server_id = decision.server_id
     headline = f"Server {server_id} was NOT restored: the automation hit an unexpected error ({error_name})."
-    todo = "Check the function's logs; restore by hand if the server still needs it."
+    todo = f"Check the function's logs; if the server still needs a restore: {scene.by_hand(server_id, backup.id)}."
     return scene.told(
         f"Restore FAILED for server {server_id}: internal error", headline, backup_lines(decision, backup), todo
     )
@@ -193,7 +221,8 @@ def reread_failed(scene: AlarmScene, decision: RestorePointDecision, backup: Bac
         f"Server {server_id} was NOT restored: backup {backup.id}'s status could not be re-read just before restoring."
     )
     subject = f"Restore FAILED for server {server_id}: backup status unreadable"
-    return scene.told(subject, headline, lines, "Restore by hand if the server still needs it.")
+    todo = f"If the server still needs a restore: {scene.by_hand(server_id, backup.id)}."
+    return scene.told(subject, headline, lines, todo)
 
 
 def backup_now_is(fresh: Backup | None, server_id: int) -> str:
@@ -209,7 +238,10 @@ def backup_changed(scene: AlarmScene, decision: RestorePointDecision, backup: Ba
     server_id = decision.server_id
     subject = f"Restore skipped for server {server_id}: backup {backup.id} no longer usable"
     headline = f"Server {server_id} was NOT restored: backup {backup.id} {now_is} (re-checked just before restoring)."
-    todo = "Restore by hand from another backup if the server still needs it."
+    todo = (
+        f"If the server still needs a restore: {scene.by_hand(server_id)} --dry-run shows the backup it "
+        "would choose now."
+    )
     return scene.told(subject, headline, backup_lines(decision, backup), todo)
 
 
@@ -232,7 +264,10 @@ def restore_failed(
             f"locked for restores until {human_time(locked_until)}."
         )
     lines = [*backup_lines(decision, backup), f"The API said: {api_said}", verdict]
-    todo = "Check the server and the provider's panel; restore by hand if it still needs it."
+    todo = (
+        f"Check the server and the provider's panel; if it still needs a restore: {scene.by_hand(server_id, backup.id)}"
+        " (it refuses while this restore may still be running)."
+    )
     headline = f"Server {server_id} was NOT restored from backup {backup.id}."
     return scene.told(f"Restore FAILED for server {server_id}: {api_said}", headline, lines, todo)
 
