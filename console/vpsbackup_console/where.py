@@ -42,6 +42,8 @@ STACK_PARAMETERS: Mapping[str, str] = {
     "VpsApiTokenSecretArn": "VPS_API_TOKEN_SECRET",
     "VpsApiPageSize": "VPS_API_PAGE_SIZE",
     "VpsApiMaxRps": "VPS_API_MAX_RPS",
+    "VpsApiRateLimit": "VPS_API_RATE_LIMIT",
+    "VpsApiRestoreShare": "VPS_API_RESTORE_SHARE",
     "NotifyFormat": "NOTIFY_FORMAT",
     "JournalRetention": "JOURNAL_RETENTION",
     "LogLevel": "POWERTOOLS_LOG_LEVEL",

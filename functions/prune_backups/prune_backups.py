@@ -39,7 +39,7 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     config = settings()
     request = parse_prune_request(event)  # a bad payload fails here, naming the field, before any API call
     logger.append_keys(trigger=request.trigger, dry_run=request.dry_run or config.dry_run)
-    client = runtime.api_client_for(config)
+    client = runtime.api_client_for(config, "prune")
     client.set_deadline(runtime.remaining_seconds(context))
     state = runtime.state_table(config.state_table_name)
     options = PruneOptions.from_settings(config)
@@ -53,7 +53,7 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
             store=PruneStateStore(state),
             time_left=time_left,
             margin=STOP_STARTING_MARGIN_S,
-            seconds_per_request=1.0 / config.vps_api_max_rps,  # time kept for the deletions, at least
+            seconds_per_request=1.0 / config.api_requests_per_second,  # time kept for the deletions, at least
         )
     else:
         report = run_prune(request, options, client=client, holds=state, time_left=time_left)

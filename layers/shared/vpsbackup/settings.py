@@ -44,11 +44,24 @@ class SharedSettings(BaseModel):
     # 250/min and Linode's 200/min, leaving room for the other functions and people on the same
     # token. A provider that says less (RateLimit-* headers, 429 + Retry-After) slows it further.
     vps_api_max_rps: float = Field(default=2.0, gt=0, le=1000)
+    # The provider's limit for the token, shared by every function and invocation (a quota in
+    # StateTable, vpsbackup.provider.shared_quota); 0 or unset: no shared quota, only VPS_API_MAX_RPS.
+    vps_api_rate_limit: float = Field(default=0.0, ge=0, le=1000)
+    # The share of the shared quota's burst only restores may take (restore first).
+    vps_api_restore_share: float = Field(default=0.3, ge=0.05, le=0.9)
     notify_format: NotifyFormat = "text"
     # How long the journal of irreversible acts is kept (DynamoDB TTL).
     journal_retention: Duration = Field(default=timedelta(days=400))
     # STACK_NAME (the template sets it): the texts people read name `vpsbackup --stack NAME ...`.
     stack_name: str | None = None
+
+    @property
+    def api_requests_per_second(self) -> float:
+        """The most requests per second one invocation makes: VPS_API_MAX_RPS, or the shared
+        VPS_API_RATE_LIMIT when it is lower."""
+        if self.vps_api_rate_limit > 0:
+            return min(self.vps_api_max_rps, self.vps_api_rate_limit)
+        return self.vps_api_max_rps
 
     @field_validator("vps_api_base_url")
     @classmethod

@@ -109,6 +109,8 @@ def test_the_function_may_read_the_secret_and_the_table_and_publish_nothing_more
         # incremental runs write their own items, in the prune-state partition only (test below)
         ("dynamodb:PutItem", json.dumps({"GetAtt": "StateTable.Arn"})),
         ("dynamodb:DeleteItem", json.dumps({"GetAtt": "StateTable.Arn"})),
+        # the provider quota every function shares, in the quota partition only (test below)
+        ("dynamodb:UpdateItem", json.dumps({"GetAtt": "StateTable.Arn"})),
         ("sns:Publish", json.dumps({"Ref": "NotificationsTopic"})),
         # the topic is encrypted with the stack's own key: publishing needs it
         ("kms:GenerateDataKey", json.dumps({"GetAtt": "NotificationsKey.Arn"})),
@@ -147,9 +149,24 @@ def test_prune_runs_one_at_a_time(template: dict[str, Any]) -> None:
 
 def test_prune_writes_only_its_own_partition_of_the_state_table(template: dict[str, Any]) -> None:
     statements = [s for policy in function(template)["Policies"] for s in policy["Statement"]]
-    # (the journal's BatchWriteItem writes journal entries; anything else is prune's own state)
+    # (the journal's BatchWriteItem writes journal entries; anything else is prune's own state,
+    # or the provider quota's item, which only UpdateItem writes)
     writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    partitions = []
     for statement in statements:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         if writes & set(actions) and statement["Resource"] == {"GetAtt": "StateTable.Arn"}:
-            assert statement["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["prune-state"]}}
+            [partition] = statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+            assert set(actions) & writes <= (
+                {"dynamodb:UpdateItem"} if partition == "quota" else writes - {"dynamodb:UpdateItem"}
+            )
+            partitions.append(partition)
+    assert sorted(partitions) == ["prune-state", "quota"]
+
+
+def test_every_function_may_write_the_provider_quota_item_only_in_its_partition(template: dict[str, Any]) -> None:
+    for name in ("BackupOnDeployFunction", "PruneBackupsFunction", "RestoreOnAlarmFunction"):
+        statements = [s for p in resources(template)[name]["Properties"]["Policies"] for s in p["Statement"]]
+        [quota] = [s for s in statements if s.get("Sid") == "ProviderQuota"]
+        assert quota["Action"] == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+        assert quota["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["quota"]}}

@@ -10,8 +10,11 @@ import functools
 from typing import Any, Protocol
 
 from vpsbackup.aws.notifications import Notifier
+from vpsbackup.aws.quota_store import DynamoQuotaStore
 from vpsbackup.aws.state import StateTable
 from vpsbackup.provider.client import VpsClient
+from vpsbackup.provider.quota import Job, QuotaParams
+from vpsbackup.provider.shared_quota import SharedQuota
 from vpsbackup.provider.token import SecretsManagerTokenProvider
 from vpsbackup.settings import NotifyFormat, SharedSettings
 
@@ -39,10 +42,28 @@ def notifier(topic_arn: str | None, notify_format: NotifyFormat = "text") -> Not
     return Notifier(topic_arn, notify_format=notify_format)
 
 
-def api_client_for(settings: SharedSettings) -> VpsClient:
-    """This environment's provider client, set to the settings' page size and request budget."""
+@functools.cache
+def shared_quota(table_name: str, token_secret_id: str, job: Job, rate: float, restore_share: float) -> SharedQuota:
+    """``job``'s slots of the quota every function shares (kept across warm invocations, with the
+    slots of its last batch)."""
+    store = DynamoQuotaStore(state_table(table_name), token_secret_id)
+    return SharedQuota(store, QuotaParams(rate, restore_share), job)
+
+
+def api_client_for(settings: SharedSettings, job: Job | None = None) -> VpsClient:
+    """This environment's provider client, set to the settings' page size and request budget, and
+    with ``VPS_API_RATE_LIMIT`` to ``job``'s place in the shared quota."""
     client = api_client(settings.vps_api_base_url, settings.vps_api_token_secret)
-    client.configure(page_size=settings.vps_api_page_size, max_rps=settings.vps_api_max_rps)
+    quota = None
+    if job is not None and settings.vps_api_rate_limit > 0:
+        quota = shared_quota(
+            settings.state_table_name,
+            settings.vps_api_token_secret,
+            job,
+            settings.vps_api_rate_limit,
+            settings.vps_api_restore_share,
+        )
+    client.configure(page_size=settings.vps_api_page_size, max_rps=settings.vps_api_max_rps, quota=quota)
     return client
 
 
@@ -56,5 +77,5 @@ def remaining_seconds(context: LambdaContextLike | Any, margin: float = DEFAULT_
 
 def reset() -> None:
     """Forget every cached object (tests; a new mock AWS account)."""
-    for cached in (api_client, state_table, notifier):
+    for cached in (api_client, state_table, notifier, shared_quota):
         cached.cache_clear()

@@ -27,6 +27,8 @@ pk                         sk                                  what
 ``prune-state``            ``meta``                            prune: the last scheduled runs, and
                                                                whether the last fleet sweep finished
 ``idempotency#<function>`` ``<hash>``                          Powertools Idempotency records
+``quota``                  ``token#<hash of the secret id>``   every function: the provider quota
+                                                               they share (``aws.quota_store``)
 =========================  ==================================  =====================================
 
 ``received_at`` in sort keys is UTC ISO 8601 with microseconds (``2025-01-16T15:45:00.000000Z``),

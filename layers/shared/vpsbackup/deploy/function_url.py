@@ -105,7 +105,7 @@ def _status(request: LambdaFunctionUrlModel, context: LambdaContext, config: Bac
             },
         )
     logger.append_keys(deployment_id=deployment_id)
-    client = runtime.api_client_for(config)
+    client = runtime.api_client_for(config, "deploy")
     client.set_deadline(runtime.remaining_seconds(context))
     status = deployment_status(deployment_id, client, ClaimStore(runtime.state_table(config.state_table_name)))
     if status is None:

@@ -35,7 +35,7 @@ def back_up(
     ``webhook``) is what delivered the request, for the journal."""
     logger.append_keys(deployment_id=request.deployment_id)
     remaining = runtime.remaining_seconds(context)
-    client = runtime.api_client_for(config)
+    client = runtime.api_client_for(config, "deploy")
     client.set_deadline(remaining)
     state = runtime.state_table(config.state_table_name)
     lambda_left = timedelta(milliseconds=context.get_remaining_time_in_millis())

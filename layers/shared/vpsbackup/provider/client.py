@@ -15,7 +15,9 @@ Retry policy (documented here because callers rely on it):
 - Paced: every attempt waits for its turn in the client's request budget (``VPS_API_MAX_RPS``,
   shared by all threads; see :mod:`vpsbackup.provider.ratelimit`), which also follows the
   provider's ``RateLimit-*`` / ``X-RateLimit-*`` headers and holds every request after a ``429``'s
-  ``Retry-After``. A turn that would come after the deadline is not waited for: ApiTimeoutError.
+  ``Retry-After``. Then, with ``VPS_API_RATE_LIMIT``, it waits for a slot of the quota every
+  function shares (:mod:`vpsbackup.provider.shared_quota`), which learns the provider's holds too.
+  A turn that would come after the deadline is not waited for: ApiTimeoutError.
 
 Metrics (the operations dashboard shows them per function): ``api_throttled`` counts every ``429``
 answer, retried or not; ``api_errors`` counts every request that ended in an error (no answer, an
@@ -55,7 +57,8 @@ from vpsbackup.provider.errors import (
     error_for_status,
 )
 from vpsbackup.provider.models import Backup, BackupPage, CreatedBackup, InvalidItem, PageEnvelope, RestoreAccepted
-from vpsbackup.provider.ratelimit import BudgetExhaustedError, RequestBudget
+from vpsbackup.provider.ratelimit import MAX_PROVIDER_WAIT_S, BudgetExhaustedError, RequestBudget
+from vpsbackup.provider.shared_quota import SharedQuota
 from vpsbackup.provider.token import TokenProvider
 from vpsbackup.settings import is_safe_api_url
 
@@ -169,6 +172,8 @@ class VpsClient:
         # Every attempt of every request waits for its turn here (provider/ratelimit.py); waits go
         # through the retry policy's sleep, so a test's or benchmark's clock governs them too.
         self.budget = RequestBudget(None, clock=clock, sleep=lambda seconds: self.retry.sleep(seconds))
+        # The quota every function shares (VPS_API_RATE_LIMIT), waited for after the budget; None: none.
+        self.quota: SharedQuota | None = None
         self._retry_sleep = threading.local()
         self._http = httpx.Client(
             timeout=timeout,
@@ -189,8 +194,16 @@ class VpsClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def configure(self, *, page_size: int | None, max_rps: float | None, burst: int | None = None) -> None:
-        """Apply ``VPS_API_PAGE_SIZE`` and ``VPS_API_MAX_RPS`` (handlers call it per invocation).
+    def configure(
+        self,
+        *,
+        page_size: int | None,
+        max_rps: float | None,
+        burst: int | None = None,
+        quota: SharedQuota | None = None,
+    ) -> None:
+        """Apply ``VPS_API_PAGE_SIZE``, ``VPS_API_MAX_RPS`` and the shared quota (``VPS_API_RATE_LIMIT``,
+        built by the caller for its job; None: none); handlers call it per invocation.
 
         The budget is replaced only when its rate or burst change, so a warm invocation inherits
         what the provider said to the previous one (a Retry-After, a spent window).
@@ -198,6 +211,7 @@ class VpsClient:
         if page_size is not None and page_size < 1:
             raise ValueError(f"page_size must be >= 1, got {page_size}")
         self.page_size = page_size
+        self.quota = quota
         wanted_burst = burst if burst is not None else max(1, int(max_rps or 1))
         if self.budget.max_rps != max_rps or self.budget.burst != wanted_burst:
             self.budget = RequestBudget(
@@ -486,25 +500,39 @@ class VpsClient:
         )
         status = response.status_code
         retry_after = parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
-        self.budget.observe(response.headers, status=status, retry_after=retry_after)
+        limit = self.budget.observe(response.headers, status=status, retry_after=retry_after)
+        if self.quota is not None:
+            self._share_hold(
+                retry_after if status == 429 else None, limit.reset_s if limit and limit.remaining <= 0 else None
+            )
         return response
 
+    def _share_hold(self, *waits: float | None) -> None:
+        """A 429's Retry-After or a spent window holds every function, not only this client."""
+        longest = max((w for w in waits if w is not None), default=None)
+        if longest is not None and self.quota is not None:
+            self.quota.hold_until(time.time() + min(longest, MAX_PROVIDER_WAIT_S))
+
     def _wait_for_budget(self, method: str, path: str) -> None:
-        """Wait for this attempt's turn in the request budget; ApiTimeoutError if it comes after the deadline."""
+        """Wait for this attempt's turn in the request budget, then for a slot of the shared quota;
+        ApiTimeoutError if either comes after the deadline."""
         remaining = self.remaining()
         waited_out, self._retry_sleep.hold = getattr(self._retry_sleep, "hold", -math.inf), -math.inf
         try:
             waited = self.budget.acquire(
                 max_wait=None if remaining is None else max(0.0, remaining - 0.5), waited_out=waited_out
             )
+            if self.quota is not None:
+                remaining = self.remaining()
+                waited += self.quota.acquire(max_wait=None if remaining is None else max(0.0, remaining - 0.5))
         except BudgetExhaustedError as exc:
             logger.warning(
                 "request not started: its turn in the request budget comes after the deadline",
                 extra={"method": method, "path": path, "wait_s": round(exc.wait, 1), "remaining_s": remaining},
             )
             raise ApiTimeoutError(
-                f"{method} {path}: not started, the request budget (VPS_API_MAX_RPS, the provider's rate limit) "
-                f"would wait {exc.wait:.1f} s, past the deadline",
+                f"{method} {path}: not started, the request budget (VPS_API_MAX_RPS, VPS_API_RATE_LIMIT, "
+                f"the provider's rate limit) would wait {exc.wait:.1f} s, past the deadline",
                 method=method,
                 path=path,
             ) from None

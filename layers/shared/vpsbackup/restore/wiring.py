@@ -96,7 +96,7 @@ def build(home: Home) -> _Wiring:
     cloudwatch = boto3.client("cloudwatch")
     restorer = AlarmRestorer(
         settings,
-        client=runtime.api_client_for(settings),
+        client=runtime.api_client_for(settings, "restore"),
         state=state,
         guard=RestoreGuard(state, cooldown=settings.restore_cooldown, max_per_hour=settings.max_restores_per_hour),
         notifier=runtime.notifier(settings.notify_topic_arn, settings.notify_format),

@@ -1,0 +1,89 @@
+"""The shared provider quota's state in ``StateTable`` (:class:`vpsbackup.provider.shared_quota.QuotaStore`).
+
+One item per provider token: pk ``quota``, sk ``token#<first 16 hex digits of the SHA-256 of the
+token's secret id>`` (the id, not the token: the table never holds a secret). Its attributes are the
+GCRA state of :mod:`vpsbackup.provider.quota`: ``tat`` and ``not_before`` (UNIX seconds) and a
+``version`` every write moves on. A batch of slots is one conditional ``UpdateItem`` on the version
+read; a provider's hold (``Retry-After``) one conditional on ``not_before`` being earlier. The item
+expires a day after its last write (TTL): a quiet bucket is a full one.
+
+The three functions may write this partition only for it (IAM ``dynamodb:LeadingKeys`` = ``quota``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable
+from vpsbackup.provider.quota import QuotaState
+
+QUOTA_PK = "quota"
+QUOTA_TTL_S = 86_400
+
+
+def quota_sk(token_secret_id: str) -> str:
+    """The item of one provider token (its secret's id, hashed)."""
+    return "token#" + hashlib.sha256(token_secret_id.encode("utf-8")).hexdigest()[:16]
+
+
+def _number(value: float) -> Decimal:
+    return Decimal(str(round(value, 6)))
+
+
+class DynamoQuotaStore:
+    """The quota item of one provider token in ``StateTable``."""
+
+    def __init__(self, state: StateTable, token_secret_id: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.table = state.table
+        self.key = {PK: QUOTA_PK, SK: quota_sk(token_secret_id)}
+        self._clock = clock
+        self._condition_failed = self.table.meta.client.exceptions.ConditionalCheckFailedException
+
+    def read(self) -> QuotaState:
+        item = self.table.get_item(Key=self.key, ConsistentRead=True).get("Item")
+        if not item:
+            return QuotaState()
+        return QuotaState(
+            tat=float(item.get("tat", 0)), not_before=float(item.get("not_before", 0)), version=int(item["version"])
+        )
+
+    def swap(self, new: QuotaState, *, expected_version: int) -> bool:
+        condition = "attribute_not_exists(#v) OR #v = :seen" if expected_version == 0 else "#v = :seen"
+        try:
+            self.table.update_item(
+                Key=self.key,
+                UpdateExpression="SET tat = :tat, not_before = :nb, #v = :v, #e = :e",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#v": "version", "#e": TTL_ATTRIBUTE},
+                ExpressionAttributeValues=self._values(new) | {":seen": expected_version},
+            )
+        except self._condition_failed:
+            return False
+        return True
+
+    def hold_until(self, until: float) -> None:
+        with contextlib.suppress(self._condition_failed):  # a later hold already stands
+            self.table.update_item(
+                Key=self.key,
+                UpdateExpression="SET not_before = :nb, #e = :e ADD #v :one",
+                ConditionExpression="attribute_not_exists(not_before) OR not_before < :nb",
+                ExpressionAttributeNames={"#v": "version", "#e": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={
+                    ":nb": _number(until),
+                    ":one": 1,
+                    ":e": int(self._clock()) + QUOTA_TTL_S,
+                },
+            )
+
+    def _values(self, new: QuotaState) -> dict[str, Any]:
+        return {
+            ":tat": _number(new.tat),
+            ":nb": _number(new.not_before),
+            ":v": new.version,
+            ":e": int(max(self._clock(), new.not_before)) + QUOTA_TTL_S,
+        }
