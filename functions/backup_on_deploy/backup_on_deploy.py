@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vpsbackup.deploy.eventbridge import on_eventbridge
 from vpsbackup.deploy.function_url import on_function_url
+from vpsbackup.deploy.run import work_on_queue
 from vpsbackup.deploy.settings import BackupOnDeploySettings
 from vpsbackup.observability import logger, metrics, tracer
 from vpsbackup.settings import load_settings
@@ -34,8 +35,12 @@ def settings() -> BackupOnDeploySettings:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = settings()
+    if "Records" in event:  # the deploy queue: its worker (large deployments)
+        return work_on_queue(event, context, config, max_wait_for_claim=MAX_WAIT_FOR_CLAIM_S)
     if "detail-type" in event:
         return on_eventbridge(event, context, config, max_wait_for_claim=MAX_WAIT_FOR_CLAIM_S)
     if isinstance(event.get("requestContext"), dict) and "http" in event["requestContext"]:
         return on_function_url(event, context, config, max_wait_for_claim=MAX_WAIT_FOR_CLAIM_S)
-    raise ValueError("unsupported event: expected an EventBridge deploy event or a Function URL request")
+    raise ValueError(
+        "unsupported event: expected an EventBridge deploy event, a Function URL request or deploy queue messages"
+    )

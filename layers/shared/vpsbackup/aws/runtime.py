@@ -33,6 +33,14 @@ def api_client(base_url: str, token_secret_id: str) -> VpsClient:
 
 
 @functools.cache
+def sqs_client() -> Any:
+    """The SQS client (the deploy queue)."""
+    import boto3
+
+    return boto3.client("sqs")
+
+
+@functools.cache
 def state_table(table_name: str) -> StateTable:
     return StateTable.from_name(table_name)
 
@@ -77,5 +85,5 @@ def remaining_seconds(context: LambdaContextLike | Any, margin: float = DEFAULT_
 
 def reset() -> None:
     """Forget every cached object (tests; a new mock AWS account)."""
-    for cached in (api_client, state_table, notifier, shared_quota):
+    for cached in (api_client, state_table, notifier, shared_quota, sqs_client):
         cached.cache_clear()

@@ -56,6 +56,9 @@ RECORD_TTL = timedelta(days=400)
 # owner's Lambda is killed must have landed before anyone reconciles by listing. The restore job
 # counts on the same bound (records.DEPLOYMENT_BACKUP_LATEST).
 LEASE_MARGIN = CLAIM_LEASE_MARGIN
+# A server of a queued deployment that no worker has reached this long after the deployment's last
+# progress (queued_at) is reported as an error: the queue gave up on it (its dead-letter queue).
+QUEUE_PATIENCE = timedelta(hours=1)
 # Without a Lambda context (local tools), assume Lambda's longest timeout.
 DEFAULT_REMAINING = LAMBDA_LONGEST_RUN
 
@@ -102,6 +105,8 @@ class DeploymentMeta(BaseModel):
     received_at: AwareDatetime
     last_received_at: AwareDatetime
     deliveries: int
+    # A large deployment's servers went to the deploy queue: when they last did (the worker's progress too).
+    queued_at: AwareDatetime | None = None
 
 
 # -- pure decisions ------------------------------------------------------------------------------
@@ -173,6 +178,7 @@ def _meta_from_item(item: dict[str, Any]) -> DeploymentMeta:
         received_at=_time(item["received_at"]),
         last_received_at=_time(item["last_received_at"]),
         deliveries=int(item.get("deliveries", 1)),
+        queued_at=_time(item["queued_at"]) if item.get("queued_at") else None,
     )
 
 
@@ -204,6 +210,21 @@ class ClaimStore:
             ReturnValues="ALL_NEW",
         )
         return _meta_from_item(response["Attributes"])
+
+    def mark_queued(self, deployment_id: str, now: datetime) -> None:
+        """Some of the deployment's servers are (still) in the deploy queue, as of ``now``."""
+        self.table.update_item(
+            Key={PK: deployment_pk(deployment_id), SK: META_SK},
+            UpdateExpression="SET queued_at = :now",
+            ConditionExpression="attribute_exists(#pk)",
+            ExpressionAttributeNames={"#pk": PK},
+            ExpressionAttributeValues={":now": utc_key_time(now)},
+        )
+
+    def get_deployment(self, deployment_id: str) -> DeploymentMeta | None:
+        """The deployment's ``meta`` item alone (one consistent read)."""
+        item = self.table.get_item(Key={PK: deployment_pk(deployment_id), SK: META_SK}, ConsistentRead=True).get("Item")
+        return _meta_from_item(item) if item else None
 
     def load_deployment(self, deployment_id: str) -> tuple[DeploymentMeta | None, dict[int, Claim]]:
         """The meta item and every claim of a deployment (one consistent query)."""

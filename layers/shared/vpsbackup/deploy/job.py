@@ -21,6 +21,7 @@ from vpsbackup.aws.state import StateTable
 from vpsbackup.deploy.claims import (
     DEFAULT_REMAINING,
     LEASE_MARGIN,
+    QUEUE_PATIENCE,
     Action,
     Claim,
     ClaimStore,
@@ -46,7 +47,7 @@ from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord, Journa
 # What the journal keeps of a deploy request, besides its id.
 REQUEST_CONTEXT = ("environment", "repository", "ref", "commit", "actor", "url")
 
-Outcome = Literal["created", "reconciled", "reused", "pending", "failed"]
+Outcome = Literal["created", "reconciled", "reused", "pending", "failed", "queued"]
 STATUS_ERROR = "error"  # no backup: see the result's ``error``
 STATUS_MISSING = "missing"  # a backup was recorded but the API no longer lists it
 
@@ -58,7 +59,8 @@ class ServerResult:
     ``outcome``: ``created`` (this delivery POSTed it), ``reconciled`` (an earlier delivery had made
     it; found by its marker), ``reused`` (already recorded), ``pending`` (another delivery is
     creating it right now), ``failed`` (no backup; ``error`` says why, ``http_status`` is 404 for a
-    server that does not exist and 502 for an API failure).
+    server that does not exist and 502 for an API failure), ``queued`` (a large deployment: the
+    deploy queue's worker makes it, :mod:`vpsbackup.deploy.queue`).
     """
 
     server_id: int
@@ -76,11 +78,14 @@ class ServerResult:
 
 
 def http_status_for(results: list[ServerResult]) -> int:
-    """201 if this delivery created a backup, 200 if nothing new was needed; 502 if any server met an
-    API failure, else 404 if any server does not exist (the others' results still stand)."""
+    """201 if this delivery created a backup, 200 if nothing new was needed, 202 if servers were
+    queued; 502 if any server met an API failure, else 404 if any server does not exist (the others'
+    results still stand)."""
     failures = [r.http_status or 502 for r in results if r.outcome == "failed"]
     if failures:
         return 502 if any(code != 404 for code in failures) else 404
+    if any(r.outcome == "queued" for r in results):
+        return 202
     return 201 if any(r.outcome == "created" for r in results) else 200
 
 
@@ -142,6 +147,9 @@ class BackupOnDeploy:
     # delivered the request (``eventbridge``, ``webhook``), in its entries.
     journal: Journal | None = None
     trigger: str = ""
+    # A server already backed up is answered with its backup's current status (one listing); the
+    # deploy queue's worker answers nobody and skips that read.
+    reuse_reads_status: bool = True
 
 
 @tracer.capture_method
@@ -151,29 +159,51 @@ def back_up_deployment(
     """Make sure each server has its one backup for ``request.deployment_id``; record it all."""
     now = received_at or deps.clock()
     meta = deps.claims.register_deployment(request.deployment_id, server_ids, now)
-    description = backup_description(request)
-    log = {"deployment_id": request.deployment_id, "received_at": meta.received_at.isoformat()}
     logger.info(
         "deploy request registered",
-        extra={**log, "servers": server_ids, "deliveries": meta.deliveries, "first": meta.deliveries == 1},
+        extra={
+            "deployment_id": request.deployment_id,
+            "received_at": meta.received_at.isoformat(),
+            "servers": server_ids,
+            "deliveries": meta.deliveries,
+            "first": meta.deliveries == 1,
+        },
     )
+    results = back_up_servers(request, server_ids, meta.received_at, deps)
+    return DeploymentResult(request.deployment_id, meta.received_at, results)
+
+
+def back_up_servers(
+    request: DeployRequest,
+    server_ids: list[int],
+    received_at: datetime,
+    deps: BackupOnDeploy,
+    *,
+    stop: Callable[[], bool] | None = None,
+) -> list[ServerResult]:
+    """Each server of a registered deployment (first received at ``received_at``) through the claim
+    protocol, in order, until ``stop()`` says there is no time for another: the servers reached."""
+    description = backup_description(request)
+    log = {"deployment_id": request.deployment_id, "received_at": received_at.isoformat()}
     results = []
     for server_id in server_ids:
-        result = _back_up_server(request.deployment_id, server_id, description, meta.received_at, deps)
-        _warn_if_late(result, meta.received_at, deps.clock(), log)
+        if stop is not None and stop():
+            break
+        result = _back_up_server(request.deployment_id, server_id, description, received_at, deps)
+        _warn_if_late(result, received_at, deps.clock(), log)
         if result.outcome != "pending":
             deps.state.put_deployment_record(
                 DeploymentRecord(
                     deployment_id=request.deployment_id,
                     server_id=server_id,
-                    received_at=meta.received_at,
+                    received_at=received_at,
                     backup_id=result.backup_id,
                 )
             )
         results.append(result)
     if deps.journal is not None:
-        deps.journal.write_many(journal_entries(deps.journal, request, results, meta.received_at, deps.trigger))
-    return DeploymentResult(request.deployment_id, meta.received_at, results)
+        deps.journal.write_many(journal_entries(deps.journal, request, results, received_at, deps.trigger))
+    return results
 
 
 def _warn_if_late(result: ServerResult, received_at: datetime, now: datetime, log: dict[str, Any]) -> None:
@@ -277,7 +307,8 @@ def _reuse(seen: Claim | None, server_id: int, deps: BackupOnDeploy, log: dict[s
     """The claim already records the backup: report it with its current status, create nothing."""
     assert seen is not None
     assert seen.backup_id is not None
-    status = _current_status(deps.client, server_id, seen.backup_id) or seen.backup_status or "unknown"
+    current = _current_status(deps.client, server_id, seen.backup_id) if deps.reuse_reads_status else None
+    status = current or seen.backup_status or "unknown"
     logger.info("reused: the backup already exists", extra={**log, "backup_id": seen.backup_id})
     return ServerResult(server_id, "reused", status, backup_id=seen.backup_id)
 
@@ -447,6 +478,11 @@ def _current_status(client: VpsClient, server_id: int, backup_id: int) -> str | 
 # -- status endpoint ------------------------------------------------------------------------------
 
 
+# A status call reads each backup's status with one listing per server up to this many backups,
+# and with one listing of every manual backup above it (a large deployment: fewer requests).
+PER_SERVER_STATUS_READS = 10
+
+
 @dataclass(frozen=True)
 class DeploymentStatus:
     deployment_id: str
@@ -458,12 +494,24 @@ class DeploymentStatus:
     def http_status(self) -> int:
         return 502 if self.api_failed else 200
 
+    def progress(self) -> dict[str, int]:
+        """Servers with their backup made (``created``), with none and none to come without a new
+        request (``failed``), and still to be made (``pending``: being created or queued)."""
+        created = sum(1 for b in self.backups if b["backup_id"] is not None)
+        failed = sum(1 for b in self.backups if b["backup_id"] is None and b["status"] == STATUS_ERROR)
+        return {"created": created, "pending": len(self.backups) - created - failed, "failed": failed}
+
     def body(self) -> dict[str, Any]:
         return {
             "deployment_id": self.deployment_id,
             "received_at": self.received_at.isoformat(),
+            "progress": self.progress(),
             "backups": self.backups,
         }
+
+
+StatusReader = Callable[[int, int], str]
+"""The API's status of a backup (server id, backup id); ``missing`` if not listed; raises VpsApiError."""
 
 
 @tracer.capture_method
@@ -473,29 +521,57 @@ def deployment_status(
     """Each of the deployment's backups with its current status from the API; None if unknown.
 
     ``status`` is the API's (``in_progress``, ``completed``, ``failed``, ...), or ``in_progress``
-    with no ``backup_id`` while a delivery is still creating it, ``missing`` if the recorded backup
-    is no longer listed, ``error`` (with ``error``) if no backup could be made or the delivery
-    making it died (sending the request again settles it).
+    with no ``backup_id`` while a delivery is still creating it (or it waits in the deploy queue),
+    ``missing`` if the recorded backup is no longer listed, ``error`` (with ``error``) if no backup
+    could be made or the delivery making it died (sending the request again settles it).
     """
     now = now or datetime.now(UTC)
     meta, by_server = claims.load_deployment(deployment_id)
     if meta is None:
         return None
+    made = sum(1 for claim in by_server.values() if claim.backup_id is not None)
+    read = _status_by_server(client) if made <= PER_SERVER_STATUS_READS else _status_from_one_listing(client)
     entries: list[dict[str, Any]] = []
     api_failed = False
     for server_id in meta.server_ids:
-        entry, failed = _server_status(server_id, by_server.get(server_id), meta, now, client)
+        entry, failed = _server_status(server_id, by_server.get(server_id), meta, now, read)
         api_failed = api_failed or failed
         entries.append(entry)
-    logger.info(
-        "deployment status",
-        extra={"deployment_id": deployment_id, "statuses": {e["server_id"]: e["status"] for e in entries}},
-    )
-    return DeploymentStatus(deployment_id, meta.received_at, entries, api_failed)
+    status = DeploymentStatus(deployment_id, meta.received_at, entries, api_failed)
+    logger.info("deployment status", extra={"deployment_id": deployment_id, "progress": status.progress()})
+    return status
+
+
+def _status_by_server(client: VpsClient) -> StatusReader:
+    def read(server_id: int, backup_id: int) -> str:
+        backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL)
+        return next((b.status for b in backups if b.id == backup_id), STATUS_MISSING)
+
+    return read
+
+
+def _status_from_one_listing(client: VpsClient) -> StatusReader:
+    """Every manual backup listed once, on the first read; a failed listing fails every read."""
+    statuses: dict[int, str] = {}
+    outcome: list[VpsApiError | None] = []
+
+    def read(server_id: int, backup_id: int) -> str:
+        if not outcome:
+            try:
+                for backup in client.iter_backups(backup_type=BACKUP_MANUAL):
+                    statuses[backup.id] = backup.status
+                outcome.append(None)
+            except VpsApiError as exc:
+                outcome.append(exc)
+        if outcome[0] is not None:
+            raise outcome[0]
+        return statuses.get(backup_id, STATUS_MISSING)
+
+    return read
 
 
 def _server_status(
-    server_id: int, claim: Claim | None, meta: DeploymentMeta, now: datetime, client: VpsClient
+    server_id: int, claim: Claim | None, meta: DeploymentMeta, now: datetime, read: StatusReader
 ) -> tuple[dict[str, Any], bool]:
     """One server's entry of the status answer, and whether the API failed to say its backup's status."""
     entry: dict[str, Any] = {"server_id": server_id, "backup_id": None, "status": STATUS_IN_PROGRESS}
@@ -507,11 +583,10 @@ def _server_status(
         return entry, False  # a delivery is still creating it
     entry["backup_id"] = claim.backup_id
     try:
-        backups = client.list_backups(server_id=server_id, backup_type=BACKUP_MANUAL)
+        entry["status"] = read(server_id, claim.backup_id)
     except VpsApiError as exc:
         entry.update(status=STATUS_ERROR, error=f"could not read the status from the API: {exc.message}")
         return entry, True
-    entry["status"] = next((b.status for b in backups if b.id == claim.backup_id), STATUS_MISSING)
     return entry, False
 
 
@@ -524,6 +599,8 @@ def _claim_problem(claim: Claim | None, meta: DeploymentMeta, now: datetime) -> 
     """Why the server has no backup and will get none without a new request; None if it has or may still."""
     if claim is not None and claim.state in ("failed", "unknown"):
         return _ClaimProblem(claim.error)
+    if claim is None and meta.queued_at is not None and now < meta.queued_at + QUEUE_PATIENCE:
+        return None  # still in the deploy queue
     if claim is None and now >= meta.last_received_at + DEFAULT_REMAINING + LEASE_MARGIN:
         # Every delivery so far has surely ended (Lambda's longest timeout) without reaching it.
         return _ClaimProblem("no delivery started backing up this server; send the deploy request again")

@@ -16,3 +16,6 @@ class BackupOnDeploySettings(SharedSettings):
     webhook_secret: str | None = None
     # Seconds a signed webhook timestamp may differ from now.
     webhook_max_skew_seconds: int = Field(default=300, ge=1, le=3600)
+    # The deploy queue (SQS URL, set by the template): a deployment of more than 10 servers is
+    # queued and its backups made by the queue's worker. Unset: every deployment is backed up inline.
+    deploy_queue_url: str | None = None
