@@ -95,7 +95,7 @@ def test_a_plan_in_notify_mode_says_nothing_was_done_and_how_to_restore_by_hand(
         + BACKUP_LINES
         + "Guardrails: the guardrails would allow it now.\n"
         "Backup 901 is kept from pruning until 2025-01-23 15:45:00 UTC.\n\n"
-        'What to do: To restore by hand: vpsbackup restore 12345 --backup 901 (the same guardrails, hold and '
+        "What to do: To restore by hand: vpsbackup restore 12345 --backup 901 (the same guardrails, hold and "
         "journal as an automatic restore).",
     )
 
