@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SRC := layers/shared/vpsbackup functions devtools console/vpsbackup_console
 PORT ?= 8080
 
-.PHONY: help venv lint security typecheck test test-compat artifact-check test-unit test-integration fmt demo simulator invoke bench build validate deploy clean
+.PHONY: help venv lint security typecheck test test-compat artifact-check test-unit test-integration fmt demo simulator invoke bench mutate build validate deploy clean
 
 help:
 	@echo "make test       lint + type-check + all tests + the artifact check (what CI runs)"
@@ -17,6 +17,7 @@ help:
 	@echo "make simulator  run the local VPS API simulator on 127.0.0.1:$(PORT), with the demo fleet"
 	@echo "make invoke EVENT=events/<file>.json [FN=<function>]   invoke a handler locally (events/README.md)"
 	@echo "make bench      benchmarks (results in docs/benchmarks.md)"
+	@echo "make mutate [MODULES=restore/point.py]  mutation testing of the decision modules (docs/mutation.md)"
 	@echo "make security   checkov on template.yaml, offline (also part of make lint)"
 	@echo "make venv       .venv with the pinned dependencies and the vpsbackup console (.venv/bin/vpsbackup)"
 	@echo "make build      sam build;  make deploy: sam deploy --guided"
@@ -104,6 +105,10 @@ invoke: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m devtools.bench
+
+# Mutation testing of the decision modules (docs/mutation.md); not part of make test. MODULES=restore/point.py for some.
+mutate: $(STAMP)
+	$(BIN)/python -m devtools.mutate $(MODULES)
 
 # sam is a build/deploy tool, kept out of the test dependencies. The layer's build
 # (layers/shared/Makefile) byte-compiles for the runtime with python3.13, which must be on PATH

@@ -37,6 +37,7 @@ def test_a_new_claim_expires_400_days_after_it_was_taken_and_its_lease_runs_from
     assert timedelta(days=400) == RECORD_TTL
     assert stored["lease_until"] == utc_key_time(T0 + LEASE)
     assert claim.lease_until == T0 + LEASE
+    assert (claim.attempts, int(stored["attempts"])) == (1, 1)
 
 
 def test_the_deployment_meta_item_expires_400_days_after_the_latest_delivery(table: StateTable) -> None:
@@ -60,6 +61,7 @@ def test_a_take_over_writes_a_lease_from_now_not_one_already_expired(table: Stat
     assert stored["lease_until"] == utc_key_time(later + LEASE)
     assert stored["claimed_at"] == utc_key_time(later)
     assert mine.lease_until == later + LEASE
+    assert (mine.attempts, int(stored["attempts"])) == (2, 2)
     assert store.take_over(mine, owner="c", now=later + LEASE - timedelta(seconds=1), lease=LEASE) is None
     assert store.take_over(mine, owner="c", now=later + LEASE, lease=LEASE) is not None
 

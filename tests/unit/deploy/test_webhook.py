@@ -69,6 +69,12 @@ def test_a_function_url_events_signed_request_is_its_method_raw_target_and_raw_b
     assert signed_request_of(event) == SignedRequest("POST", "/", raw)
 
 
+def test_the_signed_target_is_the_event_s_own_raw_path_and_query() -> None:
+    event = {**load_event("deploy-status-get.json"), "rawPath": "/status/x", "rawQueryString": "a=1"}
+    assert signed_request_of(event).target == "/status/x?a=1"
+    assert signed_request_of({**event, "rawPath": ""}).target == "/?a=1"
+
+
 # -- what verifies -------------------------------------------------------------------------------
 
 
@@ -190,6 +196,16 @@ def test_anything_but_a_fresh_correct_v1_signature_is_refused_and_the_log_says_w
     assert (check.problem, check.key) == (problem, None)
 
 
+def test_a_twelve_digit_timestamp_is_read_as_seconds_and_thirteen_digits_are_not() -> None:
+    # The longest timestamp read (12 digits, ~year 5138) is a time, refused for being far ahead;
+    # one digit more is not unix seconds at all
+    twelve = "9" * 12
+    check = verify_signature(
+        KEYS, {"x-signature-timestamp": twelve, "x-signature": signature_for("secret", twelve, POST)}, POST, now=NOW
+    )
+    assert check.problem == f"the timestamp is {int(999_999_999_999 - NOW)} s in the future (at most 60 s)"
+
+
 def test_the_future_skew_is_never_more_than_the_past_skew() -> None:
     headers = signed_headers("secret", POST, NOW + 30)
     assert verify_signature(KEYS, headers, POST, now=NOW, max_skew=30).ok
@@ -274,6 +290,11 @@ def test_resigning_a_sample_event_makes_it_verify_now() -> None:
     # Then it verifies at that time, and the body is untouched
     assert verify_signature(keys, fresh["headers"], request, now=NOW + 10_000_000).ok
     assert json.loads(fresh["body"]) == json.loads(event["body"])
+    # and every other header is kept as it was, the two signature headers replaced
+    others = {k: v for k, v in event["headers"].items() if k not in ("x-signature", "x-signature-timestamp")}
+    assert others
+    assert {k: v for k, v in fresh["headers"].items() if k in others} == others
+    assert fresh["headers"]["x-signature-timestamp"] == str(int(NOW + 10_000_000))
 
 
 @pytest.mark.parametrize("sample", ["deploy-webhook-signed.json", "deploy-status-get.json"])
@@ -284,6 +305,13 @@ def test_the_signed_samples_were_signed_v1_with_the_documented_test_key(sample: 
     assert verify_signature(
         WebhookKeys(WEBHOOK_TEST_SECRET), event["headers"], signed_request_of(event), now=float(timestamp)
     ).ok
+
+
+def test_decode_body_reads_a_base64_body_as_its_bytes_and_a_plain_one_as_utf8() -> None:
+    raw = '{"deployment_id":"été"}'.encode()
+    assert decode_body(base64.b64encode(raw).decode("ascii"), base64_encoded=True) == raw
+    assert decode_body('{"deployment_id":"été"}', base64_encoded=False) == raw
+    assert decode_body("", base64_encoded=True) == b""
 
 
 def test_a_body_that_claims_base64_and_is_not_is_a_value_error() -> None:

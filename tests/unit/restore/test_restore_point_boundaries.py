@@ -9,7 +9,7 @@ from datetime import timedelta
 from tests.unit.restore.test_restore_point import ALARM_AT, MAX_AGE, SERVER, backup, choose, deployment
 from vpsbackup.provider.models import Backup
 from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord
-from vpsbackup.restore.point import RestorePointDecision, choose_restore_point, watch_window
+from vpsbackup.restore.point import RestorePointDecision, choose_restore_point, human_time, watch_window
 
 US = timedelta(microseconds=1)
 WINDOW = timedelta(hours=2)
@@ -97,3 +97,9 @@ def test_a_zero_watch_window_watches_nothing() -> None:
     )
     assert decision.backup == after
     assert watch_window(SERVER, deployment(2, received), alarm_at=ALARM_AT, window=timedelta(0)).cause == "no_window"
+
+
+def test_reasons_show_times_in_utc_to_the_second() -> None:
+    assert human_time(ALARM_AT) == "2025-01-16 16:05:00 UTC"
+    chosen = backup(1, ALARM_AT - timedelta(hours=3))
+    assert "created 2025-01-16 13:05:00 UTC" in choose([chosen]).reason
