@@ -27,10 +27,10 @@ from devtools.simulator import Simulator
 from devtools.simulator.pytest_plugin import SIM_TOKEN
 from tests.conftest import FakeLambdaContext, load_event
 from vpsbackup.aws import runtime
-from vpsbackup.aws.state import PK, SK, StateTable, parse_key_time, server_pk, utc_key_time
+from vpsbackup.aws.state import PK, SK, StateTable, parse_key_time, utc_key_time
 from vpsbackup.markers import describe_with_marker
 from vpsbackup.records import Hold
-from vpsbackup.restore.guard import IN_FLIGHT, LOCK_SK
+from vpsbackup.restore.guard import IN_FLIGHT, LOCK_SK, lock_pk
 
 pytestmark = pytest.mark.integration
 
@@ -305,7 +305,7 @@ def test_a_manual_restore_inside_the_cooldown_is_refused_with_the_reason(world: 
 def _backdate_restore_lock(world: World, by: timedelta) -> None:
     """Move the server's restore lock ``by`` into the past, as if that much time had gone by."""
     table = world.state().table
-    key = {PK: server_pk(WEB), SK: LOCK_SK}
+    key = {PK: lock_pk(WEB), SK: LOCK_SK}
     item = table.get_item(Key=key, ConsistentRead=True)["Item"]
     for name in ("claimed_at", "reported_at", "restored_at"):
         if name in item:

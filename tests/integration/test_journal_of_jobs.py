@@ -170,6 +170,10 @@ def journal_items(body: dict[str, Any]) -> int:
     return sum(1 for r in requests if r["PutRequest"]["Item"]["pk"]["S"].startswith("journal#"))
 
 
+def is_journal_put(body: dict[str, Any]) -> bool:
+    return str(body["Item"]["pk"]["S"]).startswith("journal#")
+
+
 def test_a_journal_that_cannot_be_written_stops_nothing_and_is_counted(
     env: AwsEnv,
     simulator: Simulator,
@@ -177,18 +181,19 @@ def test_a_journal_that_cannot_be_written_stops_nothing_and_is_counted(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Given backups to prune, and a table that throttles every BatchWriteItem: DynamoDB answers
-    # with every item unprocessed, however often they are re-sent
+    # Given backups to prune, and a table that refuses every journal write
     now = datetime.now(UTC)
     old = older_backups(simulator, now, range(1, 6))
-    attempts: list[int] = []
+    attempts: list[str] = []
+    original = DynamoHandler.put_item
 
-    def throttled(self: DynamoHandler) -> ActionResult:
-        if journal_items(self.body):  # prune's own state is written with BatchWriteItem too
-            attempts.append(journal_items(self.body))
-        return ActionResult({"UnprocessedItems": self.body["RequestItems"]})
+    def refused(self: DynamoHandler) -> Any:
+        if is_journal_put(self.body):
+            attempts.append(str(self.body["Item"]["pk"]["S"]))
+            raise RuntimeError("journal write refused")
+        return original(self)
 
-    monkeypatch.setattr(DynamoHandler, "batch_write_item", throttled)
+    monkeypatch.setattr(DynamoHandler, "put_item", refused)
     capsys.readouterr()
 
     # When the scheduled prune runs and an alarm fires
@@ -202,9 +207,9 @@ def test_a_journal_that_cannot_be_written_stops_nothing_and_is_counted(
     assert {b["id"] for b in simulator.backups} == set(old[:2])
     assert restored["outcome"] == "restored"
     assert simulator.servers[WEB]["restore_count"] == 1
-    # ... and each unwritten entry was re-sent, then counted (the metric), and logged whole
+    # ... and each unwritten entry was tried, then counted (the metric), and logged whole
     assert emitted_metrics(prune_out)["JournalWriteFailed"] == [len(deleted)]
-    assert attempts[:5] == [3 * len(deleted)] * 5  # the prune's batch, re-sent 4 times
+    assert len(attempts) >= len(deleted)
     logged = [r for r in caplog.records if r.getMessage().startswith("journal write failed")]
     assert sorted(r.__dict__["journal"]["backup_id"] for r in logged) == sorted([*deleted, restored["backup_id"]])
     monkeypatch.undo()
@@ -212,26 +217,39 @@ def test_a_journal_that_cannot_be_written_stops_nothing_and_is_counted(
     assert journal.recent(now - timedelta(days=1)) == []
 
 
-def test_many_deletions_are_journaled_in_batches_of_25_items(env: AwsEnv, simulator: Simulator) -> None:
+def test_the_journal_is_written_append_only(env: AwsEnv, simulator: Simulator) -> None:
     # Given 40 backups to delete (120 journal items: 3 copies an entry)
     now = datetime.now(UTC)
     older_backups(simulator, now, range(1, 43))
-    calls: list[int] = []
-    original = DynamoHandler.batch_write_item
+    batched: list[int] = []
+    puts: list[dict[str, Any]] = []
+    original_batch, original_put = DynamoHandler.batch_write_item, DynamoHandler.put_item
 
-    def counting(self: DynamoHandler) -> ActionResult:
-        if journal_items(self.body):  # prune's own state is written with BatchWriteItem too
-            calls.append(journal_items(self.body))
-        return original(self)
+    def counting_batch(self: DynamoHandler) -> ActionResult:
+        batched.append(journal_items(self.body))
+        return original_batch(self)
+
+    def counting_put(self: DynamoHandler) -> Any:
+        if is_journal_put(self.body):
+            puts.append(self.body)
+        return original_put(self)
 
     # When the scheduled prune (max 50 deletions) runs
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(DynamoHandler, "batch_write_item", counting)
+        patch.setattr(DynamoHandler, "batch_write_item", counting_batch)
+        patch.setattr(DynamoHandler, "put_item", counting_put)
         pruned = prune_backups.handler(load_event("prune-scheduler.json"), FakeLambdaContext())
 
-    # Then the 40 entries took 5 requests of at most 25 items, each entry whole in one
+    # Then no BatchWriteItem carried a journal item: each copy was one PutItem on a new key only
     assert pruned["totals"]["deleted"] == 40
-    assert calls == [24, 24, 24, 24, 24]
+    assert sum(batched) == 0
+    assert len(puts) == 120
+    assert {p.get("ConditionExpression") for p in puts} == {"attribute_not_exists(#pk)"}
+    # ... and writing an entry again (a retry) neither fails nor overwrites it
+    journal = Journal(StateTable.from_name(env.table_name), source="tests")
+    [first, *_] = journal.for_server(WEB)
+    assert journal.write(first.model_copy(update={"outcome": "rewritten"})) is True
+    assert journal.for_server(WEB)[0].outcome == first.outcome
     entries: list[JournalEntry] = Journal(StateTable.from_name(env.table_name), source="tests").for_server(WEB)
     assert sorted(e.backup_id for e in entries if e.backup_id is not None) == sorted(
         d["backup_id"] for d in pruned["deletions"]

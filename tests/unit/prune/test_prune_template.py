@@ -102,11 +102,9 @@ def test_the_function_may_read_the_secret_and_the_table_and_publish_nothing_more
         ("secretsmanager:GetSecretValue", json.dumps({"Ref": "VpsApiTokenSecretArn"})),
         ("dynamodb:Query", json.dumps({"GetAtt": "StateTable.Arn"})),
         ("dynamodb:GetItem", json.dumps({"GetAtt": "StateTable.Arn"})),  # a hold re-checked before each delete
-        (
-            "dynamodb:BatchWriteItem",
-            json.dumps({"GetAtt": "StateTable.Arn"}),
-        ),  # the journal; and prune's own items (below)
-        # incremental runs write their own items, in the prune-state partition only (test below)
+        # prune's own items, in the prune-state partition only (test below); the journal, PutItem
+        # only (tests/unit/basics/test_state_grants.py)
+        ("dynamodb:BatchWriteItem", json.dumps({"GetAtt": "StateTable.Arn"})),
         ("dynamodb:PutItem", json.dumps({"GetAtt": "StateTable.Arn"})),
         ("dynamodb:DeleteItem", json.dumps({"GetAtt": "StateTable.Arn"})),
         # the provider quota every function shares, in the quota partition only (test below)
@@ -149,19 +147,21 @@ def test_prune_runs_one_at_a_time(template: dict[str, Any]) -> None:
 
 def test_prune_writes_only_its_own_partition_of_the_state_table(template: dict[str, Any]) -> None:
     statements = [s for policy in function(template)["Policies"] for s in policy["Statement"]]
-    # (the journal's BatchWriteItem writes journal entries; anything else is prune's own state,
-    # or the provider quota's item, which only UpdateItem writes)
-    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
-    partitions = []
+    # (the journal's PutItem writes journal entries; the provider quota's item only UpdateItem
+    # writes; anything else is prune's own state)
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+    partitions = {}
     for statement in statements:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         if writes & set(actions) and statement["Resource"] == {"GetAtt": "StateTable.Arn"}:
-            [partition] = statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
-            assert set(actions) & writes <= (
-                {"dynamodb:UpdateItem"} if partition == "quota" else writes - {"dynamodb:UpdateItem"}
-            )
-            partitions.append(partition)
-    assert sorted(partitions) == ["prune-state", "quota"]
+            [(_, keys)] = statement["Condition"].items()
+            [partition] = keys["dynamodb:LeadingKeys"]
+            partitions[partition] = set(actions) & writes
+    assert partitions == {
+        "prune-state": {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"},
+        "journal#*": {"dynamodb:PutItem"},
+        "quota": {"dynamodb:UpdateItem"},
+    }
 
 
 def test_every_function_may_write_the_provider_quota_item_only_in_its_partition(template: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from vpsbackup.restore.guard import (
     LockHolder,
     RestoreClaim,
     RestoreGuard,
+    lock_pk,
     override_refused_until,
     slot_sk,
 )
@@ -483,8 +484,34 @@ def test_the_lock_and_the_slot_expire_a_day_after_they_stop_counting(
     granted = claim(make_guard(cooldown=timedelta(hours=6)))
     assert isinstance(granted, RestoreClaim)
     table = aws.table()
-    lock = table.get_item(Key={PK: server_pk(12345), SK: LOCK_SK})["Item"]
+    lock = table.get_item(Key={PK: lock_pk(12345), SK: LOCK_SK})["Item"]
     slot = table.get_item(Key={PK: RESTORES_PK, SK: slot_sk(0)})["Item"]
     assert int(lock[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(hours=6) + timedelta(days=1))
     assert int(slot[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(hours=1) + timedelta(days=1))
     assert lock["locked_until"] == "2025-01-16T22:05:00.000000Z"
+
+
+def test_a_lock_from_before_locks_had_their_own_prefix_still_holds_its_cooldown(
+    make_guard: Callable[..., RestoreGuard], aws: AwsEnv, clock: Clock
+) -> None:
+    # Given a restore claimed before the upgrade: its lock under server#<id>, where locks used to be
+    guard = make_guard()
+    first = claim(guard)
+    assert isinstance(first, RestoreClaim)
+    guard.mark_restored(first)
+    table = StateTable.from_name(aws.table_name).table
+    item = table.get_item(Key={PK: lock_pk(12345), SK: LOCK_SK})["Item"]
+    table.delete_item(Key={PK: lock_pk(12345), SK: LOCK_SK})
+    table.put_item(Item={**item, PK: server_pk(12345)})
+    # When another alarm change, and a redelivery of the first, come inside the cooldown
+    clock.advance(hours=2)
+    # Then both are refused (the legacy lock is read and checked), and nothing is written under server#
+    assert isinstance(claim(guard, transition="t2"), GuardRefusal)
+    assert isinstance(claim(guard), GuardRefusal)
+    holder = guard.lock_holder(12345)
+    assert holder is not None and holder.transition_key == "t1"
+    assert "Item" not in table.get_item(Key={PK: lock_pk(12345), SK: LOCK_SK})
+    # ... and after the cooldown a new alarm change takes the lock under restore-lock#
+    clock.advance(hours=5)
+    assert isinstance(claim(guard, transition="t3"), RestoreClaim)
+    assert table.get_item(Key={PK: lock_pk(12345), SK: LOCK_SK})["Item"]["transition"] == "t3"

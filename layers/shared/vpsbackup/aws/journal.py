@@ -19,15 +19,17 @@ time order. The entry itself is one JSON attribute (``entry``), read back as a
 
 Writing never blocks the act it records: :meth:`Journal.record` and :meth:`Journal.write_many` never
 raise. A failed write is logged (with the whole entry, so the log still has it) and counted:
-``JournalWriteFailed`` in the metrics and :attr:`Journal.failed_writes`. One act writes its entry
-in one ``BatchWriteItem`` request; a run with many (a prune's deletions, a deploy's backups) writes
-them together, 25 items a request (:meth:`Journal.write_many`).
+``JournalWriteFailed`` in the metrics and :attr:`Journal.failed_writes`. The journal is append-only:
+each copy of an entry is one ``PutItem`` conditional on a new key (never ``BatchWriteItem``, which
+may overwrite or delete, and which no function is granted on the journal's prefix); a run with many
+entries (a prune's deletions, a deploy's backups) writes them in groups of 25 items, checking the
+time left before each group (:meth:`Journal.write_many`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -42,9 +44,8 @@ from vpsbackup.records import JournalAct, JournalEntry
 
 DEFAULT_RETENTION = timedelta(days=400)
 JOURNAL_PREFIX = "journal#"
-# DynamoDB's BatchWriteItem takes at most 25 items; unprocessed ones are re-sent this many times.
+# Items written between two checks of the time left (write_many's time_left).
 MAX_BATCH_ITEMS = 25
-BATCH_ATTEMPTS = 5
 # No batch is started with less than this left of the invocation (write_many's time_left).
 WRITE_MARGIN_S = 5.0
 
@@ -66,7 +67,7 @@ def _sort_key(entry: JournalEntry) -> str:
 
 
 def _batches(entries: Iterable[JournalEntry]) -> Iterator[list[JournalEntry]]:
-    """The entries in groups whose copies fit one ``BatchWriteItem`` (at most 25 items)."""
+    """The entries in groups of at most 25 copies, the time left checked before each group."""
     batch: list[JournalEntry] = []
     items = 0
     for entry in entries:
@@ -158,8 +159,8 @@ class Journal:
     def write_many(
         self, entries: Iterable[JournalEntry], *, time_left: Callable[[], float | None] = lambda: None
     ) -> int:
-        """Store many entries in as few ``BatchWriteItem`` requests as they fit (25 items each, an
-        entry's copies in one request), reading ``entries`` as it goes; returns how many could not
+        """Store many entries, in groups of 25 copies (an entry's copies in one group), reading
+        ``entries`` as it goes; returns how many could not
         be written (each logged whole, and counted). With less than :data:`WRITE_MARGIN_S` of
         ``time_left``, the rest are only logged: the invocation must still finish. Never raises."""
         if self.state is None:
@@ -195,23 +196,27 @@ class Journal:
         return written, failed
 
     def _put_batch(self, batch: Sequence[JournalEntry]) -> list[JournalEntry]:
-        """One ``BatchWriteItem`` (and its unprocessed items, retried): the entries not (wholly) written."""
+        """Each copy of each entry by a conditional ``PutItem`` on a new key: the journal is
+        append-only (no function is granted ``BatchWriteItem``, ``UpdateItem`` or ``DeleteItem`` on
+        its prefix, and none overwrites an entry). A copy already there is this entry written
+        before (the key holds its unique ``entry_id``). The entries not (wholly) written."""
         assert self.state is not None
-        name = self.state.name
-        pending = [{"PutRequest": {"Item": item}} for entry in batch for item in self._items(entry)]
-        try:
-            client = self.state.table.meta.client  # the resource's: it takes plain Python values
-            for attempt in range(BATCH_ATTEMPTS):
-                response = client.batch_write_item(RequestItems={name: pending})
-                pending = response.get("UnprocessedItems", {}).get(name, [])
-                if not pending:
-                    return []
-                time.sleep(0.05 * 2**attempt)  # DynamoDB throttled part of the batch: back off
-        except Exception:
-            logger.exception("journal batch write failed", extra={"entries": len(batch)})
-            return list(batch)  # some copies may be written; the log has each whole entry
-        unwritten = {str(p["PutRequest"]["Item"][SK]) for p in pending}
-        return [entry for entry in batch if _sort_key(entry) in unwritten]
+        table = self.state.table
+        exists = table.meta.client.exceptions.ConditionalCheckFailedException
+        unwritten: list[JournalEntry] = []
+        for entry in batch:
+            try:
+                for item in self._items(entry):
+                    with contextlib.suppress(exists):
+                        table.put_item(
+                            Item=item,
+                            ConditionExpression="attribute_not_exists(#pk)",
+                            ExpressionAttributeNames={"#pk": PK},
+                        )
+            except Exception:
+                logger.exception("journal put refused", extra={"entry_id": entry.entry_id})
+                unwritten.append(entry)  # some copies may be written; the log has the whole entry
+        return unwritten
 
     def _items(self, entry: JournalEntry) -> list[dict[str, Any]]:
         body = entry.model_dump_json()

@@ -12,7 +12,9 @@ pk                         sk                                  what
 ``deployment#<id>``        ``meta``                            backup on deploy: the request summary
 ``server#<server_id>``     ``deployment#<received_at>#<id>``   backup on deploy writes, restore reads:
                                                                one server's deployments in time order
-``server#<server_id>``     ``restore-lock``                    restore: the per-server cooldown lock
+``restore-lock#<id>``      ``restore-lock``                    restore: the per-server cooldown lock
+                                                               (before: under ``server#<id>``, still
+                                                               read: ``restore.guard``)
 ``restores``               ``…``                               restore: the fleet-wide rate window
 ``hold``                   ``backup#<backup_id>``              restore writes, prune reads: a hold
 ``hold``                   ``backup#<backup_id>#manual``       a person's hold (``vpsbackup hold``)
@@ -54,6 +56,9 @@ SK = "sk"
 TTL_ATTRIBUTE = "expiration"
 HOLD_PK = "hold"
 PRUNE_STATE_PK = "prune-state"
+# Partition-key prefixes (each job's IAM grant names its own: tests/unit/basics/test_state_grants.py).
+DEPLOYMENT_PK_PREFIX = "deployment#"
+SERVER_PK_PREFIX = "server#"
 # How long prune remembers that a backup was recorded for a server, and what it knows of the server.
 PRUNE_STATE_TTL = timedelta(days=400)
 
@@ -120,11 +125,11 @@ def _record_from_item(item: dict[str, Any]) -> DeploymentRecord:
 
 
 def deployment_pk(deployment_id: str) -> str:
-    return f"deployment#{deployment_id}"
+    return f"{DEPLOYMENT_PK_PREFIX}{deployment_id}"
 
 
 def server_pk(server_id: int) -> str:
-    return f"server#{server_id}"
+    return f"{SERVER_PK_PREFIX}{server_id}"
 
 
 def recorded_sk(server_id: int) -> str:

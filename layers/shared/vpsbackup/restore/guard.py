@@ -3,7 +3,7 @@
 Two limits, claimed together in one DynamoDB ``TransactWriteItems`` so that duplicate and
 concurrent alarms restore once and a storm of alarms cannot restore the whole fleet:
 
-- **Per-server cooldown** — item ``pk=server#<id>``, ``sk=restore-lock``: who claimed the server
+- **Per-server cooldown** — item ``pk=restore-lock#<id>``, ``sk=restore-lock``: who claimed the server
   (alarm transition, backup), when, and ``locked_until = claimed_at + RESTORE_COOLDOWN``. The put
   succeeds only if there is no lock, or it has expired, or it was released — and never for the
   transition that already holds or held it (a redelivery of the same alarm change is a duplicate,
@@ -56,6 +56,13 @@ from vpsbackup.observability import logger
 from vpsbackup.restore.point import human_time
 
 LOCK_SK = "restore-lock"
+# The lock's partition: restore's own prefix, so its IAM grant (dynamodb:LeadingKeys) covers no
+# other job's items. Locks taken before the move live under ``server#<id>`` (LEGACY_LOCK_PK), which
+# backup on deploy writes: they are still read, and a claim's transaction checks (never writes) the
+# legacy lock with the same condition, so a cooldown claimed before an upgrade still holds after it.
+# The legacy check can go once every legacy lock has expired (RESTORE_COOLDOWN after the upgrade).
+LOCK_PK_PREFIX = "restore-lock#"
+LEGACY_LOCK_PK = server_pk
 # Transition keys of manual restores (``vpsbackup restore``) start with this; the rest is unique.
 MANUAL_TRANSITION_PREFIX = "manual#"
 # A cooldown override (a person's manual restore) is still refused while a restore claimed, accepted
@@ -66,6 +73,10 @@ RATE_WINDOW = timedelta(hours=1)
 
 LockState = Literal["claimed", "restored", "outcome_unknown", "released"]
 RefusalKind = Literal["duplicate", "cooldown", "rate_limit"]
+
+
+def lock_pk(server_id: int) -> str:
+    return f"{LOCK_PK_PREFIX}{server_id}"
 
 
 def slot_sk(index: int) -> str:
@@ -166,7 +177,10 @@ class RestoreGuard:
     # -- reading -------------------------------------------------------------------------------
 
     def lock_holder(self, server_id: int) -> LockHolder | None:
-        item = self.state.table.get_item(Key={PK: server_pk(server_id), SK: LOCK_SK}, ConsistentRead=True).get("Item")
+        item = self.state.table.get_item(Key={PK: lock_pk(server_id), SK: LOCK_SK}, ConsistentRead=True).get("Item")
+        if not item:  # a lock claimed before locks had their own prefix (see LOCK_PK_PREFIX)
+            key = {PK: LEGACY_LOCK_PK(server_id), SK: LOCK_SK}
+            item = self.state.table.get_item(Key=key, ConsistentRead=True).get("Item")
         if not item:
             return None
         return LockHolder(
@@ -339,7 +353,7 @@ class RestoreGuard:
         override_cooldown: bool = False,
     ) -> Literal["granted", "lock_taken", "slot_taken", "conflict"]:
         lock_item = {
-            PK: server_pk(server_id),
+            PK: lock_pk(server_id),
             SK: LOCK_SK,
             "server_id": server_id,
             "backup_id": backup_id,
@@ -392,12 +406,22 @@ class RestoreGuard:
                             "ExpressionAttributeValues": {":window_start": utc_key_time(now - RATE_WINDOW)},
                         }
                     },
+                    {
+                        # A lock from before the move to LOCK_PK_PREFIX: read-only, same condition.
+                        "ConditionCheck": {
+                            "TableName": self.state.name,
+                            "Key": {PK: LEGACY_LOCK_PK(server_id), SK: LOCK_SK},
+                            "ConditionExpression": lock_condition,
+                            "ExpressionAttributeNames": lock_names,
+                            "ExpressionAttributeValues": lock_values,
+                        }
+                    },
                 ]
             )
         except self._client.exceptions.TransactionCanceledException as exc:
             codes = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons", [])]
-            codes += ["None"] * (2 - len(codes))
-            if codes[0] == "ConditionalCheckFailed":
+            codes += ["None"] * (3 - len(codes))
+            if "ConditionalCheckFailed" in (codes[0], codes[2]):
                 return "lock_taken"
             if codes[1] == "ConditionalCheckFailed":
                 return "slot_taken"
@@ -415,7 +439,7 @@ class RestoreGuard:
         condition_failed = self._client.exceptions.ConditionalCheckFailedException
         try:
             self.state.table.update_item(
-                Key={PK: server_pk(claim.server_id), SK: LOCK_SK},
+                Key={PK: lock_pk(claim.server_id), SK: LOCK_SK},
                 UpdateExpression=f"SET {sets}",
                 ConditionExpression="#tr = :tr",
                 ExpressionAttributeNames=names,
