@@ -18,7 +18,7 @@ help:
 	@echo "make invoke EVENT=events/<file>.json [FN=<function>]   invoke a handler locally (events/README.md)"
 	@echo "make bench      benchmarks (results in docs/benchmarks.md)"
 	@echo "make mutate [MODULES=restore/point.py]  mutation testing of the decision modules (docs/mutation.md)"
-	@echo "make security   checkov on template.yaml, offline (also part of make lint)"
+	@echo "make security   checkov on template.yaml and on its SAM expansion, offline (also part of make lint)"
 	@echo "make venv       .venv with the pinned dependencies and the vpsbackup console (.venv/bin/vpsbackup)"
 	@echo "make build      sam build;  make deploy: sam deploy --guided"
 
@@ -51,8 +51,13 @@ $(SEC_STAMP): requirements-security.txt
 	$(SEC_VENV)/bin/python -m pip install --quiet -r requirements-security.txt
 	touch $(SEC_STAMP)
 
+# Twice: the source template, and the template as SAM expands it (the generated roles, the
+# Function URL and its permissions), offline, with the pinned aws-sam-translator.
+EXPANDED := $(SEC_VENV)/template.expanded.json
 security: $(SEC_STAMP)
 	$(SEC_VENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
+	$(SEC_VENV)/bin/python -m devtools.sam_expand template.yaml $(EXPANDED)
+	$(SEC_VENV)/bin/checkov -f $(EXPANDED) --framework cloudformation --quiet --compact --skip-download
 
 typecheck: $(STAMP)
 	$(BIN)/mypy $(SRC)

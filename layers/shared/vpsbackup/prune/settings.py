@@ -73,7 +73,7 @@ class PruneSettings(SharedSettings):
     retention_timezone: TimeZone = Field(default_factory=lambda: ZoneInfo("UTC"))
     prune_scope: Literal["managed", "manual"] = "managed"
     failed_backup_grace: Duration = Field(default=timedelta(hours=24))
-    max_deletions_per_run: int = Field(default=50, ge=0)
+    max_deletions_per_run: int = Field(default=50, ge=0, le=1000)  # the template's MaxValue
     dry_run: bool = False
     prune_concurrency: int = Field(default=4, ge=1, le=32)
     # Whatever the policy, at least this many completed backups in scope stay per server (the newest).
