@@ -20,7 +20,12 @@ help:
 	@echo "make mutate [MODULES=restore/point.py]  mutation testing of the decision modules (docs/mutation.md)"
 	@echo "make security   checkov on template.yaml and on its SAM expansion, offline (also part of make lint)"
 	@echo "make venv       .venv with the pinned dependencies and the vpsbackup console (.venv/bin/vpsbackup)"
-	@echo "make build      sam build;  make deploy: sam deploy --guided"
+	@echo "make lint       ruff, ruff format --check, cfn-lint, checkov, the complexity limit, the import contracts"
+	@echo "make typecheck  mypy --strict"
+	@echo "make test-unit  the unit tests;  make test-integration: the integration tests (simulator and moto)"
+	@echo "make fmt        ruff format and ruff check --fix"
+	@echo "make build      sam build;  make validate: sam validate --lint;  make deploy: sam deploy --guided"
+	@echo "make clean      remove the virtualenvs, the build and every cache"
 
 # The project itself is installed too (editable): the `vpsbackup` console script, which the
 # console's tests run as a subprocess.

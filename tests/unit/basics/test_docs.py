@@ -265,6 +265,14 @@ def test_every_make_target_the_docs_name_exists(doc: Path) -> None:
     assert not sorted(named - _make_targets()), f"{doc.name}: no such make target: {sorted(named - _make_targets())}"
 
 
+def test_make_help_lists_every_target_the_readme_names() -> None:
+    makefile = _text(ROOT / "Makefile")
+    recipe = makefile.split("\nhelp:\n", 1)[1].split("\n\n", 1)[0]
+    helped = set(re.findall(r"(?<![\w-])make\s+([a-z][\w-]*)", recipe))
+    named = set(re.findall(r"(?<![\w-])make\s+([a-z][\w-]*)", _text(ROOT / "README.md")))
+    assert not sorted(named - helped), f"make help does not list: {sorted(named - helped)}"
+
+
 def test_the_readme_opens_with_the_demo_and_the_tests() -> None:
     first_screen = "\n".join(_text(ROOT / "README.md").splitlines()[:30])
     assert "make demo" in first_screen
