@@ -124,6 +124,7 @@ mutate: $(STAMP)
 # (layers/shared/Makefile) byte-compiles for the runtime with python3.13, which must be on PATH
 # (with pyenv: PYENV_VERSION=3.11.7:3.12.1:3.13.0 make build).
 build:
+	@command -v python3.13 >/dev/null || { echo "make build: the layer is byte-compiled for Lambda's Python 3.13: put python3.13 on PATH (e.g. PYENV_VERSION=3.11.7:3.12.1:3.13.0 make build)" >&2; exit 1; }
 	sam build
 
 validate:
@@ -134,3 +135,5 @@ deploy: build
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) $(SEC_VENV) .venv-artifact .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
