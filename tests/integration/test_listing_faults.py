@@ -238,6 +238,36 @@ def test_an_invalid_item_leaves_its_server_alone_and_the_others_are_pruned(
     assert str(bad["id"]) in note["Message"] and str(WEB) in note["Message"]
 
 
+@pytest.mark.parametrize(
+    ("server", "left_alone"),
+    [
+        pytest.param(WEB, [WEB], id="a bare id"),
+        pytest.param(str(WEB), [WEB], id="a bare id as text"),
+        pytest.param({"id": "web"}, None, id="no readable id"),
+        pytest.param("?", None, id="not an object"),
+    ],
+)
+def test_an_invalid_item_whose_server_is_not_null_never_lets_its_server_be_planned(
+    prune_env: AwsEnv, simulator: Simulator, server: Any, left_alone: list[int] | None
+) -> None:
+    # Given two servers with 13 managed backups each, and one item whose server field does not
+    # validate but is not null (so it is some live server's backup)
+    web = thirteen_recent_backups(simulator, WEB, managed=True)
+    thirteen_recent_backups(simulator, API, managed=True)
+    simulator.add_backup(WEB, extra={"server": server})
+    # When the scheduled fleet sweep runs
+    report = prune_backups.handler(load_event("prune-scheduler.json"), FakeLambdaContext())
+    deleted = {int(r.path.rstrip("/").rsplit("/", 1)[1]) for r in deletes(simulator)}
+    # Then WEB's backups are never deleted on a listing that misses one of them: WEB is left alone
+    # when the item's server can be read, and nothing is planned at all when it cannot
+    assert not deleted & {b["id"] for b in web}
+    if left_alone is None:
+        assert deleted == set()
+        assert report["listing_complete"] is False
+    else:
+        assert report["invalid_items"]["servers_left_alone"] == left_alone
+
+
 # -- backup on deploy ------------------------------------------------------------------------------
 
 

@@ -60,3 +60,27 @@ def test_timestamps_are_always_aware() -> None:
     offset = Backup.model_validate(_raw(created_at="2025-01-16T05:00:00.250+02:00"))
     assert offset.created_at.tzinfo == timezone(timedelta(hours=2))
     assert offset.created_at == datetime(2025, 1, 16, 3, 0, 0, 250000, tzinfo=UTC)
+
+
+def test_an_invalid_items_server_is_read_as_far_as_it_can_be_and_null_means_a_deleted_server() -> None:
+    from pydantic import ValidationError
+
+    from vpsbackup.provider.models import Backup, InvalidItem
+
+    def invalid(item: dict[str, object]) -> InvalidItem:
+        try:
+            Backup.model_validate(item)
+        except ValidationError as error:
+            return InvalidItem.of(item, error)
+        raise AssertionError(f"{item} validated")
+
+    base = {"id": 9, "type": "manual", "status": "completed", "created_at": "2025-01-01T00:00:00Z"}
+    assert (invalid({**base, "server": 7}).server_id, invalid({**base, "server": 7}).owner_unknown) == (7, False)
+    assert invalid({**base, "server": "7"}).server_id == 7
+    assert invalid({**base, "server": None}).owner_unknown is False  # a deleted server's backup
+    assert invalid({**base, "server": {"id": "web"}}).owner_unknown is True
+    assert invalid({**base, "server": []}).owner_unknown is True
+    no_server = {k: v for k, v in base.items()}
+    assert invalid(no_server).owner_unknown is True
+    bad_time = {**base, "created_at": None, "server": {"id": 7, "name": "web"}}
+    assert (invalid(bad_time).server_id, invalid(bad_time).owner_unknown) == (7, False)

@@ -86,6 +86,9 @@ class InvalidItem(ApiModel):
     backup_id: int | None = None
     server_id: int | None = None
     reason: str
+    # True when the item names a server (its ``server`` is not null) that cannot be read: it is some
+    # live server's backup, and which one is unknown. ``server: null`` is a deleted server's backup.
+    owner_unknown: bool = False
 
     @classmethod
     def of(cls, item: Any, error: ValidationError) -> InvalidItem:
@@ -95,10 +98,12 @@ class InvalidItem(ApiModel):
         first = error.errors(include_url=False, include_input=False)[:1]
         where = ".".join(str(part) for part in first[0]["loc"]) if first else ""
         what = first[0]["msg"] if first else str(error)
+        server_id = _id_of(server.get("id") if isinstance(server, dict) else server)
         return cls(
             backup_id=_int_or_none(data.get("id")),
-            server_id=_int_or_none(server.get("id")) if isinstance(server, dict) else None,
+            server_id=server_id,
             reason=f"{where}: {what}" if where else what,
+            owner_unknown=server_id is None and ("server" not in data or server is not None),
         )
 
     def describe(self) -> str:
@@ -109,6 +114,13 @@ class InvalidItem(ApiModel):
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _id_of(value: Any) -> int | None:
+    """An id as an invalid item may carry it: a number, or a number written as text."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return _int_or_none(value)
 
 
 class PageEnvelope(ApiModel):

@@ -197,6 +197,11 @@ class InvalidItems:
 
         def collect(item: InvalidItem) -> None:
             self.add(item, servers=(listed, item.server_id))
+            if listed is None and item.owner_unknown:
+                # A fleet listing missing an item of some live server, which one unknown: no
+                # server's plan can be trusted, so the walk is incomplete and nothing is planned.
+                problem = f"{item.describe()}; its server cannot be read, so any server's listing may miss it"
+                raise ListingIncompleteError(f"the fleet's listing: {problem}", problem=problem, pages=0)
 
         return collect
 
