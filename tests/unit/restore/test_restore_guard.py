@@ -515,3 +515,19 @@ def test_a_lock_from_before_locks_had_their_own_prefix_still_holds_its_cooldown(
     clock.advance(hours=5)
     assert isinstance(claim(guard, transition="t3"), RestoreClaim)
     assert table.get_item(Key={PK: lock_pk(12345), SK: LOCK_SK})["Item"]["transition"] == "t3"
+
+
+def test_a_cooldown_shorter_than_the_in_flight_window_is_refused_naming_the_setting() -> None:
+    """The normal claim takes the server once the cooldown is over, whatever the last restore's
+    state: a cooldown shorter than IN_FLIGHT could restore over a restore still running."""
+    from vpsbackup.errors import ConfigurationError
+    from vpsbackup.restore.guard import IN_FLIGHT
+    from vpsbackup.restore.settings import MIN_RESTORE_COOLDOWN, RestoreOnAlarmSettings
+    from vpsbackup.settings import load_settings
+
+    assert MIN_RESTORE_COOLDOWN >= IN_FLIGHT
+    base = {"VPS_API_TOKEN_SECRET": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:t", "STATE_TABLE_NAME": "t"}
+    with pytest.raises(ConfigurationError, match="RESTORE_COOLDOWN"):
+        load_settings(RestoreOnAlarmSettings, {**base, "RESTORE_COOLDOWN": "4m59s"})
+    five = load_settings(RestoreOnAlarmSettings, {**base, "RESTORE_COOLDOWN": "5m"})
+    assert five.restore_cooldown == MIN_RESTORE_COOLDOWN

@@ -10,6 +10,11 @@ from pydantic import Field, Json, PositiveInt, field_validator
 from vpsbackup.durations import Duration
 from vpsbackup.settings import SharedSettings
 
+# The shortest RESTORE_COOLDOWN: a restore may run for minutes with no answer back, and an alarm's
+# claim takes the server once the cooldown is over, so a shorter one could restore over a restore
+# still running. At least the guard's in-flight window (restore/guard.py IN_FLIGHT; a test ties them).
+MIN_RESTORE_COOLDOWN = timedelta(minutes=5)
+
 
 class RestoreOnAlarmSettings(SharedSettings):
     """docs/configuration.md, restore on alarm."""
@@ -33,6 +38,16 @@ class RestoreOnAlarmSettings(SharedSettings):
     def _not_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
             raise ValueError("must not be negative (0 means no watch window)")
+        return value
+
+    @field_validator("restore_cooldown")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        if value < MIN_RESTORE_COOLDOWN:
+            raise ValueError(
+                "must be at least 5m: a shorter cooldown could let a second alarm restore the server while "
+                "its last restore may still be running"
+            )
         return value
 
     @field_validator("restore_max_alarm_age")
