@@ -32,10 +32,12 @@ def recently() -> datetime:
     return datetime.now(UTC) - timedelta(minutes=1)
 
 
-def eventbridge(*, account: str = "123456789012", region: str = "eu-west-1") -> dict[str, Any]:
-    """The EventBridge sample, a minute ago, as if from ``account`` and ``region``."""
+def eventbridge(
+    *, account: str = "123456789012", region: str = "eu-west-1", at: datetime | None = None
+) -> dict[str, Any]:
+    """The EventBridge sample, a minute ago (or ``at``), as if from ``account`` and ``region``."""
     event = copy.deepcopy(load_event("alarm-eventbridge-alarm.json"))
-    at = recently()
+    at = at or recently()
     event.update(account=account, region=region, time=at.isoformat())
     event["resources"] = [f"arn:aws:cloudwatch:{region}:{account}:alarm:{ALARM}"]
     event["detail"]["state"]["timestamp"] = at.isoformat()
@@ -92,6 +94,12 @@ def restores(simulator: Simulator) -> list[Any]:
             None,
             "no metric alarm named 'vps-restore-nobody-made-this' exists in account 123456789012, region eu-west-1",
             id="direct-invoke-of-an-alarm-that-does-not-exist",
+        ),
+        pytest.param(
+            lambda: eventbridge(at=datetime.now(UTC) + timedelta(minutes=3)),
+            "ALARM",
+            "after the alarm's own last change",
+            id="a-state-change-later-than-the-alarms-own",
         ),
         pytest.param(
             eventbridge,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -409,3 +409,17 @@ def test_a_confirmed_transition_takes_the_alarms_own_arn_and_dimensions() -> Non
     assert (confirmed.alarm_arn, confirmed.dimensions) == (SAMPLE_ARN, own)
     assert confirmed.dimension_values("ServerId") == ["7"]
     assert (confirmed.state_changed_at, confirmed.alarm_name) == (transition.state_changed_at, transition.alarm_name)
+
+
+@pytest.mark.parametrize(
+    ("after_the_alarm", "confirmed"),
+    [(timedelta(0), True), (timedelta(seconds=60), True), (timedelta(seconds=61), False), (-timedelta(hours=1), True)],
+)
+def test_an_event_cannot_claim_a_state_change_after_the_alarms_own(after_the_alarm: timedelta, confirmed: bool) -> None:
+    transition = only(load_event("alarm-eventbridge-alarm.json"))
+    changed_at = transition.state_changed_at - after_the_alarm
+    current = CurrentAlarm(transition.alarm_name, SAMPLE_ARN, "ALARM", changed_at=changed_at)
+    problem = confirmation_problem(transition, current, HOME)
+    assert (problem is None) == confirmed
+    if not confirmed:
+        assert problem is not None and "after the alarm's own last change" in problem

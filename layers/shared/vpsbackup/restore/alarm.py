@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SnsModel
@@ -37,6 +37,9 @@ ALARM = "ALARM"
 SERVER_ID_TAG = "vps:server-id"
 EVENTBRIDGE_SOURCE = "aws.cloudwatch"
 EVENTBRIDGE_DETAIL_TYPE = "CloudWatch Alarm State Change"
+# A real event's state-change time is the alarm's own (one clock, CloudWatch's); an event claiming a
+# change later than the alarm's last one by more than this is not the alarm's.
+ALARM_TIME_SLACK = timedelta(seconds=60)
 
 
 class AlarmEventError(ValueError):
@@ -334,6 +337,7 @@ class CurrentAlarm:
     arn: str
     state: str
     dimensions: tuple[Dimension, ...] = ()
+    changed_at: datetime | None = None  # its last state change (or update), when CloudWatch says
 
 
 def origin_problem(transition: AlarmTransition, home: Home) -> str | None:
@@ -367,6 +371,11 @@ def confirmation_problem(transition: AlarmTransition, current: CurrentAlarm | No
         return f"the event names the alarm {transition.alarm_arn}, but the alarm named {name!r} here is {current.arn}"
     if current.state != ALARM:
         return f"the alarm is in {current.state} now, not ALARM (it has recovered, or the event was not real)"
+    if current.changed_at is not None and transition.state_changed_at - current.changed_at > ALARM_TIME_SLACK:
+        return (
+            f"the event says the alarm changed state at {transition.state_changed_at.isoformat()}, after the "
+            f"alarm's own last change at {current.changed_at.isoformat()}"
+        )
     return None
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import boto3
@@ -70,8 +71,13 @@ def alarm_state_reader(cloudwatch: Any) -> Callable[[str], CurrentAlarm | None]:
         found = cloudwatch.describe_alarms(AlarmNames=[alarm_name], AlarmTypes=["MetricAlarm"])
         for alarm in found.get("MetricAlarms", []):
             if alarm.get("AlarmName") == alarm_name:
+                changed = alarm.get("StateTransitionedTimestamp") or alarm.get("StateUpdatedTimestamp")
                 return CurrentAlarm(
-                    alarm_name, str(alarm.get("AlarmArn", "")), str(alarm.get("StateValue", "")), _dimensions(alarm)
+                    alarm_name,
+                    str(alarm.get("AlarmArn", "")),
+                    str(alarm.get("StateValue", "")),
+                    _dimensions(alarm),
+                    changed if isinstance(changed, datetime) and changed.tzinfo is not None else None,
                 )
         return None
 
