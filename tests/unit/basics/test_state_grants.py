@@ -21,7 +21,7 @@ from tests.conftest import load_template
 from vpsbackup.aws.journal import JOURNAL_PREFIX, backup_journal_pk, day_pk, server_journal_pk
 from vpsbackup.aws.quota_store import QUOTA_PK
 from vpsbackup.aws.state import DEPLOYMENT_PK_PREFIX, HOLD_PK, PRUNE_STATE_PK, SERVER_PK_PREFIX
-from vpsbackup.restore.guard import LOCK_PK_PREFIX, RESTORES_PK
+from vpsbackup.restore.guard import LOCK_PK_PREFIX, RESTORES_PK, lock_pk
 from vpsbackup.restore.wiring import IDEMPOTENCY_PK
 
 # Actions that change items. ConditionCheckItem only reads (a transaction's check), but is held to
@@ -38,6 +38,8 @@ WRITES = {
 }
 # Actions that may overwrite or delete an item: never on a journal key.
 OVERWRITES = WRITES - {"dynamodb:PutItem", "dynamodb:PartiQLInsert", "dynamodb:ConditionCheckItem"}
+# Actions that delete an item (BatchWriteItem's DeleteRequest too).
+DELETES = {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:PartiQLDelete"}
 
 
 def prefix(value: str) -> str:
@@ -45,6 +47,7 @@ def prefix(value: str) -> str:
 
 
 JOURNAL = prefix(JOURNAL_PREFIX)
+SAMPLE_JOURNAL_KEYS = ["journal#day#2026-01-01", "journal#server#7", "journal#backup#9"]
 # What each function's code writes, from the code's own key constants.
 OWN_KEYS = {
     "BackupOnDeployFunction": {
@@ -57,11 +60,19 @@ OWN_KEYS = {
     "RestoreOnAlarmFunction": {prefix(LOCK_PK_PREFIX), RESTORES_PK, HOLD_PK, IDEMPOTENCY_PK, JOURNAL, QUOTA_PK},
     "PruneBackupsFunction": {PRUNE_STATE_PK, JOURNAL, QUOTA_PK},
 }
+# What each function's code deletes: restore a released fleet slot and a failed run's idempotency
+# record (Powertools deletes it), prune its own state. Nothing else: no function deletes a hold
+# (prune would then delete the backup it protected) or a restore lock (marked released, kept).
+OWN_DELETES = {
+    "BackupOnDeployFunction": set(),
+    "RestoreOnAlarmFunction": {RESTORES_PK, IDEMPOTENCY_PK},
+    "PruneBackupsFunction": {PRUNE_STATE_PK},
+}
+NEVER_DELETED_BY_FUNCTIONS = [HOLD_PK, lock_pk(7), *SAMPLE_JOURNAL_KEYS]
 # Checked, never written: restore's locks from before they had their own prefix.
 CHECKED_ONLY = {"RestoreOnAlarmFunction": {prefix(SERVER_PK_PREFIX)}}
 # Partition keys the code names that no function writes (a person's console writes them).
 NOT_WRITTEN_BY_FUNCTIONS: set[str] = set()
-SAMPLE_JOURNAL_KEYS = ["journal#day#2026-01-01", "journal#server#7", "journal#backup#9"]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -76,7 +87,7 @@ def statements_by_role(template: dict[str, Any]) -> dict[str, list[dict[str, Any
         kind = resource["Type"]
         if kind in ("AWS::Serverless::Function", "AWS::IAM::Role"):
             policies = [p.get("PolicyDocument", p) for p in props.get("Policies", []) if isinstance(p, dict)]
-        elif kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        elif kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
             policies = [props["PolicyDocument"]]
         else:
             continue
@@ -180,3 +191,51 @@ def test_every_partition_key_the_code_names_is_granted_to_a_function(roles: dict
             continue
         writable = any(fnmatch.fnmatch(sample, pattern) for pattern in granted)
         assert writable, f"{where} = {value!r}: no role may write it (grant it with dynamodb:LeadingKeys)"
+
+
+def test_every_grant_is_a_statement_this_test_reads() -> None:
+    # A SAM policy template (DynamoDBCrudPolicy), a managed policy or a connector grants what the
+    # statements above never show: none may be used, so no write escapes the checks.
+    template = load_template()
+    assert "Policies" not in template.get("Globals", {}).get("Function", {})
+    for name, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        assert resource["Type"] != "AWS::Serverless::Connector", name
+        assert "Connectors" not in resource, name
+        assert "ManagedPolicyArns" not in props, name
+        if resource["Type"] in ("AWS::Serverless::Function", "AWS::IAM::Role"):
+            for policy in _as_list(props.get("Policies", [])):
+                document = policy.get("PolicyDocument", policy) if isinstance(policy, dict) else None
+                assert isinstance(document, dict) and "Statement" in document, (name, policy)
+
+
+def test_no_statement_allows_by_exclusion(roles: dict[str, list[dict[str, Any]]]) -> None:
+    # NotAction / NotResource on an Allow grants everything else, DynamoDB writes included.
+    for role, statements in roles.items():
+        for statement in statements:
+            if statement.get("Effect") == "Allow":
+                assert "NotAction" not in statement, (role, statement.get("Sid"))
+                assert "NotResource" not in statement, (role, statement.get("Sid"))
+
+
+@pytest.mark.parametrize("role", sorted(OWN_DELETES))
+def test_each_function_deletes_only_what_its_code_deletes(roles: dict[str, list[dict[str, Any]]], role: str) -> None:
+    deletable = {
+        key
+        for s in roles[role]
+        if any(fnmatch.fnmatch(d, a) for d in DELETES for a in _as_list(s["Action"]))
+        for key in leading_keys(s) or ["*"]
+    }
+    assert deletable == OWN_DELETES[role]
+
+
+def test_no_function_may_delete_a_hold_a_restore_lock_or_the_journal(roles: dict[str, list[dict[str, Any]]]) -> None:
+    for role, statements in roles.items():
+        for statement in statements:
+            if statement.get("Effect") != "Allow":
+                continue
+            if not any(fnmatch.fnmatch(d, a) for d in DELETES for a in _as_list(statement["Action"])):
+                continue
+            keys = leading_keys(statement) or ["*"]  # no condition: every key
+            for key in NEVER_DELETED_BY_FUNCTIONS:
+                assert not any(fnmatch.fnmatch(key, pattern) for pattern in keys), (role, statement.get("Sid"), key)
