@@ -57,6 +57,7 @@ STACK_PARAMETERS: Mapping[str, str] = {
     "PruneScope": "PRUNE_SCOPE",
     "FailedBackupGrace": "FAILED_BACKUP_GRACE",
     "MaxDeletionsPerRun": "MAX_DELETIONS_PER_RUN",
+    "MaxDeletionsPerDay": "MAX_DELETIONS_PER_DAY",
     "PruneDryRun": "DRY_RUN",
     "PruneConcurrency": "PRUNE_CONCURRENCY",
     "KeepAtLeast": "KEEP_AT_LEAST",

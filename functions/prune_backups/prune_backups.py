@@ -15,12 +15,13 @@ from typing import Any
 from vpsbackup.aws import runtime
 from vpsbackup.aws.journal import Journal
 from vpsbackup.observability import logger, metrics, tracer
+from vpsbackup.prune.daily_budget import DailyDeletionBudget
 from vpsbackup.prune.incremental_run import is_incremental, run_incremental_prune
 from vpsbackup.prune.job import STOP_STARTING_MARGIN_S, PruneOptions, publish_report, run_prune
 from vpsbackup.prune.journal import journal_run
 from vpsbackup.prune.request import parse_prune_request
 from vpsbackup.prune.settings import PruneSettings
-from vpsbackup.prune.state_store import PruneStateStore
+from vpsbackup.prune.state_store import DeletionBudgetStore, PruneStateStore
 from vpsbackup.settings import load_settings
 
 
@@ -44,6 +45,7 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     state = runtime.state_table(config.state_table_name)
     options = PruneOptions.from_settings(config)
     time_left = functools.partial(runtime.remaining_seconds, context, margin=0.0)
+    budget = DailyDeletionBudget(DeletionBudgetStore(state), config.max_deletions_per_day)
     if is_incremental(request, options):  # PRUNE_SCOPE=managed, a full run: only the servers that changed
         report = run_incremental_prune(
             request,
@@ -54,9 +56,10 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
             time_left=time_left,
             margin=STOP_STARTING_MARGIN_S,
             seconds_per_request=1.0 / config.api_requests_per_second,  # time kept for the deletions, at least
+            budget=budget,
         )
     else:
-        report = run_prune(request, options, client=client, holds=state, time_left=time_left)
+        report = run_prune(request, options, client=client, holds=state, time_left=time_left, budget=budget)
     journal_run(
         report,
         options.policies,

@@ -182,6 +182,7 @@ def prune_env(monkeypatch: pytest.MonkeyPatch, shared_env: AwsEnv, simulator: Si
     """Prune keeping the last 2 of each server's managed backups, the valve open, a fast client."""
     monkeypatch.setenv("RETENTION_POLICY", json.dumps({"keep_last": 2}))
     monkeypatch.setenv("MAX_DELETIONS_PER_RUN", "1000")
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "10000")
     prune_backups.settings.cache_clear()
     runtime.api_client(simulator.base_url, shared_env.secret_id).retry = FAST
     yield shared_env

@@ -85,6 +85,7 @@ def limited(
     monkeypatch.setenv("VPS_API_BASE_URL", sim.base_url)
     monkeypatch.setenv("RETENTION_POLICY", json.dumps({"keep_last": 3, "keep_daily": 7}))
     monkeypatch.setenv("MAX_DELETIONS_PER_RUN", "1000")
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "10000")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "prune-backups")
     prune_backups.settings.cache_clear()
     try:

@@ -133,6 +133,7 @@ def prune_env(monkeypatch: pytest.MonkeyPatch, shared_env: AwsEnv, simulator: Si
     """The prune function's environment (template defaults, the valve wide open) and a fast client."""
     monkeypatch.setenv("RETENTION_POLICY", json.dumps(POLICY))
     monkeypatch.setenv("MAX_DELETIONS_PER_RUN", "1000")
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "10000")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "prune-backups")
     prune_backups.settings.cache_clear()
     # The handler gets this very (cached) client from runtime: same pool, fast retries.
@@ -553,3 +554,65 @@ def test_the_oracle_itself() -> None:
     days = [datetime(2025, 1, 25, 2, tzinfo=UTC) - timedelta(days=n) for n in range(30)]
     kept = oracle_kept(days, {"keep_daily": 3, "keep_monthly": 2})
     assert {d.date() for d in kept} == {date(2025, 1, 25), date(2025, 1, 24), date(2025, 1, 23), date(2024, 12, 31)}
+
+
+# -- the daily deletion budget (MAX_DELETIONS_PER_DAY) ---------------------------------------------
+
+
+def test_the_daily_budget_caps_deletions_across_runs_and_tells_when_it_frees(
+    prune_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the fleet, a wide-open valve and a budget of 10 deletions a day
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "10")
+    prune_backups.settings.cache_clear()
+    seed_fleet(simulator, datetime.now(UTC))
+    before = {b["id"]: b for b in simulator.backups}
+    wanted = expected_plan(simulator).to_delete
+    assert len(wanted) > 10
+    # When the run happens
+    first = invoke({}, lambda_context)
+    # Then the 10 oldest the policy would delete are deleted, and no more
+    deleted = set(before) - remaining_ids(simulator)
+    assert deleted == {d.backup_id for d in wanted[:10]}
+    assert len(deletes(simulator)) == 10
+    budget = first["daily_budget"]
+    assert (budget["limit"], budget["asked"], budget["granted"], budget["held_back"]) == (
+        10,
+        len(wanted),
+        10,
+        len(wanted) - 10,
+    )
+    assert first["totals"]["not_started"] == len(wanted) - 10
+    frees_at = datetime.fromisoformat(budget["frees_at"])
+    assert timedelta(hours=23) < frees_at - datetime.now(UTC) <= timedelta(hours=24)
+    # ... people hear what the budget held back and when it frees, as a warning
+    (note,) = prune_env.notifications()
+    assert note["Subject"] == f"VPS backup prune: daily deletion budget held back {len(wanted) - 10} deletions"
+    assert "MAX_DELETIONS_PER_DAY" in note["Message"] and frees_at.strftime("%Y-%m-%d %H:%M UTC") in note["Message"]
+    assert note["MessageAttributes"]["outcome"]["Value"] == "daily_budget"
+    assert note["MessageAttributes"]["severity"]["Value"] == "warning"
+    # When a second run comes the same day (by hand)
+    second = invoke({"sweep": True}, lambda_context)
+    # Then it deletes nothing more: the budget is spent for 24 hours, across runs
+    assert len(deletes(simulator)) == 10
+    assert second["daily_budget"]["granted"] == 0
+    # ... and the budget is one item in its own partition, written by prune
+    item = prune_env.table().get_item(Key={"pk": "prune-budget", "sk": "deletions"})["Item"]
+    assert len(item["sent"]) == 10
+
+
+def test_a_budget_prune_cannot_read_deletes_nothing_and_is_an_error(
+    prune_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a budget item that no longer reads as a budget (a broken write by hand)
+    seed_fleet(simulator, datetime.now(UTC))
+    prune_env.table().put_item(Item={"pk": "prune-budget", "sk": "deletions", "sent": ["not a time"], "version": 1})
+    # When the run happens
+    result = invoke({}, lambda_context)
+    # Then nothing is deleted, every planned deletion is reported not started, and people hear it as an error
+    assert deletes(simulator) == []
+    assert result["daily_budget"]["error"]
+    assert result["totals"]["not_started"] == result["totals"]["to_delete"] > 0
+    (note,) = prune_env.notifications()
+    assert note["Subject"] == "VPS backup prune: daily deletion budget unreadable, nothing deleted"
+    assert note["MessageAttributes"]["severity"]["Value"] == "error"

@@ -49,6 +49,7 @@ def fleet(monkeypatch: pytest.MonkeyPatch, shared_env: AwsEnv, simulator: Simula
             )
     monkeypatch.setenv("RETENTION_POLICY", json.dumps(POLICY))
     monkeypatch.setenv("MAX_DELETIONS_PER_RUN", "1000")
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "10000")
     monkeypatch.setenv("VPS_API_PAGE_SIZE", "2")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "prune-backups")
     prune_backups.settings.cache_clear()

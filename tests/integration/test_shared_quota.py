@@ -52,6 +52,7 @@ def quota_env(
     monkeypatch.setenv("RETENTION_POLICY", '{"keep_last": 2}')
     monkeypatch.setenv("PRUNE_SCOPE", "manual")
     monkeypatch.setenv("MAX_DELETIONS_PER_RUN", "1000")
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "10000")
     monkeypatch.setenv("ALARM_NAME_PREFIX", "vps-restore-")
     monkeypatch.setenv("MAX_RESTORES_PER_HOUR", "10")
     monkeypatch.setenv("VPS_API_RATE_LIMIT", str(RATE))

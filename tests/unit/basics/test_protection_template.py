@@ -36,10 +36,16 @@ def test_concurrency_is_a_parameter_that_reserves_nothing_by_default(
     assert reserved == {"If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}
 
 
-def test_the_per_run_valve_has_a_ceiling_the_settings_share(template: dict[str, Any]) -> None:
-    param = template["Parameters"]["MaxDeletionsPerRun"]
-    assert param["MaxValue"] == 1000
-    field = PruneSettings.model_fields["max_deletions_per_run"]
+@pytest.mark.parametrize(
+    ("parameter", "setting", "ceiling"),
+    [("MaxDeletionsPerRun", "max_deletions_per_run", 1000), ("MaxDeletionsPerDay", "max_deletions_per_day", 10000)],
+)
+def test_the_deletion_budgets_have_a_ceiling_the_settings_share(
+    template: dict[str, Any], parameter: str, setting: str, ceiling: int
+) -> None:
+    param = template["Parameters"][parameter]
+    assert param["MaxValue"] == ceiling
+    field = PruneSettings.model_fields[setting]
     bounds = {name: getattr(m, name) for m in field.metadata for name in ("ge", "le") if hasattr(m, name)}
     assert bounds == {"ge": param["MinValue"], "le": param["MaxValue"]}
 

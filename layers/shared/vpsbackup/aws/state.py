@@ -56,6 +56,8 @@ SK = "sk"
 TTL_ATTRIBUTE = "expiration"
 HOLD_PK = "hold"
 PRUNE_STATE_PK = "prune-state"
+# MAX_DELETIONS_PER_DAY's state (prune/daily_budget.py): prune alone writes this partition.
+PRUNE_BUDGET_PK = "prune-budget"
 # Partition-key prefixes (each job's IAM grant names its own: tests/unit/basics/test_state_grants.py).
 DEPLOYMENT_PK_PREFIX = "deployment#"
 SERVER_PK_PREFIX = "server#"

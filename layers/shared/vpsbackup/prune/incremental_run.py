@@ -28,6 +28,7 @@ from vpsbackup.provider.errors import ApiTimeoutError, AuthenticationError, VpsA
 from vpsbackup.provider.models import BACKUP_MANUAL, Backup
 from vpsbackup.prune.buckets import moment
 from vpsbackup.prune.compact import CompactListing, plan_fleet
+from vpsbackup.prune.daily_budget import DailyDeletionBudget
 from vpsbackup.prune.incremental import (
     IDS_SHOWN,
     ListedBackup,
@@ -187,6 +188,7 @@ def run_incremental_prune(
     time_left: Callable[[], float | None] = lambda: None,
     margin: float = STOP_STARTING_MARGIN_S,
     seconds_per_request: float = 0.0,
+    budget: DailyDeletionBudget | None = None,
 ) -> PruneReport:
     """Choose the servers, list them, plan and delete as ``run_prune`` does, write back their state.
 
@@ -229,7 +231,15 @@ def run_incremental_prune(
         return listed.listing, "per-server", progress, frozenset(listed.servers)
 
     report = run_prune(
-        request, options, client=client, holds=remembered, now=now, time_left=time_left, margin=margin, lister=lister
+        request,
+        options,
+        client=client,
+        holds=remembered,
+        now=now,
+        time_left=time_left,
+        margin=margin,
+        lister=lister,
+        budget=budget,
     )
     changes, unknown_seen = _write_back(report, listed, states, now=now, options=options, holds=remembered.seen)
     history = history.after_run(

@@ -62,6 +62,7 @@ from vpsbackup.provider.errors import (
 from vpsbackup.provider.models import BACKUP_MANUAL, Backup, BackupPage, InvalidItem
 from vpsbackup.prune import messages
 from vpsbackup.prune.compact import CompactListing, FleetPlan, plan_fleet
+from vpsbackup.prune.daily_budget import BudgetReport, BudgetUnavailableError, DailyDeletionBudget
 from vpsbackup.prune.plan import BackupDecision, PlanInputs, Scope
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.prune.retention import RetentionPolicies
@@ -136,6 +137,8 @@ class PruneOptions:
     # incremental runs (prune/incremental_run.py).
     verify_every: timedelta = timedelta(days=7)
     page_size: int = 100
+    # MAX_DELETIONS_PER_DAY (prune/daily_budget.py); None: no daily budget (the console's dry runs).
+    max_deletions_per_day: int | None = None
 
     def plan_inputs(self, *, now: datetime, holds: Mapping[int, Hold], max_deletions: int | None = None) -> PlanInputs:
         """What the plan decides from, with these settings (``max_deletions``: the valve's, unless given)."""
@@ -163,6 +166,7 @@ class PruneOptions:
             keep_at_least=settings.keep_at_least,
             verify_every=settings.prune_verify_every,
             page_size=settings.vps_api_page_size,
+            max_deletions_per_day=settings.max_deletions_per_day,
         )
 
 
@@ -173,6 +177,8 @@ class DeletionResult:
     backup_id: int
     outcome: Outcome
     detail: str = ""
+    # Not sent because MAX_DELETIONS_PER_DAY was reached (or unreadable): outcome "not_started".
+    held_by_budget: bool = False
 
 
 @dataclass
@@ -274,6 +280,8 @@ class PruneReport:
     timings: Mapping[str, float] = field(default_factory=dict)
     # A scheduled run's choice of servers (prune/incremental.py): mode, why, counts by trigger.
     selection: Mapping[str, Any] | None = None
+    # What MAX_DELETIONS_PER_DAY did to the deletions (None: a dry run, nothing to delete, no budget).
+    budget: BudgetReport | None = None
     _by_id: dict[int, DeletionResult] = field(init=False, repr=False, compare=False)
     _records: dict[int, Any] = field(init=False, repr=False, compare=False)
 
@@ -309,10 +317,14 @@ class PruneReport:
     @property
     def needs_attention(self) -> bool:
         """True when people should hear about this run: the listing did not finish or had items that
-        did not validate, a deletion failed or the valve tripped (a dry run: only the first two)."""
+        did not validate, a deletion failed, the valve tripped or the daily budget held deletions back
+        (a dry run: only the first two)."""
         if not self.listing_complete or self.progress.invalid.count:
             return True
-        return not self.dry_run and (self.plan.valve_tripped or any(r.outcome == "failed" for r in self.results))
+        if self.dry_run:
+            return False
+        held = self.budget is not None and self.budget.held_back > 0
+        return held or self.plan.valve_tripped or any(r.outcome == "failed" for r in self.results)
 
     def _deletion(self, decision: BackupDecision) -> dict[str, Any]:
         result = self._by_id[decision.backup_id]
@@ -374,6 +386,7 @@ class PruneReport:
             "deletions": deletions,
             "timings": {key: round(value, 3) for key, value in self.timings.items()},
             **self._selection_part(),
+            **self._budget_part(),
         }
         if len(to_delete) < len(self.plan.to_delete):
             record["to_delete_omitted"] = len(self.plan.to_delete) - len(to_delete)
@@ -394,6 +407,10 @@ class PruneReport:
     def _selection_part(self) -> dict[str, Any]:
         """``{"selection": ...}`` for a run that chose its servers (prune/incremental_run.py), else ``{}``."""
         return {} if self.selection is None else {"selection": dict(self.selection)}
+
+    def _budget_part(self) -> dict[str, Any]:
+        """``{"daily_budget": ...}`` when MAX_DELETIONS_PER_DAY decided on this run's deletions, else ``{}``."""
+        return {} if self.budget is None else {"daily_budget": self.budget.to_dict()}
 
     @property
     def listed_decisions(self) -> int:
@@ -438,8 +455,13 @@ class PruneReport:
             self.plan,
             self.totals,
             failed=[(d, self._by_id[d.backup_id].detail) for d in self.with_outcome("failed")],
-            not_started=[(d, self._by_id[d.backup_id].detail) for d in self.with_outcome("not_started")],
+            not_started=[
+                (d, self._by_id[d.backup_id].detail)
+                for d in self.with_outcome("not_started")
+                if not self._by_id[d.backup_id].held_by_budget
+            ],
             invalid=self.progress.invalid.to_dict(),
+            budget=self.budget,
         )
 
 
@@ -620,8 +642,12 @@ def run_prune(
     time_left: Callable[[], float | None] = lambda: None,
     margin: float = STOP_STARTING_MARGIN_S,
     lister: Lister | None = None,
+    budget: DailyDeletionBudget | None = None,
 ) -> PruneReport:
     """List, plan and (unless a dry run) delete; the report says what happened to every backup.
+
+    ``budget`` (``MAX_DELETIONS_PER_DAY``): the deletions sent are at most the slots it grants, the
+    oldest first; the others are reported not started, with when the budget frees.
 
     ``lister`` replaces the listing (a scheduled run's choice of servers, prune/incremental_run.py).
     A listing out of time is reported, not raised: nothing is planned or deleted. Other errors
@@ -636,7 +662,9 @@ def run_prune(
         listing, mode, progress, planned = lister()
     timings = {"list_s": progress.seconds}
 
-    def report(plan: FleetPlan, results: tuple[DeletionResult, ...]) -> PruneReport:
+    def report(
+        plan: FleetPlan, results: tuple[DeletionResult, ...], budget_report: BudgetReport | None = None
+    ) -> PruneReport:
         return PruneReport(
             request=request,
             dry_run=dry_run,
@@ -646,6 +674,7 @@ def run_prune(
             results=results,
             progress=progress,
             timings=timings,
+            budget=budget_report,
         )
 
     if not progress.complete:
@@ -668,14 +697,51 @@ def run_prune(
         extra={"listed": len(listing), "servers": plan.servers, "totals": dict(plan.totals), **timings},
     )
     started = time.monotonic()
+    budget_report = None
     if dry_run:
         results = tuple(DeletionResult(d.backup_id, "dry_run", "dry run: not deleted") for d in plan.to_delete)
     else:
-        results = execute_deletions(
-            client, plan.to_delete, holds=holds, concurrency=options.concurrency, time_left=time_left, margin=margin
-        )
+
+        def send(to_delete: Sequence[BackupDecision]) -> tuple[DeletionResult, ...]:
+            return execute_deletions(
+                client, to_delete, holds=holds, concurrency=options.concurrency, time_left=time_left, margin=margin
+            )
+
+        results, budget_report = delete_within_budget(plan.to_delete, budget, send)
     timings["delete_s"] = time.monotonic() - started
-    return report(plan, results)
+    return report(plan, results, budget_report)
+
+
+def delete_within_budget(
+    to_delete: Sequence[BackupDecision],
+    budget: DailyDeletionBudget | None,
+    send: Callable[[Sequence[BackupDecision]], tuple[DeletionResult, ...]],
+) -> tuple[tuple[DeletionResult, ...], BudgetReport | None]:
+    """Send (``send``) the oldest deletions the daily budget grants; the rest are not started, each
+    ``held_by_budget``. A budget that cannot be read or written sends nothing. The slots of the
+    deletions ``send`` did not start (time, a hold since the plan) are given back."""
+    if budget is None or not to_delete:
+        return send(to_delete), None
+    try:
+        reservation = budget.reserve(len(to_delete))
+    except BudgetUnavailableError as exc:
+        logger.exception("daily deletion budget unreadable: no deletion sent", extra={"asked": len(to_delete)})
+        budget_report = BudgetReport(budget.limit, len(to_delete), 0, error=str(exc))
+        held = tuple(DeletionResult(d.backup_id, "not_started", budget_report.reason(), True) for d in to_delete)
+        return held, budget_report
+    budget_report = BudgetReport.of(reservation)
+    if reservation.short:
+        logger.warning(
+            "daily deletion budget reached: the oldest deletions are sent, the others wait",
+            extra={"daily_budget": budget_report.to_dict()},
+        )
+    results = send(to_delete[: reservation.granted])
+    unsent = sum(1 for r in results if r.outcome == "not_started")
+    if not budget.release(reservation, unsent):
+        logger.warning("could not give back the daily budget's unused slots", extra={"unsent": unsent})
+    reason = budget_report.reason()
+    held = tuple(DeletionResult(d.backup_id, "not_started", reason, True) for d in to_delete[reservation.granted :])
+    return results + held, budget_report
 
 
 _METRICS: tuple[tuple[str, Callable[[PruneReport], int]], ...] = (
@@ -689,6 +755,7 @@ _METRICS: tuple[tuple[str, Callable[[PruneReport], int]], ...] = (
     ("DeletionsFailed", lambda r: r.totals["failed"]),
     ("DeletionsNotStarted", lambda r: r.totals["not_started"]),
     ("ValveTripped", lambda r: int(r.plan.valve_tripped)),
+    ("DeletionsHeldByDailyBudget", lambda r: r.budget.held_back if r.budget else 0),
     ("ListingIncomplete", lambda r: int(not r.listing_complete)),
     ("ListedItemsInvalid", lambda r: r.progress.invalid.count),
     ("ServersLeftAlone", lambda r: len(r.progress.invalid.servers)),
@@ -712,15 +779,19 @@ def publish_report(report: PruneReport, *, notifier: Notifier) -> None:
 
 
 def report_routing(report: PruneReport) -> Routing:
-    """The attributes of a run's notification: failed deletions are an error, a listing cut short
-    (time, pagination), invalid items and the valve a warning; ``server_id`` when the run was for one
-    server."""
+    """The attributes of a run's notification: failed deletions and an unreadable daily budget are an
+    error, a listing cut short (time, pagination), invalid items, the daily budget and the valve a
+    warning; ``server_id`` when the run was for one server."""
     servers = report.request.server_ids
     server_id = servers[0] if servers and len(set(servers)) == 1 else None
     if not report.listing_complete:
         return Routing("prune", "listing_incomplete", "warning", server_id)
     if any(r.outcome == "failed" for r in report.results):
         return Routing("prune", "deletions_failed", "error", server_id)
+    if report.budget is not None and report.budget.error is not None:
+        return Routing("prune", "daily_budget", "error", server_id)
     if report.progress.invalid.count:
         return Routing("prune", "invalid_items", "warning", server_id)
+    if report.budget is not None and report.budget.held_back and not report.plan.valve_tripped:
+        return Routing("prune", "daily_budget", "warning", server_id)
     return Routing("prune", "valve", "warning", server_id)

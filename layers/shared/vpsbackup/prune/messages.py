@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vpsbackup.prune.compact import FleetPlan
+from vpsbackup.prune.daily_budget import BudgetReport
 from vpsbackup.prune.plan import BackupDecision
 from vpsbackup.prune.request import PruneRequest
 
@@ -39,6 +40,27 @@ def _listed(lines: list[str]) -> list[str]:
     return [*lines[:NOTIFY_LIST_LIMIT], f"- … and {len(lines) - NOTIFY_LIST_LIMIT} more (see the function's log)"]
 
 
+def _problems(
+    plan: FleetPlan, *, failed: int, invalid: Mapping[str, Any] | None, budget: BudgetReport | None
+) -> list[str]:
+    """The subject's parts: what needs a look, in a few words each."""
+    problems = []
+    if failed:
+        problems.append(f"{_plural(failed, 'deletion')} failed")
+    if invalid and invalid["count"]:
+        problems.append(
+            f"{_plural(invalid['count'], 'listed item')} not valid, "
+            f"{_plural(invalid['servers_left_alone_count'], 'server')} left alone"
+        )
+    if plan.valve_tripped:
+        problems.append(f"safety valve held back {_plural(plan.deferred_count, 'deletion')}")
+    if budget is not None and budget.error is not None:
+        problems.append("daily deletion budget unreadable, nothing deleted")
+    elif budget is not None and budget.held_back:
+        problems.append(f"daily deletion budget held back {_plural(budget.held_back, 'deletion')}")
+    return problems
+
+
 def needs_a_look(
     request: PruneRequest,
     plan: FleetPlan,
@@ -47,20 +69,12 @@ def needs_a_look(
     failed: Sequence[tuple[BackupDecision, str]],
     not_started: Sequence[tuple[BackupDecision, str]],
     invalid: Mapping[str, Any] | None = None,
+    budget: BudgetReport | None = None,
 ) -> tuple[str, str]:
-    """Subject and text; ``failed`` and ``not_started`` pair each backup with its outcome's detail;
-    ``invalid`` is the report's ``invalid_items``."""
-    problems = []
-    if failed:
-        problems.append(f"{_plural(len(failed), 'deletion')} failed")
-    if invalid and invalid["count"]:
-        problems.append(
-            f"{_plural(invalid['count'], 'listed item')} not valid, "
-            f"{_plural(invalid['servers_left_alone_count'], 'server')} left alone"
-        )
-    if plan.valve_tripped:
-        problems.append(f"safety valve held back {_plural(plan.deferred_count, 'deletion')}")
-    subject = "VPS backup prune: " + ", ".join(problems)
+    """Subject and text; ``failed`` and ``not_started`` pair each backup with its outcome's detail
+    (``not_started``: those the daily budget did not hold back); ``invalid`` is the report's
+    ``invalid_items``; ``budget`` what ``MAX_DELETIONS_PER_DAY`` did."""
+    subject = "VPS backup prune: " + ", ".join(_problems(plan, failed=len(failed), invalid=invalid, budget=budget))
 
     lines = [
         f"{_the_run(request)} at {_when(plan.now)} needs a look.",
@@ -86,6 +100,8 @@ def needs_a_look(
             "This is expected the first time prune runs or after the policy was tightened. If neither happened, "
             "check RETENTION_POLICY before raising the limit: a policy that keeps too little looks like this.",
         ]
+    if budget is not None and budget.held_back:
+        lines += ["", _budget_line(budget)]
     if invalid and invalid["count"]:
         lines += ["", *_invalid_lines(invalid)]
     if not_started:
@@ -94,6 +110,27 @@ def needs_a_look(
             f"{_plural(len(not_started), 'deletion')} did not start ({not_started[0][1]}); the next run picks them up.",
         ]
     return subject, "\n".join(lines)
+
+
+def _budget_line(budget: BudgetReport) -> str:
+    """What people read when ``MAX_DELETIONS_PER_DAY`` held deletions back."""
+    if budget.error is not None:
+        return (
+            f"Daily deletion budget: it could not be read or written ({budget.error}), so none of the "
+            f"{budget.asked} planned deletions was sent. The next run tries again; if this repeats, check "
+            "the function's access to StateTable."
+        )
+    if budget.frees_at is None:
+        return (
+            f"Daily deletion budget: MAX_DELETIONS_PER_DAY is {budget.limit}, so none of the {budget.asked} "
+            "planned deletions was sent."
+        )
+    return (
+        f"Daily deletion budget: at most {budget.limit} deletions are sent in any 24 hours "
+        f"(MAX_DELETIONS_PER_DAY). This run sent {budget.granted} of its {budget.asked}, the oldest first; "
+        f"the {budget.held_back} others wait for a later run (the next slot frees at {_when(budget.frees_at)}). "
+        "If the policy was not just tightened, check RETENTION_POLICY before raising the budget."
+    )
 
 
 def _invalid_lines(invalid: Mapping[str, Any]) -> list[str]:

@@ -74,6 +74,8 @@ class PruneSettings(SharedSettings):
     prune_scope: Literal["managed", "manual"] = "managed"
     failed_backup_grace: Duration = Field(default=timedelta(hours=24))
     max_deletions_per_run: int = Field(default=50, ge=0, le=1000)  # the template's MaxValue
+    # At most this many deletions sent in any 24 hours, all runs together (prune/daily_budget.py).
+    max_deletions_per_day: int = Field(default=200, ge=0, le=10000)  # the template's MaxValue
     dry_run: bool = False
     prune_concurrency: int = Field(default=4, ge=1, le=32)
     # Whatever the policy, at least this many completed backups in scope stay per server (the newest).

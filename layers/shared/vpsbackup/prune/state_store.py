@@ -9,6 +9,9 @@ All in the partition ``prune-state`` (see :mod:`vpsbackup.aws.state`), so one qu
 - ``meta``: ``last_scheduled_at``, ``gaps_s`` (the last gaps between scheduled runs),
   ``last_sweep_complete``.
 
+And, in a partition of its own (``prune-budget``, which only prune may write), the state of
+``MAX_DELETIONS_PER_DAY`` (:class:`DeletionBudgetStore`).
+
 Each item has one writer, so prune's batch writes never erase what the deploy job wrote.
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +28,7 @@ from boto3.dynamodb.conditions import Key
 
 from vpsbackup.aws.state import (
     PK,
+    PRUNE_BUDGET_PK,
     PRUNE_STATE_PK,
     PRUNE_STATE_TTL,
     SK,
@@ -36,6 +40,7 @@ from vpsbackup.aws.state import (
     utc_key_time,
 )
 from vpsbackup.observability import logger
+from vpsbackup.prune.daily_budget import BudgetState
 from vpsbackup.prune.incremental import RunHistory, ServerState
 
 META_SK = "meta"
@@ -185,3 +190,44 @@ def _history(item: dict[str, Any]) -> RunHistory:
         gaps_s=tuple(float(gap) for gap in item.get("gaps_s", [])),
         last_sweep_complete=None if complete is None else bool(complete),
     )
+
+
+BUDGET_SK = "deletions"
+# The budget's item outlives its window by a day; a quiet budget is an empty one.
+_BUDGET_TTL = timedelta(days=2)
+
+
+class DeletionBudgetStore:
+    """``MAX_DELETIONS_PER_DAY``'s state (:class:`vpsbackup.prune.daily_budget.BudgetStore`): one item,
+    pk ``prune-budget``, sk ``deletions``, its ``sent`` instants and a ``version``; every write is a
+    ``PutItem`` conditional on the version read (prune's grant on that partition is ``PutItem`` alone)."""
+
+    def __init__(self, state: StateTable) -> None:
+        self.table = state.table
+        self.key = {PK: PRUNE_BUDGET_PK, SK: BUDGET_SK}
+        self._condition_failed = self.table.meta.client.exceptions.ConditionalCheckFailedException
+
+    def read(self) -> BudgetState:
+        item = self.table.get_item(Key=self.key, ConsistentRead=True).get("Item")
+        if not item:
+            return BudgetState()
+        return BudgetState(tuple(float(t) for t in item.get("sent", [])), int(item["version"]))
+
+    def swap(self, new: BudgetState, *, expected_version: int) -> bool:
+        condition = "attribute_not_exists(#v) OR #v = :seen" if expected_version == 0 else "#v = :seen"
+        newest = max(new.sent, default=time.time())
+        try:
+            self.table.put_item(
+                Item={
+                    **self.key,
+                    "sent": [Decimal(repr(t)) for t in new.sent],
+                    "version": new.version,
+                    TTL_ATTRIBUTE: int(newest + _BUDGET_TTL.total_seconds()),
+                },
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues={":seen": expected_version},
+            )
+        except self._condition_failed:
+            return False
+        return True
