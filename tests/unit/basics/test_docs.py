@@ -213,11 +213,9 @@ def _test_files() -> Iterator[Path]:
 
 
 def test_the_code_does_not_point_at_the_notes_beside_the_repository() -> None:
-    # Tests may read conformance data beside the clone (and skip without it): only that is allowed.
+    # The tests' data lives in the repository (tests/unit/prune/golden/): nothing beside the clone is read.
     found = {
-        str(path.relative_to(ROOT)): sorted(
-            {m.group(0) for m in OUTSIDE_REFERENCES.finditer(_text(path).replace("../shared/conformance", ""))}
-        )
+        str(path.relative_to(ROOT)): sorted({m.group(0) for m in OUTSIDE_REFERENCES.finditer(_text(path))})
         for path in [*_code_files(), *_test_files()]
     }
     assert not {k: v for k, v in found.items() if v}
