@@ -62,6 +62,7 @@ STACK_PARAMETERS: Mapping[str, str] = {
     "PruneConcurrency": "PRUNE_CONCURRENCY",
     "KeepAtLeast": "KEEP_AT_LEAST",
     "PruneVerifyEvery": "PRUNE_VERIFY_EVERY",
+    "HeartbeatUrl": "HEARTBEAT_URL",
     # restore on alarm
     "AlarmNamePrefix": "ALARM_NAME_PREFIX",
     "ServerIdDimension": "SERVER_ID_DIMENSION",

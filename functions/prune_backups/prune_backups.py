@@ -15,6 +15,7 @@ from typing import Any
 from vpsbackup.aws import runtime
 from vpsbackup.aws.journal import Journal
 from vpsbackup.observability import logger, metrics, tracer
+from vpsbackup.prune import heartbeat
 from vpsbackup.prune.daily_budget import DailyDeletionBudget
 from vpsbackup.prune.incremental_run import is_incremental, run_incremental_prune
 from vpsbackup.prune.job import STOP_STARTING_MARGIN_S, PruneOptions, publish_report, run_prune
@@ -68,4 +69,6 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
         time_left=time_left,
     )
     publish_report(report, notifier=runtime.notifier(config.notify_topic_arn, config.notify_format))
+    if config.heartbeat_url:  # the run completed: tell the outside monitor (never fails the run)
+        heartbeat.ping(config.heartbeat_url)
     return report.to_dict()

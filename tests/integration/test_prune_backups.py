@@ -616,3 +616,41 @@ def test_a_budget_prune_cannot_read_deletes_nothing_and_is_an_error(
     (note,) = prune_env.notifications()
     assert note["Subject"] == "VPS backup prune: daily deletion budget unreadable, nothing deleted"
     assert note["MessageAttributes"]["severity"]["Value"] == "error"
+
+
+# -- the heartbeat ---------------------------------------------------------------------------------
+
+HEARTBEAT = "https://hc-ping.com/0b7f7c3e-5f1a-4d4e-9d1c-2f8a1b0c9d7e"
+
+
+def test_a_completed_run_calls_the_heartbeat_url_once_and_a_failing_one_does_not_fail_it(
+    prune_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    # Given HEARTBEAT_URL, and a monitor that first answers, then times out
+    monkeypatch.setenv("HEARTBEAT_URL", HEARTBEAT)
+    calls: list[str] = []
+
+    def monitor(url: str, **kwargs: Any) -> httpx.Response:
+        calls.append(url)
+        if len(calls) > 1:
+            raise httpx.ReadTimeout("the monitor is slow")
+        return httpx.Response(200, request=httpx.Request("GET", url))
+
+    monkeypatch.setattr(httpx, "get", monitor)
+    seed_fleet(simulator, datetime.now(UTC))
+
+    # When the schedule runs prune twice
+    first = invoke(load_event("prune-scheduler.json"), lambda_context)
+    second = invoke(load_event("prune-scheduler.json"), lambda_context)
+
+    # Then each completed run called it once; the timeout was only logged, the run's answer is whole
+    assert calls == [HEARTBEAT, HEARTBEAT]
+    assert first["totals"]["deleted"] > 0
+    assert "totals" in second
+
+    # When a run fails (a request the function refuses), Then the monitor is not told it completed
+    with pytest.raises(Exception, match="dry_run"):
+        invoke({"dry_run": "yes"}, lambda_context)
+    assert len(calls) == 2

@@ -101,6 +101,7 @@ def test_the_dashboard_shows_what_on_call_needs(template: dict[str, Any]) -> Non
         ("BackupsDeferred", prune),
         ("DeletionsFailed", prune),
         *((name, restore) for name in RESTORE_METRICS.values()),  # restores by outcome
+        ("RunsCompleted", prune),  # the heartbeat
         *(
             (metric, service)
             for metric in (API_ERRORS_METRIC, API_THROTTLED_METRIC)

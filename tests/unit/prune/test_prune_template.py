@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
 from tests.conftest import load_template
+from vpsbackup.errors import ConfigurationError
+from vpsbackup.prune.job import _METRICS as PRUNE_METRICS
 from vpsbackup.prune.request import parse_prune_request
 from vpsbackup.prune.settings import PruneSettings
 from vpsbackup.settings import SharedSettings, env_name, load_settings
@@ -171,3 +174,50 @@ def test_every_function_may_write_the_provider_quota_item_only_in_its_partition(
         [quota] = [s for s in statements if s.get("Sid") == "ProviderQuota"]
         assert quota["Action"] == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
         assert quota["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["quota"]}}
+
+
+def test_the_heartbeat_alarm_fires_when_no_run_completed_for_36_hours(template: dict[str, Any]) -> None:
+    alarm = resources(template)["PruneHeartbeatAlarm"]["Properties"]
+    # The metric each completed run emits, under the prune's service
+    assert "RunsCompleted" in {name for name, _ in PRUNE_METRICS}
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("VpsBackupAutomation", "RunsCompleted")
+    service = function(template)["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": service}]
+    # 36 hourly sums, every one below 1 (no run), missing data breaching: 36 hours without a run
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (
+        "Sum",
+        3600,
+        36,
+        36,
+    )
+    assert alarm["Period"] * alarm["EvaluationPeriods"] == 36 * 3600
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 1)
+    assert alarm["TreatMissingData"] == "breaching"
+    assert alarm["AlarmActions"] == [{"Ref": "StackAlarmsTopic"}, {"Ref": "NotificationsTopic"}]
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("", True),
+        ("https://hc-ping.com/0b7f7c3e-5f1a-4d4e-9d1c-2f8a1b0c9d7e", True),
+        ("https://cronitor.link/p/abc/prune?state=complete", True),
+        ("http://hc-ping.com/x", False),
+        ("https://", False),
+        ("hc-ping.com/x", False),
+        ("https://hc ping.com/x", False),
+    ],
+)
+def test_the_heartbeat_url_is_https_in_the_template_and_in_the_settings(
+    template: dict[str, Any], url: str, accepted: bool
+) -> None:
+    parameter = template["Parameters"]["HeartbeatUrl"]
+    assert parameter["Default"] == ""
+    assert function(template)["Environment"]["Variables"]["HEARTBEAT_URL"] == {"Ref": "HeartbeatUrl"}
+    assert bool(re.fullmatch(parameter["AllowedPattern"], url)) == accepted
+    env = {"VPS_API_TOKEN_SECRET": "s", "STATE_TABLE_NAME": "t", "RETENTION_POLICY": '{"keep_last": 1}'}
+    if accepted:
+        assert load_settings(PruneSettings, {**env, "HEARTBEAT_URL": url}).heartbeat_url == url
+    else:
+        with pytest.raises(ConfigurationError, match="HEARTBEAT_URL"):
+            load_settings(PruneSettings, {**env, "HEARTBEAT_URL": url})

@@ -760,6 +760,8 @@ _METRICS: tuple[tuple[str, Callable[[PruneReport], int]], ...] = (
     ("ListedItemsInvalid", lambda r: r.progress.invalid.count),
     ("ServersLeftAlone", lambda r: len(r.progress.invalid.servers)),
     ("DryRun", lambda r: int(r.dry_run)),
+    # One per run that completed (this report exists): the stack's heartbeat alarm watches it.
+    ("RunsCompleted", lambda r: 1),
 )
 
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
@@ -83,6 +84,19 @@ class PruneSettings(SharedSettings):
     # With PRUNE_SCOPE=managed, every known server is listed again at least this often (0: every
     # full run sweeps the fleet). docs/prune.md, "Incremental runs".
     prune_verify_every: Duration = Field(default=timedelta(days=7))
+    # Called with a GET by every completed run (healthchecks.io, Cronitor); empty: none. docs/operations.md.
+    heartbeat_url: str = ""
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _https_only(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in value):
+            raise ValueError("must be an https:// URL with a host (or empty for no heartbeat)")
+        return value
 
     @field_validator("prune_verify_every")
     @classmethod
