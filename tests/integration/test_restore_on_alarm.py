@@ -21,6 +21,7 @@ from devtools.samples import alarm_states
 from devtools.simulator import Fault, Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext, load_event, set_alarm_state
 from vpsbackup.aws import runtime
+from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import StateTable
 from vpsbackup.provider.client import RetryPolicy
 from vpsbackup.records import DeploymentRecord
@@ -209,6 +210,45 @@ def test_a_flapping_alarm_restores_once_inside_the_cooldown(restore_env: AwsEnv,
     assert again["cause"] == "cooldown"
     assert simulator.servers[12345]["restore_count"] == 1
     assert len(restore_posts(simulator)) == 1
+    told = subjects(restore_env)
+    assert len(told) == 2
+    assert told[0].startswith("Restored server 12345")
+    assert told[1] == "Restore skipped for server 12345: cooldown"
+
+
+def test_a_flapping_alarm_is_told_once_per_cooldown_and_journaled_at_each_flap(
+    restore_env: AwsEnv, simulator: Simulator
+) -> None:
+    # Given a usable backup, and the alarm restored once (its cooldown running)
+    simulator.add_backup(12345, created_at=alarm_time(120))
+    first_at = alarm_time(12)
+    assert outcome_of(eventbridge(at=first_at))["outcome"] == "restored"
+    # When it flaps back to ALARM four times inside the cooldown
+    flaps = [outcome_of(eventbridge(at=first_at + timedelta(minutes=m))) for m in (1, 2, 3, 4)]
+    # Then each flap is skipped for the cooldown and journaled, but people are told once
+    assert [(f["outcome"], f["cause"]) for f in flaps] == [("skipped", "cooldown")] * 4
+    assert [f["notified"] for f in flaps] == [True, False, False, False]
+    assert subjects(restore_env)[1:] == ["Restore skipped for server 12345: cooldown"]
+    refused = [e for e in Journal(state(restore_env), source="tests").for_server(12345) if e.act == "restore_refused"]
+    assert [e.outcome for e in refused] == ["cooldown"] * 4
+    assert simulator.servers[12345]["restore_count"] == 1
+
+    # When that cooldown is over, a new alarm restores again (a new cooldown) and the alarm flaps again
+    table = restore_env.table()
+    table.update_item(
+        Key={"pk": "restore-lock#12345", "sk": "restore-lock"},
+        UpdateExpression="SET locked_until = :past",
+        ExpressionAttributeValues={":past": "2000-01-01T00:00:00.000000Z"},
+    )
+    again = outcome_of(eventbridge(at=first_at + timedelta(minutes=10)))
+    flap = outcome_of(eventbridge(at=first_at + timedelta(minutes=11)))
+    # Then the new cooldown's first refusal is told again
+    assert (again["outcome"], flap["outcome"], flap["cause"], flap["notified"]) == (
+        "restored",
+        "skipped",
+        "cooldown",
+        True,
+    )
     told = subjects(restore_env)
     assert len(told) == 2
     assert told[0].startswith("Restored server 12345")

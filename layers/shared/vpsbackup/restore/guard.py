@@ -56,6 +56,10 @@ from vpsbackup.observability import logger
 from vpsbackup.restore.point import human_time
 
 LOCK_SK = "restore-lock"
+# Beside a server's lock, one item per cooldown whose refusal people were told of (an alarm that
+# flaps inside the cooldown is journaled at each flap, notified once): sk ``cooldown-notice#<the
+# lock's transition>``; it expires with its cooldown.
+COOLDOWN_NOTICE_SK_PREFIX = "cooldown-notice#"
 # The lock's partition: restore's own prefix, so its IAM grant (dynamodb:LeadingKeys) covers no
 # other job's items. Locks taken before the move live under ``server#<id>`` (LEGACY_LOCK_PK), which
 # backup on deploy writes: they are still read, and a claim's transaction checks (never writes) the
@@ -268,6 +272,28 @@ class RestoreGuard:
         taken = self.slot_times()
         free = [i for i in range(self.max_per_hour) if i not in taken or taken[i] <= window_start]
         return free or self._rate_refusal(now)
+
+    def first_cooldown_notice(self, holder: LockHolder) -> bool:
+        """True the first time a refusal inside ``holder``'s cooldown asks to tell people, False after
+        (one conditional ``PutItem``, so concurrent invocations agree). A write that fails otherwise
+        answers True: people told twice rather than never."""
+        item = {
+            PK: lock_pk(holder.server_id),
+            SK: f"{COOLDOWN_NOTICE_SK_PREFIX}{holder.transition_key}",
+            "server_id": holder.server_id,
+            "noted_at": utc_key_time(self._clock()),
+            "locked_until": utc_key_time(holder.locked_until),
+            TTL_ATTRIBUTE: epoch(holder.locked_until + timedelta(days=1)),
+        }
+        try:
+            self.state.table.put_item(
+                Item=item, ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": PK}
+            )
+        except self.state.table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        except Exception:
+            logger.warning("could not note the cooldown notice; telling people anyway", exc_info=True)
+        return True
 
     def check(self, *, server_id: int, transition_key: str, override_cooldown: bool = False) -> GuardRefusal | None:
         """Read-only: what :meth:`claim` would refuse now (None: it would be granted). Consumes nothing."""

@@ -393,6 +393,14 @@ class AlarmRestorer(GuardedRestore):
                 extra={"alarm": scene.alarm, "server_id": server_id, "why": refusal.reason},
             )
             return RestoreOutcome("duplicate", refusal.reason, scene.alarm, server_id, backup_id, cause="duplicate")
+        # A flapping alarm: journaled (by the claim) at each flap, people told once per cooldown.
+        holder = refusal.holder if refusal.kind == "cooldown" else None
+        if holder is not None and not self.guard.first_cooldown_notice(holder):
+            logger.info(
+                "skipped: cooldown; people were told already in this cooldown",
+                extra={"alarm": scene.alarm, "server_id": server_id, "why": refusal.reason},
+            )
+            return RestoreOutcome("skipped", refusal.reason, scene.alarm, server_id, backup_id, cause="cooldown")
         return self._publish(
             scene,
             RestoreOutcome("skipped", refusal.reason, scene.alarm, server_id, backup_id, cause=refusal.kind),
