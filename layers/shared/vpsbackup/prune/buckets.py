@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from itertools import groupby, islice
 
 from vpsbackup.prune.retention import RetentionPolicy, RuleMatch, RuleName, format_within
 
@@ -172,6 +171,8 @@ class _Matches(dict[int, RuleMatch]):
         self.rule, self.extra = rule, extra
 
     def __missing__(self, key: int) -> RuleMatch:
+        if self.rule == _LAST:
+            return _LAST_MATCH
         name = COUNT_RULES[self.rule]
         text, restic = f"{name} {bucket_text(self.rule, key)}", f"{name} snapshot"
         if self.extra:
@@ -201,38 +202,45 @@ def walk_policy(
     *,
     now: int | None = None,
 ) -> dict[int, list[RuleMatch]]:
-    """What keeps each of ``instants`` (newest first, as ``apply_policy`` walks them), by position:
-    every rule that keeps it, in restic's order (``keep_within`` first); an item no rule keeps is
-    absent. Rules are independent (each its own budget and last bucket), so each walks on its own
-    and stops when its budget is spent."""
-    kept: dict[int, list[RuleMatch]] = {}
+    """restic's ``ApplyPolicy`` over one server's completed candidates: what keeps each of
+    ``instants`` (newest first), by position; every rule that keeps it, in restic's order
+    (``keep_within`` first); an item no rule keeps is absent.
+
+    One walk, newest first. ``keep_within`` keeps what is newer than its cutoff. Every count rule
+    has a budget and the bucket key of the last item it kept: an item whose key differs spends one
+    unit and is kept; the oldest item is kept too while budget is left, even in the bucket of the
+    last one kept ("oldest daily 2025-01-14"). ``keep_last`` is the same rule with every item in a
+    bucket of its own (its position). The walk stops once no rule can keep anything more.
+    """
     cutoff = _window_cutoff(policy, instants, now)
-    if cutoff is not None and policy.within is not None:
-        for nr, instant in enumerate(instants):
-            if instant > cutoff:
-                kept[nr] = [policy.within]
-    hours = calendar.hours(instants) if policy.calendar else []
-    days = [hour // 24 for hour in hours]
-    for rule, budget in policy.counts:
-        if rule == _LAST:
-            for nr in range(min(budget, len(instants))):
-                kept.setdefault(nr, []).append(_LAST_MATCH)
-        else:
-            _walk_buckets(rule, budget, calendar.keys(rule, hours, days), cache, kept)
+    rules = _bucket_keys(policy, instants, calendar)
+    budget = [n for _, n in policy.counts]
+    last: list[int | None] = [None] * len(rules)
+    oldest = len(instants) - 1
+    kept: dict[int, list[RuleMatch]] = {}
+    for nr, instant in enumerate(instants):
+        in_window = cutoff is not None and instant > cutoff
+        reasons = [policy.within] if in_window and policy.within is not None else []
+        for i, (rule, keys) in enumerate(rules):
+            key = keys[nr]
+            if budget[i] and (key != last[i] or nr == oldest):
+                reasons.append(cache.of(rule, key == last[i])[key])
+                last[i] = key
+                budget[i] -= 1
+        if reasons:
+            kept[nr] = reasons
+        elif not in_window and not any(budget):
+            break  # items are newest first: nothing older can be kept
     return kept
 
 
-def _walk_buckets(rule: int, budget: int, keys: list[int], cache: MatchCache, kept: dict[int, list[RuleMatch]]) -> None:
-    """One bucket rule: the newest item of each new bucket while budget lasts; the oldest item too
-    when budget is left, even in the bucket of the last one kept (restic's "oldest" keep).
-
-    The last bucket kept is always the previous item's (an item is kept, or shares the last kept
-    bucket), so the items kept are where the key changes along the walk: the first of each run of
-    equal keys, which groupby finds without a Python step per item."""
-    starts = [next(run) for _, run in islice(groupby(range(len(keys)), keys.__getitem__), budget)]
-    matches = cache.of(rule, False)
-    for nr in starts:
-        kept.setdefault(nr, []).append(matches[keys[nr]])
-    oldest = len(keys) - 1
-    if len(starts) < budget and starts and starts[-1] != oldest:
-        kept.setdefault(oldest, []).append(cache.of(rule, True)[keys[oldest]])
+def _bucket_keys(
+    policy: CompiledPolicy, instants: Sequence[int], calendar: BucketCalendar
+) -> list[tuple[int, Sequence[int]]]:
+    """Each count rule with a budget (its index in :data:`COUNT_RULES`) and the bucket key of every
+    item: its position for ``keep_last``, else :meth:`BucketCalendar.keys`."""
+    hours = calendar.hours(instants) if policy.calendar else []
+    days = [hour // 24 for hour in hours]
+    return [
+        (rule, range(len(instants)) if rule == _LAST else calendar.keys(rule, hours, days)) for rule, _ in policy.counts
+    ]
