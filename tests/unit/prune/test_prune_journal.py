@@ -66,6 +66,30 @@ def test_each_deletion_and_each_deletion_a_hold_stopped_is_journaled_with_reason
     assert refused.startswith("hold not checked" if unreadable else "held since the plan: restore after alarm x")
 
 
+@pytest.mark.parametrize("unreadable", [False, True], ids=["held", "hold-unreadable"])
+def test_a_deletion_a_hold_stopped_is_journaled_as_refused_whatever_its_detail_says(unreadable: bool) -> None:
+    # Given a run whose hold re-check stopped the deletion of 103, and whose details are then
+    # reworded for people (the detail is prose, not a contract)
+    api = FakeApi(daily(1, 5, 100))
+    holds = HoldsPlacedDuringTheRun(api, held=103, unreadable=unreadable)
+    report = run_prune(PruneRequest(trigger="schedule"), options(concurrency=1), client=api, holds=holds, now=NOW)
+    reworded = tuple(dataclasses.replace(r, detail=f"reworded: {r.outcome}") for r in report.results)
+    # When its journal is made
+    acts = {e.backup_id: e.act for e in entries(dataclasses.replace(report, results=reworded))}
+    # Then 103 is still a deletion the hold refused
+    assert acts == {104: "backup_deleted", 103: "deletion_refused", 102: "backup_deleted"}
+
+
+def test_a_failure_whose_detail_reads_like_a_hold_is_not_journaled_as_refused() -> None:
+    # Given a deletion that failed with an API error whose words begin like a hold's
+    api = FakeApi(daily(1, 5, 100), errors={103: ServerError("held since the plan: a proxy's page", status_code=502)})
+    report = run_prune(PruneRequest(), options(), client=api, holds=HoldsPlacedDuringTheRun(api, 0), now=NOW)
+    result = report.outcome_of(103)
+    assert result is not None and (result.outcome, result.detail) == ("failed", "held since the plan: a proxy's page")
+    # Then nothing is journaled for it: no hold stopped it, and nothing irreversible happened
+    assert [e.backup_id for e in entries(report)] == [104, 102]
+
+
 def test_failures_deletions_not_started_for_time_and_dry_runs_are_not_journaled() -> None:
     # Given runs where nothing irreversible happened
     failing = FakeApi(daily(2, 4, 200), errors={b: ServerError("HTTP 500", status_code=500) for b in (202, 203)})

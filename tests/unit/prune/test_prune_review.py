@@ -278,3 +278,4 @@ def test_a_hold_placed_while_a_delete_waits_to_be_retried_stops_the_retry() -> N
     assert result is not None
     assert result.outcome == "failed"
     assert "held" in result.detail
+    assert result.stopped_by_hold

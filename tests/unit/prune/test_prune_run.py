@@ -377,3 +377,5 @@ def test_a_backup_held_after_the_plan_is_not_deleted(unreadable: bool) -> None:
     outcome = report.outcome_of(103)
     assert outcome is not None
     assert outcome.outcome == ("failed" if unreadable else "not_started")
+    # and only 103 is marked as stopped by the hold (what the journal reads, not the detail's words)
+    assert [r.backup_id for r in report.results if r.stopped_by_hold] == [103]

@@ -172,13 +172,18 @@ class PruneOptions:
 
 @dataclass(frozen=True, slots=True)
 class DeletionResult:
-    """What became of one planned deletion; ``detail`` says why in words (error, time, dry run)."""
+    """What became of one planned deletion; ``detail`` says why in words (error, time, dry run), for
+    people only: what code acts on is in the typed fields."""
 
     backup_id: int
     outcome: Outcome
     detail: str = ""
     # Not sent because MAX_DELETIONS_PER_DAY was reached (or unreadable): outcome "not_started".
     held_by_budget: bool = False
+    # Stopped by the hold re-check right before (or between retries of) its DELETE: a hold placed
+    # since the plan or one that could not be read ("not_started"), or a hold that appeared while
+    # the DELETE waited to be re-sent ("failed"). The journal keeps these as ``deletion_refused``.
+    stopped_by_hold: bool = False
 
 
 @dataclass
@@ -596,10 +601,13 @@ def execute_deletions(
             hold = holds.active_hold(backup_id, datetime.now(UTC))
         except Exception as exc:  # unreadable: the backup may be held, so it is not deleted
             logger.exception("could not re-check the backup's hold; not deleting it", extra={"backup_id": backup_id})
-            return DeletionResult(backup_id, "failed", f"hold not checked ({type(exc).__name__}): not deleted")
+            return DeletionResult(
+                backup_id, "failed", f"hold not checked ({type(exc).__name__}): not deleted", stopped_by_hold=True
+            )
         if hold is not None:
             logger.info("backup held since the plan was made; not deleting it", extra={"backup_id": backup_id})
-            return DeletionResult(backup_id, "not_started", f"held since the plan: {hold.reason or 'restore hold'}")
+            detail = f"held since the plan: {hold.reason or 'restore hold'}"
+            return DeletionResult(backup_id, "not_started", detail, stopped_by_hold=True)
 
         def still_not_held() -> None:
             # The client may wait (Retry-After, backoff) before re-sending: a restore may have held
@@ -612,7 +620,10 @@ def execute_deletions(
         except _HeldWhileRetrying:
             logger.warning("backup held while its deletion was retried; not re-sending", extra={"backup_id": backup_id})
             return DeletionResult(
-                backup_id, "failed", "held while the deletion was being retried: not re-sent (check it is still there)"
+                backup_id,
+                "failed",
+                "held while the deletion was being retried: not re-sent (check it is still there)",
+                stopped_by_hold=True,
             )
         except BackupAlreadyGoneError:
             return DeletionResult(backup_id, "already_gone", "404: already gone, counted as done")

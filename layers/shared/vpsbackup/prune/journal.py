@@ -26,15 +26,12 @@ from vpsbackup.prune.plan import BackupDecision
 from vpsbackup.prune.retention import RetentionPolicies
 from vpsbackup.records import JournalAct, JournalEntry
 
-# The details :func:`vpsbackup.prune.job.execute_deletions` gives a deletion its hold re-check stopped.
-HOLD_STOPPED = ("held since the plan", "hold not checked", "held while the deletion was being retried")
-
 
 def journal_act(result: DeletionResult) -> JournalAct | None:
     """The journal's act for one deletion's outcome, or None when nothing is journaled for it."""
     if result.outcome in ("deleted", "already_gone"):
         return "backup_deleted"
-    if result.outcome in ("not_started", "failed") and result.detail.startswith(HOLD_STOPPED):
+    if result.stopped_by_hold:
         return "deletion_refused"
     return None
 
