@@ -20,7 +20,14 @@ import vpsbackup
 from tests.conftest import load_template
 from vpsbackup.aws.journal import JOURNAL_PREFIX, backup_journal_pk, day_pk, server_journal_pk
 from vpsbackup.aws.quota_store import QUOTA_PK
-from vpsbackup.aws.state import DEPLOYMENT_PK_PREFIX, HOLD_PK, PRUNE_BUDGET_PK, PRUNE_STATE_PK, SERVER_PK_PREFIX
+from vpsbackup.aws.state import (
+    DEPLOYMENT_PK_PREFIX,
+    HOLD_PK,
+    PRUNE_BUDGET_PK,
+    PRUNE_RUN_PK_PREFIX,
+    PRUNE_STATE_PK,
+    SERVER_PK_PREFIX,
+)
 from vpsbackup.restore.guard import LOCK_PK_PREFIX, RESTORES_PK, lock_pk
 from vpsbackup.restore.wiring import IDEMPOTENCY_PK
 
@@ -58,7 +65,7 @@ OWN_KEYS = {
         QUOTA_PK,
     },
     "RestoreOnAlarmFunction": {prefix(LOCK_PK_PREFIX), RESTORES_PK, HOLD_PK, IDEMPOTENCY_PK, JOURNAL, QUOTA_PK},
-    "PruneBackupsFunction": {PRUNE_STATE_PK, PRUNE_BUDGET_PK, JOURNAL, QUOTA_PK},
+    "PruneBackupsFunction": {PRUNE_STATE_PK, PRUNE_BUDGET_PK, prefix(PRUNE_RUN_PK_PREFIX), JOURNAL, QUOTA_PK},
 }
 # What each function's code deletes: restore a released fleet slot and a failed run's idempotency
 # record (Powertools deletes it), prune its own state. Nothing else: no function deletes a hold
@@ -66,7 +73,7 @@ OWN_KEYS = {
 OWN_DELETES = {
     "BackupOnDeployFunction": set(),
     "RestoreOnAlarmFunction": {RESTORES_PK, IDEMPOTENCY_PK},
-    "PruneBackupsFunction": {PRUNE_STATE_PK},
+    "PruneBackupsFunction": {PRUNE_STATE_PK, prefix(PRUNE_RUN_PK_PREFIX)},
 }
 NEVER_DELETED_BY_FUNCTIONS = [HOLD_PK, lock_pk(7), *SAMPLE_JOURNAL_KEYS]
 # Checked, never written: restore's locks from before they had their own prefix.

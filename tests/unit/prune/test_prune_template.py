@@ -162,6 +162,7 @@ def test_prune_writes_only_its_own_partition_of_the_state_table(template: dict[s
             partitions[partition] = set(actions) & writes
     assert partitions == {
         "prune-state": {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"},
+        "prune-run#*": {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"},
         "journal#*": {"dynamodb:PutItem"},
         "quota": {"dynamodb:UpdateItem"},
         "prune-budget": {"dynamodb:PutItem"},

@@ -61,6 +61,8 @@ PRUNE_BUDGET_PK = "prune-budget"
 # Partition-key prefixes (each job's IAM grant names its own: tests/unit/basics/test_state_grants.py).
 DEPLOYMENT_PK_PREFIX = "deployment#"
 SERVER_PK_PREFIX = "server#"
+# A prune run's items (its lock, its listing, its plan, its deletions), one partition a run.
+PRUNE_RUN_PK_PREFIX = "prune-run#"
 # How long prune remembers that a backup was recorded for a server, and what it knows of the server.
 PRUNE_STATE_TTL = timedelta(days=400)
 

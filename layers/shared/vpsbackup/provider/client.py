@@ -287,20 +287,44 @@ class VpsClient:
                     seen_copies.add(backup)
                     yield backup
 
+    def iter_backup_pages(
+        self,
+        *,
+        start: str | None = None,
+        server_id: int | None = None,
+        backup_type: str | None = None,
+        on_invalid: Callable[[InvalidItem], None] | None = None,
+    ) -> Iterator[BackupPage]:
+        """The pages of :meth:`iter_backups`' walk, from its first or from ``start`` (a ``next`` link
+        a page of the same walk gave): a walk read in several invocations (prune's chunks). The
+        filters are those of the first page (``next`` links carry them); ``start`` must be of the
+        base URL's origin (:class:`ListingIncompleteError` otherwise, never requested)."""
+        params: dict[str, Any] = {}
+        if server_id is not None:
+            params["server_id"] = server_id
+        if backup_type is not None:
+            params["backup_type"] = backup_type
+        if self.page_size is not None:
+            params["page_size"] = self.page_size
+        if start is not None and not self._same_origin(start):
+            raise self._incomplete(f"next link {_origin_of(start)} is not the base URL's origin", pages=0)
+        return self._iter_pages(params, on_page=None, on_invalid=on_invalid, start=start)
+
     def _iter_pages(
         self,
         params: dict[str, Any],
         *,
         on_page: Callable[[BackupPage], None] | None,
         on_invalid: Callable[[InvalidItem], None] | None,
+        start: str | None = None,
     ) -> Iterator[BackupPage]:
         """The pages of ``GET /backups/`` with ``params``, following ``next`` (see iter_backups)."""
-        url: str | None = f"{self.base_url}/backups/"
+        url: str | None = start or f"{self.base_url}/backups/"
         seen_urls: set[str] = set()
         pages = listed = 0
         while url is not None:
             seen_urls.add(url)
-            response = self._request("GET", url, params=params if pages == 0 else None)
+            response = self._request("GET", url, params=params if pages == 0 and start is None else None)
             pages += 1
             page = BackupPage.of(self._parse(PageEnvelope, response))
             listed += len(page.results)

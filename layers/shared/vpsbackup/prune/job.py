@@ -690,23 +690,7 @@ def run_prune(
 
     if not progress.complete:
         return report(FleetPlan.empty(now=now, scope=options.scope, max_deletions=options.max_deletions), ())
-    planned = without_servers_left_alone(listing, planned, progress.invalid)
-    started = time.monotonic()
-    active_holds = holds.active_holds(now)
-    timings["holds_s"] = time.monotonic() - started  # a StateTable read, apart from the planning
-    started = time.monotonic()
-    inputs = options.plan_inputs(now=now, holds=active_holds)
-    plan = plan_fleet(
-        listing,
-        inputs,
-        server_ids=planned,
-        keep_decisions=request.server_ids is not None or len(listing) <= FULL_PLAN_LIMIT,
-    )
-    timings["plan_s"] = time.monotonic() - started
-    logger.info(
-        "prune plan made",
-        extra={"listed": len(listing), "servers": plan.servers, "totals": dict(plan.totals), **timings},
-    )
+    plan = plan_listing(listing, progress, planned, request, options, holds=holds, now=now, timings=timings)
     started = time.monotonic()
     budget_report = None
     if dry_run:
@@ -753,6 +737,39 @@ def delete_within_budget(
     reason = budget_report.reason()
     held = tuple(DeletionResult(d.backup_id, "not_started", reason, True) for d in to_delete[reservation.granted :])
     return results + held, budget_report
+
+
+def plan_listing(
+    listing: CompactListing,
+    progress: ListingProgress,
+    planned: frozenset[int] | None,
+    request: PruneRequest,
+    options: PruneOptions,
+    *,
+    holds: HoldSource,
+    now: datetime,
+    timings: dict[str, float],
+) -> FleetPlan:
+    """The plan over a complete listing (the servers whose listing missed an invalid item left
+    alone), the holds read just before; ``timings`` gets ``holds_s`` and ``plan_s``."""
+    planned = without_servers_left_alone(listing, planned, progress.invalid)
+    started = time.monotonic()
+    active_holds = holds.active_holds(now)
+    timings["holds_s"] = time.monotonic() - started  # a StateTable read, apart from the planning
+    started = time.monotonic()
+    inputs = options.plan_inputs(now=now, holds=active_holds)
+    plan = plan_fleet(
+        listing,
+        inputs,
+        server_ids=planned,
+        keep_decisions=request.server_ids is not None or len(listing) <= FULL_PLAN_LIMIT,
+    )
+    timings["plan_s"] = time.monotonic() - started
+    logger.info(
+        "prune plan made",
+        extra={"listed": len(listing), "servers": plan.servers, "totals": dict(plan.totals), **timings},
+    )
+    return plan
 
 
 _METRICS: tuple[tuple[str, Callable[[PruneReport], int]], ...] = (

@@ -98,6 +98,11 @@ class PruneSettings(SharedSettings):
             raise ValueError("must be an https:// URL with a host (or empty for no heartbeat)")
         return value
 
+    # A run started by the state machine works in chunks (docs/prune.md, "Runs in chunks"): at most
+    # this many pages of the listing, and this many deletions, a chunk.
+    prune_chunk_pages: int = Field(default=200, ge=1, le=5000)
+    prune_chunk_deletions: int = Field(default=100, ge=1, le=1000)
+
     @field_validator("prune_verify_every")
     @classmethod
     def _verify_every(cls, value: timedelta) -> timedelta:

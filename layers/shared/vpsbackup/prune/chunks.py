@@ -1,0 +1,406 @@
+"""A prune run in chunks: one invocation of the prune function a chunk, driven by the state
+machine ``statemachines/prune.asl.json`` (docs/prune.md, "Runs in chunks").
+
+The phases, each worked in as many chunks as it needs, each chunk well inside the invocation:
+
+- **start**: take the run lock (one run at a time: a start while a run holds it does nothing and
+  says so), record the request; a run that the incremental choice covers (``PRUNE_SCOPE=managed``,
+  no sweep, no ``server_ids``) is one ``whole`` chunk, as a direct invoke runs it;
+- **list**: up to ``PRUNE_CHUNK_PAGES`` pages of the listing, each stored as it is read; the cursor
+  keeps the link to read next. A walk that cannot be followed (``ListingIncompleteError``) ends the
+  listing: nothing is planned, the report says why. A 429 whose ``Retry-After`` is longer than the
+  client waits ends the chunk and the state machine waits that long;
+- **plan**: once every page is stored, the plan over all of them (the rules of a single pass,
+  :func:`~vpsbackup.prune.job.plan_listing`), stored before any deletion;
+- **delete**: up to ``PRUNE_CHUNK_DELETIONS`` of the plan's deletions, in its order; each one marked
+  ``started`` before its DELETE, its outcome stored after (a retry never re-sends one whose outcome
+  is known; a 404 on one only started is the earlier attempt's deletion);
+- **report**: the run's one report and, when it needs people, one notification (as a single pass:
+  :func:`~vpsbackup.prune.job.publish_report`), the journal, the lock freed.
+
+A chunk killed anywhere (timeout, memory, a crash) is retried by the state machine with the same
+cursor: what it redoes writes the same items again, and nothing is planned before the listing is
+complete.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from vpsbackup.aws.notifications import Notifier
+from vpsbackup.aws.state import StateTable
+from vpsbackup.observability import logger
+from vpsbackup.provider.errors import ApiTimeoutError, ListingIncompleteError, VpsApiError
+from vpsbackup.provider.models import BACKUP_MANUAL, BackupPage, InvalidItem
+from vpsbackup.prune.compact import CompactListing, FleetPlan
+from vpsbackup.prune.cursor import ChunkEvent, Cursor, advance, plan_from_dict, plan_to_dict, run_id
+from vpsbackup.prune.daily_budget import DailyDeletionBudget
+from vpsbackup.prune.job import (
+    STOP_STARTING_MARGIN_S,
+    BackupsApi,
+    DeletionResult,
+    InvalidItems,
+    Listing,
+    ListingProgress,
+    PruneOptions,
+    PruneReport,
+    delete_within_budget,
+    execute_deletions,
+    plan_listing,
+    publish_report,
+)
+from vpsbackup.prune.plan import BackupDecision
+from vpsbackup.prune.request import PruneRequest, parse_prune_request
+from vpsbackup.prune.run_store import PruneRunStore, StoredPage
+
+# How long the lock outlives a chunk's last sign of life: longer than one invocation (15 min) and
+# the state machine's retries of a killed chunk; a run stopped or failed and not redriven within it
+# no longer blocks the next start.
+LOCK_LEASE = timedelta(minutes=45)
+# The listing stops reading pages with less than this left of the invocation (the page in flight,
+# storing it, returning).
+LIST_MARGIN_S = STOP_STARTING_MARGIN_S + 10.0
+# The walk of a run limited to server_ids: the link of its first page, stored with each first page.
+_FIRST = "first"
+
+
+class PagesApi(BackupsApi, Protocol):
+    """The part of the client a chunked listing reads pages with."""
+
+    def iter_backup_pages(
+        self,
+        *,
+        start: str | None = None,
+        server_id: int | None = None,
+        backup_type: str | None = None,
+        on_invalid: Callable[[InvalidItem], None] | None = None,
+    ) -> Iterator[BackupPage]: ...
+
+
+@dataclass
+class ChunkContext:
+    """What a chunk works with: the client, the table, the run's items, the settings, the effects."""
+
+    client: PagesApi
+    state: StateTable
+    store: PruneRunStore
+    options: PruneOptions
+    notifier: Notifier
+    chunk_pages: int
+    chunk_deletions: int
+    time_left: Callable[[], float | None] = lambda: None
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # The run's end (journal, report): given by the handler, which owns the journal's wiring.
+    journal: Callable[[PruneReport, str], None] = lambda report, run: None
+    # Called once the run has completed and reported (PRUNE_HEARTBEAT_URL).
+    heartbeat: Callable[[], None] = lambda: None
+    # MAX_DELETIONS_PER_DAY, across every run (None: no daily budget).
+    budget: DailyDeletionBudget | None = None
+    # A run the incremental choice covers, in one chunk (the handler's single pass).
+    whole: Callable[[PruneRequest], PruneReport] | None = None
+
+    def time_short(self, margin: float) -> bool:
+        left = self.time_left()
+        return left is not None and left < margin
+
+
+def run_chunk(event: ChunkEvent, ctx: ChunkContext) -> dict[str, Any]:
+    """One chunk: the cursor to hand the next one (``done``: the run is over)."""
+    if event.step == "start":
+        cursor = _start(event, ctx)
+    else:
+        if event.cursor is None:
+            raise ValueError("prune_chunk.cursor: required for step next")
+        cursor = _next(event.cursor, event.execution, ctx)
+    logger.info("prune chunk done", extra={"cursor": cursor.model_dump()})
+    return cursor.model_dump()
+
+
+def _start(event: ChunkEvent, ctx: ChunkContext) -> Cursor:
+    request = parse_prune_request(event.request)  # a bad payload fails here, naming the field
+    run = run_id(event.execution)
+    now = ctx.now()
+    holder = ctx.store.take_lock(run, event.execution, now, now + LOCK_LEASE)
+    if holder is not None:
+        note = (
+            f"a prune run is in progress (run {holder.run}, execution {holder.execution}, since "
+            f"{holder.since.isoformat()}): this start does nothing"
+        )
+        logger.warning(note, extra={"request": event.request})
+        return Cursor(run=run, phase="done", execution=event.execution, done=True, note=note)
+    ctx.store.put_meta(run, now, event.request or {})
+    incremental = ctx.whole is not None and request.server_ids is None and not request.sweep
+    phase = "whole" if incremental and ctx.options.scope == "managed" and ctx.options.verify_every else "list"
+    logger.info("prune run started", extra={"run": run, "phase": phase, "request": event.request})
+    return advance(Cursor(run=run, phase=phase), execution=event.execution)
+
+
+def _next(cursor: Cursor, execution: str, ctx: ChunkContext) -> Cursor:
+    if cursor.done:
+        return cursor
+    now = ctx.now()
+    if not ctx.store.renew_lock(cursor.run, execution, now, now + LOCK_LEASE):
+        note = "another prune run holds the lock (this run's lease ran out): this run stops, nothing more deleted"
+        logger.warning(note, extra={"run": cursor.run})
+        return advance(cursor, execution=execution, phase="done", done=True, note=note)
+    meta = ctx.store.meta(cursor.run)
+    if meta is None:
+        raise RuntimeError(f"prune run {cursor.run}: its items are gone (older than their expiry?)")
+    _, raw_request = meta
+    request = parse_prune_request(raw_request)
+    step = _PHASES[cursor.phase]
+    following = step(cursor, request, execution, ctx)
+    if not following.done:
+        later = ctx.now()
+        ctx.store.renew_lock(
+            cursor.run, execution, later, later + timedelta(seconds=following.wait_seconds) + LOCK_LEASE
+        )
+    return following
+
+
+# -- list -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Walk:
+    """How far this chunk's listing got: pages stored, the link to read next, the server reached."""
+
+    pages: int
+    link: str | None
+    server_index: int
+    read: int = 0
+
+
+def _read_pages(walk: _Walk, cursor: Cursor, servers: Sequence[int] | None, ctx: ChunkContext) -> bool:
+    """Read and store pages until the chunk's share is read (False) or the listing ends (True)."""
+    while servers is None or walk.server_index < len(servers):
+        server = None if servers is None else servers[walk.server_index]
+        pages = ctx.client.iter_backup_pages(
+            start=walk.link, server_id=server, backup_type=BACKUP_MANUAL, on_invalid=InvalidItems().collector(server)
+        )
+        for page in pages:
+            walk.pages += 1
+            walk.read += 1
+            ctx.store.put_page(cursor.run, walk.pages, walk.link or _FIRST, page, ctx.now(), walk_server=server)
+            walk.link = page.next
+            if walk.link is not None and _chunk_full(walk, ctx):
+                return False
+        walk.link = None
+        if servers is None:
+            return True
+        walk.server_index += 1
+        if walk.server_index < len(servers) and _chunk_full(walk, ctx):
+            return False
+    return True
+
+
+def _chunk_full(walk: _Walk, ctx: ChunkContext) -> bool:
+    return walk.read >= ctx.chunk_pages or ctx.time_short(LIST_MARGIN_S)
+
+
+def _list(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
+    walk = _Walk(cursor.pages, cursor.next, cursor.server_index)
+    try:
+        finished = _read_pages(walk, cursor, request.server_ids, ctx)
+    except ListingIncompleteError as exc:
+        logger.warning("prune listing incomplete: nothing will be planned or deleted", extra={"run": cursor.run})
+        return advance(cursor, execution=execution, phase="report", pages=walk.pages, next=walk.link, stopped=str(exc))
+    except VpsApiError as exc:
+        wait = getattr(exc, "retry_after", None)
+        if not isinstance(exc, ApiTimeoutError) and wait is None:
+            raise
+        # Out of this invocation's time, or told to wait longer than the client waits: the next
+        # chunk goes on from the last page stored (after the provider's Retry-After).
+        logger.info("prune listing paused", extra={"run": cursor.run, "pages": walk.pages, "retry_after": wait})
+        finished, wait_seconds = False, math.ceil(wait or 0)
+    else:
+        wait_seconds = 0
+    return advance(
+        cursor,
+        execution=execution,
+        phase="plan" if finished else "list",
+        pages=walk.pages,
+        next=walk.link,
+        server_index=walk.server_index,
+        wait_seconds=wait_seconds,
+    )
+
+
+# -- plan -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Listed:
+    listing: CompactListing
+    progress: ListingProgress
+    problem: str | None
+
+
+def read_listing(stored: Sequence[StoredPage], expected_pages: int, servers: Sequence[int] | None) -> _Listed:
+    """The run's stored pages as one listing, with its progress; ``problem`` when they are not
+    the whole walk (a page missing, a link read twice): then nothing may be planned on them."""
+    listing = CompactListing()
+    progress = ListingProgress(servers_requested=None if servers is None else len(servers))
+    numbers = [p.n for p in stored if p.n <= expected_pages]
+    problem = None
+    if numbers != list(range(1, expected_pages + 1)):
+        problem = f"the run's stored listing has {len(numbers)} of its {expected_pages} pages"
+    links = [(p.walk_server, p.url) for p in stored if p.n <= expected_pages]
+    if len(set(links)) != len(links):
+        problem = "the listing read a next link twice (pagination loops)"
+    for item in stored:
+        if item.n > expected_pages:
+            continue  # written by an attempt cut short, then read again under another number
+        page = item.page
+        for invalid in page.invalid:
+            progress.invalid.add(invalid, servers=(item.walk_server, invalid.server_id))
+        progress.on_page(page)
+        if item.url == _FIRST and servers is not None:
+            progress.servers_listed += 1
+        listing.extend(page.results)
+    listing.pages = progress.pages
+    return _Listed(listing, progress, problem)
+
+
+def _plan(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
+    listed = read_listing(list(ctx.store.pages(cursor.run)), cursor.pages, request.server_ids)
+    if listed.problem is not None:
+        logger.warning(f"prune listing incomplete: {listed.problem}", extra={"run": cursor.run})
+        return advance(cursor, execution=execution, phase="report", stopped=listed.problem)
+    now = ctx.now()
+    planned = frozenset(request.server_ids) if request.server_ids is not None else None
+    timings: dict[str, float] = {}
+    plan = plan_listing(
+        listed.listing, listed.progress, planned, request, ctx.options, holds=ctx.state, now=now, timings=timings
+    )
+    ctx.store.put_plan(cursor.run, plan_to_dict(plan), now)
+    dry_run = ctx.options.dry_run or request.dry_run
+    following = "report" if dry_run or not plan.to_delete else "delete"
+    return advance(cursor, execution=execution, phase=following, deleted=0)
+
+
+# -- delete ---------------------------------------------------------------------------------------
+
+
+class _MarkingClient:
+    """The client, marking each backup ``started`` in the run's items before its DELETE is sent."""
+
+    def __init__(self, client: BackupsApi, mark: Callable[[int], None]) -> None:
+        self._client = client
+        self._mark = mark
+
+    def iter_backups(self, **kwargs: Any) -> Any:
+        return self._client.iter_backups(**kwargs)
+
+    def delete_backup(self, backup_id: int, *, before_retry: Callable[[], None] | None = None) -> None:
+        self._mark(backup_id)
+        self._client.delete_backup(backup_id, before_retry=before_retry)
+
+
+def _final(result: DeletionResult) -> bool:
+    """An outcome the next chunk must not redo: all but a deletion not started for lack of time."""
+    return not (result.outcome == "not_started" and result.detail.startswith("time:"))
+
+
+def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
+    stored = ctx.store.plan(cursor.run)
+    if stored is None:
+        raise RuntimeError(f"prune run {cursor.run}: its plan is not stored")
+    to_delete = plan_from_dict(stored).to_delete
+    batch = to_delete[cursor.deleted : cursor.deleted + ctx.chunk_deletions]
+    known = ctx.store.outcomes(cursor.run)
+    in_doubt = {backup_id for backup_id, (outcome, _) in known.items() if outcome == "started"}
+    pending = [d for d in batch if d.backup_id not in known or d.backup_id in in_doubt]
+    marking = _MarkingClient(ctx.client, lambda backup_id: ctx.store.deletion_started(cursor.run, backup_id, ctx.now()))
+
+    def send(decisions: Sequence[BackupDecision]) -> tuple[DeletionResult, ...]:
+        return execute_deletions(
+            marking, decisions, holds=ctx.state, concurrency=ctx.options.concurrency, time_left=ctx.time_left
+        )
+
+    # A deletion in doubt (marked started by an attempt cut short) already took its slot of the day.
+    fresh = [d for d in pending if d.backup_id not in in_doubt]
+    fresh_results, _ = delete_within_budget(fresh, ctx.budget, send)
+    by_id = {r.backup_id: r for r in (*fresh_results, *send([d for d in pending if d.backup_id in in_doubt]))}
+    results = [by_id[d.backup_id] for d in pending]
+    done: list[tuple[int, str, str]] = []
+    reached = cursor.deleted + len(batch)
+    for decision, result in zip(pending, results, strict=True):
+        if not _final(result):
+            reached = min(reached, to_delete.index(decision))
+            continue
+        if result.outcome == "already_gone" and decision.backup_id in in_doubt:
+            # Sent by an attempt cut short after its DELETE: that attempt deleted it.
+            result = DeletionResult(decision.backup_id, "deleted", "deleted by an attempt cut short (its re-send: 404)")
+        done.append((result.backup_id, result.outcome, result.detail))
+    ctx.store.put_outcomes(cursor.run, done, ctx.now())
+    following = "report" if reached >= len(to_delete) else "delete"
+    return advance(cursor, execution=execution, phase=following, deleted=reached)
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
+    listed = read_listing(list(ctx.store.pages(cursor.run)), cursor.pages, request.server_ids)
+    progress = listed.progress
+    stored = None if cursor.stopped else ctx.store.plan(cursor.run)
+    if stored is None:
+        progress.stopped, progress.stopped_by = cursor.stopped or "the listing was not planned", "incomplete"
+        plan = FleetPlan.empty(now=ctx.now(), scope=ctx.options.scope, max_deletions=ctx.options.max_deletions)
+    else:
+        plan = plan_from_dict(stored)
+    dry_run = ctx.options.dry_run or request.dry_run
+    known = ctx.store.outcomes(cursor.run)
+    results = tuple(_result(d.backup_id, known, dry_run=dry_run) for d in plan.to_delete)
+    mode: Listing = "fleet" if request.server_ids is None else "per-server"
+    report = PruneReport(
+        request=request,
+        dry_run=dry_run,
+        listing=mode,
+        listed=len(listed.listing),
+        plan=plan,
+        results=results,
+        progress=progress,
+        timings={"chunks": float(cursor.chunks + 1)},
+    )
+    return _finish(cursor, report, execution, ctx)
+
+
+def _result(backup_id: int, known: dict[int, tuple[str, str]], *, dry_run: bool) -> DeletionResult:
+    if dry_run:
+        return DeletionResult(backup_id, "dry_run", "dry run: not deleted")
+    outcome, detail = known.get(backup_id, ("not_started", "not reached by the run"))
+    if outcome == "started":
+        return DeletionResult(backup_id, "failed", "sent, outcome unknown: check it is gone")
+    return DeletionResult(backup_id, outcome, detail)  # type: ignore[arg-type]
+
+
+def _whole(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
+    if ctx.whole is None:
+        raise RuntimeError("prune: a whole run was asked of a chunk with no single pass")
+    return _finish(cursor, ctx.whole(request), execution, ctx)
+
+
+def _finish(cursor: Cursor, report: PruneReport, execution: str, ctx: ChunkContext) -> Cursor:
+    ctx.journal(report, cursor.run)
+    publish_report(report, notifier=ctx.notifier)
+    ctx.heartbeat()
+    ctx.store.release_lock(cursor.run)
+    totals = report.totals
+    note = ", ".join(f"{key} {value}" for key, value in totals.items() if value)
+    return advance(cursor, execution=execution, phase="done", done=True, note=note or "nothing to do")
+
+
+_PHASES: dict[str, Callable[[Cursor, PruneRequest, str, ChunkContext], Cursor]] = {
+    "list": _list,
+    "plan": _plan,
+    "delete": _delete,
+    "report": _report,
+    "whole": _whole,
+    "done": lambda cursor, request, execution, ctx: cursor,
+}

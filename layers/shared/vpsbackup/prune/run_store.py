@@ -1,0 +1,227 @@
+"""A chunked prune run's items in ``StateTable``: what one chunk leaves the next (docs/prune.md).
+
+A run started by the state machine is worked in chunks (:mod:`vpsbackup.prune.chunks`); what a
+chunk must hand on is kept here, never in the state payload. Partition ``prune-run#lock``: the one
+lock (which run holds it, until when). Partition ``prune-run#<run>``, one per run:
+
+- ``meta``: the request and when the run started;
+- ``page#<n>``: the ``n``-th page of the run's listing (the page as listed, compressed JSON), and
+  the link it was read from; a chunk retried after a kill writes the same pages again, same keys;
+- ``plan#<n>``: the plan, compressed JSON in parts under DynamoDB's 400 KB an item;
+- ``deletion#<backup id>``: ``started`` written before its DELETE is sent, its outcome after: a
+  retried chunk never re-sends a deletion whose outcome is known, and reads a 404 on one that was
+  only started as the earlier attempt's success.
+
+Every item expires (``PRUNE_RUN_TTL``); the lock is deleted when the run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.types import Binary
+
+from vpsbackup.aws.state import (
+    PK,
+    PRUNE_RUN_PK_PREFIX,
+    SK,
+    TTL_ATTRIBUTE,
+    StateTable,
+    epoch,
+    parse_key_time,
+    utc_key_time,
+)
+from vpsbackup.provider.models import BackupPage
+
+LOCK_PK = f"{PRUNE_RUN_PK_PREFIX}lock"
+LOCK_SK = "lock"
+META_SK = "meta"
+PRUNE_RUN_TTL = timedelta(days=14)
+# Compressed bytes per plan item (DynamoDB takes 400 KB an item, keys and names included).
+_PART = 350_000
+_BATCH = 25
+
+
+def run_pk(run: str) -> str:
+    return f"{PRUNE_RUN_PK_PREFIX}{run}"
+
+
+def page_sk(n: int) -> str:
+    return f"page#{n:08d}"
+
+
+def _pack(value: Any) -> bytes:
+    return zlib.compress(json.dumps(value, separators=(",", ":"), default=str).encode(), 6)
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """The run holding the lock, the execution that started it, since and until when."""
+
+    run: str
+    execution: str
+    since: datetime
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPage:
+    """One page of a run's listing, as stored: its number, the link it was read from, the page."""
+
+    n: int
+    url: str
+    page: BackupPage
+    # The requested server whose walk the page is of (None: the fleet's walk).
+    walk_server: int | None = None
+
+
+class PruneRunStore:
+    """Reads and writes one chunked run's items (see the module)."""
+
+    def __init__(self, state: StateTable) -> None:
+        self.table = state.table
+        self._condition_failed = self.table.meta.client.exceptions.ConditionalCheckFailedException
+
+    # -- the lock ---------------------------------------------------------------------------------
+
+    def take_lock(self, run: str, execution: str, now: datetime, until: datetime) -> LockHolder | None:
+        """Take the lock for ``run`` until ``until``: None when taken, else the run that holds it (a
+        lock past its ``until`` is free: its run stopped or failed and was not redriven in time)."""
+        try:
+            self.table.put_item(
+                Item={
+                    PK: LOCK_PK,
+                    SK: LOCK_SK,
+                    "run": run,
+                    "execution": execution,
+                    "since": utc_key_time(now),
+                    "until": utc_key_time(until),
+                    TTL_ATTRIBUTE: epoch(now + PRUNE_RUN_TTL),
+                },
+                ConditionExpression="attribute_not_exists(#pk) OR #until < :now OR #run = :run",
+                ExpressionAttributeNames={"#pk": PK, "#until": "until", "#run": "run"},
+                ExpressionAttributeValues={":now": utc_key_time(now), ":run": run},
+            )
+        except self._condition_failed:
+            return self.lock_holder() or LockHolder(run="?", execution="?", since=now, until=until)
+        return None
+
+    def lock_holder(self) -> LockHolder | None:
+        item = self.table.get_item(Key={PK: LOCK_PK, SK: LOCK_SK}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        return LockHolder(
+            run=str(item["run"]),
+            execution=str(item.get("execution", "")),
+            since=parse_key_time(str(item["since"])),
+            until=parse_key_time(str(item["until"])),
+        )
+
+    def renew_lock(self, run: str, execution: str, now: datetime, until: datetime) -> bool:
+        """Keep the lock for ``run`` until ``until``; False when another run holds it now."""
+        holder = self.lock_holder()
+        if holder is None or holder.run != run:
+            return False
+        return self.take_lock(run, execution, now, until) is None
+
+    def release_lock(self, run: str) -> None:
+        """Free the lock if ``run`` still holds it."""
+        with contextlib.suppress(self._condition_failed):
+            self.table.delete_item(
+                Key={PK: LOCK_PK, SK: LOCK_SK},
+                ConditionExpression="#run = :run",
+                ExpressionAttributeNames={"#run": "run"},
+                ExpressionAttributeValues={":run": run},
+            )
+
+    # -- the run's own items ----------------------------------------------------------------------
+
+    def _put(self, run: str, sk: str, now: datetime, **attributes: Any) -> None:
+        self.table.put_item(Item={PK: run_pk(run), SK: sk, TTL_ATTRIBUTE: epoch(now + PRUNE_RUN_TTL), **attributes})
+
+    def _query(self, run: str, prefix: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key(PK).eq(run_pk(run)) & Key(SK).begins_with(prefix),
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self.table.query(**kwargs)
+            yield from response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def put_meta(self, run: str, now: datetime, request: dict[str, Any]) -> None:
+        self._put(run, META_SK, now, started_at=utc_key_time(now), request=json.dumps(request))
+
+    def meta(self, run: str) -> tuple[datetime, dict[str, Any]] | None:
+        item = self.table.get_item(Key={PK: run_pk(run), SK: META_SK}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        return parse_key_time(str(item["started_at"])), json.loads(str(item["request"]))
+
+    def put_page(self, run: str, n: int, url: str, page: BackupPage, now: datetime, *, walk_server: int | None) -> None:
+        extra = {} if walk_server is None else {"walk_server": walk_server}
+        data = Binary(zlib.compress(page.model_dump_json().encode(), 6))
+        self._put(run, page_sk(n), now, url=url, page=data, **extra)
+
+    def pages(self, run: str) -> Iterator[StoredPage]:
+        """The run's pages in order (a retried chunk's rewrites included: same keys)."""
+        for item in self._query(run, "page#"):
+            data = item["page"]
+            raw = data.value if isinstance(data, Binary) else bytes(data)
+            yield StoredPage(
+                n=int(str(item[SK]).removeprefix("page#")),
+                url=str(item["url"]),
+                page=BackupPage.model_validate_json(zlib.decompress(raw)),
+                walk_server=int(item["walk_server"]) if "walk_server" in item else None,
+            )
+
+    def put_plan(self, run: str, plan: dict[str, Any], now: datetime) -> None:
+        blob = _pack(plan)
+        parts = [blob[i : i + _PART] for i in range(0, len(blob), _PART)] or [b""]
+        for n, part in enumerate(parts):
+            self._put(run, f"plan#{n:04d}", now, data=Binary(part), parts=len(parts))
+
+    def plan(self, run: str) -> dict[str, Any] | None:
+        items = list(self._query(run, "plan#"))
+        if not items or len(items) < int(items[0]["parts"]):
+            return None
+        blob = b"".join(i["data"].value if isinstance(i["data"], Binary) else bytes(i["data"]) for i in items)
+        value: dict[str, Any] = json.loads(zlib.decompress(blob))
+        return value
+
+    def deletion_started(self, run: str, backup_id: int, now: datetime) -> None:
+        """Written before the DELETE is sent (a chunk killed after it leaves this behind)."""
+        self._put(run, f"deletion#{backup_id}", now, backup_id=backup_id, outcome="started")
+
+    def put_outcomes(self, run: str, outcomes: Iterable[tuple[int, str, str]], now: datetime) -> None:
+        """Each deletion's outcome and detail, batched."""
+        items = [
+            {
+                PK: run_pk(run),
+                SK: f"deletion#{backup_id}",
+                TTL_ATTRIBUTE: epoch(now + PRUNE_RUN_TTL),
+                "backup_id": backup_id,
+                "outcome": outcome,
+                "detail": detail[:1000],
+            }
+            for backup_id, outcome, detail in outcomes
+        ]
+        with self.table.batch_writer() as batch:
+            for item in items:
+                batch.put_item(Item=item)
+
+    def outcomes(self, run: str) -> dict[int, tuple[str, str]]:
+        """Every deletion's outcome so far (``started``: sent, or about to be, outcome unknown)."""
+        return {
+            int(item["backup_id"]): (str(item["outcome"]), str(item.get("detail", "")))
+            for item in self._query(run, "deletion#")
+        }

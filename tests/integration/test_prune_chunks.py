@@ -1,0 +1,217 @@
+"""A prune run in chunks (the state machine's invocations), driven here one chunk at a time: the
+real handler over the simulator and moto, chunks small enough that every phase takes several.
+The state machine itself runs the same chunks in tests/integration/test_prune_state_machine.py."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import prune_backups
+from devtools.simulator import Simulator
+from tests.conftest import AwsEnv, FakeLambdaContext
+from tests.integration.test_prune_backups import expected_plan, prune_env, remaining_ids, seed_fleet
+from vpsbackup.markers import describe_with_marker
+from vpsbackup.provider.client import VpsClient
+from vpsbackup.prune.run_store import PruneRunStore
+
+pytestmark = pytest.mark.integration
+__all__ = ["prune_env"]
+
+EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:prune:run-1"
+
+
+class Killed(BaseException):
+    """The invocation died here (timeout, out of memory, a crash): nothing in the code catches it."""
+
+
+@pytest.fixture
+def chunk_env(prune_env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
+    monkeypatch.setenv("PRUNE_CHUNK_PAGES", "4")
+    monkeypatch.setenv("PRUNE_CHUNK_DELETIONS", "40")
+    prune_backups.settings.cache_clear()
+    yield prune_env
+    prune_backups.settings.cache_clear()
+
+
+def small_fleet(sim: Simulator, days: int = 30) -> None:
+    """2 servers × ``days`` daily backups of this project's: a few pages, some 30 deletions."""
+    today = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    for server in (501, 502):
+        sim.add_server(server, f"web-{server}")
+        for day in range(days):
+            description = describe_with_marker(f"Release {day}", f"gh-{server}-{day}")
+            sim.add_backup(server, "manual", "completed", today - timedelta(days=day), description)
+
+
+def start_event(request: dict[str, Any], execution: str = EXECUTION) -> dict[str, Any]:
+    return {"prune_chunk": {"step": "start", "request": request, "execution": execution}}
+
+
+def drive(
+    request: dict[str, Any], context: FakeLambdaContext, execution: str = EXECUTION, attempts: int = 3
+) -> list[dict[str, Any]]:
+    """The state machine's loop, by hand: every chunk until done; a chunk that dies is retried with
+    the same input (as the definition's Retry does). The cursors, in order."""
+    event = start_event(request, execution)
+    cursors: list[dict[str, Any]] = []
+    while True:
+        for attempt in range(attempts):
+            try:
+                cursor: dict[str, Any] = prune_backups.handler(event, context)
+                break
+            except Killed:
+                if attempt == attempts - 1:
+                    raise
+        cursors.append(cursor)
+        if cursor["done"]:
+            return cursors
+        event = {"prune_chunk": {"step": "next", "cursor": cursor, "execution": execution}}
+
+
+def delete_counts(sim: Simulator) -> Counter[str]:
+    return Counter(r.path for r in sim.requests if r.method == "DELETE" and r.status is not None and r.status < 300)
+
+
+def test_a_sweep_in_chunks_deletes_exactly_what_a_single_pass_plans(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext
+) -> None:
+    # Given a fleet listed in 30-odd pages of 10, 4 pages and 40 deletions a chunk
+    seed_fleet(simulator, datetime.now(UTC))
+    before = remaining_ids(simulator)
+    expected = {d.backup_id for d in expected_plan(simulator).to_delete}
+
+    # When a sweep runs in chunks
+    cursors = drive({"sweep": True}, lambda_context)
+
+    # Then it took several listing and deletion chunks, each cursor small
+    phases = Counter(c["phase"] for c in cursors)
+    assert phases["list"] >= 7 and phases["delete"] >= 5, phases
+    assert all(len(str(c)) < 1000 for c in cursors)
+    # ... and deleted exactly the single pass's plan, each backup once
+    assert before - remaining_ids(simulator) == expected
+    assert len(expected) > 200
+    assert max(delete_counts(simulator).values()) == 1
+    # ... with one report, and the lock free for the next run
+    assert cursors[-1]["done"] and "deleted" in cursors[-1]["note"]
+    assert PruneRunStore(prune_backups.runtime.state_table(chunk_env.table_name)).lock_holder() is None
+
+
+def test_a_run_limited_to_servers_lists_only_them_in_chunks(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext
+) -> None:
+    seed_fleet(simulator, datetime.now(UTC))
+    expected = {d.backup_id for d in expected_plan(simulator).to_delete if d.server_id == 12346}
+    before = remaining_ids(simulator)
+
+    drive({"server_ids": [12346]}, lambda_context)
+
+    assert before - remaining_ids(simulator) == expected
+    listings = [r for r in simulator.requests if r.method == "GET" and r.path.endswith("/backups/")]
+    assert all(r.query.get("server_id") in (None, "12346") for r in listings)
+
+
+def test_a_dry_run_in_chunks_deletes_nothing(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext
+) -> None:
+    small_fleet(simulator)
+    before = remaining_ids(simulator)
+
+    cursors = drive({"sweep": True, "dry_run": True}, lambda_context)
+
+    assert remaining_ids(simulator) == before
+    assert "dry_run" in cursors[-1]["note"]
+
+
+def test_one_run_at_a_time_a_second_start_does_nothing_and_says_so(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext
+) -> None:
+    small_fleet(simulator)
+    first = prune_backups.handler(start_event({"sweep": True}), lambda_context)
+    assert not first["done"]
+
+    # While the first run holds the lock, a second start (another execution) does nothing
+    second = drive({"sweep": True}, lambda_context, execution=EXECUTION + "-2")
+    assert len(second) == 1 and second[0]["done"]
+    assert "in progress" in second[0]["note"] and first["run"] in second[0]["note"]
+    assert not [r for r in simulator.requests if r.method == "DELETE"]
+
+    # ... the first goes on to its end, and then a new run may start
+    drive({"sweep": True}, lambda_context)
+    third = drive({"sweep": True}, lambda_context, execution=EXECUTION + "-3")
+    assert "in progress" not in third[-1]["note"]
+
+
+def _nth(n: int, then: Callable[..., Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A method that dies at its n-th call (``then``: after calling the real one)."""
+    calls = Counter[str]()
+
+    def wrap(real: Callable[..., Any]) -> Callable[..., Any]:
+        def method(*args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] == n and then is None:
+                raise Killed
+            result = real(*args, **kwargs)
+            if calls["n"] == n:
+                raise Killed
+            return result
+
+        return method
+
+    return wrap
+
+
+# Where a chunk dies: (class, method, at which call, before or after the real call).
+KILL_POINTS = {
+    "start: before the request is stored": (PruneRunStore, "put_meta", 1, "before"),
+    "listing: before a page is stored": (PruneRunStore, "put_page", 2, "before"),
+    "listing: after a page is stored": (PruneRunStore, "put_page", 3, "after"),
+    "planning: before the plan is stored": (PruneRunStore, "put_plan", 1, "before"),
+    "planning: after the plan is stored": (PruneRunStore, "put_plan", 1, "after"),
+    "deleting: before a deletion is marked": (PruneRunStore, "deletion_started", 5, "before"),
+    "deleting: after a DELETE was made": (VpsClient, "delete_backup", 10, "after"),
+    "deleting: before the outcomes are stored": (PruneRunStore, "put_outcomes", 2, "before"),
+    "deleting: after the outcomes are stored": (PruneRunStore, "put_outcomes", 1, "after"),
+    "reporting: before the lock is freed": (PruneRunStore, "release_lock", 1, "before"),
+}
+
+
+def kill_at(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
+    owner, name, n, when = KILL_POINTS[point]
+    real = getattr(owner, name)
+    monkeypatch.setattr(owner, name, _nth(n, then=real if when == "after" else None)(real))
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_a_chunk_killed_anywhere_is_retried_no_deletion_twice_none_lost(
+    chunk_env: AwsEnv,
+    simulator: Simulator,
+    lambda_context: FakeLambdaContext,
+    monkeypatch: pytest.MonkeyPatch,
+    point: str,
+) -> None:
+    # Given a fleet and its single-pass plan (listed in 2-page chunks, 8 deletions a chunk)
+    small_fleet(simulator)
+    monkeypatch.setenv("PRUNE_CHUNK_PAGES", "2")
+    monkeypatch.setenv("PRUNE_CHUNK_DELETIONS", "8")
+    prune_backups.settings.cache_clear()
+    before = remaining_ids(simulator)
+    expected = {d.backup_id for d in expected_plan(simulator).to_delete}
+    # ... and a chunk that dies at this point once
+    kill_at(monkeypatch, point)
+
+    # When the run is driven, the dead chunk retried
+    cursors = drive({"sweep": True}, lambda_context)
+
+    # Then exactly the plan's backups are gone, none deleted twice, none left
+    assert len(expected) > 16
+    assert before - remaining_ids(simulator) == expected
+    assert max(delete_counts(simulator).values()) == 1
+    # ... the report counts every deletion as made (a re-sent one found gone: the first attempt's)
+    note = cursors[-1]["note"]
+    assert f"deleted {len(expected)}" in note, note
+    assert "failed" not in note and "not_started" not in note
