@@ -263,13 +263,7 @@ class VpsClient:
         ``on_invalid`` takes it: then it is handed there, skipped, and the walk goes on (prune,
         which leaves that item's server alone).
         """
-        params: dict[str, Any] = {}
-        if server_id is not None:
-            params["server_id"] = server_id
-        if backup_type is not None:
-            params["backup_type"] = backup_type
-        if self.page_size is not None:
-            params["page_size"] = self.page_size
+        params = self._listing_params(server_id, backup_type)
         pages = self._iter_pages(params, on_page=on_page, on_invalid=on_invalid)
         if every_copy:
             for page in pages:
@@ -299,6 +293,12 @@ class VpsClient:
         a page of the same walk gave): a walk read in several invocations (prune's chunks). The
         filters are those of the first page (``next`` links carry them); ``start`` must be of the
         base URL's origin (:class:`ListingIncompleteError` otherwise, never requested)."""
+        params = self._listing_params(server_id, backup_type)
+        if start is not None and not self._same_origin(start):
+            raise self._incomplete(f"next link {_origin_of(start)} is not the base URL's origin", pages=0)
+        return self._iter_pages(params, on_page=None, on_invalid=on_invalid, start=start)
+
+    def _listing_params(self, server_id: int | None, backup_type: str | None) -> dict[str, Any]:
         params: dict[str, Any] = {}
         if server_id is not None:
             params["server_id"] = server_id
@@ -306,9 +306,7 @@ class VpsClient:
             params["backup_type"] = backup_type
         if self.page_size is not None:
             params["page_size"] = self.page_size
-        if start is not None and not self._same_origin(start):
-            raise self._incomplete(f"next link {_origin_of(start)} is not the base URL's origin", pages=0)
-        return self._iter_pages(params, on_page=None, on_invalid=on_invalid, start=start)
+        return params
 
     def _iter_pages(
         self,
