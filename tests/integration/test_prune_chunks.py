@@ -33,6 +33,7 @@ class Killed(BaseException):
 def chunk_env(prune_env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     monkeypatch.setenv("PRUNE_CHUNK_PAGES", "4")
     monkeypatch.setenv("PRUNE_CHUNK_DELETIONS", "40")
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "10000")
     prune_backups.settings.cache_clear()
     yield prune_env
     prune_backups.settings.cache_clear()

@@ -306,6 +306,24 @@ def _final(result: DeletionResult) -> bool:
     return not (result.outcome == "not_started" and result.detail.startswith("time:"))
 
 
+def _send_batch(
+    run: str, pending: Sequence[BackupDecision], in_doubt: set[int], ctx: ChunkContext
+) -> list[DeletionResult]:
+    """Each pending deletion's result, in order: the fresh ones within the daily budget, each marked
+    ``started`` before its DELETE; one in doubt (marked by an attempt cut short) already took its slot."""
+    marking = _MarkingClient(ctx.client, lambda backup_id: ctx.store.deletion_started(run, backup_id, ctx.now()))
+
+    def send(decisions: Sequence[BackupDecision]) -> tuple[DeletionResult, ...]:
+        return execute_deletions(
+            marking, decisions, holds=ctx.state, concurrency=ctx.options.concurrency, time_left=ctx.time_left
+        )
+
+    fresh, _ = delete_within_budget([d for d in pending if d.backup_id not in in_doubt], ctx.budget, send)
+    again = send([d for d in pending if d.backup_id in in_doubt])
+    by_id = {r.backup_id: r for r in (*fresh, *again)}
+    return [by_id[d.backup_id] for d in pending]
+
+
 def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
     stored = ctx.store.plan(cursor.run)
     if stored is None:
@@ -315,18 +333,7 @@ def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     known = ctx.store.outcomes(cursor.run)
     in_doubt = {backup_id for backup_id, (outcome, _) in known.items() if outcome == "started"}
     pending = [d for d in batch if d.backup_id not in known or d.backup_id in in_doubt]
-    marking = _MarkingClient(ctx.client, lambda backup_id: ctx.store.deletion_started(cursor.run, backup_id, ctx.now()))
-
-    def send(decisions: Sequence[BackupDecision]) -> tuple[DeletionResult, ...]:
-        return execute_deletions(
-            marking, decisions, holds=ctx.state, concurrency=ctx.options.concurrency, time_left=ctx.time_left
-        )
-
-    # A deletion in doubt (marked started by an attempt cut short) already took its slot of the day.
-    fresh = [d for d in pending if d.backup_id not in in_doubt]
-    fresh_results, _ = delete_within_budget(fresh, ctx.budget, send)
-    by_id = {r.backup_id: r for r in (*fresh_results, *send([d for d in pending if d.backup_id in in_doubt]))}
-    results = [by_id[d.backup_id] for d in pending]
+    results = _send_batch(cursor.run, pending, in_doubt, ctx)
     done: list[tuple[int, str, str]] = []
     reached = cursor.deleted + len(batch)
     for decision, result in zip(pending, results, strict=True):
