@@ -63,6 +63,8 @@ STACK_PARAMETERS: Mapping[str, str] = {
     "KeepAtLeast": "KEEP_AT_LEAST",
     "PruneVerifyEvery": "PRUNE_VERIFY_EVERY",
     "HeartbeatUrl": "HEARTBEAT_URL",
+    "PruneChunkPages": "PRUNE_CHUNK_PAGES",
+    "PruneChunkDeletions": "PRUNE_CHUNK_DELETIONS",
     # restore on alarm
     "AlarmNamePrefix": "ALARM_NAME_PREFIX",
     "ServerIdDimension": "SERVER_ID_DIMENSION",
