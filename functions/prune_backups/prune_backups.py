@@ -84,6 +84,10 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     def write_journal(report: PruneReport, run: str) -> None:
         journal_run(report, options.policies, journal=journal, run=run, time_left=time_left)
 
+    def ping() -> None:
+        if config.heartbeat_url:  # the run completed: tell the outside monitor (never fails the run)
+            heartbeat.ping(config.heartbeat_url)
+
     if chunk is not None:
         logger.append_keys(trigger="state-machine", dry_run=config.dry_run)
         ctx = ChunkContext(
@@ -96,7 +100,7 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
             chunk_deletions=config.prune_chunk_deletions,
             time_left=time_left,
             journal=write_journal,
-            heartbeat=lambda: heartbeat.ping(config.heartbeat_url) if config.heartbeat_url else None,
+            heartbeat=ping,
             budget=budget,
             whole=lambda whole: _single_pass(
                 whole, options, client=client, state=state, time_left=time_left, budget=budget
@@ -108,6 +112,5 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     report = _single_pass(request, options, client=client, state=state, time_left=time_left, budget=budget)
     write_journal(report, getattr(context, "aws_request_id", None) or report.plan.now.isoformat())
     publish_report(report, notifier=runtime.notifier(config.notify_topic_arn, config.notify_format))
-    if config.heartbeat_url:  # the run completed: tell the outside monitor (never fails the run)
-        heartbeat.ping(config.heartbeat_url)
+    ping()
     return report.to_dict()
