@@ -33,7 +33,8 @@ from vpsbackup.markers import describe_with_marker  # noqa: E402
 from vpsbackup.provider.client import RetryPolicy, VpsClient  # noqa: E402
 from vpsbackup.provider.models import Backup  # noqa: E402
 from vpsbackup.provider.token import StaticTokenProvider  # noqa: E402
-from vpsbackup.prune.plan import plan_prune  # noqa: E402
+from vpsbackup.prune.compact import CompactListing, plan_fleet  # noqa: E402
+from vpsbackup.prune.plan import PlanInputs  # noqa: E402
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy  # noqa: E402
 
 NOTES = """
@@ -97,19 +98,20 @@ def bench_plan(rows: list[str], quick: bool) -> None:
     sizes = [(10, 100), (100, 100), (100, 1000)] if not quick else [(10, 100), (50, 100)]
     now = datetime(2026, 1, 1, tzinfo=UTC)
     for servers, per_server in sizes:
-        backups = fleet(servers, per_server)
+        listing = CompactListing()
+        listing.extend(fleet(servers, per_server))
+        inputs = PlanInputs(
+            policy_for=RetentionPolicies(POLICY, {}),
+            tz=ZoneInfo("Europe/Madrid"),
+            now=now,
+            scope="managed",
+            holds={},
+            failed_grace=timedelta(hours=24),
+            max_deletions=50,
+        )
 
-        def run(backups: list[Backup] = backups) -> object:
-            return plan_prune(
-                backups,
-                policy_for=RetentionPolicies(POLICY, {}),
-                tz=ZoneInfo("Europe/Madrid"),
-                now=now,
-                scope="managed",
-                holds={},
-                failed_grace=timedelta(hours=24),
-                max_deletions=50,
-            )
+        def run(listing: CompactListing = listing, inputs: PlanInputs = inputs) -> object:
+            return plan_fleet(listing, inputs)
 
         seconds, peak = timed(run, repeat=3)
         n = servers * per_server
@@ -120,19 +122,16 @@ def bench_plan(rows: list[str], quick: bool) -> None:
 
 
 def bench_fleet_plan(rows: list[str], quick: bool) -> None:
-    """The fleet plan (prune/compact.py) at 301,000 backups against the path it replaced, in turns
-    (devtools/bench_plan.py): CPU seconds, medians, and the ratio pair by pair."""
+    """The fleet plan (prune/compact.py) at 301,000 backups (devtools/bench_plan.py): CPU seconds, medians."""
     from devtools import bench_plan
 
     servers = 1_000 if quick else 10_000
     listing = bench_plan.build_listing(servers=servers, older=servers // 10)
-    result = bench_plan.compare(listing, runs=3, tz_name="UTC")
-    compact, legacy = (statistics.median(result["cpu"][name]) for name in ("compact", "legacy"))
-    wall = statistics.median(result["seconds"]["compact"])
+    result = bench_plan.measure(listing, runs=3, tz_name="UTC")
+    cpu, wall = statistics.median(result["cpu"]), statistics.median(result["seconds"])
     rows.append(
-        f"| fleet plan (compact engine) | {servers:,} servers × 30 + {servers // 10:,} older = {len(listing):,} "
-        f"| {compact:,.2f} s CPU ({wall:,.2f} s wall) | {len(listing) / compact:,.0f} backups/s; the path before it "
-        f"{legacy:,.2f} s CPU, ratio {statistics.median(result['ratios']):.2f} | — |"
+        f"| fleet plan | {servers:,} servers × 30 + {servers // 10:,} older = {len(listing):,} "
+        f"| {cpu:,.2f} s CPU ({wall:,.2f} s wall) | {len(listing) / cpu:,.0f} backups/s | — |"
     )
 
 

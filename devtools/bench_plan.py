@@ -1,18 +1,15 @@
-"""The fleet plan's CPU time at 300,000 backups, against the path it replaced (``make bench`` calls it).
+"""The prune plan's CPU time at 300,000 backups (``make bench`` calls it).
 
 ``python -m devtools.bench_plan`` builds the fleet of devtools/bench_fleet.py (10,000 servers × 30
 managed backups, one a day, plus 1,000 older ones: 301,000 backups) as a compact listing, as the
-prune job lists it, then plans it with :func:`vpsbackup.prune.compact.plan_fleet` and with the
-frozen copy of the path before it (tests/unit/prune/legacy_compact.py: ``plan_prune``'s engine one
-server at a time), in turns, and prints each run's seconds and the ratio, pair by pair. Only the
-planning is timed, not the listing.
+prune job lists it, then plans it with :func:`vpsbackup.prune.compact.plan_fleet` ``--runs`` times
+and prints each run's seconds. Only the planning is timed, not the listing.
 
 For timing whole processes (farm-bench), ``--save FILE`` writes the listing once and ``--load
-FILE`` plans it with one ``--engine``::
+FILE`` plans it once::
 
     python -m devtools.bench_plan --save /tmp/fleet.pickle
-    farm-bench -n 5 -- .venv/bin/python -m devtools.bench_plan --load /tmp/fleet.pickle --engine compact \\
-        --vs '.venv/bin/python -m devtools.bench_plan --load /tmp/fleet.pickle --engine legacy'
+    farm-bench -n 5 -- .venv/bin/python -m devtools.bench_plan --load /tmp/fleet.pickle
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ import pickle
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,17 +66,7 @@ def build_listing(servers: int = 10_000, per_server: int = 30, older: int = 1_00
     return listing
 
 
-def engines() -> dict[str, Callable[..., FleetPlan]]:
-    """The engine of the job, and the frozen path it replaced (a test reference, imported from tests/)."""
-    sys.path.insert(0, str(ROOT))
-    from tests.unit.prune import legacy_compact
-
-    return {"compact": plan_fleet, "legacy": legacy_compact.plan_fleet}
-
-
-def plan_once(
-    engine: Callable[..., FleetPlan], listing: CompactListing, tz_name: str
-) -> tuple[float, float, FleetPlan]:
+def plan_once(listing: CompactListing, tz_name: str) -> tuple[float, float, FleetPlan]:
     """Wall and CPU seconds to plan ``listing`` as the prune job does with the default settings
     (KEEP_AT_LEAST 1). CPU time is the steadier figure on a shared machine."""
     from zoneinfo import ZoneInfo
@@ -95,25 +81,19 @@ def plan_once(
         max_deletions=50,
     )
     started, cpu = time.perf_counter(), time.process_time()
-    plan = engine(listing, inputs)
+    plan = plan_fleet(listing, inputs)
     return time.perf_counter() - started, time.process_time() - cpu, plan
 
 
-def compare(listing: CompactListing, *, runs: int, tz_name: str) -> dict[str, Any]:
-    """Both engines in turns, ``runs`` times each: their seconds, and the ratio pair by pair."""
-    chosen = engines()
-    seconds: dict[str, list[float]] = {name: [] for name in chosen}
-    cpu: dict[str, list[float]] = {name: [] for name in chosen}
-    plans: dict[str, FleetPlan] = {}
+def measure(listing: CompactListing, *, runs: int, tz_name: str) -> dict[str, Any]:
+    """``runs`` plans of ``listing``: their wall and CPU seconds."""
+    seconds: list[float] = []
+    cpu: list[float] = []
     for _ in range(runs):
-        for name, engine in chosen.items():
-            elapsed, used, plans[name] = plan_once(engine, listing, tz_name)
-            seconds[name].append(elapsed)
-            cpu[name].append(used)
-    if plans["compact"] != plans["legacy"]:
-        raise SystemExit("the two engines disagree on this fleet: a bug, not a benchmark")
-    ratios = [new / old for new, old in zip(cpu["compact"], cpu["legacy"], strict=True)]
-    return {"backups": len(listing), "seconds": seconds, "cpu": cpu, "ratios": ratios}
+        elapsed, used, _ = plan_once(listing, tz_name)
+        seconds.append(elapsed)
+        cpu.append(used)
+    return {"backups": len(listing), "seconds": seconds, "cpu": cpu}
 
 
 def main() -> None:
@@ -122,14 +102,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tz", default="UTC", help="RETENTION_TIMEZONE (default UTC, the setting's default)")
     parser.add_argument("--save", type=Path, help="write the listing to this file and stop")
-    parser.add_argument("--load", type=Path, help="plan the listing of this file (with --engine)")
-    parser.add_argument("--engine", choices=["compact", "legacy"], help="with --load: plan once with this engine")
+    parser.add_argument("--load", type=Path, help="plan the listing of this file once")
     args = parser.parse_args()
     if args.load:
         with args.load.open("rb") as file:
             listing = pickle.load(file)  # noqa: S301 - a file this tool wrote
-        elapsed, used, _ = plan_once(engines()[args.engine or "compact"], listing, args.tz)
-        print(f"{args.engine or 'compact'}: {len(listing):,} backups planned in {elapsed:.2f} s (CPU {used:.2f} s)")
+        elapsed, used, _ = plan_once(listing, args.tz)
+        print(f"{len(listing):,} backups planned in {elapsed:.2f} s (CPU {used:.2f} s)")
         return
     listing = build_listing(servers=args.servers, older=args.servers // 10)
     if args.save:
@@ -137,16 +116,13 @@ def main() -> None:
             pickle.dump(listing, file)
         print(f"{len(listing):,} backups written to {args.save}")
         return
-    result = compare(listing, runs=args.runs, tz_name=args.tz)
-    print(f"{result['backups']:,} backups, {args.runs} runs of each engine in turns, RETENTION_TIMEZONE={args.tz}")
-    for name in result["seconds"]:
-        wall, used = result["seconds"][name], result["cpu"][name]
-        print(
-            f"{name}: median {statistics.median(wall):.2f} s wall, {statistics.median(used):.2f} s CPU "
-            f"(wall {', '.join(f'{s:.2f}' for s in wall)}; CPU {', '.join(f'{s:.2f}' for s in used)})"
-        )
-    ratios = ", ".join(f"{r:.3f}" for r in result["ratios"])
-    print(f"CPU ratio compact/legacy, pair by pair: median {statistics.median(result['ratios']):.3f} ({ratios})")
+    result = measure(listing, runs=args.runs, tz_name=args.tz)
+    wall, used = result["seconds"], result["cpu"]
+    print(f"{result['backups']:,} backups, {args.runs} runs, RETENTION_TIMEZONE={args.tz}")
+    print(
+        f"median {statistics.median(wall):.2f} s wall, {statistics.median(used):.2f} s CPU "
+        f"(wall {', '.join(f'{s:.2f}' for s in wall)}; CPU {', '.join(f'{s:.2f}' for s in used)})"
+    )
 
 
 if __name__ == "__main__":

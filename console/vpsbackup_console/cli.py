@@ -237,7 +237,7 @@ def _now() -> datetime:
 
 
 def _dry_run(where: Where, server_ids: list[int] | None) -> PruneReport:
-    """The prune function's own run, as a dry run: the same listing, holds and plan_prune."""
+    """The prune function's own run, as a dry run: the same listing, holds and plan (plan_fleet)."""
     settings = where.settings(PruneSettings)
     request = PruneRequest(trigger="manual", dry_run=True, server_ids=server_ids)
     return run_prune(request, PruneOptions.from_settings(settings), client=where.client, holds=where.state)

@@ -20,6 +20,7 @@ import pytest
 import prune_backups
 from devtools.simulator import Fault, Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext, load_event
+from tests.unit.prune.strategies import plan_backups
 from vpsbackup.aws import runtime
 from vpsbackup.aws.state import StateTable
 from vpsbackup.errors import ConfigurationError
@@ -27,7 +28,7 @@ from vpsbackup.markers import describe_with_marker
 from vpsbackup.observability import logger
 from vpsbackup.provider.client import RetryPolicy
 from vpsbackup.provider.models import Backup
-from vpsbackup.prune.plan import PrunePlan, plan_prune
+from vpsbackup.prune.compact import FleetPlan
 from vpsbackup.prune.request import InvalidPruneRequestError
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
 from vpsbackup.records import Hold
@@ -147,9 +148,9 @@ def invoke(event: dict[str, Any] | None, context: FakeLambdaContext) -> dict[str
     return result
 
 
-def expected_plan(sim: Simulator, *, max_deletions: int = 1000, holds: dict[int, Hold] | None = None) -> PrunePlan:
+def expected_plan(sim: Simulator, *, max_deletions: int = 1000, holds: dict[int, Hold] | None = None) -> FleetPlan:
     """The plan computed independently, from the simulator's own view of the fleet."""
-    return plan_prune(
+    return plan_backups(
         as_backups(sim.backups),
         policy_for=RetentionPolicies(RetentionPolicy.model_validate(POLICY)),
         tz=ZoneInfo("UTC"),

@@ -18,12 +18,12 @@ import pytest
 import prune_backups
 from devtools.simulator import Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext, load_event
+from tests.unit.prune.strategies import plan_backups
 from vpsbackup.aws import runtime
 from vpsbackup.aws.state import StateTable
 from vpsbackup.markers import describe_with_marker
 from vpsbackup.provider.client import RetryPolicy
 from vpsbackup.provider.models import Backup
-from vpsbackup.prune.plan import plan_prune
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
 from vpsbackup.prune.state_store import PruneStateStore
 from vpsbackup.records import DeploymentRecord, Hold
@@ -69,7 +69,7 @@ def listings(sim: Simulator, since: int = 0) -> tuple[list[int], int]:
 def sweep_would_delete(sim: Simulator, state: StateTable) -> set[int]:
     """What one fleet sweep would delete now: the plan over everything the provider has."""
     now = datetime.now(UTC)
-    plan = plan_prune(
+    plan = plan_backups(
         [Backup.model_validate(b) for b in sim.backups],
         policy_for=RetentionPolicies(RetentionPolicy.model_validate(POLICY)),
         tz=UTC,

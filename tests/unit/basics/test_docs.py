@@ -133,7 +133,7 @@ def _exists(path_text: str) -> bool:
 
 
 def _module_defines(dotted: str) -> bool:
-    """``vpsbackup.prune.plan`` or ``vpsbackup.prune.plan.plan_prune`` names a module (and a name in it)."""
+    """``vpsbackup.prune.compact`` or ``vpsbackup.prune.compact.plan_fleet`` names a module (and a name in it)."""
     parts = dotted.split(".")
     for cut in range(len(parts), 0, -1):
         base = PACKAGE.parent.joinpath(*parts[:cut])
@@ -285,8 +285,8 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     assert not _exists("events/<file>.yaml")
     assert OUTSIDE_REFERENCES.search("see SPEC §5") is not None
     assert _slug("What `sam build` makes of the layer") == "what-sam-build-makes-of-the-layer"
-    assert _module_defines("vpsbackup.prune.plan.plan_prune")
-    assert not _module_defines("vpsbackup.prune.plan.no_such_function")
+    assert _module_defines("vpsbackup.prune.compact.plan_fleet")
+    assert not _module_defines("vpsbackup.prune.compact.no_such_function")
     assert not _module_defines("vpsbackup.pruning")
     page = tmp_path / "page.md"
     page.write_text("[a](../../outside.md) [b](#nowhere)\n`docs/none.md`\n", encoding="utf-8")

@@ -1,18 +1,23 @@
 """Hypothesis strategies shared by the prune tests (policies, holds, times on the calendar's edges),
-and the one-policy plan they run."""
+and the plan they run: the production engine (:func:`plan_fleet` over a compact listing), every
+decision kept."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
 from vpsbackup.markers import make_marker
 from vpsbackup.provider.models import Backup
-from vpsbackup.prune.plan import PrunePlan, Scope, plan_prune
-from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
+from vpsbackup.prune.buckets import BucketCalendar, CompiledPolicy, MatchCache, micros, walk_policy
+from vpsbackup.prune.compact import CompactListing, FleetPlan, plan_fleet
+from vpsbackup.prune.plan import PlanInputs, Scope
+from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy, RuleMatch
 from vpsbackup.records import Hold
 
 NOW = datetime(2025, 3, 30, 12, 0, tzinfo=UTC)
@@ -136,9 +141,9 @@ def plan_with(
     holds: dict[int, Hold] | None = None,
     max_deletions: int = 10_000,
     keep_at_least: int = 1,
-) -> PrunePlan:
-    """``plan_prune`` with one policy for every server, at :data:`NOW`, a grace of 24 hours."""
-    return plan_prune(
+) -> FleetPlan:
+    """:func:`plan_backups` with one policy for every server, at :data:`NOW`, a grace of 24 hours."""
+    return plan_backups(
         backups,
         policy_for=RetentionPolicies(policy),
         tz=tz,
@@ -149,3 +154,49 @@ def plan_with(
         max_deletions=max_deletions,
         keep_at_least=keep_at_least,
     )
+
+
+def plan_backups(backups: Iterable[Backup], *, server_ids: Iterable[int] | None = None, **inputs: Any) -> FleetPlan:
+    """The prune job's plan of ``backups`` (any order, duplicates allowed): a compact listing of
+    them planned by :func:`plan_fleet`, every decision kept; ``inputs`` are :class:`PlanInputs`'."""
+    listing = CompactListing()
+    listing.extend(backups)
+    selected = None if server_ids is None else frozenset(server_ids)
+    return plan_fleet(listing, PlanInputs(**inputs), server_ids=selected, keep_decisions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Walked:
+    """One item of :func:`walked`: its key and time, and every rule that keeps it (none: not kept)."""
+
+    key: Any
+    time: datetime
+    matches: tuple[RuleMatch, ...]
+
+    @property
+    def keep(self) -> bool:
+        return bool(self.matches)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(m.text for m in self.matches)
+
+    @property
+    def restic_matches(self) -> tuple[str, ...]:
+        return tuple(m.restic for m in self.matches)
+
+
+def walked(
+    items: Iterable[tuple[Any, datetime]], policy: RetentionPolicy, tz: tzinfo, *, now: datetime | None = None
+) -> list[Walked]:
+    """The prune plan's retention walk (:func:`walk_policy`) over ``(key, aware time)`` items, as
+    the plan orders a server's backups: newest first, equal times by key highest first."""
+    ordered = sorted(items, key=lambda item: (item[1], item[0]), reverse=True)
+    kept = walk_policy(
+        [micros(t) for _, t in ordered],
+        CompiledPolicy.of(policy),
+        BucketCalendar(tz),
+        MatchCache(),
+        now=None if now is None else micros(now),
+    )
+    return [Walked(key, time, tuple(kept.get(nr, ()))) for nr, (key, time) in enumerate(ordered)]

@@ -1,9 +1,8 @@
-"""The fleet plan's retention walk (prune/buckets.py) decides exactly what ``apply_policy`` decides.
+"""Bucket keys of the prune plan's retention walk (prune/buckets.py) on the calendar's edges.
 
-Item by item, reasons included (ours and restic's), over random times crowded on the calendar's
-edges (year ends, ISO week 53, leap days, DST changes, half-hour offsets) in several zones, with
-and without ``now`` (future-dated items); and every bucket of every instant around those edges is
-the bucket ``apply_policy`` computes.
+Every bucket of every instant around year ends, ISO week 53, leap days, DST changes and half-hour
+offsets, in several zones, is the calendar bucket the instant's local time names; and a zone's
+local hours are the wall clock whatever order the instants come in.
 """
 
 from __future__ import annotations
@@ -11,58 +10,29 @@ from __future__ import annotations
 from datetime import datetime, timedelta, tzinfo
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from tests.unit.prune.strategies import ANCHORS, EDGE_ZONES, edge_times, hours_back, policies
+from tests.unit.prune.strategies import ANCHORS, EDGE_ZONES
 from vpsbackup.prune.buckets import (
     COUNT_RULES,
     BucketCalendar,
-    CompiledPolicy,
-    MatchCache,
     bucket_text,
     micros,
-    walk_policy,
 )
-from vpsbackup.prune.retention import _BUCKETS, RetentionPolicy, RuleMatch, apply_policy
 
 
-def walked(
-    items: list[tuple[int, datetime]], policy: RetentionPolicy, tz: tzinfo, now: datetime | None
-) -> list[tuple[int, tuple[RuleMatch, ...]]]:
-    """``walk_policy`` over ``items`` in apply_policy's order (newest first, equal times by key highest first)."""
-    ordered = sorted(items, key=lambda item: (item[1], item[0]), reverse=True)
-    kept = walk_policy(
-        [micros(t) for _, t in ordered],
-        CompiledPolicy.of(policy),
-        BucketCalendar(tz),
-        MatchCache(),
-        now=None if now is None else micros(now),
-    )
-    return [(key, tuple(kept.get(nr, ()))) for nr, (key, _) in enumerate(ordered)]
+def local_bucket(rule: str, local: datetime) -> str:
+    """The rule's bucket of a local time, named as a reason names it, from datetime's own calendar."""
+    iso_year, iso_week, _ = local.isocalendar()
+    return {
+        "hourly": local.strftime("%Y-%m-%d %H:00"),
+        "daily": local.strftime("%Y-%m-%d"),
+        "weekly": f"{iso_year:04d}-W{iso_week:02d}",
+        "monthly": local.strftime("%Y-%m"),
+        "yearly": f"{local.year:04d}",
+    }[rule]
 
 
-@given(
-    times=st.lists(st.one_of(edge_times(), hours_back()), max_size=40),
-    policy=policies(),
-    tz=st.sampled_from(EDGE_ZONES),
-    now=st.one_of(st.none(), st.sampled_from(ANCHORS)),
-    data=st.data(),
-)
-@settings(max_examples=400, deadline=None)
-def test_the_walk_keeps_what_apply_policy_keeps_for_the_same_reasons(
-    times: list[datetime], policy: RetentionPolicy, tz: tzinfo, now: datetime | None, data: st.DataObject
-) -> None:
-    # Given times (some repeated exactly: identical timestamps), a policy, a zone and maybe a now
-    times = times + data.draw(st.lists(st.sampled_from(times), max_size=5)) if times else times
-    items = list(enumerate(times))
-    # When both walk them
-    expected = [(d.key, d.matches) for d in apply_policy(items, policy, tz, now=now)]
-    # Then each item is kept by the same rules, in the same order, with the same words
-    assert walked(items, policy, tz, now) == expected
-
-
-def test_every_bucket_around_the_calendar_edges_is_apply_policys() -> None:
+def test_every_bucket_around_the_calendar_edges_is_the_local_calendars() -> None:
     # Given every 20 minutes for two days around each edge (and a microsecond either side of each
     # hour), in every zone
     instants = sorted(
@@ -77,11 +47,10 @@ def test_every_bucket_around_the_calendar_edges_is_apply_policys() -> None:
         calendar = BucketCalendar(tz)
         hours = calendar.hours([micros(t) for t in instants])
         days = [hour // 24 for hour in hours]
-        for rule, bucket in _BUCKETS:
-            index = COUNT_RULES.index(rule)
+        for index, rule in enumerate(COUNT_RULES[1:], start=1):
             keys = calendar.keys(index, hours, days)
-            # Then the key's text is the bucket apply_policy names, and keys are equal exactly when buckets are
-            texts = [bucket(t.astimezone(tz)) for t in instants]
+            # Then the key's text is the local calendar's bucket, and keys are equal exactly when buckets are
+            texts = [local_bucket(rule, t.astimezone(tz)) for t in instants]
             assert [bucket_text(index, key) for key in keys] == texts, (tz, rule)
             assert len(set(keys)) == len(set(texts))
 

@@ -1,4 +1,5 @@
-"""The compact fleet path decides exactly what plan_prune decides, backup by backup, reasons included."""
+"""The prune plan over a compact listing (plan_fleet): the same plan whether every decision is kept
+or only counted, whatever the listing order; conflicting copies; the memory it keeps."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.prune import legacy_compact
 from tests.unit.prune.strategies import ANCHORS, EDGE_ZONES, NOW, edge_times, hours_back, policies
 from vpsbackup.markers import make_marker
 from vpsbackup.provider.models import Backup
@@ -22,7 +22,7 @@ from vpsbackup.prune.compact import (
     plan_fleet,
     reason_kind,
 )
-from vpsbackup.prune.plan import PlanInputs, PrunePlan, plan_prune
+from vpsbackup.prune.plan import PlanInputs
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
 from vpsbackup.records import Hold
 
@@ -95,19 +95,15 @@ def backup_copy_on(item: Backup, server_id: int) -> Backup:
     return Backup.model_validate({**item.model_dump(), "server": {"id": server_id, "name": f"srv-{server_id}"}})
 
 
-def both(
-    listed: list[Backup], *, keep_decisions: bool, server_ids: frozenset[int] | None = None, **args: Any
-) -> tuple[PrunePlan, FleetPlan, CompactListing]:
+def planned(listed: list[Backup], *, keep_decisions: bool, server_ids: frozenset[int] | None, **args: Any) -> FleetPlan:
     compact = CompactListing()
     compact.extend(listed)
-    engine = plan_prune(listed, server_ids=server_ids, **args)
-    fleet = plan_fleet(compact, PlanInputs(**args), server_ids=server_ids, keep_decisions=keep_decisions)
-    return engine, fleet, compact
+    return plan_fleet(compact, PlanInputs(**args), server_ids=server_ids, keep_decisions=keep_decisions)
 
 
 @given(data=st.data())
 @settings(max_examples=250, deadline=None)
-def test_the_compact_path_decides_what_plan_prune_decides(data: st.DataObject) -> None:
+def test_the_plan_is_the_same_kept_or_counted_and_in_any_listing_order(data: st.DataObject) -> None:
     # Given a random listing around a time near a calendar edge (duplicates, conflicting copies and
     # ids listed under two servers included), policies with an override for server 2, holds (some
     # expired) on listed and unlisted ids, a grace period, a valve and a floor, in any zone
@@ -121,7 +117,6 @@ def test_the_compact_path_decides_what_plan_prune_decides(data: st.DataObject) -
         )
         for i, h in held
     }
-    keep_decisions = data.draw(st.booleans())
     tz: tzinfo = data.draw(st.sampled_from(EDGE_ZONES))
     args: dict[str, Any] = {
         "policy_for": RetentionPolicies(data.draw(policies()), {2: data.draw(policies())}),
@@ -134,40 +129,30 @@ def test_the_compact_path_decides_what_plan_prune_decides(data: st.DataObject) -
         "server_ids": data.draw(st.one_of(st.none(), st.frozensets(st.integers(1, 4), min_size=1))),
         "keep_at_least": data.draw(st.integers(1, 5)),
     }
-    # When both paths plan it
-    engine, compact, listing = both(listed, keep_decisions=keep_decisions, **args)
+    # When it is planned keeping every decision, then only counting them, then listed in another order
+    full = planned(listed, keep_decisions=True, **args)
+    lean = planned(listed, keep_decisions=False, **args)
+    shuffled = planned(data.draw(st.permutations(listed)), keep_decisions=True, **args)
     # Then the deletions are the same, in the same order, with the same reasons
-    assert compact.to_delete == engine.to_delete
-    assert compact.deferred_count == len(engine.deferred)
-    assert compact.valve_tripped == engine.valve_tripped
-    assert dict(compact.totals) == dict(engine.totals)
-    # ... every decision too, when they are kept (and only the oldest deferred ones when not)
-    if keep_decisions:
-        assert compact.decisions == engine.decisions
-        assert [d.to_dict() for d in compact.decisions or ()] == [d.to_dict() for d in engine.decisions]
-        assert compact.deferred == engine.deferred
-    else:
-        assert compact.decisions is None
-        assert compact.deferred == engine.deferred[:DEFERRED_SAMPLE]
-    # ... and the counts by reason are those of the engine's decisions (by their first reason; a
-    # deferred one by the valve's)
+    assert shuffled == full
+    assert full.decisions is not None and lean.decisions is None
+    assert lean.to_delete == full.to_delete
+    assert set(full.to_delete) == {d for d in full.decisions if d.action == "delete"}
+    assert list(full.to_delete) == sorted(full.to_delete, key=lambda d: (d.created_at, d.backup_id))
+    assert lean.deferred_count == full.deferred_count == len(full.deferred)
+    assert lean.deferred == full.deferred[:DEFERRED_SAMPLE]
+    assert lean.valve_tripped == full.valve_tripped == bool(full.deferred)
+    assert (
+        dict(lean.totals) == dict(full.totals) == {a: sum(d.action == a for d in full.decisions) for a in full.totals}
+    )
+    # ... and the counts by reason are those of the decisions (by their first reason; a deferred
+    # one by the valve's)
     expected: dict[tuple[str, str], int] = {}
-    for d in engine.decisions:
+    for d in full.decisions:
         key = (d.action, reason_kind(d.reasons[-1] if d.action == "defer" else d.reasons[0]))
         expected[key] = expected.get(key, 0) + 1
-    assert dict(compact.by_reason) == expected
-    assert compact.servers == len({d.server_id for d in engine.decisions})
-    # ... and, but for an id listed under two servers (which it did not tell apart), the fleet plan
-    # is the one the path before this engine made
-    servers_of: dict[int, set[int]] = {}
-    for b in listed:
-        servers_of.setdefault(b.id, set()).add(b.server_id)
-    if all(len(servers) == 1 for servers in servers_of.values()):
-        inputs = PlanInputs(**{k: v for k, v in args.items() if k != "server_ids"})
-        legacy = legacy_compact.plan_fleet(
-            listing, inputs, server_ids=args["server_ids"], keep_decisions=keep_decisions
-        )
-        assert legacy == compact
+    assert dict(lean.by_reason) == dict(full.by_reason) == expected
+    assert lean.servers == full.servers == len({d.server_id for d in full.decisions})
 
 
 def test_a_backup_listed_with_two_statuses_is_left_alone_and_reported_the_same_way() -> None:
@@ -181,7 +166,7 @@ def test_a_backup_listed_with_two_statuses_is_left_alone_and_reported_the_same_w
         plan = plan_fleet(compact, PlanInputs(**KEEP_LAST_1, max_deletions=10), keep_decisions=True)
         assert plan.decisions is not None
         skipped = next(d for d in plan.decisions if d.backup_id == 7)
-        # Then it is skipped, and the copy reported is plan_prune's: the least JSON, whatever the order
+        # Then it is skipped, and the copy reported is the least JSON, whatever the order
         assert (skipped.action, skipped.reasons) == ("skip", ("listed more than once with different data",))
         shown = min((first, second), key=lambda b: b.model_dump_json())
         assert skipped.status == shown.status
@@ -216,9 +201,13 @@ def test_a_conflict_across_compressed_chunks_reports_the_same_copy() -> None:
     compact.extend(listed)
     args: dict[str, Any] = {**KEEP_LAST_1, "max_deletions": 10}
     fleet = plan_fleet(compact, PlanInputs(**args), keep_decisions=True)
-    engine = plan_prune(listed, **args)
-    # Then both paths report the same copy, and the same decisions
-    assert fleet.decisions == engine.decisions
+    # Then it is skipped, reported as its copy with the least JSON, and the rest is planned as usual
+    assert fleet.decisions is not None
+    skipped = next(d for d in fleet.decisions if d.backup_id == 6)
+    shown = min((listed[5], listed[-1]), key=lambda b: b.model_dump_json())
+    assert (skipped.action, skipped.status) == ("skip", shown.status)
+    assert [d.backup_id for d in fleet.decisions if d.action == "keep"] == [1]
+    assert fleet.totals == {"delete": 10, "keep": 1, "skip": 1, "defer": 3000 - 12}
 
 
 def test_a_negative_valve_is_refused() -> None:
@@ -253,11 +242,13 @@ def test_a_fleet_with_thousands_of_deletions_keeps_only_the_oldest_and_counts_th
     compact = CompactListing()
     compact.extend(listed)
     args: dict[str, Any] = {**KEEP_LAST_1, "max_deletions": 37}
-    # When both paths plan it, the fleet path keeping no decisions
+    # When it is planned keeping no decisions, and keeping them all
     fleet = plan_fleet(compact, PlanInputs(**args))
-    engine = plan_prune(listed, **args)
-    # Then the deletions, the oldest deferred ones, the counts and the totals are plan_prune's
-    assert fleet.to_delete == engine.to_delete
-    assert fleet.deferred == engine.deferred[:DEFERRED_SAMPLE]
-    assert fleet.deferred_count == len(engine.deferred) == 9000 - 30 - 37
-    assert dict(fleet.totals) == dict(engine.totals)
+    full = plan_fleet(compact, PlanInputs(**args), keep_decisions=True)
+    # Then the deletions, the oldest deferred ones, the counts and the totals are the full plan's
+    assert fleet.to_delete == full.to_delete
+    oldest_first = sorted(listed, key=lambda b: (b.created_at, b.id))
+    assert [d.backup_id for d in fleet.to_delete] == [b.id for b in oldest_first[:37]]
+    assert fleet.deferred == full.deferred[:DEFERRED_SAMPLE]
+    assert fleet.deferred_count == len(full.deferred) == 9000 - 30 - 37
+    assert dict(fleet.totals) == dict(full.totals)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import AwsEnv
-from tests.unit.prune.test_incremental_equivalence import Holds, Made, MemoryStore, World, options, simulate
+from tests.unit.prune.test_incremental_against_sweeps import Holds, Made, MemoryStore, World, options, simulate
 from vpsbackup.aws.state import StateTable
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.provider.models import Backup, InvalidItem

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.prune.strategies import plan_backups, walked
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.markers import make_marker
 from vpsbackup.provider.client import NO_WAIT, VpsClient
 from vpsbackup.provider.models import Backup
 from vpsbackup.prune.job import PruneOptions, run_prune
-from vpsbackup.prune.plan import plan_prune
 from vpsbackup.prune.request import InvalidPruneRequestError, PruneRequest, parse_prune_request
-from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy, apply_policy, parse_retention_policy
+from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy, parse_retention_policy
 from vpsbackup.prune.settings import PruneSettings
 from vpsbackup.records import Hold
 from vpsbackup.settings import load_settings
@@ -122,7 +122,7 @@ def test_the_client_yields_a_disagreeing_copy_only_when_asked() -> None:
 
 
 def plan(backups: list[Backup], policy: RetentionPolicy) -> dict[int, str]:
-    result = plan_prune(
+    result = plan_backups(
         backups,
         policy_for=RetentionPolicies(policy),
         tz=ZoneInfo("UTC"),
@@ -182,7 +182,7 @@ def test_a_plain_scheduled_event_is_still_a_full_run() -> None:
 
 def test_a_keep_within_longer_than_the_calendar_keeps_everything() -> None:
     policy = parse_retention_policy('{"keep_within": "200000w"}')
-    decisions = apply_policy([(1, NOW), (2, NOW - timedelta(days=400))], policy, ZoneInfo("UTC"), now=NOW)
+    decisions = walked([(1, NOW), (2, NOW - timedelta(days=400))], policy, ZoneInfo("UTC"), now=NOW)
     assert [d.keep for d in decisions] == [True, True]
 
 
@@ -220,7 +220,7 @@ def test_a_partial_listing_never_deletes_what_the_full_listing_keeps(
     subset = data.draw(st.lists(st.sampled_from(backups), unique_by=lambda b: b.id))
 
     def to_delete(listing: list[Backup]) -> set[int]:
-        result = plan_prune(
+        result = plan_backups(
             listing,
             policy_for=RetentionPolicies(RetentionPolicy(**policy)),
             tz=tz,

@@ -1,4 +1,4 @@
-"""Example-based tests of the prune plan: scope, statuses, failed grace, holds, valve, overrides."""
+"""Example-based tests of the prune plan (plan_fleet): scope, statuses, failed grace, holds, valve, overrides."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.unit.prune.strategies import plan_backups
 from vpsbackup.markers import make_marker
 from vpsbackup.provider.models import Backup
-from vpsbackup.prune.plan import PrunePlan, Scope, plan_prune
+from vpsbackup.prune.compact import FleetPlan
+from vpsbackup.prune.plan import PlanInputs, Scope
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
 from vpsbackup.records import Hold
 
@@ -50,9 +52,9 @@ def plan(
     holds: dict[int, Hold] | None = None,
     max_deletions: int = 50,
     server_ids: set[int] | None = None,
-) -> PrunePlan:
+) -> FleetPlan:
     policies = policy if isinstance(policy, RetentionPolicies) else RetentionPolicies(policy)
-    return plan_prune(
+    return plan_backups(
         backups,
         policy_for=policies,
         tz=ZONE,
@@ -65,11 +67,11 @@ def plan(
     )
 
 
-def actions(result: PrunePlan) -> dict[int, str]:
+def actions(result: FleetPlan) -> dict[int, str]:
     return {d.backup_id: d.action for d in result.decisions}
 
 
-def reasons(result: PrunePlan, backup_id: int) -> tuple[str, ...]:
+def reasons(result: FleetPlan, backup_id: int) -> tuple[str, ...]:
     return next(d.reasons for d in result.decisions if d.backup_id == backup_id)
 
 
@@ -226,16 +228,16 @@ def test_the_same_backup_listed_twice() -> None:
     result = plan([old, new, changed])
     assert actions(result) == {1: "skip", 2: "keep"}
     assert reasons(result, 1) == ("listed more than once with different data",)
-    assert plan([changed, new, old]).to_dict() == result.to_dict()
+    assert plan([changed, new, old]) == result
 
 
-def test_to_dict_is_json_with_iso_times() -> None:
+def test_a_decision_is_json_with_iso_times() -> None:
     result = plan([backup(1, age=timedelta(days=2)), backup(2)])
-    data = json.loads(json.dumps(result.to_dict()))
-    assert data["to_delete"] == [1]
-    assert data["totals"] == {"delete": 1, "keep": 1, "skip": 0, "defer": 0}
-    assert data["now"] == "2025-01-20T12:00:00+00:00"
-    assert data["decisions"][1] == {
+    assert [d.backup_id for d in result.to_delete] == [1]
+    assert result.totals == {"delete": 1, "keep": 1, "skip": 0, "defer": 0}
+    assert result.decisions is not None
+    data = json.loads(json.dumps([d.to_dict() for d in result.decisions]))
+    assert data[1] == {
         "backup_id": 1,
         "server_id": 1,
         "created_at": "2025-01-18T12:00:00+00:00",
@@ -272,4 +274,4 @@ def test_bad_arguments_are_refused(kwargs: dict[str, Any], message: str) -> None
         **kwargs,
     }
     with pytest.raises(ValueError, match=message):
-        plan_prune([backup(1)], **arguments)
+        PlanInputs(**arguments)

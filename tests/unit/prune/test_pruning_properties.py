@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.prune.strategies import GRACE, KNOWN_TYPES, NOW, ZONES, holds_for, plan_with, policies
+from tests.unit.prune.strategies import GRACE, KNOWN_TYPES, NOW, ZONES, holds_for, plan_with, policies, walked
 from tests.unit.prune.strategies import fleets as any_fleets
 from vpsbackup.markers import is_managed
 from vpsbackup.provider.models import Backup
 from vpsbackup.prune.plan import Scope
-from vpsbackup.prune.retention import RetentionPolicy, apply_policy
+from vpsbackup.prune.retention import RetentionPolicy
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None)
 
@@ -42,7 +42,7 @@ def test_plan_does_not_depend_on_input_order_or_repeats(
     repeated = shuffled + data.draw(st.lists(st.sampled_from(backups), max_size=5)) if backups else shuffled
     first = run(backups, policy, tz=tz, scope=scope, max_deletions=max_deletions)
     second = run(repeated, policy, tz=tz, scope=scope, max_deletions=max_deletions)
-    assert first.to_dict() == second.to_dict()
+    assert first == second
 
 
 @PROPERTY_SETTINGS
@@ -120,11 +120,23 @@ def test_valve_lets_through_the_oldest_would_be_deletions(
     tz=st.sampled_from(ZONES),
     data=st.data(),
 )
-def test_retention_keeps_the_newest_and_ignores_input_order(
+def test_retention_keeps_the_newest_and_each_rule_one_backup_per_bucket_within_its_budget(
     times: list[datetime], policy: RetentionPolicy, tz: ZoneInfo, data: st.DataObject
 ) -> None:
-    items = list(enumerate(times))
-    decisions = apply_policy(items, policy, tz, now=NOW)
+    # Given a server's backups (some at the same time) and a policy, When the plan's walk runs
+    times = times + data.draw(st.lists(st.sampled_from(times), max_size=3))
+    decisions = walked(enumerate(times), policy, tz, now=NOW)
+    # Then the newest is kept
     assert decisions[0].keep
-    assert all(d.keep == bool(d.matches) for d in decisions)
-    assert apply_policy(data.draw(st.permutations(items)), policy, tz, now=NOW) == decisions
+    # And each count rule keeps at most its budget, one backup per bucket but for the oldest one
+    for rule, budget in policy.counts().items():
+        matches = [(nr, m.text) for nr, d in enumerate(decisions) for m in d.matches if m.rule == rule]
+        assert len(matches) <= budget
+        plain = [text for _, text in matches if not text.startswith("oldest ")]
+        assert rule == "last" or len(set(plain)) == len(plain)
+        assert all(nr == len(decisions) - 1 for nr, text in matches if text.startswith("oldest "))
+    # And keep_within keeps exactly what is newer than the newest backup dated before now, less the window
+    past = [t for t in times if t < NOW]
+    if policy.keep_within and past:
+        cutoff = max(past) - policy.keep_within
+        assert [any(m.rule == "within" for m in d.matches) for d in decisions] == [d.time > cutoff for d in decisions]

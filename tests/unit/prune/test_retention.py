@@ -1,4 +1,5 @@
-"""Known-answer tests of the retention engine: policies, buckets in a time zone, edges of restic's walk."""
+"""Known-answer tests of retention: policies, buckets in a time zone, edges of restic's walk (the
+prune plan's :func:`~vpsbackup.prune.buckets.walk_policy`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from tests.unit.prune.strategies import walked
 from vpsbackup.prune.retention import (
     RetentionPolicies,
     RetentionPolicy,
-    apply_policy,
     format_within,
     parse_retention_overrides,
     parse_retention_policy,
@@ -26,7 +27,7 @@ def at(text: str) -> datetime:
 
 
 def kept(items: list[tuple[str, datetime]], policy: RetentionPolicy, tz: ZoneInfo = ZONE_UTC) -> list[str]:
-    return [d.key for d in apply_policy(items, policy, tz) if d.keep]
+    return [d.key for d in walked(items, policy, tz) if d.keep]
 
 
 # -- the policy model -------------------------------------------------------------------------
@@ -118,21 +119,12 @@ def test_within_is_printed_as_restic_does() -> None:
 
 
 def test_no_items_no_decisions() -> None:
-    assert apply_policy([], RetentionPolicy(keep_last=1), ZONE_UTC) == []
-
-
-def test_naive_times_are_rejected() -> None:
-    with pytest.raises(ValueError, match="naive"):
-        apply_policy([(1, datetime(2025, 1, 1))], RetentionPolicy(keep_last=1), ZONE_UTC)
-    with pytest.raises(ValueError, match="naive"):
-        apply_policy(
-            [(1, datetime(2025, 1, 1, tzinfo=UTC)), (2, datetime(2025, 1, 2))], RetentionPolicy(keep_last=1), ZONE_UTC
-        )
+    assert walked([], RetentionPolicy(keep_last=1), ZONE_UTC) == []
 
 
 def test_decisions_come_newest_first_with_reasons_in_our_words_and_restics() -> None:
     items = [("jan", at("2025-01-14T10:30:00+00:00")), ("dec", at("2024-12-02T08:00:00+00:00"))]
-    decisions = apply_policy(items, RetentionPolicy(keep_hourly=1, keep_monthly=5, keep_yearly=5), ZONE_UTC)
+    decisions = walked(items, RetentionPolicy(keep_hourly=1, keep_monthly=5, keep_yearly=5), ZONE_UTC)
     assert [d.key for d in decisions] == ["jan", "dec"]
     assert decisions[0].reasons == ("hourly 2025-01-14 10:00", "monthly 2025-01", "yearly 2025")
     assert decisions[0].restic_matches == ("hourly snapshot", "monthly snapshot", "yearly snapshot")
@@ -148,7 +140,7 @@ def test_daily_buckets_follow_the_local_day_across_dst_in_madrid() -> None:
     ]
     policy = RetentionPolicy(keep_daily=2)
     # When buckets are local days, both Sunday backups share a bucket and Saturday's is kept
-    decisions = apply_policy(items, policy, MADRID)
+    decisions = walked(items, policy, MADRID)
     assert [(d.key, d.reasons) for d in decisions if d.keep] == [
         ("sun-02:30", ("daily 2025-10-26",)),
         ("sat-23:00", ("daily 2025-10-25",)),
@@ -164,7 +156,7 @@ def test_hourly_buckets_follow_the_local_wall_clock_so_the_repeated_hour_is_one_
         ("02:30 CET", at("2025-10-26T01:30:00+00:00")),
         ("earlier", at("2025-10-25T20:00:00+00:00")),
     ]
-    decisions = apply_policy(items, RetentionPolicy(keep_hourly=2), MADRID)
+    decisions = walked(items, RetentionPolicy(keep_hourly=2), MADRID)
     assert [(d.key, d.reasons) for d in decisions if d.keep] == [
         ("02:30 CET", ("hourly 2025-10-26 02:00",)),
         ("01:30 CEST", ("hourly 2025-10-26 01:00",)),
@@ -180,7 +172,7 @@ def test_iso_week_year_boundary() -> None:
         ("sun", at("2024-12-29T12:00:00+00:00")),
         ("older", at("2024-12-20T12:00:00+00:00")),
     ]
-    decisions = apply_policy(items, RetentionPolicy(keep_weekly=2), ZONE_UTC)
+    decisions = walked(items, RetentionPolicy(keep_weekly=2), ZONE_UTC)
     assert [(d.key, d.reasons) for d in decisions if d.keep] == [
         ("fri", ("weekly 2025-W01",)),
         ("sun", ("weekly 2024-W52",)),
@@ -195,7 +187,7 @@ def test_keep_within_counts_back_from_the_newest_backup_not_from_now() -> None:
         ("c", at("2020-01-03T00:00:00+00:00")),  # exactly 7d before the newest: outside (strict)
         ("d", at("2020-01-01T00:00:00+00:00")),
     ]
-    decisions = apply_policy(items, RetentionPolicy(keep_within=timedelta(days=7)), ZONE_UTC)
+    decisions = walked(items, RetentionPolicy(keep_within=timedelta(days=7)), ZONE_UTC)
     assert [(d.key, d.reasons) for d in decisions if d.keep] == [("a", ("within 7d",)), ("b", ("within 7d",))]
 
 
@@ -208,7 +200,7 @@ def test_keep_within_ignores_future_backups_when_choosing_the_newest() -> None:
         ("old", now - timedelta(days=10)),
     ]
     policy = RetentionPolicy(keep_within=timedelta(days=7))
-    assert [d.key for d in apply_policy(items, policy, ZONE_UTC, now=now) if d.keep] == [
+    assert [d.key for d in walked(items, policy, ZONE_UTC, now=now) if d.keep] == [
         "future",
         "yesterday",
         "last-week",
@@ -216,7 +208,7 @@ def test_keep_within_ignores_future_backups_when_choosing_the_newest() -> None:
     # Without ``now`` the future backup is the newest, and the window moves with it.
     assert kept(items, policy) == ["future"]
     # Everything in the future: restic counts back from the zero time, keeping all.
-    assert len([d for d in apply_policy(items[:1], policy, ZONE_UTC, now=now - timedelta(days=60)) if d.keep]) == 1
+    assert len([d for d in walked(items[:1], policy, ZONE_UTC, now=now - timedelta(days=60)) if d.keep]) == 1
 
 
 def test_oldest_backup_is_kept_by_a_rule_with_budget_left() -> None:
@@ -226,7 +218,7 @@ def test_oldest_backup_is_kept_by_a_rule_with_budget_left() -> None:
         ("d1-10", at("2025-01-01T10:00:00+00:00")),
         ("d1-09", at("2025-01-01T09:00:00+00:00")),
     ]
-    decisions = apply_policy(items, RetentionPolicy(keep_daily=3), ZONE_UTC)
+    decisions = walked(items, RetentionPolicy(keep_daily=3), ZONE_UTC)
     assert [(d.key, d.reasons, d.restic_matches) for d in decisions if d.keep] == [
         ("d2-10", ("daily 2025-01-02",), ("daily snapshot",)),
         ("d1-10", ("daily 2025-01-01",), ("daily snapshot",)),
@@ -234,14 +226,6 @@ def test_oldest_backup_is_kept_by_a_rule_with_budget_left() -> None:
     ]
     # With the budget spent before the oldest, it goes.
     assert kept(items, RetentionPolicy(keep_daily=2)) == ["d2-10", "d1-10"]
-
-
-def test_ties_are_broken_by_key_whatever_the_input_order() -> None:
-    moment = at("2025-01-01T00:00:00+00:00")
-    items = [(1, moment), (3, moment), (2, moment)]
-    for order in (items, items[::-1]):
-        decisions = apply_policy(order, RetentionPolicy(keep_last=1), ZONE_UTC)
-        assert [(d.key, d.keep) for d in decisions] == [(3, True), (2, False), (1, False)]
 
 
 def test_times_in_any_offset_are_compared_as_instants() -> None:

@@ -1,20 +1,16 @@
-"""restic's retention walk over integer instants, for the fleet-scale plan (prune/compact.py).
+"""restic's retention walk (its ``ApplyPolicy``), over integer instants: the one every prune plan makes.
 
-:func:`~vpsbackup.prune.retention.apply_policy` is the reference: it takes aware datetimes, turns
-every one into bucket strings and returns a decision object per item. At 300,000 backups that is
-most of the planning time. :func:`walk_policy` makes the same walk, newest first, over instants in
-microseconds since the epoch:
+:func:`walk_policy` walks one server's completed candidates newest first, as restic's
+``internal/data/snapshot_policy.go`` does, over instants in microseconds since the epoch:
 
-- a bucket is an integer equal for two instants exactly when ``apply_policy``'s bucket strings are
-  (the local day's proleptic ordinal, ×24 plus the hour for ``hourly``; ISO year ×100 + ISO week;
-  year ×100 + month; the year), computed by :class:`BucketCalendar` in the policy's time zone, the
-  calendar work done once per local day;
+- a bucket is an integer key, equal for two instants exactly when they share the rule's calendar
+  bucket in the policy's time zone (the local day's proleptic ordinal, ×24 plus the hour for
+  ``hourly``; ISO year ×100 + ISO week; year ×100 + month; the year), computed by
+  :class:`BucketCalendar`, the calendar work done once per local day; :func:`bucket_text` names it;
 - what keeps an item is a shared :class:`~vpsbackup.prune.retention.RuleMatch` (our words and
   restic's), made once per bucket and reused by every server that keeps a backup of that bucket.
 
-Same rules, same budgets, same "oldest" extra keep, same ``keep_within`` window and guard against
-future-dated items: a property test compares this walk with ``apply_policy`` item by item, and
-restic's own golden cases run through it too.
+restic's own golden cases run through it (tests/unit/prune/test_retention_golden.py).
 """
 
 from __future__ import annotations
@@ -50,8 +46,8 @@ def moment(instant: int) -> datetime:
 
 
 class BucketCalendar:
-    """Bucket keys of instants in one time zone: integers equal exactly when ``apply_policy``'s
-    bucket strings are.
+    """Bucket keys of instants in one time zone: integers equal exactly when the instants share a
+    calendar bucket (named by :func:`bucket_text`).
 
     An instant's local time is the instant plus the zone's UTC offset then, which is looked up once
     per UTC day: read at the day's first and last microsecond, an offset found equal at both ends
@@ -111,7 +107,7 @@ class BucketCalendar:
 
 
 def bucket_text(rule: int, key: int) -> str:
-    """The bucket as ``apply_policy`` names it (``"2025-01-14 09:00"``, ``"2025-W03"``), from its key."""
+    """The bucket as a reason names it (``"2025-01-14 09:00"``, ``"2025-W03"``), from its key."""
     if rule in (_HOURLY, _DAILY):
         day = date.fromordinal((key // 24 if rule == _HOURLY else key) + _EPOCH_ORDINAL)
         text = f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
@@ -190,7 +186,7 @@ def _window_cutoff(policy: CompiledPolicy, instants: Sequence[int], now: int | N
     if not past:
         return _MIN_US - 1  # nothing dated before now: restic counts back from year 1, keeping all
     cutoff = max(past) - policy.within_us
-    # A window reaching before year 1 keeps everything, as in restic (apply_policy's OverflowError).
+    # A window reaching before year 1 keeps everything, as in restic.
     return _MIN_US - 1 if cutoff < _MIN_US else cutoff
 
 

@@ -1,14 +1,14 @@
 """The prune plan at fleet scale: a compact listing, and the same decisions in bounded memory.
 
 A fleet of 10,000 servers × 30 backups is 300,000 backups. Kept as API models, with every
-decision and its reasons, they do not fit a 256 MB Lambda. Two things change here, none of the
-decisions:
+decision and its reasons, they do not fit a 256 MB Lambda. So the plan is made here, the only place
+it is made (the prune job, the console's dry run and the report all come here):
 
 - :class:`CompactListing` keeps per listed copy only what the plan reads — id, server, time,
   status, type, whether it carries this project's marker — in typed arrays (about 35 bytes a
   copy), plus a 64-bit fingerprint of the whole copy so that a backup listed twice with different
-  data is still recognised (and left alone) as :func:`~vpsbackup.prune.plan.plan_prune` does, and
-  the copy's JSON, compressed, to report the same copy of it as ``plan_prune`` does.
+  data is still recognised (and left alone), and the copy's JSON, compressed, to report one copy
+  of it whatever the listing order (the copy with the least JSON).
 - :func:`plan_fleet` applies plan.py's rules one server at a time (every rule works per server),
   over the rows themselves (prune/compact_rules.py, with restic's walk over integer instants in
   prune/buckets.py: no model, datetime or decision object per backup), then the safety valve
@@ -17,9 +17,7 @@ decisions:
   the deletions the valve lets through, and the oldest of those it defers, so its memory is
   bounded by ``max_deletions``, not by the fleet.
 
-Same rules, same decisions: a property test compares this path with ``plan_prune`` backup by
-backup, reasons included. The one thing not kept is the listed time's UTC offset: times come back
-in UTC (the API sends UTC).
+The one thing not kept is the listed time's UTC offset: times come back in UTC (the API sends UTC).
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ from typing import Any
 from vpsbackup.markers import is_managed
 from vpsbackup.provider.models import Backup
 from vpsbackup.prune.buckets import micros, moment
-from vpsbackup.prune.compact_rules import Columns, Outcome, ServerRules
+from vpsbackup.prune.compact_rules import Columns, RuleVerdicts, ServerRules
 from vpsbackup.prune.plan import ACTIONS, Action, BackupDecision, PlanInputs, Scope, valve_note
 
 # Rows whose JSON is compressed together.
@@ -102,7 +100,7 @@ class CompactListing:
         # Status and type strings, each stored once: an unknown status is data, kept as it is.
         self._words: list[str] = []
         # Every copy's JSON, compressed _CHUNK rows at a time: read back only for a backup listed
-        # with conflicting data, to report the copy plan_prune reports (the least JSON).
+        # with conflicting data, to report one copy whatever the order (the least JSON).
         self._chunks: list[bytes] = []
         self._pending: list[str] = []
         self.pages = 0
@@ -157,9 +155,8 @@ class CompactListing:
         """The selected servers in id order, each with its rows (one per backup) newest first, equal
         times by id highest first; and the ids listed with conflicting data (left alone by the plan).
 
-        As :func:`~vpsbackup.prune.plan.plan_prune` does, copies are told apart across the whole
-        listing, whatever server they name: the copy kept of a conflicting backup is the least JSON
-        (plan_prune's choice), of a backup listed twice alike the first listed.
+        Copies are told apart across the whole listing, whatever server they name: the copy kept of
+        a conflicting backup is the least JSON, of a backup listed twice alike the first listed.
         """
         rows, conflicting = self._unique_rows()
         servers = self._servers
@@ -224,11 +221,11 @@ def reason_kind(reason: str) -> str:
 class FleetPlan:
     """What :func:`plan_fleet` decided, in memory bounded by ``max_deletions`` (see the module).
 
-    ``to_delete`` (oldest first) and ``deferred_count`` are those of ``plan_prune``; ``deferred``
-    names the oldest deferred ones (all of them when decisions are kept); ``by_reason`` counts
-    ``(action, reason kind)`` over every decision's first reason (a deferred one's: the valve);
-    ``decisions`` is every decision
-    in ``plan_prune``'s order when ``keep_decisions`` was asked, else None.
+    ``to_delete`` is what to delete, oldest first, and ``deferred_count`` how many the valve held
+    back; ``deferred`` names the oldest deferred ones (all of them when decisions are kept);
+    ``by_reason`` counts ``(action, reason kind)`` over every decision's first reason (a deferred
+    one's: the valve); ``decisions`` is every decision (by server id, then newest first) when
+    ``keep_decisions`` was asked, else None.
     """
 
     now: datetime
@@ -275,19 +272,20 @@ def plan_fleet(
     server_ids: frozenset[int] | None = None,
     keep_decisions: bool = False,
 ) -> FleetPlan:
-    """``plan_prune``'s decisions over a compact listing, one server at a time (``server_ids``: as
-    plan_prune's; ``keep_decisions``: see the module)."""
+    """The plan: every backup of the listing (of ``server_ids`` only, when given) deleted, kept,
+    skipped or deferred, and why, one server at a time (:class:`ServerRules`), then the safety valve
+    across the fleet (``keep_decisions``: see the module)."""
     by_server, conflicting = listing.by_server(server_ids)
     rules = ServerRules(listing.columns(), inputs, conflicting)
     tally = _Tally(listing, inputs.max_deletions, keep_decisions)
     for server_id, walk in by_server:
-        rules.plan(server_id, walk, tally.outcome)
+        rules.plan(server_id, walk, tally.verdicts)
         tally.server_done()
     return tally.plan(now=inputs.now, scope=inputs.scope)
 
 
 class _Tally:
-    """What plan_fleet keeps while the servers are planned (an :class:`Outcome`): counts by first
+    """What plan_fleet keeps while the servers are planned (an :class:`RuleVerdicts`): counts by first
     reason, and the would-be deletions — every one when decisions are kept, else trimmed back to
     the ``max_deletions + DEFERRED_SAMPLE`` oldest whenever they double (or reach 4,096). Decision
     objects are made only of what is reported."""
@@ -298,49 +296,49 @@ class _Tally:
         self.created, self.ids = columns.created, columns.ids
         self.max_deletions = max_deletions
         self.window = max_deletions + DEFERRED_SAMPLE
-        self.outcome = Outcome(keep_decisions)
+        self.verdicts = RuleVerdicts(keep_decisions)
         self.trimmed = 0
         self.servers = 0
 
     def server_done(self) -> None:
         self.servers += 1
-        outcome = self.outcome
-        if outcome.decided is None and len(outcome.deleted) >= max(2 * self.window + 64, 4096):
+        verdicts = self.verdicts
+        if verdicts.decided is None and len(verdicts.deleted) >= max(2 * self.window + 64, 4096):
             oldest = self._oldest_first()[: self.window]
-            self.trimmed += len(outcome.deleted) - len(oldest)
-            outcome.deleted[:] = [outcome.deleted[i] for i in oldest]
-            outcome.deleted_reasons[:] = [outcome.deleted_reasons[i] for i in oldest]
+            self.trimmed += len(verdicts.deleted) - len(oldest)
+            verdicts.deleted[:] = [verdicts.deleted[i] for i in oldest]
+            verdicts.deleted_reasons[:] = [verdicts.deleted_reasons[i] for i in oldest]
 
     def _oldest_first(self) -> list[int]:
-        # Oldest first, equal times by id: the order plan_prune's valve uses (two stable sorts).
-        created, ids, deleted = self.created, self.ids, self.outcome.deleted
+        # Oldest first, equal times by id: the valve's order (two stable sorts).
+        created, ids, deleted = self.created, self.ids, self.verdicts.deleted
         by_id = sorted(range(len(deleted)), key=[ids[row] for row in deleted].__getitem__)
         return sorted(by_id, key=[created[row] for row in deleted].__getitem__)
 
     def plan(self, *, now: datetime, scope: Scope) -> FleetPlan:
-        """The valve across the fleet, as plan_prune applies it: the oldest deletions go now."""
-        outcome, listing, cut = self.outcome, self.listing, self.max_deletions
-        oldest = [(outcome.deleted[i], outcome.deleted_reasons[i]) for i in self._oldest_first()]
+        """The valve across the fleet, the oldest deletions go now."""
+        verdicts, listing, cut = self.verdicts, self.listing, self.max_deletions
+        oldest = [(verdicts.deleted[i], verdicts.deleted_reasons[i]) for i in self._oldest_first()]
         note = valve_note(cut)
         to_delete = tuple(listing.decision(row, "delete", reasons) for row, reasons in oldest[:cut])
         deferred = tuple(listing.decision(row, "defer", (*reasons, note)) for row, reasons in oldest[cut:])
         deferred_count = max(0, self.trimmed + len(oldest) - cut)
         by_reason: Counter[tuple[Action, str]] = Counter()
-        for action, counts in outcome.first.items():
+        for action, counts in verdicts.first.items():
             for first, n in counts.items():
                 by_reason[(action, reason_kind(first))] += n
         for decision in to_delete:
             by_reason[("delete", _kind(decision))] += 1
         if deferred_count:
             by_reason[("defer", reason_kind(note))] += deferred_count
-        kept, skipped = (sum(outcome.first[action].values()) for action in ("keep", "skip"))
+        kept, skipped = (sum(verdicts.first[action].values()) for action in ("keep", "skip"))
         return FleetPlan(
             now=now,
             scope=scope,
             max_deletions=cut,
             servers=self.servers,
             to_delete=to_delete,
-            deferred=deferred if outcome.decided is not None else deferred[:DEFERRED_SAMPLE],
+            deferred=deferred if verdicts.decided is not None else deferred[:DEFERRED_SAMPLE],
             deferred_count=deferred_count,
             totals={"delete": len(to_delete), "keep": kept, "skip": skipped, "defer": deferred_count},
             by_reason=dict(by_reason),
@@ -348,13 +346,13 @@ class _Tally:
         )
 
     def _decisions(self, deferred: tuple[BackupDecision, ...]) -> tuple[BackupDecision, ...] | None:
-        if self.outcome.decided is None:
+        if self.verdicts.decided is None:
             return None
         replaced = {d.backup_id: d for d in deferred}
         ids, listing = self.ids, self.listing
         return tuple(
             replaced.get(ids[row]) or listing.decision(row, action, reasons)
-            for row, action, reasons in self.outcome.decided
+            for row, action, reasons in self.verdicts.decided
         )
 
 

@@ -1,12 +1,16 @@
-"""The prune plan's rules 1-5 (prune/plan.py) over the rows of a compact listing, one server at a time.
+"""The prune plan's rules 1-5 (docs/prune.md; their words in prune/plan.py), one server at a time.
 
-:func:`~vpsbackup.prune.plan.plan_prune` decides over API models; at fleet scale
-(:func:`~vpsbackup.prune.compact.plan_fleet`) the same rules run here over integers: a backup is a
-row of the listing's columns (id, server, time in microseconds, status, type, marker), a server's
-walk is its rows newest first, retention is :func:`~vpsbackup.prune.buckets.walk_policy`, and the
-reasons are strings made once per run (one per bucket, per hold, per policy) and shared. The texts
-and their order are plan.py's, from plan.py's own helpers; a property test compares both paths
-backup by backup, reasons included.
+:func:`~vpsbackup.prune.compact.plan_fleet` runs :class:`ServerRules` over each server's rows of
+the compact listing. A backup is a row of the listing's columns (id, server, time in
+microseconds, status, type, marker), a server's walk is its rows newest first:
+
+1-3. triage (:meth:`ServerRules._triage_rows`): skipped, failed (deleted once past the grace), or a
+     completed candidate;
+4.   retention: restic's walk over the candidates (:func:`~vpsbackup.prune.buckets.walk_policy`);
+5.   protections (:meth:`ServerRules._protections`): the newest completed backups, the
+     ``KEEP_AT_LEAST`` floor and the holds in force keep a backup whatever 3-4 said.
+
+Reasons are strings made once per run (one per bucket, per hold, per policy) and shared.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class Columns:
     servers: Sequence[int]
 
 
-class Outcome:
+class RuleVerdicts:
     """Where the rules put what they decide: every decision (``decided``, when asked for), the
     count of each action's decisions by first reason, and the would-be deletions (their rows, and
     their reasons) — no object per backup but the decisions asked for."""
@@ -92,7 +96,7 @@ class ServerRules:
         words = columns.words
         self._completed = words.index(STATUS_COMPLETED) if STATUS_COMPLETED in words else -1
 
-    def plan(self, server_id: int, walk: Sequence[int], into: Outcome) -> None:
+    def plan(self, server_id: int, walk: Sequence[int], into: RuleVerdicts) -> None:
         """The server's decisions before the valve, newest first, put ``into`` the outcome
         (``walk``: its rows, one per backup, newest first, equal times by id highest first)."""
         created = self._columns.created
@@ -113,7 +117,7 @@ class ServerRules:
         retention: dict[int, list[RuleMatch]],
         protect: dict[int, list[str]],
         not_retained: tuple[str],
-        into: Outcome,
+        into: RuleVerdicts,
     ) -> None:
         """Each backup's action and reasons (rules 3-5 over what triage and retention found), recorded."""
         created = self._columns.created
@@ -168,8 +172,8 @@ class ServerRules:
         return triage
 
     def _protections(self, walk: Sequence[int], retained: list[int]) -> dict[int, list[str]]:
-        """Rule 5 (plan.py's protections), by position in ``walk``: the newest backups, the
-        ``keep_at_least`` floor, and the holds in force, in plan.py's order of notes."""
+        """Rule 5, by position in ``walk``: the newest backups, the ``keep_at_least`` floor, and the
+        holds in force, their notes in that order."""
         protect = self._newest(walk, retained)
         for pos in retained[1 : self._keep_at_least]:
             protect.setdefault(pos, []).append(self._floor)

@@ -50,7 +50,7 @@ from vpsbackup.prune.plan import Scope
 from vpsbackup.prune.retention import RetentionPolicy
 from vpsbackup.records import Hold
 
-# Bumped when a change to the plan's rules (prune/plan.py, prune/retention.py) could change a
+# Bumped when a change to the plan's rules (prune/compact_rules.py, prune/buckets.py) could change a
 # decision on the same backups: every server's policy fingerprint changes, so every server is listed.
 ENGINE_VERSION = 1
 

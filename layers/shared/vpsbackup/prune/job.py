@@ -1,7 +1,7 @@
 """The prune job's orchestration: list → :func:`~vpsbackup.prune.compact.plan_fleet` → delete → report.
 
-Decisions are all in :mod:`vpsbackup.prune.plan` (pure), run one server at a time over a compact
-listing by :mod:`vpsbackup.prune.compact`. This module does the effects, each given as an argument
+Decisions are all made (pure) by :func:`~vpsbackup.prune.compact.plan_fleet`, one server at a time
+over a compact listing (:mod:`vpsbackup.prune.compact_rules`). This module does the effects, each given as an argument
 so tests drive it with the simulator and moto, or with fakes:
 
 - **listing**: one paginated sweep of ``GET /backups/?backup_type=manual`` for the whole fleet,

@@ -1,9 +1,9 @@
-"""Retention policies with restic ``forget`` semantics, as pure functions.
+"""Retention policies with restic ``forget`` semantics: the settings, and what keeps a backup.
 
 A policy names how many of the newest backups to keep (``keep_last``), how many hourly, daily,
 weekly, monthly and yearly buckets to keep one backup of, and a window (``keep_within``) measured
-back from the newest backup. :func:`apply_policy` walks a server's backups newest first, exactly as
-restic's ``ApplyPolicy`` does (restic/restic ``internal/data/snapshot_policy.go``):
+back from the newest backup. The walk that applies it, as restic's ``ApplyPolicy`` does, is
+:func:`~vpsbackup.prune.buckets.walk_policy`:
 
 * every bucket rule has a budget and remembers the bucket of the last backup it kept; a backup
   whose bucket differs from that one is kept and spends one unit of budget, so each rule keeps the
@@ -12,7 +12,8 @@ restic's ``ApplyPolicy`` does (restic/restic ``internal/data/snapshot_policy.go`
 * a rule that still has budget when the walk reaches the oldest backup keeps it, even if it shares
   a bucket with the previous one kept (restic >= 0.16: "oldest daily snapshot");
 * ``keep_within`` keeps backups strictly newer than ``newest - duration``;
-* a backup is kept if any rule keeps it, and every rule that does is listed as a reason.
+* a backup is kept if any rule keeps it, and every rule that does is listed as a reason
+  (:class:`RuleMatch`).
 
 Buckets are calendar values in the policy's time zone (``RETENTION_TIMEZONE``): the hourly bucket
 is the local wall-clock hour, so across a DST fall-back the repeated hour is one bucket, as in
@@ -23,10 +24,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
-from typing import Annotated, Any, Generic, Literal, Protocol, Self, TypeVar
+from datetime import timedelta
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -148,14 +149,7 @@ class RetentionPolicies:
         return self.overrides.get(server_id, self.default)
 
 
-# -- applying a policy ---------------------------------------------------------------------------
-
-
-class _Orderable(Protocol):
-    def __lt__(self, other: Any, /) -> bool: ...
-
-
-K = TypeVar("K", bound=_Orderable)
+# -- what keeps a backup --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,165 +163,3 @@ class RuleMatch:
     rule: RuleName
     text: str
     restic: str
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionDecision(Generic[K]):
-    """The verdict on one item: kept or not, and every rule that keeps it."""
-
-    key: K
-    time: datetime
-    keep: bool
-    matches: tuple[RuleMatch, ...] = ()
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        """Why it is kept, in our words; empty when it is not."""
-        return tuple(m.text for m in self.matches)
-
-    @property
-    def restic_matches(self) -> tuple[str, ...]:
-        """Why it is kept, in restic's words."""
-        return tuple(m.restic for m in self.matches)
-
-
-def _bucket_hourly(t: datetime) -> str:
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:00"
-
-
-def _bucket_daily(t: datetime) -> str:
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
-
-
-def _bucket_weekly(t: datetime) -> str:
-    # ISO week and *ISO* year: 2024-12-30 belongs to 2025-W01, as with Go's ISOWeek.
-    year, week, _ = t.isocalendar()
-    return f"{year:04d}-W{week:02d}"
-
-
-def _bucket_monthly(t: datetime) -> str:
-    return f"{t.year:04d}-{t.month:02d}"
-
-
-def _bucket_yearly(t: datetime) -> str:
-    return f"{t.year:04d}"
-
-
-# Bucket rules in restic's order (which is also the order of the reasons restic prints).
-_BUCKETS: tuple[tuple[RuleName, Callable[[datetime], str]], ...] = (
-    ("hourly", _bucket_hourly),
-    ("daily", _bucket_daily),
-    ("weekly", _bucket_weekly),
-    ("monthly", _bucket_monthly),
-    ("yearly", _bucket_yearly),
-)
-
-
-def apply_policy(
-    items: Iterable[tuple[K, datetime]],
-    policy: RetentionPolicy,
-    tz: tzinfo,
-    *,
-    now: datetime | None = None,
-) -> list[RetentionDecision[K]]:
-    """Decide which of ``items`` (``(key, aware time)`` pairs) ``policy`` keeps, as restic ``forget`` does.
-
-    Returns one decision per item, newest first. Items with equal times are ordered by key,
-    highest first, so the result does not depend on the input order. Buckets are computed in
-    ``tz``. ``keep_within`` counts back from the newest item; if ``now`` is given, items dated
-    after it are not taken as the newest (restic's guard against clock skew), and if every item
-    is in the future the window keeps them all. Raises ``ValueError`` on a naive time.
-    """
-    walk = _newest_first(items)
-    if not walk:
-        return []
-    window = _Window.of(policy, walk, now)
-    rules = _CountRules(policy.counts())
-    oldest = len(walk) - 1
-    decisions: list[RetentionDecision[K]] = []
-    for nr, (key, moment) in enumerate(walk):
-        matches = window.matches(moment) + rules.matches(nr, moment, tz, is_oldest=nr == oldest)
-        decisions.append(RetentionDecision(key=key, time=moment, keep=bool(matches), matches=tuple(matches)))
-    return decisions
-
-
-def _newest_first(items: Iterable[tuple[K, datetime]]) -> list[tuple[K, datetime]]:
-    """The items newest first, equal times by key highest first; ``ValueError`` naming a naive time."""
-    walk = list(items)
-    for key, moment in walk:  # before sorting: a naive time cannot even be compared to an aware one
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            raise ValueError(f"time of {key!r} is naive; retention needs aware datetimes")
-    walk.sort(key=lambda item: item[0], reverse=True)
-    walk.sort(key=lambda item: item[1], reverse=True)  # stable: equal times stay in key order
-    return walk
-
-
-@dataclass(frozen=True, slots=True)
-class _Window:
-    """The ``keep_within`` rule over one walk: everything, nothing, or what is newer than ``cutoff``."""
-
-    keep_all: bool
-    cutoff: datetime | None
-    text: str
-
-    @classmethod
-    def of(cls, policy: RetentionPolicy, walk: list[tuple[K, datetime]], now: datetime | None) -> _Window:
-        if not policy.keep_within:
-            return cls(keep_all=False, cutoff=None, text="")
-        text = f"within {format_within(policy.keep_within)}"
-        candidates = [moment for _, moment in walk if now is None or moment < now]
-        if not candidates:
-            # Nothing dated before now: restic counts back from year 1, keeping all.
-            return cls(keep_all=True, cutoff=None, text=text)
-        try:
-            return cls(keep_all=False, cutoff=max(candidates) - policy.keep_within, text=text)
-        except OverflowError:  # a window reaching before year 1 keeps everything, as in restic
-            return cls(keep_all=True, cutoff=None, text=text)
-
-    def matches(self, moment: datetime) -> list[RuleMatch]:
-        """``[within ...]`` if the window keeps ``moment``, else ``[]``."""
-        if self.keep_all or (self.cutoff is not None and moment > self.cutoff):
-            return [RuleMatch("within", self.text, self.text)]
-        return []
-
-
-class _CountRules:
-    """The count rules (``keep_last`` and the buckets) walking newest first: budgets and last buckets kept."""
-
-    def __init__(self, counts: dict[RuleName, int]) -> None:
-        self._counts = counts
-        self._budget: dict[RuleName, int] = dict(counts)
-        self._last_bucket: dict[RuleName, str | int | None] = dict.fromkeys(counts, None)
-        self._bucket_of: dict[RuleName, Callable[[datetime], str]] = dict(_BUCKETS)
-        # The rules with budget left, in restic's order: a spent rule is never asked again, so a
-        # long walk past every budget costs almost nothing per item (fleets of 300,000 backups).
-        self._active: list[RuleName] = [rule for rule, n in counts.items() if n > 0]
-
-    def matches(self, nr: int, moment: datetime, tz: tzinfo, *, is_oldest: bool) -> list[RuleMatch]:
-        """Every count rule that keeps the ``nr``-th item of the walk (``moment``, bucketed in ``tz``),
-        in restic's order."""
-        if not self._active:
-            return []
-        local = moment.astimezone(tz) if self._active != ["last"] else moment
-        found = [self._match(rule, nr, local, is_oldest=is_oldest) for rule in self._active]
-        self._active = [rule for rule in self._active if self._budget[rule] > 0]
-        return [match for match in found if match is not None]
-
-    def _match(self, rule: RuleName, nr: int, local: datetime, *, is_oldest: bool) -> RuleMatch | None:
-        if self._budget[rule] <= 0:
-            return None
-        # keep_last puts every item in a bucket of its own (restic's ``always`` bucker).
-        bucket: str | int = nr if rule == "last" else self._bucket_of[rule](local)
-        if bucket == self._last_bucket[rule] and not is_oldest:
-            return None
-        # Same bucket as the last kept one, yet kept: the oldest item with budget left.
-        extra = bucket == self._last_bucket[rule]
-        self._last_bucket[rule] = bucket
-        self._budget[rule] -= 1
-        if rule == "last":
-            return RuleMatch("last", "last snapshot", "last snapshot")
-        text = f"{rule} {bucket}"
-        restic = f"{rule} snapshot"
-        if extra:
-            text, restic = f"oldest {text}", f"oldest {restic}"
-        return RuleMatch(rule, text, restic)
