@@ -5,10 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SRC := layers/shared/vpsbackup functions devtools console/vpsbackup_console
+SRC := layers/shared/vpsbackup functions devtools console/vpsbackup_console console/vpsbackup_local
 PORT ?= 8080
 
-.PHONY: help venv lint security typecheck test test-compat artifact-check test-unit test-integration fmt demo simulator invoke bench mutate build validate deploy clean
+.PHONY: help venv lint security typecheck test test-compat artifact-check test-unit test-integration fmt demo simulator invoke bench bench-quota mutate build validate deploy clean
 
 help:
 	@echo "make test       lint + type-check + all tests + the artifact check (what CI runs)"
@@ -17,6 +17,7 @@ help:
 	@echo "make simulator  run the local VPS API simulator on 127.0.0.1:$(PORT), with the demo fleet"
 	@echo "make invoke EVENT=events/<file>.json [FN=<function>]   invoke a handler locally (events/README.md)"
 	@echo "make bench      benchmarks (results in docs/benchmarks.md)"
+	@echo "make bench-quota  prune, a 500-server deploy and 3 alarms on one provider quota, real time (~10 min)"
 	@echo "make mutate [MODULES=restore/point.py]  mutation testing of the decision modules (docs/mutation.md)"
 	@echo "make security   checkov on template.yaml and on its SAM expansion, offline (also part of make lint)"
 	@echo "make venv       .venv with the pinned dependencies and the vpsbackup console (.venv/bin/vpsbackup)"
@@ -115,6 +116,10 @@ invoke: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m devtools.bench
+
+# The three jobs on one provider quota at 1 request/second, in real time (docs/benchmarks.md).
+bench-quota: $(STAMP)
+	$(BIN)/python -m devtools.bench_quota
 
 # Mutation testing of the decision modules (docs/mutation.md); not part of make test. MODULES=restore/point.py for some.
 mutate: $(STAMP)

@@ -76,7 +76,7 @@ def seed(sim: Simulator, fleet: Fleet, now: datetime) -> None:
 
 
 class SharedClock:
-    """The :class:`~devtools.simulator.clock.SimulatedClock` interface over shared memory, so the
+    """The :class:`~vpsbackup_local.simulator.clock.SimulatedClock` interface over shared memory, so the
     simulator (parent) and the handler (child) see one virtual time."""
 
     def __init__(self, start: datetime, elapsed: Any) -> None:

@@ -157,11 +157,13 @@ json_option = click.option(
 @contextmanager
 def _local_world() -> Iterator[Any]:
     try:
-        from devtools.local_env import local_world
-    except ImportError as exc:  # moto is a development dependency
+        import moto.server  # noqa: F401 - the local extra's; checked before anything starts
+
+        from vpsbackup_local.world import local_world
+    except ImportError as exc:
         raise Failed(
-            f"--local needs the project's development tools ({exc.name} is missing): "
-            "pip install -r requirements-dev.txt in a checkout of the repository"
+            f"--local needs the local extra ({(exc.name or 'moto').split('.')[0]} is missing): "
+            "pip install 'vps-backup-automation[local]'"
         ) from None
     with local_world() as world:
         yield world

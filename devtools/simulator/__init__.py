@@ -1,31 +1,11 @@
-"""Local simulator of the VPS provider's Backups API (standard library only; see ``server``)."""
+"""The local simulator of the VPS provider's Backups API, as the development tools import it.
 
-from devtools.simulator.clock import SimulatedClock
-from devtools.simulator.server import (
-    API_PREFIX,
-    CREATE_MESSAGE,
-    OTHER_HOST,
-    Fault,
-    FaultKind,
-    LoggedRequest,
-    NextLinkFault,
-    RateLimit,
-    Simulator,
-    format_timestamp,
-    seed_demo_fleet,
-)
+The simulator itself ships with the console's local world (``vpsbackup_local.simulator``, for
+``vpsbackup --local``); this package adds what only development needs: ``python -m
+devtools.simulator`` (``make simulator``) and the pytest fixture (``pytest_plugin``).
+"""
 
-__all__ = [
-    "API_PREFIX",
-    "CREATE_MESSAGE",
-    "OTHER_HOST",
-    "Fault",
-    "FaultKind",
-    "LoggedRequest",
-    "NextLinkFault",
-    "RateLimit",
-    "SimulatedClock",
-    "Simulator",
-    "format_timestamp",
-    "seed_demo_fleet",
-]
+from vpsbackup_local import simulator as _simulator
+from vpsbackup_local.simulator import *  # noqa: F403 - the same names, re-exported
+
+__all__ = _simulator.__all__

@@ -13,7 +13,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from devtools.simulator.server import RateLimit, Simulator, seed_demo_fleet
+from vpsbackup_local.simulator.server import RateLimit, Simulator, seed_demo_fleet
 
 
 def _rate_limit(parser: argparse.ArgumentParser, text: str | None) -> RateLimit | None:

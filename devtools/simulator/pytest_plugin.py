@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtools.simulator.server import Simulator
+from vpsbackup_local.simulator.server import Simulator
 
 SIM_TOKEN = "test-token"  # noqa: S105 - the simulator's fake token
 SIM_SERVERS = ((12345, "web-server-01"), (12346, "web-server-02"))

@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devtools.simulator import Fault, Simulator
-from devtools.simulator.clock import SimulatedClock
 from devtools.simulator.pytest_plugin import SIM_SERVERS, SIM_TOKEN
 from tests.conftest import AwsEnv
 from vpsbackup.aws.state import StateTable
@@ -27,6 +26,7 @@ from vpsbackup.deploy.request import DeployRequest
 from vpsbackup.markers import marker_matches
 from vpsbackup.provider.client import NO_WAIT, VpsClient
 from vpsbackup.provider.token import StaticTokenProvider
+from vpsbackup_local.simulator.clock import SimulatedClock
 
 pytestmark = pytest.mark.integration
 

@@ -19,6 +19,7 @@ import boto3
 import pytest
 
 import backup_on_deploy
+from devtools.local_env import sqs_event as local_sqs_event
 from devtools.simulator import Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext
 from tests.integration.test_backup_on_deploy import eventbridge, post, posted_servers, status_of
@@ -61,21 +62,7 @@ class Clock(FakeLambdaContext):
 
 def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """The event Lambda's SQS poller would send for these messages."""
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:deploy-queue",
-                "awsRegion": "eu-west-1",
-            }
-            for m in messages
-        ]
-    }
+    return local_sqs_event(messages, queue="deploy-queue")
 
 
 def drain(queue_url: str, *, redeliver_every: int = 0) -> tuple[int, int]:

@@ -40,8 +40,11 @@ def test_holds_view_shows_holds_in_force_soonest_first() -> None:
 
 def test_every_package_folder_is_in_the_install() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
-    folders = {"vpsbackup": ROOT / "layers/shared/vpsbackup", "vpsbackup_console": ROOT / "console/vpsbackup_console"}
-    folders["devtools"] = ROOT / "devtools"
+    folders = {
+        "vpsbackup": ROOT / "layers/shared/vpsbackup",
+        "vpsbackup_console": ROOT / "console/vpsbackup_console",
+        "vpsbackup_local": ROOT / "console/vpsbackup_local",
+    }
     found = set()
     for name, folder in folders.items():
         for init in folder.rglob("__init__.py"):

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devtools.simulator.clock import SimulatedClock
 from vpsbackup.provider.client import RetryPolicy, VpsClient
 from vpsbackup.provider.errors import ApiTimeoutError
 from vpsbackup.provider.quota import JOBS, Grant, Job, QuotaParams, QuotaState, Wait, free_slots, hold, take, usable
 from vpsbackup.provider.ratelimit import BudgetExhaustedError
 from vpsbackup.provider.shared_quota import InMemoryQuotaStore, QuotaStore, SharedQuota
+from vpsbackup_local.simulator.clock import SimulatedClock
 
 NOW = 1_800_000_000.0
 

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devtools.simulator.clock import SimulatedClock
 from vpsbackup.provider.ratelimit import (
     BudgetExhaustedError,
     ProviderLimit,
     RequestBudget,
     parse_rate_limit_headers,
 )
+from vpsbackup_local.simulator.clock import SimulatedClock
 
 
 def budget(max_rps: float | None, burst: int | None = None) -> tuple[RequestBudget, SimulatedClock]:

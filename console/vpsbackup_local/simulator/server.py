@@ -53,7 +53,7 @@ __all__ = [
     "seed_demo_fleet",
 ]
 
-logger = logging.getLogger("devtools.simulator")
+logger = logging.getLogger("vpsbackup_local.simulator")
 
 API_PREFIX: Final = "/api/v1"
 CREATE_MESSAGE: Final = "Backup is being created. This may take several minutes depending on server size."
