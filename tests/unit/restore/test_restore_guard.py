@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import AwsEnv
 from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, epoch, server_pk
 from vpsbackup.restore.guard import (
+    COOLDOWN_NOTICE_SK_PREFIX,
     IN_FLIGHT,
     LOCK_SK,
     RESTORES_PK,
@@ -211,6 +212,66 @@ def test_ten_concurrent_claims_on_one_server_grant_one(make_guard: Callable[...,
     assert sum(isinstance(r, RestoreClaim) for r in results) == 1
     assert all(r.kind == "cooldown" for r in results if isinstance(r, GuardRefusal))
     assert len(guard.slot_times()) == 1
+
+
+@pytest.mark.usefixtures("atomic_moto")
+def test_a_flapping_alarm_inside_one_cooldown_is_told_once_even_by_concurrent_invocations(
+    make_guard: Callable[..., RestoreGuard], clock: Clock, aws: AwsEnv
+) -> None:
+    # Given a restore of server 12345 at T0 (its cooldown running) and ten flaps refused inside it
+    first = claim(make_guard())
+    assert isinstance(first, RestoreClaim)
+    make_guard().mark_restored(first)
+    clock.advance(minutes=5)
+    refusals = [claim(make_guard(), transition=f"flap{i}") for i in range(10)]
+    holders = [r.holder for r in refusals if isinstance(r, GuardRefusal) and r.kind == "cooldown"]
+    assert len(holders) == 10 and all(h is not None for h in holders)
+    # When ten invocations (each its own guard) ask at once whether to tell people
+    told: list[bool] = []
+    barrier = threading.Barrier(10)
+
+    def ask(holder: LockHolder) -> None:
+        barrier.wait()
+        told.append(make_guard().first_cooldown_notice(holder))
+
+    threads = [threading.Thread(target=ask, args=(h,)) for h in holders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then exactly one tells, and one notice item sits beside the lock, expiring with the cooldown
+    assert sorted(told) == [False] * 9 + [True]
+    notices = [i for i in aws.table().scan()["Items"] if str(i[SK]).startswith(COOLDOWN_NOTICE_SK_PREFIX)]
+    assert [(n[PK], n[SK]) for n in notices] == [(lock_pk(12345), f"{COOLDOWN_NOTICE_SK_PREFIX}t1")]
+    assert int(notices[0][TTL_ATTRIBUTE]) == epoch(T0 + timedelta(hours=6) + timedelta(days=1))
+    # When the next cooldown starts (a new restore after this one), its first refusal is told again
+    clock.advance(hours=6)
+    second = claim(make_guard(), transition="t2")
+    assert isinstance(second, RestoreClaim)
+    make_guard().mark_restored(second)
+    again = claim(make_guard(), transition="flap-after")
+    assert isinstance(again, GuardRefusal) and again.holder is not None
+    assert make_guard().first_cooldown_notice(again.holder)
+    assert not make_guard().first_cooldown_notice(again.holder)
+
+
+def test_a_cooldown_notice_that_cannot_be_written_tells_people_anyway(
+    make_guard: Callable[..., RestoreGuard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a refusal inside the cooldown, and a table that refuses the notice's write for another reason
+    guard = make_guard()
+    first = claim(guard)
+    assert isinstance(first, RestoreClaim)
+    refusal = claim(guard, transition="t2")
+    assert isinstance(refusal, GuardRefusal) and refusal.holder is not None
+
+    def throttled(**_: Any) -> None:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(guard.state.table, "put_item", throttled)
+    # Then people are told (twice rather than never), each time the write fails
+    assert guard.first_cooldown_notice(refusal.holder)
+    assert guard.first_cooldown_notice(refusal.holder)
 
 
 @pytest.mark.usefixtures("atomic_moto")
