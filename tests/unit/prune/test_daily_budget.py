@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import AwsEnv
+from vpsbackup.aws.state import StateTable
 from vpsbackup.prune.daily_budget import (
     WINDOW,
     BudgetReport,
@@ -22,6 +24,7 @@ from vpsbackup.prune.daily_budget import (
 )
 from vpsbackup.prune.job import DeletionResult, delete_within_budget
 from vpsbackup.prune.plan import BackupDecision
+from vpsbackup.prune.state_store import DeletionBudgetStore
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
@@ -291,3 +294,48 @@ def test_the_reasons_people_read() -> None:
         "frees_at": "2026-12-06T09:30:00+00:00",
         "error": None,
     }
+
+
+# -- the budget in StateTable (moto): the conditional write itself ---------------------------------
+
+
+@pytest.mark.usefixtures("atomic_moto")
+def test_runs_racing_over_state_table_never_get_more_than_the_budget_between_them(aws: AwsEnv) -> None:
+    # Given four runs at once, each with its own store over StateTable, asking 6 of a budget of 10
+    granted: list[int] = []
+    errors: list[Exception] = []
+    barrier = threading.Barrier(4)
+
+    def run() -> None:
+        budget = DailyDeletionBudget(DeletionBudgetStore(StateTable.from_name(aws.table_name)), 10, clock=lambda: NOW)
+        barrier.wait()
+        try:
+            granted.append(budget.reserve(6).granted)
+        except Exception as exc:  # a run that gives up deletes nothing: allowed, but counted here
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then the budget is shared out, never exceeded, and the one item says so
+    assert errors == []
+    assert sum(granted) == 10
+    item = aws.table().get_item(Key={"pk": "prune-budget", "sk": "deletions"})["Item"]
+    assert len(item["sent"]) == 10
+    assert int(item["expiration"]) == int(stamp(NOW) + timedelta(days=2).total_seconds())
+
+
+def test_the_store_writes_only_over_the_version_it_read(aws: AwsEnv) -> None:
+    store = DeletionBudgetStore(StateTable.from_name(aws.table_name))
+    assert store.read() == BudgetState()
+    first = BudgetState((at(2),), 1)
+    assert store.swap(first, expected_version=0) is True
+    # A second writer that read the empty budget too: refused, the first write stands
+    assert store.swap(BudgetState((at(1), at(1)), 1), expected_version=0) is False
+    assert store.read() == first
+    # A stale version refused, the current one taken
+    assert store.swap(BudgetState((), 2), expected_version=5) is False
+    assert store.swap(BudgetState((at(2), at(0)), 2), expected_version=1) is True
+    assert store.read() == BudgetState((at(2), at(0)), 2)
