@@ -1,0 +1,131 @@
+"""The incremental choice's decisions an outside mutation run found untested (issue "tests that
+catch a wrong decision"), through prune/incremental.py's public functions:
+
+- the time to the next scheduled run is predicted from the longest recent gap, not the shortest
+  (a shorter guess re-verifies too few servers: one could go unlisted past ``PRUNE_VERIFY_EVERY``);
+- a backup is in scope when it is manual *and* (scope ``manual`` or it carries the marker);
+- a server a run left with no backup in scope is forgotten, not written back.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from vpsbackup.prune.incremental import (
+    ListedBackup,
+    RunHistory,
+    RunOutcome,
+    ServerState,
+    Settlement,
+    next_states,
+    select_servers,
+    settle_server,
+)
+from vpsbackup.prune.plan import Scope
+
+NOW = datetime(2025, 6, 1, 3, 30, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def test_the_next_run_is_predicted_from_the_longest_recent_gap() -> None:
+    # Given scheduled runs 1 hour, 2 days and 6 hours apart
+    history = RunHistory(last_scheduled_at=NOW, gaps_s=(HOUR.total_seconds(), 2 * 86400.0, 6 * 3600.0))
+    # Then the next one is expected in two days; with no gap seen yet, in one
+    assert history.interval == 2 * DAY
+    assert RunHistory().interval == DAY
+
+
+def test_the_gaps_remembered_are_the_last_seven_scheduled_ones() -> None:
+    # Given eight scheduled runs 1..8 hours apart, then a manual run
+    history = RunHistory(last_scheduled_at=NOW)
+    at = NOW
+    for hours in range(1, 9):
+        at += hours * HOUR
+        history = history.after_run(at, scheduled=True, swept=None)
+    history = history.after_run(at + HOUR, scheduled=False, swept=True)
+    # Then the seven latest gaps are kept, the last scheduled run is the eighth, the sweep finished
+    assert history.gaps_s == tuple(hours * 3600.0 for hours in range(2, 9))
+    assert history.last_scheduled_at == at
+    assert history.last_sweep_complete is True
+    assert history.interval == 8 * HOUR
+
+
+def test_a_server_due_before_the_run_after_the_longest_gap_is_verified_now() -> None:
+    # Given 100 settled servers: 1 listed 5 days ago, 2-5 six days ago, the rest just now;
+    # PRUNE_VERIFY_EVERY=7d, and scheduled runs 1 hour or 3 days apart
+    def listed(sid: int) -> ServerState:
+        ago = 5 * DAY if sid == 1 else 6 * DAY if sid <= 5 else timedelta(0)
+        return ServerState(server_id=sid, listed_at=NOW - ago, settled=True, policy="p", backups=3)
+
+    history = RunHistory(last_scheduled_at=NOW - HOUR, gaps_s=(3600.0, 3 * 86400.0), last_sweep_complete=True)
+    # When the servers are selected
+    selection = select_servers(
+        {sid: listed(sid) for sid in range(1, 101)},
+        now=NOW,
+        policy_for=lambda _: "p",
+        holds_for=lambda _: "",
+        verify_every=7 * DAY,
+        history=history,
+        page_size=100,
+    )
+    # Then it is verified now: at the next run, 3 days away, it would be 8 days old
+    assert selection.triggers.get(1) == "verify"
+
+
+def backups(*specs: tuple[int, str, bool]) -> list[ListedBackup]:
+    return [
+        ListedBackup(backup_id, kind, "completed", NOW - backup_id * HOUR, managed)
+        for backup_id, kind, managed in specs
+    ]
+
+
+@pytest.mark.parametrize(
+    ("listed", "scope", "in_scope"),
+    [
+        (backups((1, "manual", True)), "managed", 1),
+        (backups((1, "manual", False)), "managed", 0),
+        (backups((1, "automatic", True)), "managed", 0),
+        (backups((1, "automatic", False)), "manual", 0),
+        (backups((1, "manual", False)), "manual", 1),
+        (backups((1, "automatic", True), (2, "manual", False), (3, "manual", True)), "managed", 1),
+        (backups((1, "automatic", True), (2, "manual", False), (3, "manual", True)), "manual", 2),
+    ],
+)
+def test_a_backup_is_in_scope_when_manual_and_managed_or_the_scope_is_manual(
+    listed: list[ListedBackup], scope: Scope, in_scope: int
+) -> None:
+    # When a server with these completed backups is settled
+    settlement = settle_server(listed, now=NOW, scope=scope, failed_grace=DAY)
+    # Then it counts the manual ones, marked or under PRUNE_SCOPE=manual
+    assert settlement.settled
+    assert settlement.managed == in_scope
+
+
+def test_a_server_left_with_no_backup_in_scope_is_forgotten_and_the_others_written() -> None:
+    # Given three known servers and one new, after a run: 1 settled with none in scope left,
+    # 2 settled with two, 3 not settled with none, 4 (not known before) settled with none
+    states = {sid: ServerState(server_id=sid, listed_at=NOW - DAY, recorded_at=NOW - HOUR) for sid in (1, 2, 3)}
+    outcomes = [
+        RunOutcome(1, Settlement(True, None, "settled", 0)),
+        RunOutcome(2, Settlement(True, None, "settled", 2)),
+        RunOutcome(3, Settlement(False, None, "1 planned deletion(s) not done", 0)),
+        RunOutcome(4, Settlement(True, None, "settled", 0)),
+    ]
+    # When the states to write back are worked out
+    changes = next_states(
+        outcomes,
+        states,
+        listed_at=NOW,
+        policy_for=lambda sid: f"p{sid}",
+        holds_for=lambda _: "",
+        backups_of=lambda sid: 10 * sid,
+    )
+    # Then 1 is forgotten, 4 is not written at all, 2 and 3 are written as listed now
+    assert changes.forget == (1,)
+    assert [state.server_id for state in changes.put] == [2, 3]
+    two, three = changes.put
+    assert (two.listed_at, two.settled, two.policy, two.backups, two.recorded_at) == (NOW, True, "p2", 20, NOW - HOUR)
+    assert (three.settled, three.note, three.recorded_at) == (False, "1 planned deletion(s) not done", NOW - HOUR)
