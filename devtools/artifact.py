@@ -249,34 +249,46 @@ def resolve(value: Any, template: Mapping[str, Any], params: Mapping[str, str]) 
         (tag, arg), *_ = value.items()
         tag = tag.removeprefix("Fn::")
         if tag == "Ref":
-            if arg in params:
-                return params[arg]
-            if arg in template.get("Resources", {}):
-                return _resource_ref(arg, template["Resources"][arg])
-            pseudo = {
-                "AWS::Region": REGION,
-                "AWS::AccountId": ACCOUNT,
-                "AWS::Partition": "aws",
-                "AWS::StackName": STACK,
-            }
-            if arg in pseudo:
-                return pseudo[arg]
-            raise ArtifactError(f"!Ref {arg}: neither a parameter nor a resource")
-        if tag == "Condition":
-            return condition(arg, template, params)
-        if tag == "If":
-            name, when_true, when_false = arg
-            return resolve(when_true if condition(name, template, params) else when_false, template, params)
-        if tag == "Equals":
-            left, right = (resolve(a, template, params) for a in arg)
-            return left == right
-        if tag == "Not":
-            return not resolve(arg[0], template, params)
+            return _ref(arg, template, params)
+        if tag in ("Condition", "If", "Equals", "Not"):
+            return _conditional(tag, arg, template, params)
         if tag == "Sub" and isinstance(arg, str):
             return re.sub(r"\$\{([^}!]+)\}", lambda m: str(resolve({"Ref": m.group(1)}, template, params)), arg)
         if tag == "GetAtt":
             return f"{arg if isinstance(arg, str) else '.'.join(arg)}-placeholder"
     raise ArtifactError(f"cannot resolve {value!r}: teach devtools/artifact.py this intrinsic")
+
+
+def _conditional(tag: str, arg: Any, template: Mapping[str, Any], params: Mapping[str, str]) -> Any:
+    """``Condition``, ``If``, ``Equals`` and ``Not``."""
+    if tag == "Condition":
+        return condition(arg, template, params)
+    if tag == "If":
+        name, when_true, when_false = arg
+        return resolve(when_true if condition(name, template, params) else when_false, template, params)
+    if tag == "Equals":
+        left, right = (resolve(a, template, params) for a in arg)
+        return left == right
+    return not resolve(arg[0], template, params)
+
+
+_PSEUDO_PARAMETERS = {
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::Partition": "aws",
+    "AWS::StackName": STACK,
+}
+
+
+def _ref(arg: str, template: Mapping[str, Any], params: Mapping[str, str]) -> str:
+    """``!Ref arg``: a parameter's value, a resource's reference, or a pseudo parameter."""
+    if arg in params:
+        return params[arg]
+    if arg in template.get("Resources", {}):
+        return _resource_ref(arg, template["Resources"][arg])
+    if arg in _PSEUDO_PARAMETERS:
+        return _PSEUDO_PARAMETERS[arg]
+    raise ArtifactError(f"!Ref {arg}: neither a parameter nor a resource")
 
 
 def condition(name: str, template: Mapping[str, Any], params: Mapping[str, str]) -> bool:

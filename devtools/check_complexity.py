@@ -1,10 +1,11 @@
-"""Fail when a function of the layer or of a handler is above the complexity limit (``make lint``).
+"""Fail when a function of the layer, a handler, the console or the developer tools is above the
+complexity limit (``make lint``).
 
 Cyclomatic complexity as radon measures it (``radon cc``): a function above ``LIMIT`` is a decision
 that has not been split into named steps yet. Every offender is named with its file, line and
 complexity, so the fix starts from the message::
 
-    python -m devtools.check_complexity [PATH ...]   # default: layers/shared/vpsbackup functions
+    python -m devtools.check_complexity [PATH ...]   # default: the layer, functions, the console, devtools
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from radon.complexity import cc_visit
 from radon.visitors import Class, Function
 
 LIMIT = 15
-DEFAULT_PATHS = ("layers/shared/vpsbackup", "functions")
+DEFAULT_PATHS = ("layers/shared/vpsbackup", "functions", "console", "devtools")
 
 
 @dataclass(frozen=True, order=True)

@@ -104,36 +104,44 @@ def make_current(event: dict[str, Any], path: Path, *, resign: bool, restamp: bo
 def summarize(function: str, result: Any) -> str:
     """One line saying how the handler ended, from what it returned."""
     if isinstance(result, dict) and "statusCode" in result:
-        body = result.get("body") or ""
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        detail = ""
-        if isinstance(parsed, dict):
-            if isinstance(parsed.get("backups"), list):
-                detail = _backups(parsed["backups"])
-            else:
-                detail = str(parsed.get("message") or parsed.get("detail") or parsed.get("error") or "")
-        return f"HTTP {result['statusCode']}" + (f": {detail}" if detail else "")
+        return _http_answer(result)
     if function == "restore_on_alarm" and isinstance(result, dict):
-        parts = []
-        for o in result.get("outcomes", []):
-            server = f" server {o['server_id']}" if o.get("server_id") is not None else ""
-            backup = (
-                f" from backup {o['backup_id']}" if o.get("backup_id") is not None and o["outcome"] != "skipped" else ""
-            )
-            cause = f" ({o['cause']})" if o.get("cause") else ""
-            parts.append(f"{o['outcome']}{server}{backup}{cause}")
-        return "; ".join(parts) or "no alarm in the event"
+        return "; ".join(_restore_outcome(o) for o in result.get("outcomes", [])) or "no alarm in the event"
     if function == "prune_backups" and isinstance(result, dict):
-        totals = result.get("totals", {})
-        mode = "dry run" if result.get("dry_run") else "run"
-        counted = ", ".join(f"{name.replace('_', ' ')} {n}" for name, n in totals.items() if n)
-        return f"prune {mode}: {counted or 'nothing listed'}"
+        return _prune_run(result)
     if function == "backup_on_deploy" and isinstance(result, dict) and isinstance(result.get("backups"), list):
         return f"deployment {result.get('deployment_id')}: {_backups(result['backups'])}"
     return json.dumps(result, default=str)[:200]
+
+
+def _http_answer(result: dict[str, Any]) -> str:
+    """An HTTP answer (the webhook, the status endpoint): its status and what its body says."""
+    body = result.get("body") or ""
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    detail = ""
+    if isinstance(parsed, dict):
+        if isinstance(parsed.get("backups"), list):
+            detail = _backups(parsed["backups"])
+        else:
+            detail = str(parsed.get("message") or parsed.get("detail") or parsed.get("error") or "")
+    return f"HTTP {result['statusCode']}" + (f": {detail}" if detail else "")
+
+
+def _prune_run(result: dict[str, Any]) -> str:
+    totals = result.get("totals", {})
+    mode = "dry run" if result.get("dry_run") else "run"
+    counted = ", ".join(f"{name.replace('_', ' ')} {n}" for name, n in totals.items() if n)
+    return f"prune {mode}: {counted or 'nothing listed'}"
+
+
+def _restore_outcome(o: dict[str, Any]) -> str:
+    server = f" server {o['server_id']}" if o.get("server_id") is not None else ""
+    backup = f" from backup {o['backup_id']}" if o.get("backup_id") is not None and o["outcome"] != "skipped" else ""
+    cause = f" ({o['cause']})" if o.get("cause") else ""
+    return f"{o['outcome']}{server}{backup}{cause}"
 
 
 def _backups(backups: list[Any]) -> str:

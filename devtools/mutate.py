@@ -142,6 +142,12 @@ def _sites(tree: ast.AST) -> Iterator[tuple[ast.AST, str, str]]:
 
 
 def _node_sites(node: ast.AST) -> Iterator[tuple[ast.AST, str, str]]:
+    # Each node is of one kind at most: the operators', or the values' and statements'.
+    yield from _operator_sites(node)
+    yield from _statement_sites(node)
+
+
+def _operator_sites(node: ast.AST) -> Iterator[tuple[ast.AST, str, str]]:
     if isinstance(node, ast.Compare):
         for i, op in enumerate(node.ops):
             if type(op) in _COMPARE_SWAPS:
@@ -151,14 +157,17 @@ def _node_sites(node: ast.AST) -> Iterator[tuple[ast.AST, str, str]]:
         yield node, "boolop", "and -> or" if isinstance(node.op, ast.And) else "or -> and"
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
         yield node, "drop_not", "not x -> x"
-    elif isinstance(node, ast.If | ast.While | ast.IfExp):
+    elif isinstance(node, ast.BinOp) and type(node.op) in _BINOP_SWAPS:
+        operator = _BINOP_SWAPS[type(node.op)]
+        yield node, "binop", f"{_SYMBOL[type(node.op)]} -> {_SYMBOL[operator]}"
+
+
+def _statement_sites(node: ast.AST) -> Iterator[tuple[ast.AST, str, str]]:
+    if isinstance(node, ast.If | ast.While | ast.IfExp):
         yield node, "negate", "if c -> if not c"
     elif isinstance(node, ast.Constant) and type(node.value) is int:
         yield node, "plus1", f"{node.value} -> {node.value + 1}"
         yield node, "minus1", f"{node.value} -> {node.value - 1}"
-    elif isinstance(node, ast.BinOp) and type(node.op) in _BINOP_SWAPS:
-        operator = _BINOP_SWAPS[type(node.op)]
-        yield node, "binop", f"{_SYMBOL[type(node.op)]} -> {_SYMBOL[operator]}"
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("min", "max"):
         yield node, "minmax", f"{node.func.id} -> {'max' if node.func.id == 'min' else 'min'}"
     elif isinstance(node, ast.Return) and node.value is not None:
@@ -171,6 +180,22 @@ def _node_sites(node: ast.AST) -> Iterator[tuple[ast.AST, str, str]]:
 def _apply(node: ast.AST, kind: str) -> ast.AST:
     """The mutated replacement of ``node`` (a copy)."""
     new = copy.deepcopy(node)
+    if isinstance(new, ast.Compare | ast.BoolOp | ast.UnaryOp | ast.BinOp):
+        return _apply_to_operator(new, kind)
+    if isinstance(new, ast.If | ast.While | ast.IfExp):
+        new.test = ast.UnaryOp(op=ast.Not(), operand=new.test)
+    elif isinstance(new, ast.Constant) and isinstance(new.value, int):
+        new.value = new.value + (1 if kind == "plus1" else -1)
+    elif isinstance(new, ast.Call) and isinstance(new.func, ast.Name):
+        new.func.id = "max" if new.func.id == "min" else "min"
+    elif isinstance(new, ast.Return):
+        new.value = None
+    elif isinstance(new, ast.Continue | ast.Break):
+        return ast.Pass()
+    return new
+
+
+def _apply_to_operator(new: ast.AST, kind: str) -> ast.AST:
     if isinstance(new, ast.Compare) and kind.startswith("compare:"):
         i = int(kind.split(":")[1])
         new.ops[i] = _COMPARE_SWAPS[type(new.ops[i])]()
@@ -178,18 +203,8 @@ def _apply(node: ast.AST, kind: str) -> ast.AST:
         new.op = ast.Or() if isinstance(new.op, ast.And) else ast.And()
     elif isinstance(new, ast.UnaryOp) and kind == "drop_not":
         return new.operand
-    elif isinstance(new, ast.If | ast.While | ast.IfExp):
-        new.test = ast.UnaryOp(op=ast.Not(), operand=new.test)
-    elif isinstance(new, ast.Constant) and isinstance(new.value, int):
-        new.value = new.value + (1 if kind == "plus1" else -1)
     elif isinstance(new, ast.BinOp):
         new.op = _BINOP_SWAPS[type(new.op)]()
-    elif isinstance(new, ast.Call) and isinstance(new.func, ast.Name):
-        new.func.id = "max" if new.func.id == "min" else "min"
-    elif isinstance(new, ast.Return):
-        new.value = None
-    elif isinstance(new, ast.Continue | ast.Break):
-        return ast.Pass()
     return new
 
 

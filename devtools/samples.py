@@ -38,32 +38,35 @@ def alarm_states(event: dict[str, Any]) -> list[tuple[str, str, list[dict[str, s
     """(alarm name, new state, each metric's dimensions) of every alarm change in an alarm sample
     (EventBridge or SNS): what the alarm itself is, for ``devtools.local_env.set_alarm_state``."""
     if event.get("source") == "aws.cloudwatch":
-        detail = event["detail"]
-        metrics = [
-            {str(k): str(v) for k, v in (q.get("metricStat", {}).get("metric", {}).get("dimensions") or {}).items()}
-            for q in detail.get("configuration", {}).get("metrics", [])
-            if q.get("metricStat")
-        ]
-        return [(str(detail["alarmName"]), str(detail["state"]["value"]), metrics or [{}])]
-    out = []
-    for record in event.get("Records", []):
-        if record.get("EventSource") != "aws:sns":
-            continue
-        message = json.loads(record["Sns"]["Message"])
-        trigger = message.get("Trigger") or {}
-        groups = [trigger.get("Dimensions") or []]
-        groups += [
-            q["MetricStat"]["Metric"].get("Dimensions") or []
-            for q in trigger.get("Metrics") or []
-            if q.get("MetricStat")
-        ]
-        metrics = [
-            {str(d.get("name", d.get("Name"))): str(d.get("value", d.get("Value"))) for d in group}
-            for group in groups
-            if group
-        ]
-        out.append((str(message["AlarmName"]), str(message["NewStateValue"]), metrics or [{}]))
-    return out
+        return [_eventbridge_alarm_state(event["detail"])]
+    return [
+        _sns_alarm_state(json.loads(record["Sns"]["Message"]))
+        for record in event.get("Records", [])
+        if record.get("EventSource") == "aws:sns"
+    ]
+
+
+def _eventbridge_alarm_state(detail: dict[str, Any]) -> tuple[str, str, list[dict[str, str]]]:
+    metrics = [
+        {str(k): str(v) for k, v in (q.get("metricStat", {}).get("metric", {}).get("dimensions") or {}).items()}
+        for q in detail.get("configuration", {}).get("metrics", [])
+        if q.get("metricStat")
+    ]
+    return (str(detail["alarmName"]), str(detail["state"]["value"]), metrics or [{}])
+
+
+def _sns_alarm_state(message: dict[str, Any]) -> tuple[str, str, list[dict[str, str]]]:
+    trigger = message.get("Trigger") or {}
+    groups = [trigger.get("Dimensions") or []]
+    groups += [
+        q["MetricStat"]["Metric"].get("Dimensions") or [] for q in trigger.get("Metrics") or [] if q.get("MetricStat")
+    ]
+    metrics = [
+        {str(d.get("name", d.get("Name"))): str(d.get("value", d.get("Value"))) for d in group}
+        for group in groups
+        if group
+    ]
+    return (str(message["AlarmName"]), str(message["NewStateValue"]), metrics or [{}])
 
 
 def state_changed_at(event: dict[str, Any]) -> datetime:

@@ -42,7 +42,7 @@ from vpsbackup.prune.request import PruneRequest
 from vpsbackup.prune.settings import PruneSettings
 from vpsbackup.records import Hold
 from vpsbackup.restore.guard import RestoreGuard
-from vpsbackup.restore.manual import ManualRestorePlan, ManualRestorer
+from vpsbackup.restore.manual import ManualRestorePlan, ManualRestorer, ManualRestoreResult
 from vpsbackup.restore.point import human_time
 from vpsbackup.restore.settings import RestoreOnAlarmSettings
 from vpsbackup_console import views
@@ -468,19 +468,7 @@ def hold_release(ctx: click.Context, backup_id: int, force: bool, reason: str, a
             f"backup {backup_id} is held by a restore until {human_time(h.until)} ({h.reason}); "
             "it is a restore point: releasing it needs --force"
         )
-    released = []
-    for h in releasing:
-        if _acting(lambda h=h: where.state.delete_hold(backup_id, h.kind)):  # type: ignore[misc]
-            released.append(h)
-            where.journal.record(
-                "hold_released",
-                by=where.who,
-                outcome="released" if h.kind == "manual" else "released (forced)",
-                server_id=h.server_id,
-                backup_id=backup_id,
-                reasons=(reason,) if reason else (),
-                details={"kind": h.kind, "was_until": h.until.isoformat(), "placed_by": h.placed_by},
-            )
+    released = _release(where, backup_id, releasing, reason)
     remaining = [h for h in standing if h not in released]
     data = {
         "backup_id": backup_id,
@@ -495,6 +483,24 @@ def hold_release(ctx: click.Context, backup_id: int, force: bool, reason: str, a
             out.print(f"Still held: a {h['kind']} hold until {h['until'][:16]} ({h['reason']}); --force releases it.")
 
     _emit(data, as_json, draw)
+
+
+def _release(where: Where, backup_id: int, releasing: list[Hold], reason: str) -> list[Hold]:
+    """Delete each hold of ``releasing`` on ``backup_id``, journaling each one deleted; those deleted."""
+    released = []
+    for h in releasing:
+        if _acting(lambda h=h: where.state.delete_hold(backup_id, h.kind)):  # type: ignore[misc]
+            released.append(h)
+            where.journal.record(
+                "hold_released",
+                by=where.who,
+                outcome="released" if h.kind == "manual" else "released (forced)",
+                server_id=h.server_id,
+                backup_id=backup_id,
+                reasons=(reason,) if reason else (),
+                details={"kind": h.kind, "was_until": h.until.isoformat(), "placed_by": h.placed_by},
+            )
+    return released
 
 
 # -- restore -----------------------------------------------------------------------------------
@@ -535,10 +541,7 @@ def restore(
     as_json: bool,
 ) -> None:
     """Restore SERVER_ID by hand, inside the alarm path's guardrails."""
-    if override_cooldown and not (reason and reason.strip()):
-        raise click.UsageError("--override-cooldown needs --reason TEXT")
-    if reason and not override_cooldown:
-        raise click.UsageError("--reason goes with --override-cooldown")
+    _check_override(override_cooldown, reason)
     where = _where(ctx)
     settings = _acting(lambda: where.settings(RestoreOnAlarmSettings))
     guard = RestoreGuard(where.state, cooldown=settings.restore_cooldown, max_per_hour=settings.max_restores_per_hour)
@@ -550,32 +553,56 @@ def restore(
     if not as_json:
         _draw_restore_plan(plan_data)
     if dry_run:
-        data = {"dry_run": True, "outcome": "refused" if planned.refused_because else "would_restore", **plan_data}
-        if as_json:
-            _emit(data, True, lambda v: None)
-        if planned.refused_because:
-            raise Refused(planned.refused_because, data)
+        _answer_dry_run(planned, plan_data, as_json)
         return
     if planned.refused_because:
         restorer.refuse(planned)
         data = {"dry_run": False, "outcome": "refused", "reason": planned.refused_because, "plan": plan_data}
-        if as_json:
-            _emit(data, True, lambda v: None)
-        raise Refused(planned.refused_because, data)
+        _refuse(planned.refused_because, data, as_json)
     if not yes:
-        assert planned.backup is not None
-        question = (
-            f"Restore server {server_id} from backup {planned.backup.id}? It loses everything written in the "
-            f"last {plan_data['loses']}."
-        )
-        try:
-            confirmed = click.confirm(question, default=False, err=True)
-        except click.Abort:  # standard input closed (or Ctrl-C): the same as answering no
-            err.print()
-            confirmed = False
-        if not confirmed:
-            raise Refused("not confirmed: nothing was done")
+        _confirm_restore(planned, plan_data)
     result = _acting(lambda: restorer.execute(planned, override_reason=reason))
+    _answer_restore(result, plan_data, as_json)
+
+
+def _check_override(override_cooldown: bool, reason: str | None) -> None:
+    if override_cooldown and not (reason and reason.strip()):
+        raise click.UsageError("--override-cooldown needs --reason TEXT")
+    if reason and not override_cooldown:
+        raise click.UsageError("--reason goes with --override-cooldown")
+
+
+def _refuse(reason: str, data: dict[str, Any], as_json: bool) -> NoReturn:
+    """Refused: the JSON answer first when asked for, then the refusal (one line, exit code)."""
+    if as_json:
+        _emit(data, True, lambda v: None)
+    raise Refused(reason, data)
+
+
+def _answer_dry_run(planned: ManualRestorePlan, plan_data: dict[str, Any], as_json: bool) -> None:
+    data = {"dry_run": True, "outcome": "refused" if planned.refused_because else "would_restore", **plan_data}
+    if planned.refused_because:
+        _refuse(planned.refused_because, data, as_json)
+    if as_json:
+        _emit(data, True, lambda v: None)
+
+
+def _confirm_restore(planned: ManualRestorePlan, plan_data: dict[str, Any]) -> None:
+    assert planned.backup is not None
+    question = (
+        f"Restore server {planned.server_id} from backup {planned.backup.id}? It loses everything written in the "
+        f"last {plan_data['loses']}."
+    )
+    try:
+        confirmed = click.confirm(question, default=False, err=True)
+    except click.Abort:  # standard input closed (or Ctrl-C): the same as answering no
+        err.print()
+        confirmed = False
+    if not confirmed:
+        raise Refused("not confirmed: nothing was done")
+
+
+def _answer_restore(result: ManualRestoreResult, plan_data: dict[str, Any], as_json: bool) -> None:
     data = {
         "dry_run": False,
         "outcome": result.outcome,
@@ -587,17 +614,17 @@ def restore(
         "overridden": result.overridden,
         "plan": plan_data,
     }
+    if result.outcome != "restored":
+        _refuse(result.reason, data, as_json)
     if as_json:
         _emit(data, True, lambda v: None)
-    if result.outcome != "restored":
-        raise Refused(result.reason, data)
-    if not as_json:
-        out.print(
-            f"[bold green]Restoring[/] server {server_id} from backup {result.backup_id}: {escape(result.reason)}.",
-            markup=True,
-        )
-        if result.hold_until:
-            out.print(f"Backup {result.backup_id} is held until {human_time(result.hold_until)}.")
+        return
+    out.print(
+        f"[bold green]Restoring[/] server {result.server_id} from backup {result.backup_id}: {escape(result.reason)}.",
+        markup=True,
+    )
+    if result.hold_until:
+        out.print(f"Backup {result.backup_id} is held until {human_time(result.hold_until)}.")
 
 
 def _draw_restore_plan(p: dict[str, Any]) -> None:

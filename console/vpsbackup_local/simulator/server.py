@@ -891,30 +891,11 @@ class Simulator:
 
     def _list(self, path: str, query: dict[str, list[str]], origin: str) -> _Response:
         params = {key: values[-1] for key, values in query.items()}
-        errors: dict[str, list[str]] = {}
-        server_filter: int | None = None
-        raw_server = params.get("server_id", "").strip()
-        if raw_server:
-            if _INT_RE.match(raw_server):
-                server_filter = int(raw_server)
-            else:
-                errors["server_id"] = ["Enter a whole number."]
-        type_filter = params.get("backup_type", "")
-        if type_filter and type_filter not in BACKUP_TYPES:
-            errors["backup_type"] = [f"Select a valid choice. {type_filter} is not one of the available choices."]
-        if errors:
-            return _Response(400, errors)
-        if server_filter is None:
-            items = self._in_listing_order(type_filter)
-        else:
-            items = sorted(
-                (
-                    b
-                    for b in self._by_server.get(server_filter, {}).values()
-                    if not type_filter or b.backup_type == type_filter
-                ),
-                key=lambda b: (b.sort_key, b.id),
-            )
+        filters = _list_filters(params)
+        if isinstance(filters, _Response):
+            return filters
+        server_filter, type_filter = filters
+        items = self._filtered(server_filter, type_filter)
         if self._unlisted:
             items = self._listed(items)
         page_size = self._requested_page_size(params.get("page_size"))
@@ -932,20 +913,27 @@ class Simulator:
         next_url = _replace_query_param(url, "page", page + 1) if page < num_pages else None
         if next_url is not None and self._next_link is not None and self._next_link[1] == page:
             next_url = _broken_next_link(next_url, url, self._next_link[0], page)
-        if page <= 1:
-            previous_url = None
-        elif page == 2:
-            previous_url = _remove_query_param(url, "page")
-        else:
-            previous_url = _replace_query_param(url, "page", page - 1)
         return _Response(
             200,
             {
                 "count": count,
                 "next": next_url,
-                "previous": previous_url,
+                "previous": _previous_page_url(url, page),
                 "results": [self._render(b) for b in items[start : start + page_size]],
             },
+        )
+
+    def _filtered(self, server_filter: int | None, type_filter: str) -> list[_Backup]:
+        """The backups a listing's filters select, in the listing's order."""
+        if server_filter is None:
+            return self._in_listing_order(type_filter)
+        return sorted(
+            (
+                b
+                for b in self._by_server.get(server_filter, {}).values()
+                if not type_filter or b.backup_type == type_filter
+            ),
+            key=lambda b: (b.sort_key, b.id),
         )
 
     def _listed(self, items: list[_Backup]) -> list[_Backup]:
@@ -1091,6 +1079,50 @@ def _integer_field(data: Mapping[str, Any], name: str) -> tuple[int | None, str 
     return int(text), None
 
 
+def _list_filters(params: dict[str, str]) -> tuple[int | None, str] | _Response:
+    """A listing's ``server_id`` and ``backup_type`` filters, or DRF's 400 naming each bad one."""
+    errors: dict[str, list[str]] = {}
+    server_filter: int | None = None
+    raw_server = params.get("server_id", "").strip()
+    if raw_server:
+        if _INT_RE.match(raw_server):
+            server_filter = int(raw_server)
+        else:
+            errors["server_id"] = ["Enter a whole number."]
+    type_filter = params.get("backup_type", "")
+    if type_filter and type_filter not in BACKUP_TYPES:
+        errors["backup_type"] = [f"Select a valid choice. {type_filter} is not one of the available choices."]
+    if errors:
+        return _Response(400, errors)
+    return server_filter, type_filter
+
+
+def _previous_page_url(url: str, page: int) -> str | None:
+    """DRF's ``previous`` link: none on page 1, no ``page`` parameter for page 1 itself."""
+    if page <= 1:
+        return None
+    if page == 2:
+        return _remove_query_param(url, "page")
+    return _replace_query_param(url, "page", page - 1)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """A request body as the request log keeps it: a JSON object, or None."""
+    with contextlib.suppress(UnicodeDecodeError, ValueError):
+        parsed = json.loads(body.decode("utf-8")) if body.strip() else None
+        return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def _throttled(throttled: float, limit_headers: dict[str, str]) -> _Response:
+    """DRF's 429 with ``Retry-After`` (whole seconds, at least 1) and the rate-limit headers."""
+    seconds = max(1, math.ceil(throttled))
+    response = _Response(429, {"detail": f"Request was throttled. Expected available in {seconds} seconds."})
+    response.headers.update(limit_headers)
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 def _broken_next_link(next_url: str, url: str, fault: NextLinkFault, page: int) -> str:
     """The ``next`` link of page ``page`` (``url``) as ``fault`` breaks it (Simulator.set_next_link)."""
     if fault == "repeat":
@@ -1215,10 +1247,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_error(400, "Malformed request body."), method)
             self.close_connection = True
             return
-        logged_body: dict[str, Any] | None = None
-        with contextlib.suppress(UnicodeDecodeError, ValueError):
-            parsed = json.loads(body.decode("utf-8")) if body.strip() else None
-            logged_body = parsed if isinstance(parsed, dict) else None
+        logged_body = _json_object(body)
         flat_query = {key: values[-1] for key, values in query.items()}
 
         def log(status: int | None, fault: str | None) -> None:
@@ -1228,25 +1257,14 @@ class _Handler(BaseHTTPRequestHandler):
             sim._sleep(sim._latency)
         throttled, limit_headers = sim._throttle()
         if throttled is not None:
-            seconds = max(1, math.ceil(throttled))
-            response = _Response(429, {"detail": f"Request was throttled. Expected available in {seconds} seconds."})
-            response.headers.update(limit_headers)
-            response.headers["Retry-After"] = str(seconds)
             log(429, "rate_limit")
-            self._send(response, method)
+            self._send(_throttled(throttled, limit_headers), method)
             return
         fault, delay = sim._pick_fault(method, path)
         if delay > 0:
             sim._sleep(delay)
         kind = fault.kind if fault is not None else ("latency" if delay > 0 else None)
-        if fault is not None and fault.kind == "drop_before":
-            log(None, kind)
-            self._drop()
-            return
-        if fault is not None and fault.kind == "status":
-            response = _fault_response(fault, limit_headers)
-            log(response.status, kind)
-            self._send(response, method)
+        if self._fault_answered(fault, "before", kind, limit_headers, log, method):
             return
         try:
             headers = {key.lower(): value for key, value in self.headers.items()}
@@ -1254,18 +1272,34 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             logger.exception("simulator error on %s %s", method, self.path)
             response = _error(500, "Simulator internal error.")
-        if fault is not None and fault.kind == "status_after":
-            response = _fault_response(fault, limit_headers)
-            log(response.status, kind)
-            self._send(response, method)
-            return
-        if fault is not None and fault.kind == "drop_after":
-            log(None, kind)
-            self._drop()
+        if self._fault_answered(fault, "after", kind, limit_headers, log, method):
             return
         response.headers.update(limit_headers)
         log(response.status, kind)
         self._send(response, method)
+
+    def _fault_answered(
+        self,
+        fault: Fault | None,
+        stage: str,
+        kind: str | None,
+        limit_headers: dict[str, str],
+        log: Callable[[int | None, str | None], None],
+        method: str,
+    ) -> bool:
+        """Carry out ``fault`` if it acts at ``stage`` (``before`` or ``after`` the request is served)."""
+        if fault is None:
+            return False
+        if fault.kind == f"drop_{stage}":
+            log(None, kind)
+            self._drop()
+            return True
+        if fault.kind == ("status" if stage == "before" else "status_after"):
+            response = _fault_response(fault, limit_headers)
+            log(response.status, kind)
+            self._send(response, method)
+            return True
+        return False
 
     def _drop(self) -> None:
         self.close_connection = True

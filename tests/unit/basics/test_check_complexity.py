@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.check_complexity import LIMIT, main, offenders_in
+from devtools.check_complexity import DEFAULT_PATHS, LIMIT, main, offenders_in
 
 
 def branches(name: str, complexity: int, indent: str = "") -> str:
@@ -54,7 +54,10 @@ def test_main_fails_naming_every_offender(tmp_path: Path, capsys: pytest.Capture
     assert "no function above" in capsys.readouterr().out
 
 
-def test_the_layer_and_the_handlers_are_within_the_limit(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_layer_the_handlers_the_console_and_the_devtools_are_within_the_limit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     root = Path(__file__).resolve().parents[3]
 
-    assert main([str(root / "layers/shared/vpsbackup"), str(root / "functions")]) == 0, capsys.readouterr().out
+    assert set(DEFAULT_PATHS) == {"layers/shared/vpsbackup", "functions", "console/vpsbackup_console", "devtools"}
+    assert main([str(root / path) for path in DEFAULT_PATHS]) == 0, capsys.readouterr().out
