@@ -330,20 +330,24 @@ def _run(mix: Mix) -> Figures:
     figures.wall_s = time.monotonic() - started
     sim.stop()
 
+    _tally(figures, sim, started_at, fired, results)
+    for client in clients.values():
+        client.close()
+    return figures
+
+
+def _tally(
+    figures: Figures, sim: Any, started_at: datetime, fired: dict[int, datetime], results: dict[str, Any]
+) -> None:
+    """The figures of a finished mix: the simulator's request log, and what each thread returned."""
     served = [r for r in sim.requests if r.status is not None]
     times = [(r.at - started_at).total_seconds() for r in served]
     figures.requests = len(served)
     figures.throttled = sim.rate_limit_counts["throttled"]
     figures.max_per_60s = _windows(times, 60.0)
     figures.max_per_1s = _windows(times, 1.0)
-    for server in restored:
-        mine = [r for r in served if str(server) in r.path or r.query.get("server_id") == str(server)]
-        after = [r.at for r in mine if r.at >= fired[server]]
-        if after:
-            figures.first_restore_request_s.append((min(after) - fired[server]).total_seconds())
-        calls = [r.at for r in mine if r.method == "POST" and r.path.endswith("/restore/")]
-        if calls:
-            figures.restore_call_s.append((min(calls) - fired[server]).total_seconds())
+    for server, at in fired.items():
+        _restore_delays(figures, served, server, at)
     for name, value in results.items():
         if isinstance(value, BaseException):
             figures.errors[name] = f"{type(value).__name__}: {value}"
@@ -353,9 +357,17 @@ def _run(mix: Mix) -> Figures:
     if isinstance(prune_result, dict):
         figures.deleted = prune_result["totals"]["deleted"]
     figures.created = sum(1 for r in served if r.method == "POST" and r.path.endswith("/backups/"))
-    for client in clients.values():
-        client.close()
-    return figures
+
+
+def _restore_delays(figures: Figures, served: list[Any], server: int, fired: datetime) -> None:
+    """How long after its alarm ``server``'s first request, and its restore call, were served."""
+    mine = [r for r in served if str(server) in r.path or r.query.get("server_id") == str(server)]
+    after = [r.at for r in mine if r.at >= fired]
+    if after:
+        figures.first_restore_request_s.append((min(after) - fired).total_seconds())
+    calls = [r.at for r in mine if r.method == "POST" and r.path.endswith("/restore/")]
+    if calls:
+        figures.restore_call_s.append((min(calls) - fired).total_seconds())
 
 
 def main() -> None:

@@ -59,5 +59,5 @@ def test_the_layer_the_handlers_the_console_and_the_devtools_are_within_the_limi
 ) -> None:
     root = Path(__file__).resolve().parents[3]
 
-    assert set(DEFAULT_PATHS) == {"layers/shared/vpsbackup", "functions", "console/vpsbackup_console", "devtools"}
+    assert set(DEFAULT_PATHS) == {"layers/shared/vpsbackup", "functions", "console", "devtools"}
     assert main([str(root / path) for path in DEFAULT_PATHS]) == 0, capsys.readouterr().out
