@@ -141,13 +141,14 @@ def plan_with(
     holds: dict[int, Hold] | None = None,
     max_deletions: int = 10_000,
     keep_at_least: int = 1,
+    now: datetime = NOW,
 ) -> FleetPlan:
-    """:func:`plan_backups` with one policy for every server, at :data:`NOW`, a grace of 24 hours."""
+    """:func:`plan_backups` with one policy for every server, at ``now`` (:data:`NOW`), a grace of 24 hours."""
     return plan_backups(
         backups,
         policy_for=RetentionPolicies(policy),
         tz=tz,
-        now=NOW,
+        now=now,
         scope=scope,
         holds=holds or {},
         failed_grace=GRACE,

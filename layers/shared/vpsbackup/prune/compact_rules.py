@@ -15,12 +15,13 @@ Reasons are strings made once per run (one per bucket, per hold, per policy) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from vpsbackup.provider.models import STATUS_COMPLETED, STATUS_FAILED
-from vpsbackup.prune.buckets import BucketCalendar, CompiledPolicy, MatchCache, micros, walk_policy
+from vpsbackup.prune.buckets import MICROSECOND, BucketCalendar, CompiledPolicy, MatchCache, micros, walk_policy
 from vpsbackup.prune.plan import (
     REASON_CONFLICTING_COPIES,
     REASON_KEEP_AT_LEAST,
@@ -36,6 +37,7 @@ from vpsbackup.prune.plan import (
     skip_reason,
 )
 from vpsbackup.prune.retention import RetentionPolicy, RuleMatch
+from vpsbackup.records import Hold
 
 # One backup's decision before the valve: its row, what to do, and why.
 Decided = tuple[int, Action, tuple[str, ...]]
@@ -87,7 +89,7 @@ class ServerRules:
         self._conflicting = conflicting
         self._keep_at_least = keep_at_least
         self._floor = f"{REASON_KEEP_AT_LEAST} {keep_at_least}"
-        self._holds = {backup_id: hold_reason(hold) for backup_id, hold in inputs.holds.items() if hold.until > now}
+        self._holds = {b: hold_reason(hold) for b, hold in inputs.holds.items() if hold_in_force(hold.until, now)}
         self._calendar = BucketCalendar(inputs.tz)
         self._matches = MatchCache()
         # A policy object (RetentionPolicies hands out the same one to most servers) -> compiled.
@@ -131,7 +133,9 @@ class ServerRules:
                 matches = retention.get(pos)
                 action, reasons = ("keep", tuple([m.text for m in matches])) if matches else ("delete", not_retained)
             elif kind == _FAILED:
-                action, reasons = ("delete", failed_old) if now - created[row] > grace else ("keep", failed_young)
+                action, reasons = (
+                    ("delete", failed_old) if past_grace(now - created[row], grace) else ("keep", failed_young)
+                )
             if kind != _SKIP and pos in protect:
                 action, reasons = "keep", protected_reasons(protect[pos], reasons)
             if decided is not None:
@@ -210,6 +214,66 @@ class ServerRules:
     def _newest_not_future(self, walk: Sequence[int], pool: list[int]) -> int | None:
         """When the newest of ``pool`` (positions, newest first) is dated after now: the newest dated before it."""
         created = self._columns.created
-        if pool and created[walk[pool[0]]] > self._now:
-            return next((pos for pos in pool if created[walk[pos]] <= self._now), None)
+        if pool and dated_in_future(created[walk[pool[0]]], self._now):
+            return next((pos for pos in pool if not dated_in_future(created[walk[pos]], self._now)), None)
         return None
+
+
+# -- the rules that read "now" ---------------------------------------------------------------------
+# Every other rule decides on the backups alone. Three read the clock, each through one comparison
+# below, and each names the first instant from which it decides otherwise: ServerRules asks the
+# comparisons, and :func:`time_changes` gives those instants to prune/incremental.py, which leaves a
+# settled server unlisted until the earliest.
+
+
+def past_grace(age: int, grace: int) -> bool:
+    """Rule 3: a failed backup ``age`` old (microseconds) is past its grace: deleted, else kept."""
+    return age > grace
+
+
+def hold_in_force(until: datetime, now: datetime) -> bool:
+    """Rule 5: a hold keeps its backup while its ``until`` is after now."""
+    return until > now
+
+
+def dated_in_future(created: int, now: int) -> bool:
+    """Rule 5: a backup dated after now (microseconds) is the newest only on paper: the newest dated
+    before it is kept too. (Rule 4's ``keep_within`` counts back from the newest backup dated strictly
+    before now: prune/buckets.py's window.)"""
+    return created > now
+
+
+class _Dated(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def time_changes(
+    candidates: Iterable[_Dated],
+    remaining: Iterable[_Dated],
+    holds: Iterable[Hold],
+    *,
+    now: datetime,
+    failed_grace: timedelta,
+) -> list[tuple[datetime, str]]:
+    """The instants from which "now" may change a server's plan, each with why: a failed candidate
+    leaving its grace (:func:`past_grace`), a completed backup dated after now reaching its date
+    (:func:`dated_in_future`; ``keep_within``'s window a microsecond later, so a backup dated
+    exactly now still counts), a hold in force ending (:func:`hold_in_force`)."""
+    instants: list[tuple[datetime, str]] = []
+    for backup in candidates:
+        if backup.status == STATUS_FAILED:
+            ends = backup.created_at + failed_grace + MICROSECOND
+            instants.append((ends, f"failed backup {backup.id} leaves its grace"))
+    for backup in remaining:
+        if backup.status == STATUS_COMPLETED and backup.created_at >= now:
+            moment = backup.created_at if backup.created_at > now else backup.created_at + MICROSECOND
+            instants.append((moment, f"backup {backup.id} is dated in the future"))
+    for hold in holds:
+        if hold_in_force(hold.until, now):
+            instants.append((hold.until, f"the hold on backup {hold.backup_id} ends"))
+    return instants

@@ -11,7 +11,9 @@ the first instant at which "now" changes a decision (:func:`settle_server`'s ``s
 - a backup dated in the future stops being "in the future" at its ``created_at``, which moves
   ``keep_within``'s window and the "newest not dated in the future" protection.
 
-Bucket rules, ``keep_last`` and ``KEEP_AT_LEAST`` do not depend on "now". So a run need not list a
+Those are the plan's own rules that read the clock, and their instants come from the plan's engine
+(:func:`~vpsbackup.prune.compact_rules.time_changes`); the other rules (buckets, ``keep_last``,
+``KEEP_AT_LEAST``) do not depend on "now". So a run need not list a
 settled server again until one of these :data:`TRIGGERS` says its plan may have changed:
 
 ``never_listed``    the server is known (the deploy job recorded a backup) but no run has listed it;
@@ -46,6 +48,7 @@ from typing import Any, Literal
 
 from vpsbackup.markers import is_managed
 from vpsbackup.provider.models import BACKUP_MANUAL, STATUS_COMPLETED, STATUS_FAILED, Backup
+from vpsbackup.prune.compact_rules import time_changes
 from vpsbackup.prune.plan import Scope
 from vpsbackup.prune.retention import RetentionPolicy
 from vpsbackup.records import Hold
@@ -73,7 +76,6 @@ DEFAULT_INTERVAL = timedelta(days=1)
 GAPS_KEPT = 7
 # Server ids named per trigger in the report (the counts are always complete).
 IDS_SHOWN = 20
-_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,36 +358,11 @@ def settle_server(
     open_reason = _open_reason(remaining, set(conflicting), pending)
     if open_reason is not None:
         return Settlement(False, None, open_reason, len(candidates))
-    instants = _instants(candidates, remaining, holds, now=now, failed_grace=failed_grace)
+    instants = time_changes(candidates, remaining, holds, now=now, failed_grace=failed_grace)
     if not instants:
         return Settlement(True, None, "settled: nothing to delete until a change", len(candidates))
     until, why = min(instants, key=lambda item: item[0])
     return Settlement(True, until, f"settled until {until.isoformat()}: {why}", len(candidates))
-
-
-def _instants(
-    candidates: Sequence[ListedBackup],
-    remaining: Sequence[ListedBackup],
-    holds: Iterable[Hold],
-    *,
-    now: datetime,
-    failed_grace: timedelta,
-) -> list[tuple[datetime, str]]:
-    """The instants from which "now" may change a settled server's plan, each with why."""
-    instants: list[tuple[datetime, str]] = []
-    for backup in candidates:
-        if backup.status == STATUS_FAILED:
-            instants.append((backup.created_at + failed_grace + _US, f"failed backup {backup.id} leaves its grace"))
-    for backup in remaining:
-        # Dated after now: the "newest not dated in the future" protection changes at its date, and
-        # keep_within counts from it just after (a backup dated exactly now is not yet "before now").
-        if backup.status == STATUS_COMPLETED and backup.created_at >= now:
-            moment = backup.created_at if backup.created_at > now else backup.created_at + _US
-            instants.append((moment, f"backup {backup.id} is dated in the future"))
-    for hold in holds:
-        if hold.until > now:
-            instants.append((hold.until, f"the hold on backup {hold.backup_id} ends"))
-    return instants
 
 
 def _open_reason(remaining: Sequence[ListedBackup], conflicting: set[int], pending: int) -> str | None:
