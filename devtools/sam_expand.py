@@ -72,9 +72,10 @@ def _as_packaged(template: dict[str, Any]) -> None:
     """Local code paths as ``sam package`` leaves them: S3 locations (placeholders; never read)."""
     for resource in template["Resources"].values():
         props = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
             if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
-                props[key] = f"s3://packaged-code/{props[key].strip('/')}.zip"
+                suffix = "" if key == "DefinitionUri" else ".zip"  # a definition is uploaded as it is
+                props[key] = f"s3://packaged-code/{props[key].strip('/')}{suffix}"
 
 
 def expand(template: dict[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,7 @@ STACK_PARAMETERS: Mapping[str, str] = {
     "HeartbeatUrl": "HEARTBEAT_URL",
     "PruneChunkPages": "PRUNE_CHUNK_PAGES",
     "PruneChunkDeletions": "PRUNE_CHUNK_DELETIONS",
+    "PruneChunksPerExecution": "PRUNE_CHUNKS_PER_EXECUTION",
     # restore on alarm
     "AlarmNamePrefix": "ALARM_NAME_PREFIX",
     "ServerIdDimension": "SERVER_ID_DIMENSION",

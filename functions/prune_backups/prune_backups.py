@@ -98,6 +98,7 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
             notifier=runtime.notifier(config.notify_topic_arn, config.notify_format),
             chunk_pages=config.prune_chunk_pages,
             chunk_deletions=config.prune_chunk_deletions,
+            chunks_per_execution=config.prune_chunks_per_execution,
             time_left=time_left,
             journal=write_journal,
             heartbeat=ping,

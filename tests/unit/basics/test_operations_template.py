@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import ROOT, load_template
 from vpsbackup.provider.client import API_ERRORS_METRIC, API_THROTTLED_METRIC
+from vpsbackup.provider.shared_quota import QUOTA_SLOTS_TAKEN_METRIC
+from vpsbackup.prune.chunks import CHUNKS_METRIC, RUNS_IN_PROGRESS_METRIC
 from vpsbackup.prune.job import _METRICS as PRUNE_METRICS
 from vpsbackup.restore.job import METRIC_NAMES as RESTORE_METRICS
 
@@ -47,8 +49,12 @@ def emitted(template: dict[str, Any]) -> dict[str, set[str]]:
             for path in Path(folder).rglob("*.py")
             for m in LITERAL_METRIC.finditer(path.read_text(encoding="utf-8"))
         }
-        names[service_of(template, function)] = found | {API_ERRORS_METRIC, API_THROTTLED_METRIC}
-    names["prune-backups"] |= {name for name, _ in PRUNE_METRICS}
+        names[service_of(template, function)] = found | {
+            API_ERRORS_METRIC,
+            API_THROTTLED_METRIC,
+            QUOTA_SLOTS_TAKEN_METRIC,
+        }
+    names["prune-backups"] |= {name for name, _ in PRUNE_METRICS} | {CHUNKS_METRIC, RUNS_IN_PROGRESS_METRIC}
     names["restore-on-alarm"] |= set(RESTORE_METRICS.values())
     return names
 
@@ -102,6 +108,10 @@ def test_the_dashboard_shows_what_on_call_needs(template: dict[str, Any]) -> Non
         ("DeletionsFailed", prune),
         *((name, restore) for name in RESTORE_METRICS.values()),  # restores by outcome
         ("RunsCompleted", prune),  # the heartbeat
+        (RUNS_IN_PROGRESS_METRIC, prune),  # prune runs in progress, and their chunks
+        (CHUNKS_METRIC, prune),
+        ("ExecutionsFailed", "${PruneStateMachine}"),
+        *((QUOTA_SLOTS_TAKEN_METRIC, service) for service in (deploy, prune, restore)),  # the quota in use
         *(
             (metric, service)
             for metric in (API_ERRORS_METRIC, API_THROTTLED_METRIC)
@@ -165,9 +175,10 @@ def test_every_checkov_skip_says_why(template: dict[str, Any]) -> None:
     assert skips
 
 
-def test_prune_s_one_at_a_time_is_not_skipped(template: dict[str, Any]) -> None:
-    skipped = [s["id"] for s in template["Resources"]["PruneBackupsFunction"]["Metadata"]["checkov"]["skip"]]
-    assert "CKV_AWS_115" not in skipped  # fixed by ReservedConcurrentExecutions, not explained away
+def test_prune_reserves_no_concurrency_its_runs_take_a_lock(template: dict[str, Any]) -> None:
+    # A reservation fails the stack on an account whose limit is 10; one run at a time is the
+    # state machine's run lock (tests/integration/test_prune_state_machine.py).
+    assert "ReservedConcurrentExecutions" not in template["Resources"]["PruneBackupsFunction"]["Properties"]
 
 
 def test_samconfig_is_committed_with_guided_deploy_defaults(template: dict[str, Any]) -> None:

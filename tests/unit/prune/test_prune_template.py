@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import load_template
+from tests.conftest import ROOT, load_template
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.prune.job import _METRICS as PRUNE_METRICS
 from vpsbackup.prune.request import parse_prune_request
@@ -59,7 +59,7 @@ def test_the_template_defaults_are_valid_settings(template: dict[str, Any]) -> N
     assert settings.prune_concurrency == 4
 
 
-def test_the_schedule_runs_daily_at_0330_through_a_role_that_can_only_invoke_this_function(
+def test_the_schedule_runs_daily_at_0330_through_a_role_that_can_only_start_a_prune_run(
     template: dict[str, Any],
 ) -> None:
     res = resources(template)
@@ -68,7 +68,7 @@ def test_the_schedule_runs_daily_at_0330_through_a_role_that_can_only_invoke_thi
     assert params[schedule["ScheduleExpression"]["Ref"]]["Default"] == "cron(30 3 * * ? *)"
     assert schedule["ScheduleExpressionTimezone"]["Ref"] in params
     target = schedule["Target"]
-    assert target["Arn"] == {"GetAtt": "PruneBackupsFunction.Arn"}
+    assert target["Arn"] == {"Ref": "PruneStateMachine"}
     assert target["DeadLetterConfig"]["Arn"] == {"GetAtt": "FailedInvocationsQueue.Arn"}
     assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
     assert (
@@ -86,7 +86,7 @@ def test_the_schedule_runs_daily_at_0330_through_a_role_that_can_only_invoke_thi
         for s in statements
         for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     } == {
-        ("lambda:InvokeFunction", json.dumps({"GetAtt": "PruneBackupsFunction.Arn"})),
+        ("states:StartExecution", json.dumps({"Ref": "PruneStateMachine"})),
         ("sqs:SendMessage", json.dumps({"GetAtt": "FailedInvocationsQueue.Arn"})),
         # the queue is encrypted with the stack's key: its dead letters need it
         ("kms:GenerateDataKey", json.dumps({"GetAtt": "NotificationsKey.Arn"})),
@@ -142,10 +142,35 @@ def test_a_failed_run_is_not_retried_so_the_valve_holds_per_run(template: dict[s
     assert function(template)["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
 
 
-def test_prune_runs_one_at_a_time(template: dict[str, Any]) -> None:
-    # A manual invoke overlapping the scheduled run is throttled, so two runs cannot each delete
-    # MAX_DELETIONS_PER_RUN from the same listing.
-    assert function(template)["ReservedConcurrentExecutions"] == 1
+def test_a_prune_run_is_a_state_machine_execution_the_schedule_starts(template: dict[str, Any]) -> None:
+    machine = resources(template)["PruneStateMachine"]["Properties"]
+    assert machine["Type"] == "STANDARD"
+    assert machine["DefinitionUri"] == "statemachines/prune.asl.json"
+    definition = json.loads((ROOT / machine["DefinitionUri"]).read_text(encoding="utf-8"))
+    used = set(re.findall(r"\$\{(\w+)\}", json.dumps(definition)))
+    assert used == set(machine["DefinitionSubstitutions"])
+    assert machine["DefinitionSubstitutions"]["PruneFunctionArn"] == {"GetAtt": "PruneBackupsFunction.Arn"}
+    # the schedule starts an execution (the run's request as its input), never the function itself
+    target = resources(template)["PruneBackupsSchedule"]["Properties"]["Target"]
+    assert target["Arn"] == {"Ref": "PruneStateMachine"}
+    assert json.loads(target["Input"])["trigger"] == "schedule"
+    # the machine may invoke the function and start itself (continue as new), nothing else of ours
+    statements = [s for p in machine["Policies"] for s in p["Statement"]]
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"lambda:InvokeFunction", "states:StartExecution"} <= actions
+    assert not {a for a in actions if a.startswith(("dynamodb:", "sns:", "secretsmanager:"))}
+
+
+def test_a_failed_prune_run_fires_an_alarm(template: dict[str, Any]) -> None:
+    alarm = resources(template)["PruneRunFailedAlarm"]["Properties"]
+    watched = {m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert watched == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
+    assert all(
+        m["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": "PruneStateMachine"}}]
+        for m in alarm["Metrics"]
+        if "MetricStat" in m
+    )
+    assert alarm["Threshold"] == 1 and {"Ref": "StackAlarmsTopic"} in alarm["AlarmActions"]
 
 
 def test_prune_writes_only_its_own_partition_of_the_state_table(template: dict[str, Any]) -> None:

@@ -25,6 +25,8 @@ from vpsbackup.provider.quota import Grant, Job, QuotaParams, QuotaState, Wait, 
 from vpsbackup.provider.ratelimit import BudgetExhaustedError
 
 QUOTA_STORE_ERRORS_METRIC = "quota_store_errors"
+# Slots of the shared quota taken, by the function's service (the dashboard's quota in use).
+QUOTA_SLOTS_TAKEN_METRIC = "quota_slots_taken"
 STORE_RETRY_FIRST_S = 0.2
 STORE_RETRY_MAX_S = 5.0
 
@@ -168,6 +170,7 @@ class SharedQuota:
         first, *rest = decision.slots
         self._slots.extend(rest)
         self.stats.slots_taken += len(decision.slots)
+        count(QUOTA_SLOTS_TAKEN_METRIC, len(decision.slots))
         self.stats.slots_used += 1
         return first
 

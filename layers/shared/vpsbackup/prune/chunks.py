@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from vpsbackup.aws.notifications import Notifier
 from vpsbackup.aws.state import StateTable
-from vpsbackup.observability import logger
+from vpsbackup.observability import count, logger
 from vpsbackup.provider.errors import ApiTimeoutError, ListingIncompleteError, VpsApiError
 from vpsbackup.provider.models import BACKUP_MANUAL, BackupPage, InvalidItem
 from vpsbackup.prune.compact import CompactListing, FleetPlan
@@ -64,6 +64,9 @@ LOCK_LEASE = timedelta(minutes=45)
 # The listing stops reading pages with less than this left of the invocation (the page in flight,
 # storing it, returning).
 LIST_MARGIN_S = STOP_STARTING_MARGIN_S + 10.0
+# One per chunk; and 1 from each chunk of a run not yet done (the dashboard's runs in progress).
+CHUNKS_METRIC = "PruneChunks"
+RUNS_IN_PROGRESS_METRIC = "PruneRunInProgress"
 # The walk of a run limited to server_ids: the link of its first page, stored with each first page.
 _FIRST = "first"
 
@@ -92,6 +95,8 @@ class ChunkContext:
     notifier: Notifier
     chunk_pages: int
     chunk_deletions: int
+    # Chunks an execution runs before it goes on as a new one (PRUNE_CHUNKS_PER_EXECUTION).
+    chunks_per_execution: int = 1000
     time_left: Callable[[], float | None] = lambda: None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # The run's end (journal, report): given by the handler, which owns the journal's wiring.
@@ -116,6 +121,10 @@ def run_chunk(event: ChunkEvent, ctx: ChunkContext) -> dict[str, Any]:
         if event.cursor is None:
             raise ValueError("prune_chunk.cursor: required for step next")
         cursor = _next(event.cursor, event.execution, ctx)
+    if not cursor.done and cursor.execution_chunks >= ctx.chunks_per_execution:
+        cursor = cursor.model_copy(update={"continue_as_new": True})
+    count(CHUNKS_METRIC)
+    count(RUNS_IN_PROGRESS_METRIC, int(not cursor.done))
     logger.info("prune chunk done", extra={"cursor": cursor.model_dump()})
     return cursor.model_dump()
 

@@ -45,6 +45,9 @@ class Cursor(BaseModel):
     deleted: Annotated[int, Field(ge=0)] = 0
     # Seconds the state machine waits before the next chunk (the provider's Retry-After).
     wait_seconds: Annotated[int, Field(ge=0, le=86_400)] = 0
+    # The execution has run its share of chunks: the state machine goes on in a new execution
+    # (well before Step Functions' 25,000 history events).
+    continue_as_new: bool = False
     done: bool = False
     note: str = ""
 
@@ -76,6 +79,7 @@ def advance(cursor: Cursor, *, execution: str, **changes: Any) -> Cursor:
             "chunks": cursor.chunks + 1,
             "execution_chunks": (cursor.execution_chunks if same else 0) + 1,
             "wait_seconds": 0,
+            "continue_as_new": False,
             **changes,
         }
     )

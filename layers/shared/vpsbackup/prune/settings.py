@@ -102,6 +102,8 @@ class PruneSettings(SharedSettings):
     # this many pages of the listing, and this many deletions, a chunk.
     prune_chunk_pages: int = Field(default=200, ge=1, le=5000)
     prune_chunk_deletions: int = Field(default=100, ge=1, le=1000)
+    # An execution goes on as a new one after this many chunks (about 10 history events a chunk).
+    prune_chunks_per_execution: int = Field(default=1000, ge=1, le=2000)
 
     @field_validator("prune_verify_every")
     @classmethod
