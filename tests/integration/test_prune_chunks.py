@@ -147,17 +147,22 @@ def test_one_run_at_a_time_a_second_start_does_nothing_and_says_so(
     assert "in progress" not in third[-1]["note"]
 
 
+KILLS = Counter[str]()
+
+
 def _nth(n: int, then: Callable[..., Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A method that dies at its n-th call (``then``: after calling the real one)."""
+    """A method that dies at its n-th call (``then``: after calling the real one); KILLS counts the deaths."""
     calls = Counter[str]()
 
     def wrap(real: Callable[..., Any]) -> Callable[..., Any]:
         def method(*args: Any, **kwargs: Any) -> Any:
             calls["n"] += 1
             if calls["n"] == n and then is None:
+                KILLS["killed"] += 1
                 raise Killed
             result = real(*args, **kwargs)
             if calls["n"] == n:
+                KILLS["killed"] += 1
                 raise Killed
             return result
 
@@ -204,9 +209,11 @@ def test_a_chunk_killed_anywhere_is_retried_no_deletion_twice_none_lost(
     expected = {d.backup_id for d in expected_plan(simulator).to_delete}
     # ... and a chunk that dies at this point once
     kill_at(monkeypatch, point)
+    killed = KILLS["killed"]
 
     # When the run is driven, the dead chunk retried
     cursors = drive({"sweep": True}, lambda_context)
+    assert KILLS["killed"] == killed + 1  # it did die there
 
     # Then exactly the plan's backups are gone, none deleted twice, none left
     assert len(expected) > 16
