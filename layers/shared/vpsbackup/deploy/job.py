@@ -47,7 +47,8 @@ from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord, Journa
 # What the journal keeps of a deploy request, besides its id.
 REQUEST_CONTEXT = ("environment", "repository", "ref", "commit", "actor", "url")
 
-Outcome = Literal["created", "reconciled", "reused", "pending", "failed", "queued"]
+# What a deployment did for one server (a prune deletion has its DeletionOutcome).
+DeployOutcome = Literal["created", "reconciled", "reused", "pending", "failed", "queued"]
 STATUS_ERROR = "error"  # no backup: see the result's ``error``
 STATUS_MISSING = "missing"  # a backup was recorded but the API no longer lists it
 
@@ -64,7 +65,7 @@ class ServerResult:
     """
 
     server_id: int
-    outcome: Outcome
+    outcome: DeployOutcome
     status: str
     backup_id: int | None = None
     error: str | None = None
@@ -456,7 +457,9 @@ def _reconcile(mine: Claim, deps: BackupOnDeploy, log: dict[str, Any], *, reason
     return found
 
 
-def _record(mine: Claim, backup: Backup, outcome: Outcome, deps: BackupOnDeploy, log: dict[str, Any]) -> ServerResult:
+def _record(
+    mine: Claim, backup: Backup, outcome: DeployOutcome, deps: BackupOnDeploy, log: dict[str, Any]
+) -> ServerResult:
     if not deps.claims.mark_created(mine, backup):
         # Only if this delivery outlived its lease; the take-over reconciles by listing, which finds this one.
         logger.error("the claim was taken over before the backup was recorded", extra={**log, "backup_id": backup.id})

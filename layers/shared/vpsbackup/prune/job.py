@@ -90,8 +90,9 @@ FULL_PLAN_LIMIT = 5_000
 INVALID_SAMPLE = 20
 LEFT_ALONE_SHOWN = 100
 
-Outcome = Literal["deleted", "already_gone", "failed", "not_started", "dry_run"]
-OUTCOMES: tuple[Outcome, ...] = ("deleted", "already_gone", "failed", "not_started", "dry_run")
+# What became of one planned deletion (a deploy has its DeployOutcome, a restore its RestoreOutcome).
+DeletionOutcome = Literal["deleted", "already_gone", "failed", "not_started", "dry_run"]
+DELETION_OUTCOMES: tuple[DeletionOutcome, ...] = ("deleted", "already_gone", "failed", "not_started", "dry_run")
 Listing = Literal["fleet", "per-server"]
 # A listing made by the caller: the listing, its kind, its progress, and the servers to plan (None: all).
 Lister = Callable[[], tuple["CompactListing", Listing, "ListingProgress", frozenset[int] | None]]
@@ -176,7 +177,7 @@ class DeletionResult:
     people only: what code acts on is in the typed fields."""
 
     backup_id: int
-    outcome: Outcome
+    outcome: DeletionOutcome
     detail: str = ""
     # Not sent because MAX_DELETIONS_PER_DAY was reached (or unreadable): outcome "not_started".
     held_by_budget: bool = False
@@ -297,7 +298,7 @@ class PruneReport:
     def outcome_of(self, backup_id: int) -> DeletionResult | None:
         return self._by_id.get(backup_id)
 
-    def with_outcome(self, outcome: Outcome) -> list[BackupDecision]:
+    def with_outcome(self, outcome: DeletionOutcome) -> list[BackupDecision]:
         """The planned deletions that ended with ``outcome``, oldest first."""
         return [d for d in self.plan.to_delete if self._by_id[d.backup_id].outcome == outcome]
 
@@ -312,7 +313,7 @@ class PruneReport:
             "skipped": actions.get("skip", 0),
             "deferred": self.plan.deferred_count,
             "to_delete": len(self.plan.to_delete),
-            **{outcome: outcomes.get(outcome, 0) for outcome in OUTCOMES},
+            **{outcome: outcomes.get(outcome, 0) for outcome in DELETION_OUTCOMES},
         }
 
     @property
