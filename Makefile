@@ -129,7 +129,8 @@ mutate: $(STAMP)
 # (layers/shared/Makefile) byte-compiles for the runtime with python3.13, which must be on PATH
 # (with pyenv: PYENV_VERSION=3.11.7:3.12.1:3.13.0 make build).
 build:
-	@command -v python3.13 >/dev/null || { echo "make build: the layer is byte-compiled for Lambda's Python 3.13: put python3.13 on PATH (e.g. PYENV_VERSION=3.11.7:3.12.1:3.13.0 make build)" >&2; exit 1; }
+	@if python3.13 -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then PY=$$(command -v python3.13); echo "make build: SharedLayer is built and byte-compiled for Lambda's Python 3.13 with $$PY"; \
+	else echo "make build: the layer needs Lambda's Python 3.13: put python3.13 on PATH (e.g. PYENV_VERSION=3.11.7:3.12.1:3.13.0 make build)" >&2; exit 1; fi
 	sam build
 
 validate:

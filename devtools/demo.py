@@ -23,6 +23,7 @@ import copy
 import json
 import os
 import shlex
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -56,8 +57,13 @@ def load(name: str) -> dict[str, Any]:
     return data
 
 
+def bold(text: str) -> str:
+    """``text`` in bold on a terminal; as it is when piped or with ``NO_COLOR`` set (no-color.org)."""
+    return f"\033[1m{text}\033[0m" if sys.stdout.isatty() and "NO_COLOR" not in os.environ else text
+
+
 def step(number: int, title: str) -> None:
-    print(f"\n\033[1m{number}. {title}\033[0m")
+    print(f"\n{bold(f'{number}. {title}')}")
 
 
 def say(text: str = "") -> None:

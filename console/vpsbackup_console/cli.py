@@ -54,7 +54,16 @@ T = TypeVar("T")
 # (a backup's marker, "[policy last 3]"), which Rich would otherwise read as style tags and drop.
 # No emoji either (":secret:" in an ARN is not an emoji), and stderr's lines are never wrapped: a
 # failure is one line, whatever the terminal's width.
-out = Console(highlight=False, soft_wrap=False, markup=False, emoji=False)
+# Piped (not a terminal, no COLUMNS given), a table takes the width its cells need: no cell wraps,
+# so no word is cut at Rich's default of 80 columns.
+_PIPED_WIDTH = 10_000
+out = Console(
+    highlight=False,
+    soft_wrap=False,
+    markup=False,
+    emoji=False,
+    width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else _PIPED_WIDTH,
+)
 err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 

@@ -207,6 +207,22 @@ def test_plan_is_the_prune_functions_own_dry_run(world: World) -> None:
     assert len(world.sim.backups) == 6, "a dry run deletes nothing"
 
 
+def test_a_piped_table_takes_the_width_its_cells_need_and_cuts_no_word(world: World) -> None:
+    env = {key: value for key, value in world.env.items() if key != "COLUMNS"}
+    data = world.json("plan", "--server", str(WEB))
+
+    done = world.run("plan", "--server", str(WEB), env=env)
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    changing = [d for d in data["decisions"] if d["action"] in ("delete", "defer")]
+    assert changing
+    for decision in changing:
+        row = next(line for line in lines if f" {decision['backup_id']} " in line)
+        assert "; ".join(decision["reasons"]) in row, row
+    assert max(len(line) for line in lines) > 80, "the table is as wide as its cells, not cut at 80 columns"
+
+
 def test_a_manual_hold_protects_a_backup_from_the_real_prune_and_is_journaled(world: World) -> None:
     import prune_backups
 

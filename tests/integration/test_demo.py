@@ -29,6 +29,7 @@ def test_the_demo_holds_a_backup_through_the_prune_and_journals_every_deletion_a
         [sys.executable, "-c", RUN], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "\033[" not in done.stdout, "piped, the demo writes no ANSI codes"
     story, summary_line = done.stdout.rsplit("DEMO-SUMMARY ", 1)
     summary = json.loads(summary_line)
 

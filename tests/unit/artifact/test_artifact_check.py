@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import py_compile
+import shutil
 import subprocess
 import sys
 import time
@@ -217,3 +218,46 @@ def test_a_required_parameter_without_a_known_sample_is_named() -> None:
     template = {"Parameters": {"Mystery": {"Type": "String"}}}
     with pytest.raises(artifact.ArtifactError, match="Mystery"):
         artifact.parameter_values(template)
+
+
+def test_the_layers_pip_is_the_runtime_pythons_not_the_callers(tmp_path: Path) -> None:
+    # sam build runs the layer's recipe with the caller's PATH: `python3` there may be SAM's own
+    # virtualenv's (an old pip, a resolver error far from the cause). pip runs on PY313.
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(  # noqa: S603 - make, on the project's own Makefiles
+        [  # noqa: S607
+            "make",
+            "-n",
+            "-C",
+            str(root / "layers/shared"),
+            "build-SharedLayer",
+            f"ARTIFACTS_DIR={tmp_path}",
+            "PY313=/opt/py313",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [pip_line] = [line for line in done.stdout.splitlines() if " pip " in line]
+    assert pip_line.strip().startswith("/opt/py313 -m pip install"), pip_line
+
+
+def test_make_build_says_first_in_one_line_that_the_layer_needs_python_3_13() -> None:
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    if shutil.which("python3.13", path=env["PATH"]):
+        pytest.skip("this machine has python3.13 in /usr/bin")
+
+    done = subprocess.run(  # noqa: S603 - make, on the project's own Makefiles
+        ["make", "-s", "-C", str(root), "build"],  # noqa: S607
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode != 0
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()[:1]
+    assert "Python 3.13" in line and "python3.13 on PATH" in line and "PYENV_VERSION=" in line, done.stderr
+    assert "sam" not in done.stderr.split(line, 1)[1].replace("make: ***", ""), "sam build never ran"
