@@ -40,6 +40,7 @@ from devtools.local_env import (
     set_alarm_state,
 )
 from devtools.samples import alarm_states
+from vpsbackup_local.world import DEMO_ENV
 
 add_import_paths()
 os.environ.setdefault("COLUMNS", "160")  # the console's tables, read when it is imported
@@ -110,9 +111,7 @@ def alarm_event(state: str, previous: str, at: datetime) -> dict[str, Any]:
 def main() -> dict[str, Any]:
     """The story; returns what happened (see the module docstring)."""
     env = {
-        "SERVER_GROUPS": json.dumps({"production": [12345, 12346]}),
-        "RETENTION_POLICY": json.dumps({"keep_last": 3, "keep_daily": 7, "keep_weekly": 2}),
-        "ALARM_NAME_PREFIX": "vps-restore-",
+        **DEMO_ENV,  # the policy and groups `vpsbackup --local` uses too
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "ERROR"),
         "POWERTOOLS_METRICS_DISABLED": "true",
         # The simulator has no rate limit: the demo goes faster than the deployed default of 2.

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from vpsbackup_local.world import (
     Resources,
     create_resources,
     drain_sns_queue,
+    seed_project_backups,
 )
 
 __all__ = [
@@ -134,27 +134,6 @@ def _alarm_definition(name: str, metrics: Sequence[Mapping[str, str]]) -> dict[s
     ]
     expression = "+".join(query["Id"] for query in queries)
     return {**common, "Metrics": [*queries, {"Id": "e", "Expression": expression, "ReturnData": True}]}
-
-
-def seed_project_backups(
-    simulator: Any, now: datetime, servers: tuple[int, ...] = (12345, 12346), days: int = 21
-) -> int:
-    """Earlier deploys' backups, made by this project (their descriptions carry its marker): one a
-    day at 14:05 UTC for ``days`` days before ``now`` on each of ``servers``, so prune has a real
-    plan. Returns how many were added."""
-    from vpsbackup.markers import describe_with_marker
-
-    added = 0
-    for day in range(1, days + 1):
-        for server_id in servers:
-            simulator.add_backup(
-                server_id,
-                backup_type="manual",
-                created_at=(now - timedelta(days=day)).replace(hour=14, minute=5, second=0, microsecond=0),
-                description=describe_with_marker(f"Release 2.{30 - day}", f"gh-{8800 - day}-1"),
-            )
-            added += 1
-    return added
 
 
 @contextmanager

@@ -168,19 +168,33 @@ def _local_world() -> Iterator[Any]:
     try:
         import moto.server  # noqa: F401 - the local extra's; checked before anything starts
 
-        from vpsbackup_local.world import local_world
+        from vpsbackup_local.world import demo_world
     except ImportError as exc:
         raise Failed(
             f"--local needs the local extra ({(exc.name or 'moto').split('.')[0]} is missing): "
             "pip install 'vps-backup-automation[local]'"
         ) from None
-    with local_world() as world:
+    with demo_world() as world:
         yield world
+
+
+def _join_local_world() -> None:
+    """Act on the world a `vpsbackup --local` of this user runs now (its environment), or fail."""
+    from vpsbackup_local.world import running_world, world_file
+
+    environment = running_world()
+    if environment is None:
+        raise Failed(
+            f"no local world is running (none told in {world_file()}): start one with `vpsbackup --local` "
+            "in another shell, then run this command again"
+        )
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.update(environment)
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--stack", metavar="NAME", help="Act on this deployed stack (its outputs and parameters).")
-@click.option("--local", is_flag=True, help="Start the demo world (simulator + local AWS) and act on it.")
+@click.option("--local", is_flag=True, help="Alone: start the demo world, keep it running. With a command: act on it.")
 @click.option("--region", metavar="REGION", help="The AWS region (as the AWS CLI's --region; else AWS_REGION).")
 @click.option("--profile", metavar="NAME", help="The AWS profile (as the AWS CLI's --profile; else AWS_PROFILE).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the package's log lines (on stderr).")
@@ -201,11 +215,11 @@ def cli(
         logger.setLevel("INFO")
     if local and stack:
         raise click.UsageError("--local and --stack exclude each other")
+    if local and ctx.invoked_subcommand is None:
+        _serve_local(ctx.with_resource(_local_world()))
+        return
     if local:
-        world = ctx.with_resource(_local_world())
-        if ctx.invoked_subcommand is None:
-            _serve_local(world)
-            return
+        _join_local_world()
     elif ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
         return
@@ -214,30 +228,25 @@ def cli(
 
 
 def _serve_local(world: Any) -> None:
-    names = (
-        "VPS_API_BASE_URL",
-        "VPS_API_TOKEN_SECRET",
-        "STATE_TABLE_NAME",
-        "NOTIFY_TOPIC_ARN",
-        "RETENTION_POLICY",
-        "AWS_ENDPOINT_URL",
-        "AWS_DEFAULT_REGION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-    )
+    from vpsbackup_local.world import SHARED_NAMES, publish, withdraw
+
+    environment = {name: os.environ.get(name, "") for name in SHARED_NAMES}
+    told = publish(environment)
     err.print(
         f"Local world: provider simulator at {world.api_base_url}, local AWS at {world.aws_endpoint}. "
-        "In another shell, paste these lines, then run vpsbackup commands; Ctrl-C stops the world."
+        "While it runs, `vpsbackup --local COMMAND` in another shell acts on it (or paste these lines "
+        "and run vpsbackup without --local); Ctrl-C stops the world."
     )
-    for name in names:
-        click.echo(f"export {name}='{os.environ.get(name, '')}'")
+    for name, value in environment.items():
+        click.echo(f"export {name}='{value}'")
     sys.stdout.flush()
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         err.print("stopped")
+    finally:
+        withdraw(told)
 
 
 def _now() -> datetime:

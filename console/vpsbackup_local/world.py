@@ -9,12 +9,16 @@ world through ``devtools.local_env``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 LOCAL_TOKEN = "local-dev-token"  # noqa: S105 - the simulator's token, local only
@@ -183,3 +187,98 @@ def local_world(
         if simulator is not None:
             simulator.stop()
         moto_server.stop()
+
+
+# -- the demo's world, shared by successive `vpsbackup --local` commands ----------------------------
+
+WEB = 12345  # web-server-01, the demo fleet's server with three weeks of the project's deploy backups
+# What `make demo` runs with: prune's policy and the deploy groups (devtools/demo.py uses these too).
+DEMO_ENV: dict[str, str] = {
+    "SERVER_GROUPS": json.dumps({"production": [12345, 12346]}),
+    "RETENTION_POLICY": json.dumps({"keep_last": 3, "keep_daily": 7, "keep_weekly": 2}),
+    "ALARM_NAME_PREFIX": "vps-restore-",
+}
+# The environment another process needs to act on a running world (`vpsbackup --local` prints it).
+SHARED_NAMES = (
+    "VPS_API_BASE_URL",
+    "VPS_API_TOKEN_SECRET",
+    "STATE_TABLE_NAME",
+    "NOTIFY_TOPIC_ARN",
+    *DEMO_ENV,
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+
+
+def seed_project_backups(
+    simulator: Any, now: datetime, servers: tuple[int, ...] = (12345, 12346), days: int = 21
+) -> int:
+    """Earlier deploys' backups, made by this project (their descriptions carry its marker): one a
+    day at 14:05 UTC for ``days`` days before ``now`` on each of ``servers``, so prune has a real
+    plan. Returns how many were added."""
+    from vpsbackup.markers import describe_with_marker
+
+    added = 0
+    for day in range(1, days + 1):
+        for server_id in servers:
+            simulator.add_backup(
+                server_id,
+                backup_type="manual",
+                created_at=(now - timedelta(days=day)).replace(hour=14, minute=5, second=0, microsecond=0),
+                description=describe_with_marker(f"Release 2.{30 - day}", f"gh-{8800 - day}-1"),
+            )
+            added += 1
+    return added
+
+
+@contextmanager
+def demo_world(extra_env: Mapping[str, str] | None = None) -> Iterator[LocalWorld]:
+    """The world `make demo` starts: the demo fleet, three weeks of the project's deploy backups on
+    web-server-01 (so prune keeps some and deletes others, with reasons), the demo's policy."""
+    with local_world(extra_env={**DEMO_ENV, **(extra_env or {})}) as world:
+        seed_project_backups(world.simulator, datetime.now(UTC), servers=(WEB,))
+        yield world
+
+
+def world_file() -> Path:
+    """Where a running world is told to the other commands: a per-user runtime directory."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) / "vpsbackup" if runtime else Path(tempfile.gettempdir()) / f"vpsbackup-{os.getuid()}"
+    return base / "local-world.json"
+
+
+def publish(environment: Mapping[str, str]) -> Path:
+    """Tell other commands that this process's world runs, and how to reach it; returns the file."""
+    path = world_file()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "environment": dict(environment)}), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def withdraw(path: Path) -> None:
+    """The world stopped: forget it (only if the file is still this process's)."""
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
+
+
+def running_world() -> dict[str, str] | None:
+    """The environment of the world a `vpsbackup --local` of this user runs now, or None (no file,
+    an unreadable one, or its process is gone)."""
+    try:
+        told = json.loads(world_file().read_text(encoding="utf-8"))
+        pid, environment = int(told["pid"]), dict(told["environment"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's process with the same pid would not have written our file
+    return {str(k): str(v) for k, v in environment.items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -31,6 +32,7 @@ from vpsbackup.aws.state import PK, SK, StateTable, parse_key_time, utc_key_time
 from vpsbackup.markers import describe_with_marker
 from vpsbackup.records import Hold
 from vpsbackup.restore.guard import IN_FLIGHT, LOCK_SK, lock_pk
+from vpsbackup_local.world import SHARED_NAMES
 
 pytestmark = pytest.mark.integration
 
@@ -405,14 +407,50 @@ def test_stack_resolves_outputs_and_parameters_through_cloudformation(world: Wor
     assert "STATE_TABLE_NAME" in unconfigured.stderr
 
 
-def test_local_starts_the_demo_world_for_one_command(world: World) -> None:
-    # Nothing of the project's environment, nor an AWS endpoint: --local brings its own world
+def test_local_commands_share_the_seeded_world_that_vpsbackup_local_runs(world: World, tmp_path: Path) -> None:
+    # Nothing of the project's environment, nor an AWS endpoint; a runtime directory of its own
     bare = {k: v for k, v in world.env.items() if not k.startswith(("VPS_", "STATE_", "NOTIFY_", "AWS_ENDPOINT"))}
-    done = world.run("--local", "backups", "--server", str(WEB), "--json", env=bare)
-    assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
-    assert data["server_id"] == WEB
-    assert any(r["description"] == "Pre-update backup" for r in data["backups"])  # the demo fleet's
+    bare["XDG_RUNTIME_DIR"] = str(tmp_path)
+    told = tmp_path / "vpsbackup" / "local-world.json"
+
+    # With no world running, a --local command says how to start one, in one line
+    none = world.run("--local", "hold", "list", env=bare)
+    assert none.returncode == 1
+    assert _one_line_failure(none, "no local world is running", "vpsbackup --local")
+
+    # When `vpsbackup --local` runs, the other --local commands find its world
+    server = subprocess.Popen(  # noqa: S603 - our own console script
+        [str(CONSOLE), "--local"], env=bare, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        exports = [server.stdout.readline() for _ in SHARED_NAMES]  # printed once the file is written
+        assert told.exists(), (exports, told)
+        assert any(line.startswith("export VPS_API_BASE_URL='http://127.0.0.1:") for line in exports)
+
+        # ... seeded as make demo is: the project's backups, some kept and some deleted, with reasons
+        plan = world.run("--local", "plan", "--server", str(WEB), "--json", env=bare)
+        assert plan.returncode == 0, plan.stderr
+        decisions = json.loads(plan.stdout)["decisions"]
+        actions = {d["action"] for d in decisions}
+        assert {"keep", "delete"} <= actions, actions
+        assert all(d["reasons"] for d in decisions if d["action"] in ("keep", "delete"))
+        doomed = next(d["backup_id"] for d in decisions if d["action"] == "delete")
+
+        # ... and a hold one command places is there for the next
+        held = world.run("--local", "hold", "add", str(doomed), "--for", "1d", "--reason", "kept", env=bare)
+        assert held.returncode == 0, held.stderr
+        holds = world.run("--local", "hold", "list", "--json", env=bare)
+        assert holds.returncode == 0, holds.stderr
+        assert [h["backup_id"] for h in json.loads(holds.stdout)["holds"]] == [doomed]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=60)
+    # Stopped, the world is no longer told
+    assert not told.exists()
+    gone = world.run("--local", "hold", "list", env=bare)
+    assert gone.returncode == 1
+    assert "no local world is running" in gone.stderr
 
 
 def test_a_manual_restore_on_a_listing_with_an_invalid_item_is_refused_and_journaled(world: World) -> None:
