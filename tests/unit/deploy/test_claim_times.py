@@ -70,3 +70,32 @@ def test_a_deployment_record_expires_400_days_after_its_request_was_received(tab
     table.put_deployment_record(DeploymentRecord(deployment_id="d-1", server_id=7, received_at=T0, backup_id=99))
     stored = item(table, server_pk(7), f"deployment#{utc_key_time(T0)}#d-1")
     assert int(stored[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(days=400))
+
+
+@pytest.mark.parametrize("settles", [None, T0 + timedelta(minutes=5)], ids=["no settle time", "a settle time"])
+def test_an_unknown_outcome_keeps_the_errors_first_1000_characters_and_answers_whether_the_claim_was_held(
+    table: StateTable, settles: datetime | None
+) -> None:
+    # Given a claim held by "a"
+    store = ClaimStore(table)
+    claim = store.claim_new("d-1", 7, owner="a", now=T0, lease=LEASE, received_at=T0)
+    assert claim is not None
+    claim = claim.model_copy(update={"settles_at": settles})
+    # When its POST's outcome is marked unknown with a 1,500-character error
+    held = store.mark_unknown(claim, "x" * 999 + "y" * 501)
+    # Then it was held, and the stored error is its first 1,000 characters (and the settle time, if any)
+    assert held is True
+    stored = item(table, deployment_pk("d-1"), "server#7")
+    assert (stored["state"], stored["error"]) == ("unknown", "x" * 999 + "y")
+    assert stored.get("settles_at") == (None if settles is None else utc_key_time(settles))
+    # And marked again by an owner who no longer holds it, it answers False
+    assert store.mark_unknown(claim.model_copy(update={"owner": "b"}), "again") is False
+
+
+def test_a_failed_attempt_keeps_the_errors_first_1000_characters(table: StateTable) -> None:
+    store = ClaimStore(table)
+    claim = store.claim_new("d-1", 7, owner="a", now=T0, lease=LEASE, received_at=T0)
+    assert claim is not None
+    assert store.mark_failed(claim, "x" * 999 + "y" * 501) is True
+    stored = item(table, deployment_pk("d-1"), "server#7")
+    assert (stored["state"], stored["error"]) == ("failed", "x" * 999 + "y")
