@@ -41,8 +41,26 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "layers" / "shared" / "vpsbackup"
 EQUIVALENTS = ROOT / "devtools" / "mutation-equivalents.json"
 
-# module (relative to the package) -> the tests that must catch its mutants. Add prune's here.
+# The tests of prune's engine (plan_fleet over compact_rules and buckets' walk).
+_PRUNE_ENGINE_TESTS = (
+    "tests/unit/prune/test_prune_decision_gaps.py",
+    "tests/unit/prune/test_keep_at_least.py",
+    "tests/unit/prune/test_pruning.py",
+    "tests/unit/prune/test_compact_plan.py",
+    "tests/unit/prune/test_buckets.py",
+    "tests/unit/prune/test_retention_golden.py",
+    "tests/unit/prune/test_pruning_properties.py",
+)
+
+# module (relative to the package) -> the tests that must catch its mutants.
 TARGETS: dict[str, tuple[str, ...]] = {
+    "prune/compact.py": _PRUNE_ENGINE_TESTS,
+    "prune/compact_rules.py": _PRUNE_ENGINE_TESTS,
+    "prune/buckets.py": _PRUNE_ENGINE_TESTS,
+    "prune/incremental.py": (
+        "tests/unit/prune/test_incremental_decision_gaps.py",
+        "tests/unit/prune/test_incremental.py",
+    ),
     "restore/point.py": (
         "tests/unit/restore/test_restore_point.py",
         "tests/unit/restore/test_restore_point_boundaries.py",
