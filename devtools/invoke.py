@@ -1,7 +1,7 @@
 """``make invoke EVENT=events/<file>.json [FN=<function>]``: run one handler locally on a sample event.
 
-The function is named by FN or, when FN is left out, by the file's name (``alarm-*``: restore_on_alarm,
-``deploy-*``: backup_on_deploy, ``prune-*``: prune_backups).
+The function is named by FN or, when FN is left out, by the file's name (``alarm-*`` and ``restore-*``:
+restore_on_alarm, ``deploy-*``: backup_on_deploy, ``prune-*``: prune_backups).
 
 By default against the local simulator and local AWS (moto's server). The simulator holds the demo
 fleet (three servers, a month of automatic backups, a few manual ones people made) plus three weeks
@@ -47,7 +47,12 @@ from devtools.samples import alarm_states, is_alarm_event, restamp_alarm_event
 add_import_paths()
 from vpsbackup.deploy.webhook import resign_function_url_event  # noqa: E402
 
-PREFIXES = {"alarm-": "restore_on_alarm", "deploy-": "backup_on_deploy", "prune-": "prune_backups"}
+PREFIXES = {
+    "alarm-": "restore_on_alarm",
+    "restore-": "restore_on_alarm",
+    "deploy-": "backup_on_deploy",
+    "prune-": "prune_backups",
+}
 EXIT_RAISED = 1
 EXIT_USAGE = 2
 

@@ -222,6 +222,9 @@ def restore_env(
 
     monkeypatch.setenv("ALARM_NAME_PREFIX", "vps-restore-")
     monkeypatch.setenv("MAX_RESTORES_PER_HOUR", "3")
+    # The restore's follow-up check: the template's schedule group and role, in the mock account.
+    monkeypatch.setenv("RESTORE_VERIFY_ROLE_ARN", shared_env.verify_role_arn)
+    monkeypatch.setenv("RESTORE_VERIFY_SCHEDULE_GROUP", shared_env.verify_group)
     # Short sleeps, and more attempts than a deadline allows: the deadline is what bounds a 503 loop.
     fast_api_client(RetryPolicy(max_attempts=1000, base_delay=0.01, max_delay=0.05))
     restore_on_alarm.reset()

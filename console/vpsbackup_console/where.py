@@ -77,6 +77,7 @@ STACK_PARAMETERS: Mapping[str, str] = {
     "RestoreHold": "RESTORE_HOLD",
     "RestoreWatchWindow": "RESTORE_WATCH_WINDOW",
     "RestoreMaxAlarmAge": "RESTORE_MAX_ALARM_AGE",
+    "RestoreVerifyAfter": "RESTORE_VERIFY_AFTER",
 }
 CONSOLE_SOURCE = "vpsbackup console"
 

@@ -92,6 +92,9 @@ class Resources:
     topic_arn: str
     queue_url: str
     clients: dict[str, Any]
+    # The restore's follow-up check (RESTORE_VERIFY_SCHEDULE_GROUP, RESTORE_VERIFY_ROLE_ARN).
+    verify_group: str = ""
+    verify_role_arn: str = ""
 
 
 def create_resources(*, table_name: str, api_token: str, webhook_key: str) -> Resources:
@@ -120,13 +123,28 @@ def create_resources(*, table_name: str, api_token: str, webhook_key: str) -> Re
     queue_url = sqs.create_queue(QueueName="people-on-call")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    scheduler = boto3.client("scheduler")
+    verify_group = scheduler.create_schedule_group(Name="vpsbackup-restore-verify")["ScheduleGroupArn"].split("/")[-1]
+    verify_role_arn = boto3.client("iam").create_role(
+        RoleName="vpsbackup-restore-verify",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
     return Resources(
         table_name=table_name,
         secret_id=secret_id,
         webhook_secret_id=webhook_secret_id,
         topic_arn=topic_arn,
         queue_url=queue_url,
-        clients={"sqs": sqs, "sns": sns, "secretsmanager": secrets, "dynamodb": ddb},
+        clients={"sqs": sqs, "sns": sns, "secretsmanager": secrets, "dynamodb": ddb, "scheduler": scheduler},
+        verify_group=verify_group,
+        verify_role_arn=verify_role_arn,
     )
 
 
@@ -168,6 +186,8 @@ def local_world(
             "STATE_TABLE_NAME": resources.table_name,
             "NOTIFY_TOPIC_ARN": resources.topic_arn,
             "WEBHOOK_SECRET": resources.webhook_secret_id,
+            "RESTORE_VERIFY_ROLE_ARN": resources.verify_role_arn,
+            "RESTORE_VERIFY_SCHEDULE_GROUP": resources.verify_group,
             "RETENTION_POLICY": os.environ.get("RETENTION_POLICY", '{"keep_last": 2, "keep_daily": 7}'),
             **(extra_env or {}),
         }

@@ -205,15 +205,17 @@ def test_a_flapping_alarm_restores_once_inside_the_cooldown(restore_env: AwsEnv,
     back_to_ok = outcome_of(eventbridge(at=first_at + timedelta(minutes=2), new="OK", previous="ALARM"))
     again = outcome_of(eventbridge(at=first_at + timedelta(minutes=5)))
 
-    # Then one restore; the OK is ignored; the second ALARM is skipped for the cooldown, and said so
-    assert [first["outcome"], back_to_ok["outcome"], again["outcome"]] == ["restored", "ignored", "skipped"]
+    # Then one restore; the OK closes its incident (recovered); the second ALARM, a new incident, is
+    # skipped for the cooldown, and said so
+    assert [first["outcome"], back_to_ok["outcome"], again["outcome"]] == ["restored", "recovered", "skipped"]
     assert again["cause"] == "cooldown"
     assert simulator.servers[12345]["restore_count"] == 1
     assert len(restore_posts(simulator)) == 1
     told = subjects(restore_env)
-    assert len(told) == 2
+    assert len(told) == 3
     assert told[0].startswith("Restored server 12345")
-    assert told[1] == "Restore skipped for server 12345: cooldown"
+    assert told[1].startswith("Recovered: server 12345")
+    assert told[2] == "Restore skipped for server 12345: cooldown"
 
 
 def test_a_flapping_alarm_is_told_once_per_cooldown_and_journaled_at_each_flap(

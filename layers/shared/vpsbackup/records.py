@@ -73,6 +73,8 @@ JournalAct = Literal[
     "hold_placed",
     "hold_released",
     "cooldown_overridden",
+    "restore_recovered",
+    "restore_not_recovered",
 ]
 JOURNAL_ACTS: tuple[JournalAct, ...] = get_args(JournalAct)  # every act, in the order above
 

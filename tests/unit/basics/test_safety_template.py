@@ -23,6 +23,7 @@ BASE = {"VPS_API_TOKEN_SECRET": "arn:aws:secretsmanager:eu-west-1:123456789012:s
 WIRING = [
     ("RestoreOnAlarmFunction", "RESTORE_WATCH_WINDOW", "RestoreWatchWindow"),
     ("RestoreOnAlarmFunction", "RESTORE_MAX_ALARM_AGE", "RestoreMaxAlarmAge"),
+    ("RestoreOnAlarmFunction", "RESTORE_VERIFY_AFTER", "RestoreVerifyAfter"),
     ("PruneBackupsFunction", "KEEP_AT_LEAST", "KeepAtLeast"),
 ]
 
@@ -54,6 +55,7 @@ def test_the_template_defaults_are_the_settings_defaults(template: dict[str, Any
             **BASE,
             "RESTORE_WATCH_WINDOW": str(params["RestoreWatchWindow"]["Default"]),
             "RESTORE_MAX_ALARM_AGE": str(params["RestoreMaxAlarmAge"]["Default"]),
+            "RESTORE_VERIFY_AFTER": str(params["RestoreVerifyAfter"]["Default"]),
             "NOTIFY_FORMAT": str(params["NotifyFormat"]["Default"]),
         },
     )
@@ -64,6 +66,7 @@ def test_the_template_defaults_are_the_settings_defaults(template: dict[str, Any
     # Then they equal the settings' own defaults (a deploy with defaults behaves as documented)
     assert restore.restore_watch_window == RestoreOnAlarmSettings.model_fields["restore_watch_window"].default
     assert restore.restore_max_alarm_age == RestoreOnAlarmSettings.model_fields["restore_max_alarm_age"].default
+    assert restore.restore_verify_after == RestoreOnAlarmSettings.model_fields["restore_verify_after"].default
     assert restore.notify_format == SharedSettings.model_fields["notify_format"].default
     assert prune.keep_at_least == PruneSettings.model_fields["keep_at_least"].default == 1
     assert params["KeepAtLeast"]["MinValue"] == 1

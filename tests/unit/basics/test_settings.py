@@ -83,6 +83,8 @@ def test_bad_prune_settings_name_the_variable(variable: str, value: str) -> None
         ("RESTORE_MAX_ALARM_AGE", "15"),
         ("RESTORE_MAX_ALARM_AGE", "0"),
         ("RESTORE_MAX_ALARM_AGE", "0s"),
+        ("RESTORE_VERIFY_AFTER", "30"),
+        ("RESTORE_VERIFY_AFTER", "59s"),
         ("NOTIFY_FORMAT", "slack"),
     ],
 )

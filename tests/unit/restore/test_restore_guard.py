@@ -592,3 +592,86 @@ def test_a_cooldown_shorter_than_the_in_flight_window_is_refused_naming_the_sett
         load_settings(RestoreOnAlarmSettings, {**base, "RESTORE_COOLDOWN": "4m59s"})
     five = load_settings(RestoreOnAlarmSettings, {**base, "RESTORE_COOLDOWN": "5m"})
     assert five.restore_cooldown == MIN_RESTORE_COOLDOWN
+
+
+# -- the incident (restore.recovery) -------------------------------------------------------------
+
+
+def restored_automatically(guard: RestoreGuard) -> LockHolder:
+    """Server 12345 restored on an alarm at T0, its incident open; the lock as it then reads."""
+    first = claim(guard)
+    assert isinstance(first, RestoreClaim)
+    guard.mark_restored(first, incident=True)
+    holder = guard.lock_holder(12345)
+    assert holder is not None
+    return holder
+
+
+@pytest.mark.parametrize(
+    ("incident", "says"),
+    [("open", "has not been seen in OK since"), ("not_cleared", "did not clear the alarm")],
+)
+def test_an_open_incident_refuses_every_automatic_claim_after_the_cooldown_but_not_a_person(
+    make_guard: Callable[..., RestoreGuard], clock: Clock, incident: str, says: str
+) -> None:
+    # Given an automatic restore of server 12345 at T0, its incident open (or found not cleared)
+    guard = make_guard()
+    holder = restored_automatically(guard)
+    assert holder.incident == "open" and holder.restored_at == T0
+    if incident == "not_cleared":
+        assert guard.settle_incident(holder, "not_cleared", at=T0 + timedelta(minutes=30))
+    # When another alarm change (the same alarm, or another one of the server) comes after the cooldown
+    clock.advance(hours=7)
+    refused = claim(guard, transition="t2")
+    other = guard.claim(server_id=12345, backup_id=501, transition_key="t3", alarm_name="another-alarm")
+
+    # Then both are refused for the incident, with a clear cause; a person's restore is not
+    for answer in (refused, other):
+        assert isinstance(answer, GuardRefusal)
+        assert answer.kind == "incident_open"
+        assert says in answer.reason
+    assert isinstance(claim(guard, transition="manual#abc"), RestoreClaim)
+
+
+def test_the_transaction_itself_refuses_an_automatic_claim_over_an_open_incident(
+    make_guard: Callable[..., RestoreGuard], clock: Clock
+) -> None:
+    # Given an open incident on server 12345, its cooldown over
+    guard = make_guard()
+    restored_automatically(guard)
+    clock.advance(hours=7)
+    # When a claim gets past the read (a race with the restore's follow-up), Then the condition holds
+    at = clock()
+    common: dict[str, Any] = {"server_id": 12345, "backup_id": 501, "alarm_name": "a", "now": at, "slot": 1}
+    assert guard._transact_claim(transition_key="t2", locked_until=at + timedelta(hours=6), **common) == "lock_taken"
+    assert guard._transact_claim(transition_key="manual#x", locked_until=at + timedelta(hours=6), **common) == "granted"
+
+
+def test_an_incident_is_settled_once_and_a_recovery_ends_it(
+    make_guard: Callable[..., RestoreGuard], clock: Clock, aws: AwsEnv
+) -> None:
+    guard = make_guard()
+    holder = restored_automatically(guard)
+    # not cleared: once, and the lock loses its expiry
+    assert guard.settle_incident(holder, "not_cleared", at=T0 + timedelta(minutes=30))
+    assert not guard.settle_incident(holder, "not_cleared", at=T0 + timedelta(minutes=31))
+    item = aws.table().get_item(Key={PK: lock_pk(12345), SK: LOCK_SK})["Item"]
+    assert TTL_ATTRIBUTE not in item
+    # recovered later: once, the expiry back, and the next automatic claim (after the cooldown) granted
+    assert guard.settle_incident(holder, "recovered", at=T0 + timedelta(hours=8))
+    assert not guard.settle_incident(holder, "recovered", at=T0 + timedelta(hours=9))
+    item = aws.table().get_item(Key={PK: lock_pk(12345), SK: LOCK_SK})["Item"]
+    assert (item["incident"], TTL_ATTRIBUTE in item) == ("recovered", True)
+    clock.advance(hours=8)
+    assert isinstance(claim(guard, transition="t2"), RestoreClaim)
+
+
+def test_a_restore_without_follow_ups_opens_no_incident(make_guard: Callable[..., RestoreGuard], clock: Clock) -> None:
+    guard = make_guard()
+    first = claim(guard)
+    assert isinstance(first, RestoreClaim)
+    guard.mark_restored(first)
+    holder = guard.lock_holder(12345)
+    assert holder is not None and holder.incident is None
+    clock.advance(hours=7)
+    assert isinstance(claim(guard, transition="t2"), RestoreClaim)

@@ -184,7 +184,7 @@ class World:
         if self.scenario.updates_fail and why.startswith("restore refused or not applied"):
             raise RuntimeError("the lock could not be updated")
 
-    def mark_restored(self, claim: RestoreClaim) -> None:
+    def mark_restored(self, claim: RestoreClaim, *, incident: bool = False) -> None:
         self.calls.append(("mark_restored", claim.backup_id))
         if self.scenario.updates_fail:
             raise RuntimeError("the lock could not be updated")

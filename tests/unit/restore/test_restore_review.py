@@ -144,7 +144,7 @@ class FlakyGuard(RestoreGuard):
     def mark_outcome_unknown(self, claim: RestoreClaim, why: str) -> None:
         raise RuntimeError("ProvisionedThroughputExceededException")
 
-    def mark_restored(self, claim: RestoreClaim) -> None:
+    def mark_restored(self, claim: RestoreClaim, *, incident: bool = False) -> None:
         raise RuntimeError("ProvisionedThroughputExceededException")
 
 

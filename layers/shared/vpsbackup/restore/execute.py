@@ -156,6 +156,11 @@ class GuardedRestore:
     journal: Journal | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
+    @property
+    def opens_incident(self) -> bool:
+        """True when a restore done here opens an incident its follow-ups settle (restore.recovery)."""
+        return False
+
     # -- the journal ---------------------------------------------------------------------------
 
     def journaled(
@@ -316,7 +321,7 @@ class GuardedRestore:
             )
             return RestoreAttempt("outcome_unknown", reason, hold_until, cause, api_said=said)
         # The restore happened; if this fails the lock still holds (state "claimed"): only logged.
-        self.guard_update(lambda: self.guard.mark_restored(claim), log)
+        self.guard_update(lambda: self.guard.mark_restored(claim, incident=self.opens_incident), log)
         logger.info("server restored", extra={**log, "backup_id": backup.id, "status": accepted.status_code})
         reason = (
             f"the API accepted the restore of server {server_id} from backup {backup.id} (HTTP {accepted.status_code})"

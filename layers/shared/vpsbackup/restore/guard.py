@@ -16,6 +16,13 @@ concurrent alarms restore once and a storm of alarms cannot restore the whole fl
   window needs no read-modify-write: a claim that loses a slot to a concurrent claim tries the next
   free one; when none is left the claim is refused.
 
+**The incident** (:mod:`vpsbackup.restore.recovery`): an automatic restore the API accepted leaves
+``incident = open`` on the lock, and its follow-ups settle it (``recovered`` when the alarm is seen
+in ``OK``, ``not_cleared`` when the check finds it still not ``OK``; a ``not_cleared`` lock loses its
+expiry, so it outlives the cooldown). While the incident is ``open`` or ``not_cleared``, an
+automatic claim on the server is refused (``incident_open``), after the cooldown too, in the
+precheck and in the transaction's condition; a person's (``manual#``) claim is not.
+
 Both puts succeed or neither does. When the restore then cannot have happened (the API refused it
 with a 4xx, or answered ``429``/``503`` until the deadline, or the request never left), the claim
 is **released**: the slot is freed (the fleet budget counts restores that happened or may have)
@@ -54,6 +61,7 @@ from vpsbackup.aws.state import (
 from vpsbackup.durations import describe_duration
 from vpsbackup.observability import logger
 from vpsbackup.restore.point import human_time
+from vpsbackup.restore.recovery import OPEN_STATES, Incident, IncidentState
 
 LOCK_SK = "restore-lock"
 # Beside a server's lock, one item per cooldown whose refusal people were told of (an alarm that
@@ -76,7 +84,7 @@ RESTORES_PK = "restores"
 RATE_WINDOW = timedelta(hours=1)
 
 LockState = Literal["claimed", "restored", "outcome_unknown", "released"]
-RefusalKind = Literal["duplicate", "cooldown", "rate_limit"]
+RefusalKind = Literal["duplicate", "cooldown", "rate_limit", "incident_open"]
 
 
 def lock_pk(server_id: int) -> str:
@@ -114,6 +122,22 @@ class LockHolder:
     state: str
     # When the restore call's outcome was written (accepted, or no clear answer); None before.
     reported_at: datetime | None = None
+    incident: str | None = None  # restore.recovery's IncidentState; None: no incident (manual, not restored)
+    restored_at: datetime | None = None
+
+    @property
+    def automatic(self) -> bool:
+        return not self.transition_key.startswith(MANUAL_TRANSITION_PREFIX)
+
+    def as_incident(self) -> Incident:
+        return Incident(
+            server_id=self.server_id,
+            alarm_name=self.alarm_name,
+            transition=self.transition_key,
+            backup_id=self.backup_id,
+            restored_at=self.restored_at,
+            state=self.incident,
+        )
 
     def describe(self) -> str:
         verb = {
@@ -153,6 +177,21 @@ class GuardRefusal:
     reason: str
     not_before: datetime | None = None
     holder: LockHolder | None = None
+
+
+def _incident_refusal(holder: LockHolder) -> GuardRefusal:
+    server = holder.server_id
+    if holder.incident == "not_cleared":
+        why = (
+            f"{holder.describe()} and that restore did not clear the alarm: no automatic restore of server {server} "
+            "until the alarm has been seen in OK (restore by hand with vpsbackup restore if it still needs one)"
+        )
+    else:
+        why = (
+            f"{holder.describe()} and that alarm has not been seen in OK since: no automatic restore of server "
+            f"{server} until it has (the restore's check, RESTORE_VERIFY_AFTER, is still to come)"
+        )
+    return GuardRefusal("incident_open", why, holder=holder)
 
 
 class RestoreGuard:
@@ -196,6 +235,8 @@ class RestoreGuard:
             locked_until=parse_key_time(str(item["locked_until"])),
             state=str(item.get("lock_state", "claimed")),
             reported_at=parse_key_time(str(item["reported_at"])) if "reported_at" in item else None,
+            incident=str(item["incident"]) if "incident" in item else None,
+            restored_at=parse_key_time(str(item["restored_at"])) if "restored_at" in item else None,
         )
 
     def slot_times(self) -> dict[int, datetime]:
@@ -219,6 +260,8 @@ class RestoreGuard:
                 f"this alarm change was already handled: {holder.describe()}",
                 holder=holder,
             )
+        if holder.incident in OPEN_STATES and not transition_key.startswith(MANUAL_TRANSITION_PREFIX):
+            return _incident_refusal(holder)
         if holder.state == "released" or holder.locked_until <= now:
             return None
         if override_cooldown:
@@ -411,6 +454,10 @@ class RestoreGuard:
             )
             lock_values |= {":in_flight": utc_key_time(now - IN_FLIGHT)}
             lock_names |= {"#ca": "claimed_at", "#rp": "reported_at"}
+        if not transition_key.startswith(MANUAL_TRANSITION_PREFIX):  # never over an open incident (restore.recovery)
+            lock_condition = f"({lock_condition}) AND NOT (#inc IN (:open, :not_cleared))"
+            lock_names["#inc"] = "incident"
+            lock_values |= {":open": "open", ":not_cleared": "not_cleared"}
         try:
             self._client.transact_write_items(
                 TransactItems=[
@@ -475,10 +522,46 @@ class RestoreGuard:
             # Only possible if the lock expired and another transition took it: leave theirs alone.
             logger.warning("restore lock no longer ours; not updated", extra={"server_id": claim.server_id})
 
-    def mark_restored(self, claim: RestoreClaim) -> None:
-        """The API accepted the restore: it is running now (``reported_at`` starts ``IN_FLIGHT`` again)."""
+    def mark_restored(self, claim: RestoreClaim, *, incident: bool = False) -> None:
+        """The API accepted the restore: it is running now (``reported_at`` starts ``IN_FLIGHT`` again).
+        ``incident``: an automatic one, whose follow-ups settle it (restore.recovery)."""
         now = utc_key_time(self._clock())
-        self._set_lock_state(claim, "restored", restored_at=now, reported_at=now)
+        if incident:
+            self._set_lock_state(claim, "restored", restored_at=now, reported_at=now, incident="open")
+        else:
+            self._set_lock_state(claim, "restored", restored_at=now, reported_at=now)
+
+    def settle_incident(self, holder: LockHolder, state: IncidentState, *, at: datetime) -> bool:
+        """Move the lock's open incident to ``state`` (once: False when it was no longer open, or the
+        lock is another restore's). ``not_cleared`` keeps the lock past its expiry (no TTL), so the
+        incident blocks automatic restores until the alarm is seen in OK; ``recovered`` gives it back.
+        An UpdateItem of restore's own lock (``restore-lock#``): a lock from before the prefix has no
+        incident, so the condition fails on it and nothing under ``server#`` is written."""
+        names = {"#tr": "transition", "#inc": "incident", "#at": f"{state}_at", "#ttl": TTL_ATTRIBUTE}
+        values: dict[str, Any] = {":tr": holder.transition_key, ":state": state, ":at": utc_key_time(at)}
+        if state == "not_cleared":
+            update, condition = "SET #inc = :state, #at = :at REMOVE #ttl", "#tr = :tr AND #inc = :open"
+            values[":open"] = "open"
+        else:
+            update = "SET #inc = :state, #at = :at, #ttl = :ttl"
+            condition = "#tr = :tr AND #inc IN (:open, :not_cleared)"
+            values |= {
+                ":open": "open",
+                ":not_cleared": "not_cleared",
+                ":ttl": epoch(max(holder.locked_until, at) + timedelta(days=1)),
+            }
+        try:
+            self.state.table.update_item(
+                Key={PK: lock_pk(holder.server_id), SK: LOCK_SK},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            logger.info("incident already settled; not updated", extra={"server_id": holder.server_id, "to": state})
+            return False
+        return True
 
     def mark_outcome_unknown(self, claim: RestoreClaim, why: str) -> None:
         """Keep the lock and the slot: the restore may be running."""

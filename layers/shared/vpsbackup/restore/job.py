@@ -75,7 +75,7 @@ from vpsbackup.restore.point import (
 # not trusted.
 MAX_ALARM_CLOCK_SKEW = timedelta(minutes=5)
 
-OutcomeKind = Literal["restored", "planned", "skipped", "failed", "duplicate", "ignored"]
+OutcomeKind = Literal["restored", "planned", "skipped", "failed", "duplicate", "ignored", "recovered", "not_recovered"]
 
 METRIC_NAMES: Mapping[str, str] = {
     "restored": "restored",
@@ -84,6 +84,9 @@ METRIC_NAMES: Mapping[str, str] = {
     "failed": "restore_failed",
     "duplicate": "restore_duplicate",
     "ignored": "alarm_ignored",
+    # The follow-ups of a restore (restore.followup): the alarm seen back in OK, or not at the check.
+    "recovered": "restore_recovered",
+    "not_recovered": "restore_not_recovered",
 }
 
 
@@ -95,6 +98,8 @@ SEVERITY: Mapping[str, Severity] = {
     "planned": "warning",
     "skipped": "warning",
     "failed": "error",
+    "recovered": "info",
+    "not_recovered": "error",
 }
 ERROR_CAUSES = frozenset({"server_unresolved", "no_backup"})
 # Outcomes the journal keeps as refusals besides the guard's (journaled by GuardedRestore): an alarm
@@ -149,6 +154,22 @@ class AlarmRestorer(GuardedRestore):
     # The alarm by name as CloudWatch describes it now (None: no such alarm); may raise.
     alarm_state: Callable[[str], CurrentAlarm | None]
     home: Home  # the function's own account and region
+    # After a restore the API accepted: schedules its check (restore.followup.FollowUps.schedule) and
+    # returns the line people read about it. None: no follow-up, and the restore opens no incident.
+    schedule_check: Callable[[RestoreClaim], str] | None = None
+
+    @property
+    def opens_incident(self) -> bool:
+        return self.schedule_check is not None
+
+    def server_of(self, transition: AlarmTransition) -> ServerResolution:
+        """Which server ``transition``'s alarm is about (dimension, tag, map)."""
+        return resolve_server(
+            transition,
+            dimension=self.settings.server_id_dimension,
+            alarm_server_map=self.settings.alarm_server_map,
+            tags=lambda: self._tags_of(transition),
+        )
 
     # -- the sequence --------------------------------------------------------------------------
 
@@ -169,12 +190,7 @@ class AlarmRestorer(GuardedRestore):
                 messages.alarm_not_confirmed(scene, confirmed),
             )
         transition = as_confirmed(transition, confirmed)  # its server is the alarm's, not the event's
-        resolution = resolve_server(
-            transition,
-            dimension=self.settings.server_id_dimension,
-            alarm_server_map=self.settings.alarm_server_map,
-            tags=lambda: self._tags_of(transition),
-        )
+        resolution = self.server_of(transition)
         scene = messages.AlarmScene(transition, resolution, self.settings.restore_mode, self.settings.stack_name)
         if resolution.server_id is None:
             logger.error(
@@ -323,6 +339,7 @@ class AlarmRestorer(GuardedRestore):
             hold_until=attempt.hold_until,
             hold=self.settings.restore_hold,
         )
+        follow_up = self.schedule_check(claim) if self.schedule_check is not None else None
         return self._publish(
             scene,
             RestoreOutcome(
@@ -334,7 +351,9 @@ class AlarmRestorer(GuardedRestore):
                 cause=decision.basis,
                 extra={"api_status": api_status},
             ),
-            messages.restored(scene, decision, backup, api_status=api_status, guardrails=guardrails),
+            messages.restored(
+                scene, decision, backup, api_status=api_status, guardrails=guardrails, follow_up=follow_up
+            ),
         )
 
     def _plan(

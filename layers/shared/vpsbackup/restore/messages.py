@@ -195,7 +195,9 @@ def refused(scene: AlarmScene, decision: RestorePointDecision, *, kind: str, rea
     """The guardrails refused the claim (cooldown or the fleet limit)."""
     server_id = decision.server_id
     backup_id = decision.backup.id if decision.backup else None
-    label = "cooldown" if kind == "cooldown" else "fleet restore limit reached"
+    label = {"cooldown": "cooldown", "incident_open": "its last restore's incident is still open"}.get(
+        kind, "fleet restore limit reached"
+    )
     would_have = [f"It would have been restored from backup {backup_id}: {decision.reason}."] if backup_id else []
     todo = (
         f"If the server still needs a restore: {scene.by_hand(server_id, backup_id)} (with --override-cooldown "
@@ -283,7 +285,13 @@ class Guardrails:
 
 
 def restored(
-    scene: AlarmScene, decision: RestorePointDecision, backup: Backup, *, api_status: int, guardrails: Guardrails
+    scene: AlarmScene,
+    decision: RestorePointDecision,
+    backup: Backup,
+    *,
+    api_status: int,
+    guardrails: Guardrails,
+    follow_up: str | None = None,
 ) -> Message:
     server_id = decision.server_id
     named = f" ({backup.server.name})" if backup.server.name else ""
@@ -300,4 +308,66 @@ def restored(
         f"{human_time(backup.created_at)}: anything written after that is gone from it."
     )
     subject = f"Restored server {server_id}{named} from backup {backup.id} after alarm {scene.alarm}"
-    return scene.told(subject, headline, [*backup_lines(decision, backup), guard_line], todo)
+    follow = [follow_up] if follow_up else []
+    return scene.told(subject, headline, [*backup_lines(decision, backup), guard_line, *follow], todo)
+
+
+def follow_up_scheduled(alarm: str, check_at: datetime, verify_after: timedelta) -> str:
+    """The line of a restore's notification that says when it is checked."""
+    return (
+        f"Did it work: you will be told when alarm {alarm} returns to OK; if it is still not OK at "
+        f"{human_time(check_at)} (RESTORE_VERIFY_AFTER {describe_duration(verify_after)}), you will be told that "
+        "too, and no automatic restore of this server happens until it has been seen in OK."
+    )
+
+
+def follow_up_not_scheduled(alarm: str, problem: str) -> str:
+    return (
+        f"Did it work: the check after RESTORE_VERIFY_AFTER could not be scheduled ({problem}); you will still be "
+        f"told when alarm {alarm} returns to OK. Watch the alarm."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpScene:
+    """What the follow-ups of one automatic restore are about."""
+
+    server_id: int
+    alarm: str
+    backup_id: int | None
+    restored_at: datetime | None
+
+    def lines(self) -> list[str]:
+        backup = f" from backup {self.backup_id}" if self.backup_id is not None else ""
+        when = f" at {human_time(self.restored_at)}" if self.restored_at is not None else ""
+        return [f"Restore: server {self.server_id}{backup}{when}, after alarm {self.alarm}"]
+
+
+def recovered(scene: FollowUpScene, *, why: str, ok_at: datetime, time_to_recover: timedelta) -> Message:
+    headline = f"Server {scene.server_id} recovered: {why}."
+    lines = [
+        *scene.lines(),
+        f"Back to OK: {human_time(ok_at)} (time to recover: {describe_duration(time_to_recover)})",
+    ]
+    todo = "Nothing; the incident is closed. Find out why the release broke the server before deploying it again."
+    subject = f"Recovered: server {scene.server_id} after the restore (alarm {scene.alarm} is OK)"
+    return Message(subject, "\n".join([headline, "", *lines, "", f"What to do: {todo}"]))
+
+
+def not_recovered(scene: FollowUpScene, *, why: str, checked_at: datetime) -> Message:
+    headline = (
+        f"The restore did not clear the alarm: server {scene.server_id} still needs a person. "
+        f"{why[:1].upper()}{why[1:]}."
+    )
+    lines = [
+        *scene.lines(),
+        f"Checked: {human_time(checked_at)}",
+        f"No automatic restore of server {scene.server_id} happens until alarm {scene.alarm} has been seen in OK.",
+    ]
+    todo = (
+        "Look at the server now: the restore point may hold the fault too, or the fault is elsewhere "
+        "(a dependency, the data). If it needs an older backup, restore it by hand: "
+        f"vpsbackup restore {scene.server_id} --backup ID."
+    )
+    subject = f"The restore did not clear the alarm: server {scene.server_id} (alarm {scene.alarm})"
+    return Message(subject, "\n".join([headline, "", *lines, "", f"What to do: {todo}"]))

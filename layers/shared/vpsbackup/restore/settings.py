@@ -32,6 +32,12 @@ class RestoreOnAlarmSettings(SharedSettings):
     restore_watch_window: Duration = Field(default=timedelta(0))
     # An alarm whose state changed longer ago than this is not acted on (a redelivery, a replay).
     restore_max_alarm_age: Duration = Field(default=timedelta(minutes=15))
+    # The follow-ups of an automatic restore (restore.recovery): the check this long after it, run by a
+    # one-time EventBridge Scheduler schedule in this group, with this role (the template's; empty:
+    # no check is scheduled, only the alarm's return to OK is recorded).
+    restore_verify_after: Duration = Field(default=timedelta(minutes=30))
+    restore_verify_role_arn: str = ""
+    restore_verify_schedule_group: str = Field(default="default", min_length=1)
 
     @field_validator("restore_watch_window")
     @classmethod
@@ -55,4 +61,11 @@ class RestoreOnAlarmSettings(SharedSettings):
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be longer than 0: with 0 every alarm would be too old to act on")
+        return value
+
+    @field_validator("restore_verify_after")
+    @classmethod
+    def _verify_later(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m: the alarm needs time to see the restored server")
         return value

@@ -31,8 +31,10 @@ from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE
 from vpsbackup.observability import logger, metrics
 from vpsbackup.restore.alarm import AlarmEventError, AlarmTransition, CurrentAlarm, Dimension, Home, parse_alarm_event
+from vpsbackup.restore.followup import FollowUps
 from vpsbackup.restore.guard import RestoreGuard
 from vpsbackup.restore.job import AlarmRestorer, RestoreOutcome
+from vpsbackup.restore.recovery import OK, VerifyEventError, parse_verify_event
 from vpsbackup.restore.settings import RestoreOnAlarmSettings
 from vpsbackup.settings import load_settings
 
@@ -46,6 +48,7 @@ class _Wiring:
 
     settings: RestoreOnAlarmSettings
     restorer: AlarmRestorer
+    follow_ups: FollowUps
     idempotency: IdempotencyConfig
     process: Callable[..., dict[str, Any]]
 
@@ -100,16 +103,29 @@ def build(home: Home) -> _Wiring:
     settings = load_settings(RestoreOnAlarmSettings)
     state = runtime.state_table(settings.state_table_name)
     cloudwatch = boto3.client("cloudwatch")
+    guard = RestoreGuard(state, cooldown=settings.restore_cooldown, max_per_hour=settings.max_restores_per_hour)
+    notifier = runtime.notifier(settings.notify_topic_arn, settings.notify_format)
+    journal = Journal(state, source="restore-on-alarm", retention=settings.journal_retention)
+    follow_ups = FollowUps(
+        settings=settings,
+        guard=guard,
+        notifier=notifier,
+        alarm_state=alarm_state_reader(cloudwatch),
+        home=home,
+        scheduler=boto3.client("scheduler") if settings.restore_verify_role_arn else None,
+        journal=journal,
+    )
     restorer = AlarmRestorer(
         settings,
         client=runtime.api_client_for(settings, "restore"),
         state=state,
-        guard=RestoreGuard(state, cooldown=settings.restore_cooldown, max_per_hour=settings.max_restores_per_hour),
-        notifier=runtime.notifier(settings.notify_topic_arn, settings.notify_format),
+        guard=guard,
+        notifier=notifier,
         alarm_tags=alarm_tags_reader(cloudwatch),
         alarm_state=alarm_state_reader(cloudwatch),
         home=home,
-        journal=Journal(state, source="restore-on-alarm", retention=settings.journal_retention),
+        journal=journal,
+        schedule_check=follow_ups.schedule if settings.restore_verify_role_arn else None,
     )
     idempotency = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_S)
     persistence = DynamoDBPersistenceLayer(
@@ -127,7 +143,9 @@ def build(home: Home) -> _Wiring:
     idempotent = idempotent_function(
         data_keyword_argument="idempotency_key", persistence_store=persistence, config=idempotency
     )
-    return _Wiring(settings, restorer, idempotency, cast(Callable[..., dict[str, Any]], idempotent(process)))
+    return _Wiring(
+        settings, restorer, follow_ups, idempotency, cast(Callable[..., dict[str, Any]], idempotent(process))
+    )
 
 
 def _wiring(context: Any) -> _Wiring:
@@ -147,6 +165,10 @@ def reset() -> None:
 
 def _handle_transition(wiring: _Wiring, transition: AlarmTransition) -> RestoreOutcome:
     log = {"alarm": transition.alarm_name, "transition": transition.key, "source": transition.source}
+    prefix = wiring.settings.alarm_name_prefix
+    if transition.new_state == OK and transition.alarm_name.startswith(prefix):
+        # Back to OK: the follow-up of a restore, if the server has one open (settled once, in the lock).
+        return wiring.follow_ups.on_ok(transition, wiring.restorer.server_of(transition).server_id)
     if (why := transition.ignore_reason(wiring.settings.alarm_name_prefix)) is not None:
         logger.info("alarm event ignored", extra={**log, "why": why})
         return RestoreOutcome("ignored", why, transition.alarm_name, cause="not_entering_alarm")
@@ -181,6 +203,9 @@ def _count(outcomes: list[RestoreOutcome]) -> None:
     with _metrics_lock:
         for outcome in outcomes:
             metrics.add_metric(name=outcome.metric_name, unit=MetricUnit.Count, value=1)
+            if outcome.outcome == "recovered":
+                seconds = outcome.extra.get("time_to_recover_s", 0)
+                metrics.add_metric(name="time_to_recover", unit=MetricUnit.Seconds, value=seconds)
         metrics.flush_metrics()
 
 
@@ -189,6 +214,16 @@ def handle_alarm_event(event: dict[str, Any], context: Any) -> list[RestoreOutco
     wiring = _wiring(context)
     wiring.idempotency.register_lambda_context(context)
     wiring.restorer.client.set_deadline(runtime.remaining_seconds(context))
+    wiring.follow_ups.target_arn = getattr(context, "invoked_function_arn", None)
+    try:
+        check = parse_verify_event(event)
+    except VerifyEventError as exc:  # a check this function scheduled, malformed: retried, then queued
+        logger.error("restore check event not understood", extra={"why": str(exc)})
+        raise
+    if check is not None:  # the restore's scheduled check (restore.followup)
+        outcomes = [wiring.follow_ups.on_check(check)]
+        _count(outcomes)
+        return outcomes
     try:
         transitions = parse_alarm_event(event)
     except AlarmEventError as exc:
