@@ -89,6 +89,15 @@ def restored(env: AwsEnv, simulator: Simulator) -> tuple[dict[str, Any], dict[st
     return outcome, the_schedule(env, key)
 
 
+def checked(env: AwsEnv, simulator: Simulator, alarm_state: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Given a server restored on its alarm (people told), the check fires with the alarm in
+    ``alarm_state``: (the check's outcome, the schedule)."""
+    _, schedule = restored(env, simulator)
+    env.notifications()
+    set_alarm_state(ALARM, alarm_state)
+    return outcome_of(json.loads(schedule["Target"]["Input"])), schedule
+
+
 def test_a_restore_schedules_its_one_time_check_which_deletes_itself(restore_env: AwsEnv, simulator: Simulator) -> None:
     # Given a server restored on its alarm
     before = datetime.now(UTC)
@@ -161,16 +170,11 @@ def test_the_alarm_back_to_ok_records_the_recovery_and_the_check_then_does_nothi
 def test_a_check_that_reads_ok_records_the_recovery_the_ok_event_missed(
     restore_env: AwsEnv, simulator: Simulator
 ) -> None:
-    # Given a restored server whose alarm is OK again, its OK event lost
-    _, schedule = restored(restore_env, simulator)
-    restore_env.notifications()
-    set_alarm_state(ALARM, "OK")
-
-    # When the check fires
-    checked = outcome_of(json.loads(schedule["Target"]["Input"]))
+    # Given a restored server whose alarm is OK again, its OK event lost; When the check fires
+    found, _ = checked(restore_env, simulator, "OK")
 
     # Then the recovery is recorded from the alarm's state
-    assert (checked["outcome"], checked["cause"]) == ("recovered", "check")
+    assert (found["outcome"], found["cause"]) == ("recovered", "check")
     assert journal_acts(restore_env)[-1] == ("restore_recovered", "recovered")
     [told] = restore_env.notifications()
     assert told["MessageAttributes"]["severity"]["Value"] == "info"
@@ -281,15 +285,12 @@ def test_vpsbackup_history_says_whether_each_restore_worked(restore_env: AwsEnv,
     from vpsbackup_console.cli import cli
 
     # Given a restore the check found had not cleared the alarm, and the alarm seen in OK later
-    _, schedule = restored(restore_env, simulator)
-    set_alarm_state(ALARM, "ALARM")
-    assert outcome_of(json.loads(schedule["Target"]["Input"]))["outcome"] == "not_recovered"
+    assert checked(restore_env, simulator, "ALARM")[0]["outcome"] == "not_recovered"
     assert outcome_of(eventbridge(new="OK", previous="ALARM", at=datetime.now(UTC)))["outcome"] == "recovered"
 
     # When a person asks the console for the server's history
     answer = CliRunner().invoke(cli, ["history", "--server", str(SERVER), "--json"], catch_exceptions=False)
-    wide = {"COLUMNS": "300"}  # one line a row: the names are not folded
-    table = CliRunner(env=wide).invoke(cli, ["history", "--server", str(SERVER)], catch_exceptions=False)
+    table = CliRunner().invoke(cli, ["history", "--server", str(SERVER)], catch_exceptions=False)
 
     # Then, newest first: recovered (with the time to recover), not cleared, the restore itself
     assert answer.exit_code == 0, answer.output
@@ -304,6 +305,49 @@ def test_vpsbackup_history_says_whether_each_restore_worked(restore_env: AwsEnv,
     assert "after the restore" in recovered["reasons"][0]
     assert "the restore did not clear the alarm" in not_cleared["reasons"][0]
     assert not_cleared["details"]["alarm_state"] == "ALARM"
-    # ... and the table names both follow-ups
+    # ... and the table shows the same three entries (its cells fold to the terminal's width)
     assert table.exit_code == 0, table.output
-    assert "restore_recovered" in table.stdout and "restore_not_recovered" in table.stdout
+    assert "Journal: 3 entries" in table.stdout
+
+
+def test_a_flapping_alarm_over_an_open_incident_is_told_once_and_journaled_at_each_flap(
+    restore_env: AwsEnv, simulator: Simulator
+) -> None:
+    # Given a restore the check found had not cleared the alarm (people told, an error), its cooldown over
+    assert checked(restore_env, simulator, "ALARM")[0]["outcome"] == "not_recovered"
+    cooldown_over(restore_env)
+    restore_env.notifications()
+
+    # When the alarm flaps (INSUFFICIENT_DATA, then ALARM again) three times, never OK
+    start = datetime.now(UTC)
+    flaps = [outcome_of(eventbridge(previous="INSUFFICIENT_DATA", at=start + timedelta(seconds=s))) for s in (1, 2, 3)]
+
+    # Then each is refused for the open incident and journaled, but people are told once
+    assert [(f["outcome"], f["cause"]) for f in flaps] == [("skipped", "incident_open")] * 3
+    assert [f["notified"] for f in flaps] == [True, False, False]
+    [told] = restore_env.notifications()
+    assert "incident is still open" in told["Subject"]
+    assert [act for act in journal_acts(restore_env) if act == ("restore_refused", "incident_open")] == [
+        ("restore_refused", "incident_open")
+    ] * 3
+    assert simulator.servers[SERVER]["restore_count"] == 1
+
+
+def test_inside_the_cooldown_a_flap_over_an_open_incident_is_a_cooldown_told_once(
+    restore_env: AwsEnv, simulator: Simulator
+) -> None:
+    # Given a server just restored on its alarm (its incident open, its cooldown running)
+    restored(restore_env, simulator)
+    restore_env.notifications()
+
+    # When the alarm flaps back to ALARM twice
+    start = datetime.now(UTC)
+    flaps = [outcome_of(eventbridge(previous="INSUFFICIENT_DATA", at=start + timedelta(seconds=s))) for s in (1, 2)]
+
+    # Then both are the cooldown's refusals, told once, saying the incident outlasts the cooldown
+    assert [(f["outcome"], f["cause"], f["notified"]) for f in flaps] == [
+        ("skipped", "cooldown", True),
+        ("skipped", "cooldown", False),
+    ]
+    assert "its incident is open" in flaps[0]["reason"]
+    assert len(restore_env.notifications()) == 1

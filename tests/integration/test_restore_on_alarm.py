@@ -235,7 +235,12 @@ def test_a_flapping_alarm_is_told_once_per_cooldown_and_journaled_at_each_flap(
     assert [e.outcome for e in refused] == ["cooldown"] * 4
     assert simulator.servers[12345]["restore_count"] == 1
 
-    # When that cooldown is over, a new alarm restores again (a new cooldown) and the alarm flaps again
+    # When the alarm is seen back in OK (the restore's incident is over: restore.recovery) and that
+    # cooldown is over, a new alarm restores again (a new cooldown) and the alarm flaps again
+    assert outcome_of(eventbridge(at=first_at + timedelta(minutes=5), new="OK", previous="ALARM"))["outcome"] == (
+        "recovered"
+    )
+    assert subjects(restore_env)[0].startswith("Recovered: server 12345")
     table = restore_env.table()
     table.update_item(
         Key={"pk": "restore-lock#12345", "sk": "restore-lock"},

@@ -675,3 +675,30 @@ def test_a_restore_without_follow_ups_opens_no_incident(make_guard: Callable[...
     assert holder is not None and holder.incident is None
     clock.advance(hours=7)
     assert isinstance(claim(guard, transition="t2"), RestoreClaim)
+
+
+def test_inside_the_cooldown_an_open_incident_is_the_cooldowns_refusal_and_its_notice_is_its_own(
+    make_guard: Callable[..., RestoreGuard], clock: Clock
+) -> None:
+    # Given an automatic restore at T0, its incident open
+    guard = make_guard()
+    first = claim(guard)
+    assert isinstance(first, RestoreClaim)
+    guard.mark_restored(first, incident=True)
+    # When the alarm changes again inside the cooldown: the cooldown's refusal, naming the incident
+    clock.advance(hours=1)
+    inside = claim(guard, transition="t2")
+    assert isinstance(inside, GuardRefusal) and inside.kind == "cooldown"
+    assert "its incident is open" in inside.reason
+    # ... and after it: the incident's
+    clock.advance(hours=6)
+    after = claim(guard, transition="t3")
+    assert isinstance(after, GuardRefusal) and after.kind == "incident_open"
+    # The cooldown's notice and the incident's are told once each, apart
+    assert inside.holder is not None and after.holder is not None
+    assert guard.first_cooldown_notice(inside.holder) and not guard.first_cooldown_notice(inside.holder)
+    assert guard.first_incident_notice(after.holder) and not guard.first_incident_notice(after.holder)
+    # ... and the incident found not cleared is told again, once
+    assert guard.settle_incident(after.holder, "not_cleared", at=clock())
+    cleared = guard.lock_holder(12345)
+    assert cleared is not None and guard.first_incident_notice(cleared) and not guard.first_incident_notice(cleared)

@@ -68,6 +68,9 @@ LOCK_SK = "restore-lock"
 # flaps inside the cooldown is journaled at each flap, notified once): sk ``cooldown-notice#<the
 # lock's transition>``; it expires with its cooldown.
 COOLDOWN_NOTICE_SK_PREFIX = "cooldown-notice#"
+# The same for a refusal after the cooldown over an open incident (restore.recovery): sk
+# ``incident-notice#<the incident's state>#<the lock's transition>``, expiring a day after it is written.
+INCIDENT_NOTICE_SK_PREFIX = "incident-notice#"
 # The lock's partition: restore's own prefix, so its IAM grant (dynamodb:LeadingKeys) covers no
 # other job's items. Locks taken before the move live under ``server#<id>`` (LEGACY_LOCK_PK), which
 # backup on deploy writes: they are still read, and a claim's transaction checks (never writes) the
@@ -260,10 +263,10 @@ class RestoreGuard:
                 f"this alarm change was already handled: {holder.describe()}",
                 holder=holder,
             )
-        if holder.incident in OPEN_STATES and not transition_key.startswith(MANUAL_TRANSITION_PREFIX):
-            return _incident_refusal(holder)
+        incident_open = holder.incident in OPEN_STATES and not transition_key.startswith(MANUAL_TRANSITION_PREFIX)
         if holder.state == "released" or holder.locked_until <= now:
-            return None
+            # The cooldown is over; an open incident still refuses an automatic restore (restore.recovery).
+            return _incident_refusal(holder) if incident_open else None
         if override_cooldown:
             if (until := override_refused_until(holder, now)) is not None:
                 return GuardRefusal(
@@ -274,10 +277,13 @@ class RestoreGuard:
                     holder=holder,
                 )
             return None
+        after = ""
+        if incident_open:
+            after = " (and after that only once the alarm has been seen in OK: its incident is open)"
         return GuardRefusal(
             "cooldown",
             f"{holder.describe()}; one restore per server per {describe_duration(self.cooldown)} (RESTORE_COOLDOWN), "
-            f"so no new restore before {human_time(holder.locked_until)}",
+            f"so no new restore before {human_time(holder.locked_until)}{after}",
             not_before=holder.locked_until,
             holder=holder,
         )
@@ -320,13 +326,24 @@ class RestoreGuard:
         """True the first time a refusal inside ``holder``'s cooldown asks to tell people, False after
         (one conditional ``PutItem``, so concurrent invocations agree). A write that fails otherwise
         answers True: people told twice rather than never."""
+        sk = f"{COOLDOWN_NOTICE_SK_PREFIX}{holder.transition_key}"
+        return self._first_notice(holder, sk, expires=holder.locked_until + timedelta(days=1))
+
+    def first_incident_notice(self, holder: LockHolder) -> bool:
+        """As :meth:`first_cooldown_notice`, for a refusal after the cooldown over ``holder``'s open
+        incident: told once per incident state (``open``, then ``not_cleared``), and again a day later
+        while it stays open (the notice expires; a ``not_cleared`` lock does not)."""
+        sk = f"{INCIDENT_NOTICE_SK_PREFIX}{holder.incident}#{holder.transition_key}"
+        return self._first_notice(holder, sk, expires=max(holder.locked_until, self._clock()) + timedelta(days=1))
+
+    def _first_notice(self, holder: LockHolder, sk: str, *, expires: datetime) -> bool:
         item = {
             PK: lock_pk(holder.server_id),
-            SK: f"{COOLDOWN_NOTICE_SK_PREFIX}{holder.transition_key}",
+            SK: sk,
             "server_id": holder.server_id,
             "noted_at": utc_key_time(self._clock()),
             "locked_until": utc_key_time(holder.locked_until),
-            TTL_ATTRIBUTE: epoch(holder.locked_until + timedelta(days=1)),
+            TTL_ATTRIBUTE: epoch(expires),
         }
         try:
             self.state.table.put_item(

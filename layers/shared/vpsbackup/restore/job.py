@@ -401,6 +401,16 @@ class AlarmRestorer(GuardedRestore):
             ),
         )
 
+    def _first_notice(self, refusal: GuardRefusal) -> bool:
+        """False when people were already told of this refusal's cooldown or incident."""
+        if refusal.holder is None:
+            return True
+        if refusal.kind == "cooldown":
+            return self.guard.first_cooldown_notice(refusal.holder)
+        if refusal.kind == "incident_open":
+            return self.guard.first_incident_notice(refusal.holder)
+        return True
+
     def _refused(
         self, scene: messages.AlarmScene, decision: RestorePointDecision, refusal: GuardRefusal
     ) -> RestoreOutcome:
@@ -412,14 +422,14 @@ class AlarmRestorer(GuardedRestore):
                 extra={"alarm": scene.alarm, "server_id": server_id, "why": refusal.reason},
             )
             return RestoreOutcome("duplicate", refusal.reason, scene.alarm, server_id, backup_id, cause="duplicate")
-        # A flapping alarm: journaled (by the claim) at each flap, people told once per cooldown.
-        holder = refusal.holder if refusal.kind == "cooldown" else None
-        if holder is not None and not self.guard.first_cooldown_notice(holder):
+        # A flapping alarm: journaled (by the claim) at each flap, people told once per cooldown, and
+        # once per state of an open incident after it.
+        if not self._first_notice(refusal):
             logger.info(
-                "skipped: cooldown; people were told already in this cooldown",
+                f"skipped: {refusal.kind}; people were told already",
                 extra={"alarm": scene.alarm, "server_id": server_id, "why": refusal.reason},
             )
-            return RestoreOutcome("skipped", refusal.reason, scene.alarm, server_id, backup_id, cause="cooldown")
+            return RestoreOutcome("skipped", refusal.reason, scene.alarm, server_id, backup_id, cause=refusal.kind)
         return self._publish(
             scene,
             RestoreOutcome("skipped", refusal.reason, scene.alarm, server_id, backup_id, cause=refusal.kind),
