@@ -4,6 +4,7 @@ The state machine itself runs the same chunks in tests/integration/test_prune_st
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -153,15 +154,18 @@ KILLS = Counter[str]()
 def _nth(n: int, then: Callable[..., Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A method that dies at its n-th call (``then``: after calling the real one); KILLS counts the deaths."""
     calls = Counter[str]()
+    lock = threading.Lock()  # the deletions run on a thread pool: each call gets its own number
 
     def wrap(real: Callable[..., Any]) -> Callable[..., Any]:
         def method(*args: Any, **kwargs: Any) -> Any:
-            calls["n"] += 1
-            if calls["n"] == n and then is None:
+            with lock:
+                calls["n"] += 1
+                mine = calls["n"]
+            if mine == n and then is None:
                 KILLS["killed"] += 1
                 raise Killed
             result = real(*args, **kwargs)
-            if calls["n"] == n:
+            if mine == n:
                 KILLS["killed"] += 1
                 raise Killed
             return result

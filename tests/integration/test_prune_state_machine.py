@@ -203,6 +203,7 @@ def test_a_run_goes_on_as_a_new_execution_before_the_history_fills(
     [
         "listing: after a page is stored",
         "deleting: before the outcomes are stored",
+        "deleting: after a DELETE was made",
     ],
 )
 def test_a_chunk_killed_is_retried_by_the_definition_no_deletion_twice_none_lost(
