@@ -227,3 +227,30 @@ def test_a_chunk_killed_anywhere_is_retried_no_deletion_twice_none_lost(
     note = cursors[-1]["note"]
     assert f"deleted {len(expected)}" in note, note
     assert "failed" not in note and "not_started" not in note
+
+
+def test_a_run_in_chunks_the_daily_budget_stops_says_so_and_when_it_frees(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a budget of 50 deletions a day, a plan of more, and 40 deletions a chunk
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "50")
+    prune_backups.settings.cache_clear()
+    seed_fleet(simulator, datetime.now(UTC))
+    wanted = expected_plan(simulator).to_delete
+    assert len(wanted) > 80
+    before = remaining_ids(simulator)
+
+    # When a sweep runs in chunks
+    cursors = drive({"sweep": True}, lambda_context)
+
+    # Then the 50 oldest are deleted, across chunks, and no more
+    assert before - remaining_ids(simulator) == {d.backup_id for d in wanted[:50]}
+    assert sum(delete_counts(simulator).values()) == 50
+    assert "not_started" in cursors[-1]["note"]
+    # ... and people hear that the daily budget held the rest back, and when it frees
+    (note,) = chunk_env.notifications()
+    held = len(wanted) - 50
+    assert note["Subject"] == f"VPS backup prune: daily deletion budget held back {held} deletions"
+    assert note["MessageAttributes"]["outcome"]["Value"] == "daily_budget"
+    assert note["MessageAttributes"]["severity"]["Value"] == "warning"
+    assert "MAX_DELETIONS_PER_DAY" in note["Message"] and "frees at" in note["Message"]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -38,7 +38,7 @@ from vpsbackup.provider.errors import ApiTimeoutError, ListingIncompleteError, V
 from vpsbackup.provider.models import BACKUP_MANUAL, BackupPage, InvalidItem
 from vpsbackup.prune.compact import CompactListing, FleetPlan
 from vpsbackup.prune.cursor import ChunkEvent, Cursor, advance, plan_from_dict, plan_to_dict, run_id
-from vpsbackup.prune.daily_budget import DailyDeletionBudget
+from vpsbackup.prune.daily_budget import BudgetReport, DailyDeletionBudget
 from vpsbackup.prune.job import (
     STOP_STARTING_MARGIN_S,
     BackupsApi,
@@ -316,7 +316,7 @@ def _final(result: DeletionResult) -> bool:
 
 
 def _send_batch(
-    run: str, pending: Sequence[BackupDecision], in_doubt: set[int], ctx: ChunkContext
+    run: str, chunk: int, pending: Sequence[BackupDecision], in_doubt: set[int], ctx: ChunkContext
 ) -> list[DeletionResult]:
     """Each pending deletion's result, in order: the fresh ones within the daily budget, each marked
     ``started`` before its DELETE; one in doubt (marked by an attempt cut short) already took its slot."""
@@ -327,7 +327,11 @@ def _send_batch(
             marking, decisions, holds=ctx.state, concurrency=ctx.options.concurrency, time_left=ctx.time_left
         )
 
-    fresh, _ = delete_within_budget([d for d in pending if d.backup_id not in in_doubt], ctx.budget, send)
+    fresh, budget = delete_within_budget([d for d in pending if d.backup_id not in in_doubt], ctx.budget, send)
+    held = [r.backup_id for r in fresh if r.held_by_budget]
+    if budget is not None and held:
+        # Kept for the run's report: the budget's words, and which deletions it held back.
+        ctx.store.put_budget_hold(run, chunk, budget.to_dict(), held, ctx.now())
     again = send([d for d in pending if d.backup_id in in_doubt])
     by_id = {r.backup_id: r for r in (*fresh, *again)}
     return [by_id[d.backup_id] for d in pending]
@@ -342,7 +346,7 @@ def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     known = ctx.store.outcomes(cursor.run)
     in_doubt = {backup_id for backup_id, (outcome, _) in known.items() if outcome == "started"}
     pending = [d for d in batch if d.backup_id not in known or d.backup_id in in_doubt]
-    results = _send_batch(cursor.run, pending, in_doubt, ctx)
+    results = _send_batch(cursor.run, cursor.deleted, pending, in_doubt, ctx)
     done: list[tuple[int, str, str]] = []
     reached = cursor.deleted + len(batch)
     for decision, result in zip(pending, results, strict=True):
@@ -373,6 +377,8 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     dry_run = ctx.options.dry_run or request.dry_run
     known = ctx.store.outcomes(cursor.run)
     results = tuple(_result(d.backup_id, known, dry_run=dry_run) for d in plan.to_delete)
+    budget, held = (None, set[int]()) if dry_run else _budget_held(cursor.run, len(results), ctx)
+    results = tuple(replace(r, held_by_budget=r.backup_id in held and r.outcome == "not_started") for r in results)
     mode: Listing = "fleet" if request.server_ids is None else "per-server"
     report = PruneReport(
         request=request,
@@ -383,8 +389,23 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
         results=results,
         progress=progress,
         timings={"chunks": float(cursor.chunks + 1)},
+        budget=budget,
     )
     return _finish(cursor, report, execution, ctx)
+
+
+def _budget_held(run: str, asked: int, ctx: ChunkContext) -> tuple[BudgetReport | None, set[int]]:
+    """What ``MAX_DELETIONS_PER_DAY`` did to the run's deletions, over its delete chunks (as a single
+    pass reports it), and the deletions it held back; (None, empty) when it held none back."""
+    holds = ctx.store.budget_holds(run)
+    if not holds:
+        return None, set()
+    held = {backup_id for _, ids in holds for backup_id in ids}
+    frees = [str(b["frees_at"]) for b, _ in holds if b.get("frees_at")]
+    error = next((str(b["error"]) for b, _ in holds if b.get("error")), None)
+    limit = int(holds[-1][0]["limit"])
+    frees_at = datetime.fromisoformat(frees[-1]) if frees else None
+    return BudgetReport(limit, asked, asked - len(held), frees_at, error), held
 
 
 def _result(backup_id: int, known: dict[int, tuple[str, str]], *, dry_run: bool) -> DeletionResult:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -218,6 +218,18 @@ class PruneRunStore:
         with self.table.batch_writer() as batch:
             for item in items:
                 batch.put_item(Item=item)
+
+    def put_budget_hold(self, run: str, chunk: int, budget: dict[str, Any], held: Sequence[int], now: datetime) -> None:
+        """What ``MAX_DELETIONS_PER_DAY`` held back in the delete chunk starting at ``chunk`` (a retried
+        chunk overwrites its own item): the budget's report and the deletions it kept from being sent."""
+        self._put(run, f"budget#{chunk:08d}", now, budget=json.dumps(budget), held=[int(b) for b in held])
+
+    def budget_holds(self, run: str) -> list[tuple[dict[str, Any], list[int]]]:
+        """Each delete chunk's :meth:`put_budget_hold`, in the run's order."""
+        return [
+            (json.loads(str(item["budget"])), [int(b) for b in item.get("held", [])])
+            for item in self._query(run, "budget#")
+        ]
 
     def outcomes(self, run: str) -> dict[int, tuple[str, str]]:
         """Every deletion's outcome so far (``started``: sent, or about to be, outcome unknown)."""
