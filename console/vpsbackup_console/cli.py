@@ -37,6 +37,7 @@ from vpsbackup.errors import VpsBackupError, describe_aws_error
 from vpsbackup.observability import logger
 from vpsbackup.provider.errors import VpsApiError
 from vpsbackup.provider.models import Backup, InvalidItem
+from vpsbackup.prune import report_render
 from vpsbackup.prune.job import PruneOptions, PruneReport, run_prune
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.prune.settings import PruneSettings
@@ -330,7 +331,7 @@ def plan(ctx: click.Context, server_ids: tuple[int, ...], as_json: bool) -> None
     """The prune plan as a dry run, exactly as the prune function would decide it now."""
     where = _where(ctx)
     report = _acting(lambda: _dry_run(where, list(server_ids) or None))
-    data = report.to_dict()
+    data = report_render.result_record(report)
 
     def draw(view: dict[str, Any]) -> None:
         changing = [d for d in view["decisions"] if d["action"] in ("delete", "defer")]

@@ -18,7 +18,7 @@ from vpsbackup.aws import runtime
 from vpsbackup.aws.journal import Journal
 from vpsbackup.aws.state import StateTable
 from vpsbackup.observability import logger, metrics, tracer
-from vpsbackup.prune import heartbeat
+from vpsbackup.prune import heartbeat, report_render
 from vpsbackup.prune.chunks import ChunkContext, run_chunk
 from vpsbackup.prune.cursor import ChunkEvent
 from vpsbackup.prune.daily_budget import DailyDeletionBudget
@@ -114,4 +114,4 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     write_journal(report, getattr(context, "aws_request_id", None) or report.plan.now.isoformat())
     publish_report(report, notifier=runtime.notifier(config.notify_topic_arn, config.notify_format))
     ping()
-    return report.to_dict()
+    return report_render.result_record(report)

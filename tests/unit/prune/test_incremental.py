@@ -15,6 +15,7 @@ from tests.unit.prune.test_incremental_against_sweeps import Holds, Made, Memory
 from vpsbackup.aws.state import StateTable
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.provider.models import Backup, InvalidItem
+from vpsbackup.prune import report_render
 from vpsbackup.prune.incremental import ListedBackup, RunHistory, ServerState, select_servers, settle_server
 from vpsbackup.prune.incremental_run import run_incremental_prune
 from vpsbackup.prune.request import InvalidPruneRequestError, PruneRequest, parse_prune_request
@@ -284,10 +285,10 @@ def test_a_sweep_with_an_invalid_item_leaves_its_server_alone_unwritten_and_prun
     states, _ = store.load()
     assert 11 not in states and {12, 13} <= set(states)
     # And the report names the items and the server left alone
-    invalid = report.to_dict()["invalid_items"]
+    invalid = report_render.result_record(report)["invalid_items"]
     assert (invalid["count"], invalid["servers_left_alone"]) == (2, [11])
     assert [i["backup_id"] for i in invalid["items"]] == [9, 10]
-    subject, text = report.notification() or ("", "")
+    subject, text = report_render.notification(report) or ("", "")
     assert "2 listed items not valid, 1 server left alone" in subject
     assert "backup 9 of server 11: created_at" in text
 

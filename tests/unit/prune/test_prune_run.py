@@ -15,7 +15,7 @@ import pytest
 from vpsbackup.markers import make_marker
 from vpsbackup.provider.errors import AuthenticationError, BackupAlreadyGoneError, ServerError
 from vpsbackup.provider.models import Backup
-from vpsbackup.prune import job as prune
+from vpsbackup.prune import report_render
 from vpsbackup.prune.job import PruneOptions, PruneReport, execute_deletions, publish_report, run_prune
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
@@ -261,7 +261,7 @@ def test_a_held_backup_is_kept() -> None:
 
 def test_the_report_carries_every_decision_each_outcome_and_totals() -> None:
     api = FakeApi([*daily(1, 4, 100), backup(900, days_old=9, managed=False)])
-    result = run(api).to_dict()
+    result = report_render.result_record(run(api))
     assert result["totals"] == {
         "listed": 5,
         "kept": 2,
@@ -291,10 +291,10 @@ def test_the_report_carries_every_decision_each_outcome_and_totals() -> None:
 
 def test_what_does_not_fit_the_log_record_goes_to_parts_and_nothing_is_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given log records limited to 1,500 bytes (beyond the fixed fields) and a run of 40 decisions
-    monkeypatch.setattr(prune, "_LOG_RECORD_LIMIT", 1_500)
-    monkeypatch.setattr(prune, "_FIXED_ROOM", 0)
+    monkeypatch.setattr(report_render, "LOG_RECORD_LIMIT", 1_500)
+    monkeypatch.setattr(report_render, "FIXED_ROOM", 0)
     report = run(FakeApi(daily(1, 40, 100)), keep_last=5)
-    record, parts = report.to_log(), report.log_parts()
+    record, parts = report_render.log_records(report)
     # Then the main record names some decisions and counts the rest, and the parts, each within the
     # limit, carry every one of the others, in order
     assert 0 < len(record["decisions"]) < 40
@@ -303,11 +303,11 @@ def test_what_does_not_fit_the_log_record_goes_to_parts_and_nothing_is_lost(monk
     assert [p["part"] for p in parts] == list(range(1, len(parts) + 1))
     assert all(p["parts"] == len(parts) for p in parts)
     logged = record["decisions"] + [d for p in parts for d in p.get("decisions", [])]
-    assert logged == report.to_dict()["decisions"]
+    assert logged == report_render.result_record(report)["decisions"]
     deletions = record["deletions"] + [d for p in parts for d in p.get("deletions", [])]
     assert [d["backup_id"] for d in deletions] == [d.backup_id for d in report.plan.to_delete]
     # ... while the return value, with its larger limit, holds everything
-    assert "decisions_omitted" not in report.to_dict()
+    assert "decisions_omitted" not in report_render.result_record(report)
 
 
 def test_a_quiet_run_tells_no_one() -> None:
@@ -343,7 +343,7 @@ def test_a_dry_run_tells_no_one_even_when_the_valve_would_trip() -> None:
 def test_a_long_list_of_failures_is_cut_in_the_notification() -> None:
     backups = daily(1, 40, 100)
     api = FakeApi(backups, errors={b.id: ServerError("HTTP 500", status_code=500) for b in backups})
-    subject, message = run(api).notification() or ("", "")
+    subject, message = report_render.notification(run(api)) or ("", "")
     assert subject == "VPS backup prune: 38 deletions failed"
     assert "… and 18 more" in message
 

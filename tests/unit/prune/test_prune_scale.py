@@ -20,6 +20,7 @@ from vpsbackup.markers import make_marker
 from vpsbackup.provider.errors import ApiTimeoutError, ServerError
 from vpsbackup.provider.models import Backup, BackupPage, ServerRef
 from vpsbackup.prune import job as prune
+from vpsbackup.prune import report_render
 from vpsbackup.prune.job import PruneOptions, publish_report, run_prune
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
@@ -155,7 +156,7 @@ def test_the_report_stays_bounded_at_300000_backups() -> None:
     api = PagedApi(lambda: fleet(10_000, 30, failed_from=5), total=300_000)
     # When a dry run plans it
     report = run_prune(PruneRequest(dry_run=True), options(max_deletions=20_000), client=api, holds=NoHolds(), now=NOW)
-    result, record, parts = report.to_dict(), report.to_log(), report.log_parts()
+    result, (record, parts) = report_render.result_record(report), report_render.log_records(report)
     # Then the return value is under 1 MB and every log record under 200 KB
     assert size(result) < 1_000_000
     assert size(record) < 200_000
@@ -196,7 +197,7 @@ def test_a_listing_out_of_time_deletes_nothing_does_not_raise_reports_and_notifi
     assert not report.listing_complete
     assert report.plan.to_delete == () and report.totals["to_delete"] == 0
     # ... its report says how far the listing got and why it stopped
-    result = report.to_dict()
+    result = report_render.result_record(report)
     assert result["listing_complete"] is False
     assert result["progress"] | {"seconds": 0} == {
         "complete": False,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from vpsbackup.provider.models import InvalidItem
-from vpsbackup.prune import job as render
+from vpsbackup.prune import report_render as render
 from vpsbackup.prune.compact import FleetPlan
 from vpsbackup.prune.daily_budget import BudgetReport
 from vpsbackup.prune.job import DeletionResult, InvalidItems, ListingProgress, PruneReport
@@ -125,11 +125,12 @@ def listing_cut_short(stopped_by: str) -> PruneReport:
 
 def rendered(report: PruneReport) -> dict[str, Any]:
     """Everything a report renders to, as one JSON-able value."""
-    message = report.notification()
+    message = render.notification(report)
+    log, log_parts = render.log_records(report)
     return {
-        "result": report.to_dict(),
-        "log": report.to_log(),
-        "log_parts": report.log_parts(),
+        "result": render.result_record(report),
+        "log": log,
+        "log_parts": log_parts,
         "notification": None if message is None else {"subject": message[0], "text": message[1].splitlines()},
     }
 
@@ -155,12 +156,12 @@ def test_a_report_renders_to_its_golden_output(name: str) -> None:
 
 def test_the_log_record_and_its_parts_split_at_their_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given log records of 1,500 bytes with no room kept for the fixed fields
-    monkeypatch.setattr(render, "_LOG_RECORD_LIMIT", 1_500)
-    monkeypatch.setattr(render, "_FIXED_ROOM", 0)
+    monkeypatch.setattr(render, "LOG_RECORD_LIMIT", 1_500)
+    monkeypatch.setattr(render, "FIXED_ROOM", 0)
     report = troubled_run()
     # Then the main record and its parts are exactly the golden ones: the same deletions and
     # decisions in each, in the same order
-    record, parts = report.to_log(), report.log_parts()
+    record, parts = render.log_records(report)
     assert_golden("troubled_run_small_records", {"log": record, "log_parts": parts})
     assert all(len(json.dumps(part, separators=(",", ":"))) <= 1_500 for part in parts)
 
@@ -169,8 +170,8 @@ def test_a_list_fits_its_budget_with_one_byte_to_spare_and_not_one_less() -> Non
     items = [{"backup_id": n} for n in range(5)]
     size = len(json.dumps(items, separators=(",", ":")))
     # The count is one byte over the list's JSON (each item counted with a separator): it fits at size + 1 ...
-    assert render._fit(items, size + 1) == (items, [])
+    assert render.fit(items, size + 1) == (items, [])
     # ... and at size the last item goes to the rest
-    assert render._fit(items, size) == (items[:4], items[4:])
-    assert render._fit(items, 2) == ([], items)
-    assert render._fit([], 0) == ([], [])
+    assert render.fit(items, size) == (items[:4], items[4:])
+    assert render.fit(items, 2) == ([], items)
+    assert render.fit([], 0) == ([], [])

@@ -30,14 +30,13 @@ so tests drive it with the simulator and moto, or with fakes:
 - **report**: bounded at any fleet size — the return value under 1 MB, each log record under
   200 KB: totals, counts by reason, the deletions and their outcomes, the oldest deferred ones; every
   decision only when the run is limited to ``server_ids`` or the fleet is small
-  (``FULL_PLAN_LIMIT``), logged in parts when it does not fit one record. Metrics, and a
-  notification only when something failed, the safety valve held deletions back or the listing
-  ran out of time.
+  (``FULL_PLAN_LIMIT``), logged in parts when it does not fit one record
+  (:mod:`vpsbackup.prune.report_render` renders it). Metrics, and a notification only when
+  something failed, the safety valve held deletions back or the listing ran out of time.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
@@ -60,7 +59,7 @@ from vpsbackup.provider.errors import (
     VpsApiError,
 )
 from vpsbackup.provider.models import BACKUP_MANUAL, Backup, BackupPage, InvalidItem
-from vpsbackup.prune import messages
+from vpsbackup.prune import report_render
 from vpsbackup.prune.compact import CompactListing, FleetPlan, plan_fleet
 from vpsbackup.prune.daily_budget import BudgetReport, BudgetUnavailableError, DailyDeletionBudget
 from vpsbackup.prune.plan import BackupDecision, PlanInputs, Scope
@@ -74,15 +73,6 @@ from vpsbackup.records import Hold
 # included, and the run still has time to log, emit metrics and notify.
 STOP_STARTING_MARGIN_S = 20.0
 
-# CloudWatch Logs takes events up to 256 KB, Lambda's synchronous response 6 MB: each log record
-# stays under _LOG_RECORD_LIMIT bytes, the return value under _RESULT_LIMIT. What does not fit the
-# log record goes to further records ("parts"); what does not fit the return value is counted.
-_LOG_RECORD_LIMIT = 200_000
-_RESULT_LIMIT = 1_000_000
-# Room kept in each for the record's fixed fields (totals, reasons, progress) and the logger's own.
-_FIXED_ROOM = 40_000
-# A part record's own fields ({"decisions": [...], "part": n, "parts": m}).
-_PART_ENVELOPE = 100
 # Every decision is kept (and reported) for a run over at most this many listed copies, or limited
 # to server_ids; above it, the plan keeps counts, the deletions and the oldest deferred ones.
 FULL_PLAN_LIMIT = 5_000
@@ -270,7 +260,8 @@ class ListingProgress:
 
 @dataclass(frozen=True)
 class PruneReport:
-    """One run: its request, the plan, and the outcome of each planned deletion (plan order).
+    """One run: its request, the plan, and the outcome of each planned deletion (plan order). Data
+    only: :mod:`vpsbackup.prune.report_render` renders it (return value, log records, notification).
 
     When the listing did not finish (``progress.complete`` false), ``plan`` is empty: nothing was
     planned on a partial listing, nothing was deleted.
@@ -289,11 +280,9 @@ class PruneReport:
     # What MAX_DELETIONS_PER_DAY did to the deletions (None: a dry run, nothing to delete, no budget).
     budget: BudgetReport | None = None
     _by_id: dict[int, DeletionResult] = field(init=False, repr=False, compare=False)
-    _records: dict[int, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {r.backup_id: r for r in self.results})
-        object.__setattr__(self, "_records", {})
 
     def outcome_of(self, backup_id: int) -> DeletionResult | None:
         return self._by_id.get(backup_id)
@@ -332,157 +321,10 @@ class PruneReport:
         held = self.budget is not None and self.budget.held_back > 0
         return held or self.plan.valve_tripped or any(r.outcome == "failed" for r in self.results)
 
-    def _deletion(self, decision: BackupDecision) -> dict[str, Any]:
-        result = self._by_id[decision.backup_id]
-        return {
-            "backup_id": decision.backup_id,
-            "server_id": decision.server_id,
-            "created_at": decision.created_at.isoformat(),
-            "outcome": result.outcome,
-            "detail": result.detail,
-        }
-
-    def _decision(self, decision: BackupDecision) -> dict[str, Any]:
-        data = decision.to_dict()
-        result = self._by_id.get(decision.backup_id)
-        if result is not None:
-            data["outcome"] = result.outcome
-            if result.detail:
-                data["detail"] = result.detail
-        return data
-
-    def _record(self, limit: int) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-        """The report in at most ``limit`` bytes of JSON, and the deletions and decisions left out
-        (made once per limit: the report does not change once made)."""
-        if limit not in self._records:
-            self._records[limit] = self._make_record(limit)
-        record, deletions_left, decisions_left = self._records[limit]
-        return dict(record), deletions_left, decisions_left
-
-    def _make_record(self, limit: int) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-        # Shares of the room: ids 10% and 5%, deletions 40%, decisions what is left.
-        room = limit - _FIXED_ROOM
-        to_delete, _ = _fit([d.backup_id for d in self.plan.to_delete], room // 10)
-        deferred, _ = _fit([d.backup_id for d in self.plan.deferred], room // 20)
-        deletions, deletions_left = _fit([self._deletion(d) for d in self.plan.to_delete], room * 4 // 10)
-        room -= _size(to_delete) + _size(deferred) + _size(deletions)
-        failures = [d for d in deletions_left if d["outcome"] == "failed"]
-        decisions: list[dict[str, Any]] | None = None
-        decisions_left: list[dict[str, Any]] = []
-        if self.plan.decisions is not None:
-            decisions, decisions_left = _fit([self._decision(d) for d in self.plan.decisions], room)
-        record: dict[str, Any] = {
-            "dry_run": self.dry_run,
-            "trigger": self.request.trigger,
-            "server_ids": self.request.server_ids,
-            "scheduled_time": self.request.scheduled_time.isoformat() if self.request.scheduled_time else None,
-            "listing": self.listing,
-            "listing_complete": self.listing_complete,
-            "progress": self.progress.to_dict(),
-            "invalid_items": self.progress.invalid.to_dict(),
-            "now": self.plan.now.isoformat(),
-            "scope": self.plan.scope,
-            "max_deletions": self.plan.max_deletions,
-            "valve_tripped": self.plan.valve_tripped,
-            "servers": self.plan.servers,
-            "totals": self.totals,
-            "reasons": self.plan.reason_counts()[:100],
-            "to_delete": to_delete,
-            "deferred": deferred,
-            "deletions": deletions,
-            "timings": {key: round(value, 3) for key, value in self.timings.items()},
-            **self._selection_part(),
-            **self._budget_part(),
-        }
-        if len(to_delete) < len(self.plan.to_delete):
-            record["to_delete_omitted"] = len(self.plan.to_delete) - len(to_delete)
-        if len(deferred) < self.plan.deferred_count:
-            record["deferred_omitted"] = self.plan.deferred_count - len(deferred)
-        if deletions_left:
-            record["deletions_omitted"] = len(deletions_left)
-            # Failures matter most to people: the ones left out are at least counted apart.
-            record["failures_omitted"] = len(failures)
-        if decisions is not None:
-            record["decisions"] = decisions
-            if decisions_left:
-                record["decisions_omitted"] = len(decisions_left)
-        else:
-            record["decisions_omitted"] = self.listed_decisions
-        return record, deletions_left, decisions_left
-
-    def _selection_part(self) -> dict[str, Any]:
-        """``{"selection": ...}`` for a run that chose its servers (prune/incremental_run.py), else ``{}``."""
-        return {} if self.selection is None else {"selection": dict(self.selection)}
-
-    def _budget_part(self) -> dict[str, Any]:
-        """``{"daily_budget": ...}`` when MAX_DELETIONS_PER_DAY decided on this run's deletions, else ``{}``."""
-        return {} if self.budget is None else {"daily_budget": self.budget.to_dict()}
-
     @property
     def listed_decisions(self) -> int:
         """How many decisions the plan made (kept or not)."""
         return sum(self.plan.totals.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The return value (JSON-able, under 1 MB whatever the fleet's size): totals, counts by
-        reason, the deletions and their outcomes, and every decision when the plan kept them and
-        they fit; what does not fit is counted (``*_omitted``)."""
-        return self._record(_RESULT_LIMIT)[0]
-
-    def to_log(self) -> dict[str, Any]:
-        """The run's main log record (under 200 KB); :meth:`log_parts` has what did not fit."""
-        return self._record(_LOG_RECORD_LIMIT)[0]
-
-    def log_parts(self) -> list[dict[str, Any]]:
-        """The deletions and decisions the main log record left out, in records under 200 KB each."""
-        _, deletions_left, decisions_left = self._record(_LOG_RECORD_LIMIT)
-        parts: list[dict[str, Any]] = []
-        for key, items in (("deletions", deletions_left), ("decisions", decisions_left)):
-            while items:
-                chunk, items = _fit(items, _LOG_RECORD_LIMIT - _FIXED_ROOM - _PART_ENVELOPE)
-                if not chunk:  # one item larger than a record: never loop
-                    chunk, items = items[:1], items[1:]
-                parts.append({key: chunk})
-        for n, part in enumerate(parts, start=1):
-            part["part"] = n
-            part["parts"] = len(parts)
-        return parts
-
-    def notification(self) -> tuple[str, str] | None:
-        """Subject and text for people, or None when the run needs no attention."""
-        if not self.needs_attention:
-            return None
-        if not self.listing_complete:
-            if self.progress.stopped_by == "incomplete":
-                return messages.listing_incomplete(self.request, self.plan.now, self.progress.to_dict())
-            return messages.listing_out_of_time(self.request, self.plan.now, self.progress.to_dict())
-        return messages.needs_a_look(
-            self.request,
-            self.plan,
-            self.totals,
-            failed=[(d, self._by_id[d.backup_id].detail) for d in self.with_outcome("failed")],
-            not_started=[
-                (d, self._by_id[d.backup_id].detail)
-                for d in self.with_outcome("not_started")
-                if not self._by_id[d.backup_id].held_by_budget
-            ],
-            invalid=self.progress.invalid.to_dict(),
-            budget=self.budget,
-        )
-
-
-def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), default=str))
-
-
-def _fit(items: list[Any], budget: int) -> tuple[list[Any], list[Any]]:
-    """The longest head of ``items`` whose JSON fits ``budget`` bytes, and the rest."""
-    used = 2
-    for n, item in enumerate(items):
-        used += _size(item) + 1
-        if used > budget:
-            return items[:n], items[n:]
-    return items, []
 
 
 def list_backups_to_plan(
@@ -796,14 +638,14 @@ _METRICS: tuple[tuple[str, Callable[[PruneReport], int]], ...] = (
 
 def publish_report(report: PruneReport, *, notifier: Notifier) -> None:
     """The run's one structured log record, its metrics, and a notification if it needs attention."""
-    record = report.to_log()
+    record, parts = report_render.log_records(report)
     log = logger.warning if report.needs_attention else logger.info
     log("prune run finished", extra={"prune": record})
-    for part in report.log_parts():
+    for part in parts:
         logger.info(f"prune run finished: part {part['part']} of {part['parts']}", extra={"prune": part})
     for name, value in _METRICS:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value(report))
-    message = report.notification()
+    message = report_render.notification(report)
     if message is not None:
         subject, text = message
         notifier.publish(subject, text, routing=report_routing(report))

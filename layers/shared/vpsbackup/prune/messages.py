@@ -3,7 +3,7 @@ the listing was incomplete or had items that did not validate.
 
 Pure: :func:`needs_a_look` takes the run's request, plan, totals and the backups that failed or did
 not start (each with its detail) and returns the notification's subject and text;
-:meth:`vpsbackup.prune.job.PruneReport.notification` decides whether one is sent.
+:func:`vpsbackup.prune.report_render.notification` decides whether one is sent.
 """
 
 from __future__ import annotations
