@@ -16,9 +16,12 @@ import prune_backups
 from devtools.simulator import Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext
 from tests.integration.test_prune_backups import expected_plan, prune_env, remaining_ids, seed_fleet
+from vpsbackup.aws.journal import Journal
 from vpsbackup.markers import describe_with_marker
 from vpsbackup.provider.client import VpsClient
+from vpsbackup.prune.cursor import plan_from_dict
 from vpsbackup.prune.run_store import PruneRunStore
+from vpsbackup.records import Hold
 
 pytestmark = pytest.mark.integration
 __all__ = ["prune_env"]
@@ -101,6 +104,32 @@ def test_a_sweep_in_chunks_deletes_exactly_what_a_single_pass_plans(
     # ... with one report, and the lock free for the next run
     assert cursors[-1]["done"] and "deleted" in cursors[-1]["note"]
     assert PruneRunStore(prune_backups.runtime.state_table(chunk_env.table_name)).lock_holder() is None
+
+
+def test_a_deletion_a_hold_stopped_in_a_later_chunk_is_journaled_as_refused(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext
+) -> None:
+    # Given a run in chunks, and a restore that holds the oldest planned deletion once the plan is
+    # stored, before the chunk that deletes it
+    small_fleet(simulator)
+    state = prune_backups.runtime.state_table(chunk_env.table_name)
+    event = start_event({"sweep": True})
+    held = None
+    while True:
+        cursor: dict[str, Any] = prune_backups.handler(event, lambda_context)
+        if held is None and cursor["phase"] == "delete":
+            stored = PruneRunStore(state).plan(cursor["run"])
+            assert stored is not None
+            held = plan_from_dict(stored).to_delete[0]
+            until = datetime.now(UTC) + timedelta(days=7)
+            assert state.put_hold(Hold(backup_id=held.backup_id, server_id=held.server_id, until=until, reason="x"))
+        if cursor["done"]:
+            break
+        event = {"prune_chunk": {"step": "next", "cursor": cursor, "execution": EXECUTION}}
+    # Then it is not deleted, and the run's journal keeps it as a deletion the hold refused
+    assert held is not None and held.backup_id in remaining_ids(simulator)
+    acts = [(e.act, e.outcome) for e in Journal(state, source="tests").for_backup(held.backup_id)]
+    assert acts == [("deletion_refused", "not_started")]
 
 
 def test_a_run_limited_to_servers_lists_only_them_in_chunks(

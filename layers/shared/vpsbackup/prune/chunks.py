@@ -55,7 +55,7 @@ from vpsbackup.prune.job import (
 )
 from vpsbackup.prune.plan import BackupDecision
 from vpsbackup.prune.request import PruneRequest, parse_prune_request
-from vpsbackup.prune.run_store import PruneRunStore, StoredPage
+from vpsbackup.prune.run_store import PruneRunStore, StoredOutcome, StoredPage
 
 # How long the lock outlives a chunk's last sign of life: longer than one invocation (15 min) and
 # the state machine's retries of a killed chunk; a run stopped or failed and not redriven within it
@@ -344,10 +344,10 @@ def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     to_delete = plan_from_dict(stored).to_delete
     batch = to_delete[cursor.deleted : cursor.deleted + ctx.chunk_deletions]
     known = ctx.store.outcomes(cursor.run)
-    in_doubt = {backup_id for backup_id, (outcome, _) in known.items() if outcome == "started"}
+    in_doubt = {backup_id for backup_id, stored in known.items() if stored.outcome == "started"}
     pending = [d for d in batch if d.backup_id not in known or d.backup_id in in_doubt]
     results = _send_batch(cursor.run, cursor.deleted, pending, in_doubt, ctx)
-    done: list[tuple[int, str, str]] = []
+    done: list[tuple[int, StoredOutcome]] = []
     reached = cursor.deleted + len(batch)
     for decision, result in zip(pending, results, strict=True):
         if not _final(result):
@@ -356,7 +356,7 @@ def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
         if result.outcome == "already_gone" and decision.backup_id in in_doubt:
             # Sent by an attempt cut short after its DELETE: that attempt deleted it.
             result = DeletionResult(decision.backup_id, "deleted", "deleted by an attempt cut short (its re-send: 404)")
-        done.append((result.backup_id, result.outcome, result.detail))
+        done.append((result.backup_id, _stored(result)))
     ctx.store.put_outcomes(cursor.run, done, ctx.now())
     following = "report" if reached >= len(to_delete) else "delete"
     return advance(cursor, execution=execution, phase=following, deleted=reached)
@@ -408,13 +408,22 @@ def _budget_held(run: str, asked: int, ctx: ChunkContext) -> tuple[BudgetReport 
     return BudgetReport(limit, asked, asked - len(held), frees_at, error), held
 
 
-def _result(backup_id: int, known: dict[int, tuple[str, str]], *, dry_run: bool) -> DeletionResult:
+def _stored(result: DeletionResult) -> StoredOutcome:
+    return StoredOutcome(result.outcome, result.detail, result.stopped_by_hold)
+
+
+def _result(backup_id: int, known: dict[int, StoredOutcome], *, dry_run: bool) -> DeletionResult:
     if dry_run:
         return DeletionResult(backup_id, "dry_run", "dry run: not deleted")
-    outcome, detail = known.get(backup_id, ("not_started", "not reached by the run"))
-    if outcome == "started":
+    stored = known.get(backup_id, StoredOutcome("not_started", "not reached by the run"))
+    if stored.outcome == "started":
         return DeletionResult(backup_id, "failed", "sent, outcome unknown: check it is gone")
-    return DeletionResult(backup_id, outcome, detail)  # type: ignore[arg-type]
+    return DeletionResult(
+        backup_id,
+        stored.outcome,  # type: ignore[arg-type]
+        stored.detail,
+        stopped_by_hold=stored.stopped_by_hold,
+    )
 
 
 def _whole(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:

@@ -10,7 +10,8 @@ lock (which run holds it, until when). Partition ``prune-run#<run>``, one per ru
 - ``plan#<n>``: the plan, compressed JSON in parts under DynamoDB's 400 KB an item;
 - ``deletion#<backup id>``: ``started`` written before its DELETE is sent, its outcome after: a
   retried chunk never re-sends a deletion whose outcome is known, and reads a 404 on one that was
-  only started as the earlier attempt's success.
+  only started as the earlier attempt's success. With the outcome, ``stopped_by_hold`` when
+  set: the journal reads it, never the detail's words.
 
 Every item expires (``PRUNE_RUN_TTL``); the lock is deleted when the run ends.
 """
@@ -23,7 +24,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import Binary
@@ -59,6 +60,21 @@ def page_sk(n: int) -> str:
 
 def _pack(value: Any) -> bytes:
     return zlib.compress(json.dumps(value, separators=(",", ":"), default=str).encode(), 6)
+
+
+class StoredOutcome(NamedTuple):
+    """One deletion's outcome as stored: ``started`` (sent, or about to be) or a
+    :data:`~vpsbackup.prune.job.DeletionOutcome`, its detail for people, and whether a hold stopped
+    it (:class:`~vpsbackup.prune.job.DeletionResult`'s flag, which the journal reads; the daily
+    budget's holds are kept apart, ``budget#``)."""
+
+    outcome: str
+    detail: str = ""
+    stopped_by_hold: bool = False
+
+
+# The flags stored with an outcome, only when set.
+_FLAGS = ("stopped_by_hold",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,18 +218,19 @@ class PruneRunStore:
         """Written before the DELETE is sent (a chunk killed after it leaves this behind)."""
         self._put(run, f"deletion#{backup_id}", now, backup_id=backup_id, outcome="started")
 
-    def put_outcomes(self, run: str, outcomes: Iterable[tuple[int, str, str]], now: datetime) -> None:
-        """Each deletion's outcome and detail, batched."""
+    def put_outcomes(self, run: str, outcomes: Iterable[tuple[int, StoredOutcome]], now: datetime) -> None:
+        """Each deletion's outcome, detail and whether a hold stopped it, batched."""
         items = [
             {
                 PK: run_pk(run),
                 SK: f"deletion#{backup_id}",
                 TTL_ATTRIBUTE: epoch(now + PRUNE_RUN_TTL),
                 "backup_id": backup_id,
-                "outcome": outcome,
-                "detail": detail[:1000],
+                "outcome": stored.outcome,
+                "detail": stored.detail[:1000],
+                **{flag: True for flag in _FLAGS if getattr(stored, flag)},
             }
-            for backup_id, outcome, detail in outcomes
+            for backup_id, stored in outcomes
         ]
         with self.table.batch_writer() as batch:
             for item in items:
@@ -231,9 +248,11 @@ class PruneRunStore:
             for item in self._query(run, "budget#")
         ]
 
-    def outcomes(self, run: str) -> dict[int, tuple[str, str]]:
+    def outcomes(self, run: str) -> dict[int, StoredOutcome]:
         """Every deletion's outcome so far (``started``: sent, or about to be, outcome unknown)."""
         return {
-            int(item["backup_id"]): (str(item["outcome"]), str(item.get("detail", "")))
+            int(item["backup_id"]): StoredOutcome(
+                str(item["outcome"]), str(item.get("detail", "")), *(bool(item.get(flag)) for flag in _FLAGS)
+            )
             for item in self._query(run, "deletion#")
         }
