@@ -40,7 +40,8 @@ def test_the_wheel_carries_the_project_packages_and_no_development_tools(wheel: 
     assert top == {"vpsbackup", "vpsbackup_console", "vpsbackup_local"}
     assert "vpsbackup_local/simulator/server.py" in names
     assert "vpsbackup_local/world.py" in names
-    assert "vpsbackup_console/py.typed" in names
+    # each package's type information (PEP 561), the shared package's above all
+    assert {"vpsbackup/py.typed", "vpsbackup_console/py.typed", "vpsbackup_local/py.typed"} <= set(names)
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "Provides-Extra: local" in text
