@@ -4,6 +4,7 @@ needs the ``local`` extra when moto is missing."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -65,8 +66,15 @@ def test_local_without_the_extra_says_so_in_one_line() -> None:
         "import sys; sys.modules['moto'] = None; sys.modules['moto.server'] = None; "
         "from vpsbackup_console.cli import main; sys.argv = ['vpsbackup', '--local']; main()"
     )
+    # The packages from the checkout, installed or not (make test-compat does not install the project).
+    path = os.pathsep.join(str(ROOT / folder) for folder in ("console", "layers/shared"))
     done = subprocess.run(  # noqa: S603 - our own interpreter and console
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": path},
     )
     assert done.returncode == 1
     assert done.stdout == ""
