@@ -57,6 +57,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "prune/compact.py": _PRUNE_ENGINE_TESTS,
     "prune/compact_rules.py": _PRUNE_ENGINE_TESTS,
     "prune/buckets.py": _PRUNE_ENGINE_TESTS,
+    "prune/daily_budget.py": ("tests/unit/prune/test_daily_budget.py",),
     "prune/incremental.py": (
         "tests/unit/prune/test_incremental_decision_gaps.py",
         "tests/unit/prune/test_incremental.py",

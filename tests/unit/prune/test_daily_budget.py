@@ -339,3 +339,59 @@ def test_the_store_writes_only_over_the_version_it_read(aws: AwsEnv) -> None:
     assert store.swap(BudgetState((), 2), expected_version=5) is False
     assert store.swap(BudgetState((at(2), at(0)), 2), expected_version=1) is True
     assert store.read() == BudgetState((at(2), at(0)), 2)
+
+
+# -- the edges mutation testing found untested (make mutate prune/daily_budget.py) ----------------
+
+
+class Moving(MemoryStore):
+    """A store whose every compare-and-swap loses (another run always wrote first)."""
+
+    def swap(self, new: BudgetState, *, expected_version: int) -> bool:
+        self.swaps += 1
+        return False
+
+
+def test_a_run_gives_up_after_exactly_swap_attempts_tries() -> None:
+    from vpsbackup.prune.daily_budget import SWAP_ATTEMPTS, BudgetUnavailableError
+
+    store = Moving()
+    with pytest.raises(BudgetUnavailableError):
+        DailyDeletionBudget(store, 5, clock=lambda: NOW).reserve(1)
+    assert store.swaps == SWAP_ATTEMPTS == 8
+    reservation = DailyDeletionBudget(MemoryStore(), 5, clock=lambda: NOW).reserve(2)
+    assert DailyDeletionBudget(store, 5, clock=lambda: NOW).release(reservation, 1) is False
+    assert store.swaps == 2 * SWAP_ATTEMPTS
+
+
+def test_an_instant_is_kept_to_the_millisecond() -> None:
+    assert stamp(datetime(2026, 12, 5, 12, 0, 0, 123456, tzinfo=UTC)) == NOW.timestamp() + 0.123
+
+
+def test_giving_back_nothing_changes_no_slot() -> None:
+    mine = stamp(NOW)
+    assert give_back(BudgetState((mine,), version=1), at=mine, count=0).sent == (mine,)
+
+
+def test_a_budget_of_zero_is_a_budget_that_grants_nothing() -> None:
+    store = MemoryStore()
+    reservation = DailyDeletionBudget(store, 0, clock=lambda: NOW).reserve(3)
+    assert (reservation.granted, reservation.short, reservation.frees_at) == (0, True, None)
+
+
+def test_asking_for_nothing_reads_and_writes_nothing() -> None:
+    store = MemoryStore()
+    store.fail = RuntimeError("must not be read")
+    reservation = DailyDeletionBudget(store, 5, clock=lambda: NOW).reserve(0)
+    assert (reservation.limit, reservation.asked, reservation.granted, reservation.short) == (5, 0, 0, False)
+    assert reservation.at == stamp(NOW)
+
+
+def test_a_full_budget_and_an_empty_give_back_write_nothing() -> None:
+    store = MemoryStore(BudgetState((at(1), at(2)), version=4))
+    budget = DailyDeletionBudget(store, 2, clock=lambda: NOW)
+    reservation = budget.reserve(3)
+    assert (reservation.granted, reservation.short) == (0, True)
+    assert budget.release(reservation, 0) is True
+    assert store.swaps == 0
+    assert store.state.version == 4
