@@ -1,6 +1,6 @@
 """Mutation testing of the decision modules (``make mutate``; docs/mutation.md). Not run in CI.
 
-A small tool of our own, standard library only: it changes one thing at a time in a module (a
+A small tool of our own (standard library and coverage.py): it changes one thing at a time in a module (a
 mutant), runs the module's tests against it, and counts the mutant *killed* when a test fails.
 A mutant no test notices is a gap in the tests, or an *equivalent* mutant (it changes nothing a
 caller can see): those are listed, with the reason, in ``devtools/mutation-equivalents.json``.
@@ -12,13 +12,18 @@ integer constants ±1, swapped arithmetic (``+`` ⇄ ``-``, ``*`` ⇄ ``/``), ``
 dropped ``return`` value (``return None``), a dropped ``continue`` or ``break``. Docstrings,
 f-strings and logging calls are not mutated (they change words, not decisions).
 
-Each mutant is written over the module in place (restored afterwards, whatever happens) with
-bytecode caching off, and the module's tests run with ``-x`` (first failure ends the run) and a
-timeout of a few times the clean run's. Add a module by adding a row to :data:`TARGETS`.
+First the module's tests run once, unmutated, under coverage.py (``devtools/mutate_cover.py``):
+which test runs which line. Then each mutant is written over the module in place (restored
+afterwards, whatever happens) with bytecode caching off, and only the tests that run the mutated
+lines run, fastest first, with ``-x`` (first failure ends the run) and a timeout of a few times
+their clean run's. A mutant on lines no test runs survives without a run; one on a line run only
+at import time (a constant, a default value) runs every test. Add a module by adding a row to
+:data:`TARGETS`.
 
     python -m devtools.mutate                      # every target
     python -m devtools.mutate restore/point.py     # some
     python -m devtools.mutate --list restore/point.py   # the mutants only, nothing run
+    python -m devtools.mutate --only 87:20 deploy/claims.py   # the mutants whose key starts so
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -266,17 +272,58 @@ def _written_over(path: Path, text: str) -> Iterator[None]:
         shutil.rmtree(path.parent / "__pycache__", ignore_errors=True)
 
 
-def _run_tests(tests: Sequence[str], timeout: float) -> str:
-    """``killed``, ``survived`` or ``timeout``."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]
+def _pytest(
+    tests: Sequence[str], timeout: float, extra_env: dict[str, str] | None = None, plugins: Sequence[str] = ()
+) -> str:
+    """``killed``, ``survived`` or ``timeout``. Many node ids go through an ``@file`` argument."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(extra_env or {})}
+    with tempfile.NamedTemporaryFile("w", suffix=".args", delete=False, encoding="utf-8") as args:
+        args.write("\n".join(tests))
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header"]
     try:
         done = subprocess.run(  # noqa: S603 - our own test suite
-            command, cwd=ROOT, env=env, capture_output=True, timeout=timeout, check=False
+            [*command, *(f"-p{plugin}" for plugin in plugins), f"@{args.name}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return "timeout"
+    finally:
+        os.unlink(args.name)
     return "survived" if done.returncode == 0 else "killed"
+
+
+@dataclass(frozen=True)
+class CoverageMap:
+    """Which tests run which line of the module (``""``: only while the tests were collected)."""
+
+    lines: dict[int, list[str]]
+    durations: dict[str, float]
+
+    def tests_for(self, first: int, last: int, all_tests: Sequence[str]) -> list[str]:
+        """The tests that run a line of ``first..last``, fastest first; every test when a line there
+        runs at import time (a constant, a default value: its effect shows in any test); none when
+        no test runs those lines (the mutant survives without a run)."""
+        found: set[str] = set()
+        for line in range(first, last + 1):
+            found.update(self.lines.get(line, ()))
+        if "" in found:
+            return list(all_tests)
+        return sorted(found, key=lambda test: (self.durations.get(test, 0.0), test))
+
+
+def _coverage_map(module: str, tests: Sequence[str]) -> CoverageMap:
+    """Run the module's tests once, unmutated, recording which test runs which line."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "map.json"
+        env = {"VPSBACKUP_MUTATE_COVER": str(PACKAGE / module), "VPSBACKUP_MUTATE_MAP": str(out)}
+        if _pytest(tests, timeout=3600, extra_env=env, plugins=["devtools.mutate_cover"]) != "survived":
+            raise SystemExit(f"{module}: its tests fail without any mutant; fix them first")
+        data = json.loads(out.read_text(encoding="utf-8"))
+    return CoverageMap({int(k): v for k, v in data["lines"].items()}, data["durations"])
 
 
 @dataclass
@@ -306,29 +353,55 @@ def load_equivalents() -> dict[str, dict[str, str]]:
     return data
 
 
-def mutate(module: str, equivalents: dict[str, str], *, verbose: bool = True) -> ModuleScore:
+def _lines(node: ast.AST) -> tuple[int, int]:
+    """The source lines a mutant changes: an ``if``'s or a ``while``'s test, else the node."""
+    where = node.test if isinstance(node, ast.If | ast.While) else node
+    first = getattr(where, "lineno", 0)
+    return first, getattr(where, "end_lineno", None) or first
+
+
+def _selected(mutant: Mutant, only: Sequence[str]) -> bool:
+    return not only or any(mutant.key.startswith(prefix) for prefix in only)
+
+
+def mutate(module: str, equivalents: dict[str, str], *, only: Sequence[str] = (), verbose: bool = True) -> ModuleScore:
     tests = TARGETS[module]
     started = time.monotonic()
-    if _run_tests(tests, timeout=1800) != "survived":
-        raise SystemExit(f"{module}: its tests fail without any mutant; fix them first")
-    timeout = max(30.0, 4 * (time.monotonic() - started))
+    cover = _coverage_map(module, tests)
+    if verbose:
+        took = time.monotonic() - started
+        print(f"{module}: {len(cover.durations)} tests, clean run with coverage {took:.0f} s", flush=True)
+    all_tests = sorted(cover.durations, key=lambda test: (cover.durations[test], test))
     score = ModuleScore(module)
     path = PACKAGE / module
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    sites = list(_sites(tree))
     for mutant in mutants_of(module):
+        if not _selected(mutant, only):
+            continue
         score.total += 1
-        with _written_over(path, mutated_source(module, mutant.index)):
-            outcome = _run_tests(tests, timeout)
-        if outcome == "killed":
-            score.killed += 1
-        elif outcome == "timeout":
-            score.timeout += 1
-        elif mutant.key in equivalents:
-            score.equivalent.append(mutant)
+        chosen = cover.tests_for(*_lines(sites[mutant.index][0]), all_tests)
+        if chosen:
+            timeout = max(60.0, 60.0 + 4 * sum(cover.durations.get(t, 1.0) for t in chosen))
+            with _written_over(path, mutated_source(module, mutant.index)):
+                outcome = _pytest(chosen, timeout)
         else:
-            score.survived.append(mutant)
+            outcome = "survived"
+        _count(score, mutant, outcome, equivalents)
         if verbose:
-            print(f"  {module}:{mutant.key}: {outcome}", flush=True)
+            print(f"  {module}:{mutant.key}: {outcome} ({len(chosen)} tests)", flush=True)
     return score
+
+
+def _count(score: ModuleScore, mutant: Mutant, outcome: str, equivalents: dict[str, str]) -> None:
+    if outcome == "killed":
+        score.killed += 1
+    elif outcome == "timeout":
+        score.timeout += 1
+    elif mutant.key in equivalents:
+        score.equivalent.append(mutant)
+    else:
+        score.survived.append(mutant)
 
 
 def report(scores: Sequence[ModuleScore]) -> str:
@@ -351,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.mutate", description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help=f"modules of the package (default: all of {sorted(TARGETS)})")
     parser.add_argument("--list", action="store_true", help="list the mutants; run nothing")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="KEY", help="only the mutants whose key starts so (e.g. 87:20)"
+    )
     parser.add_argument("--goal", type=float, default=95.0, help="exit 1 if a module scores below (default 95)")
     args = parser.parse_args(argv)
     modules = args.modules or sorted(TARGETS)
@@ -363,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{module}:{mutant.key}")
         return 0
     equivalents = load_equivalents()
-    scores = [mutate(module, equivalents.get(module, {})) for module in modules]
+    scores = [mutate(module, equivalents.get(module, {}), only=args.only) for module in modules]
     print(report(scores))
     return 0 if all(s.score >= args.goal for s in scores) else 1
 
