@@ -58,3 +58,18 @@ def test_an_unknown_module_is_a_usage_error_naming_it(capsys: pytest.CaptureFixt
         main(["restore/nope.py"])
     assert exited.value.code == 2
     assert "restore/nope.py" in capsys.readouterr().err
+
+
+def test_a_mutant_runs_the_tests_that_run_its_lines_fastest_first_and_every_test_for_an_import_time_line() -> None:
+    from devtools.mutate import CoverageMap
+
+    cover = CoverageMap(
+        lines={10: ["t::slow", "t::fast"], 11: ["t::mid"], 20: [""], 21: ["", "t::slow"]},
+        durations={"t::slow": 3.0, "t::fast": 0.1, "t::mid": 1.0},
+    )
+    everything = ["t::fast", "t::mid", "t::slow"]
+    assert cover.tests_for(10, 11, everything) == ["t::fast", "t::mid", "t::slow"]
+    assert cover.tests_for(10, 10, everything) == ["t::fast", "t::slow"]
+    assert cover.tests_for(20, 20, everything) == everything  # a constant: its effect shows anywhere
+    assert cover.tests_for(21, 21, everything) == everything
+    assert cover.tests_for(30, 40, everything) == []  # no test runs it: survives without a run
