@@ -5,6 +5,7 @@ The state machine itself runs the same chunks in tests/integration/test_prune_st
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -283,3 +284,35 @@ def test_a_run_in_chunks_the_daily_budget_stops_says_so_and_when_it_frees(
     assert note["MessageAttributes"]["outcome"]["Value"] == "daily_budget"
     assert note["MessageAttributes"]["severity"]["Value"] == "warning"
     assert "MAX_DELETIONS_PER_DAY" in note["Message"] and "frees at" in note["Message"]
+
+
+def test_the_plan_and_the_report_read_the_stored_listing_a_page_at_a_time(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a sweep whose listing is stored in 30-odd pages, and the store's pages watched: when a
+    # page is handed out, is the one handed out two before it still held by the reader?
+    seed_fleet(simulator, datetime.now(UTC))
+    expected = {d.backup_id for d in expected_plan(simulator).to_delete}
+    before = remaining_ids(simulator)
+    read = PruneRunStore.pages
+    held: list[int] = []
+
+    def watched(self: PruneRunStore, run: str) -> Iterator[Any]:
+        handed: list[weakref.ref[Any]] = []
+        for n, stored in enumerate(read(self, run)):
+            if n >= 2 and handed[n - 2]() is not None:
+                held.append(n - 2)
+            handed.append(weakref.ref(stored.page))
+            yield stored
+
+    monkeypatch.setattr(PruneRunStore, "pages", watched)
+
+    # When the sweep runs in chunks
+    cursors = drive({"sweep": True}, lambda_context)
+
+    # Then the plan and the report each read the pages one at a time, holding none of those read
+    # before (the listing of a fleet of millions of backups is never in memory as pages, only as
+    # the plan's compact rows), and the run deleted what a single pass plans
+    assert sum(1 for c in cursors if c["phase"] in ("delete", "report")) >= 2
+    assert held == []
+    assert before - remaining_ids(simulator) == expected

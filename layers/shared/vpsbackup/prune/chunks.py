@@ -26,7 +26,7 @@ complete.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -249,21 +249,26 @@ class _Listed:
     problem: str | None
 
 
-def read_listing(stored: Sequence[StoredPage], expected_pages: int, servers: Sequence[int] | None) -> _Listed:
+def read_listing(stored: Iterable[StoredPage], expected_pages: int, servers: Sequence[int] | None) -> _Listed:
     """The run's stored pages as one listing, with its progress; ``problem`` when they are not
-    the whole walk (a page missing, a link read twice): then nothing may be planned on them."""
+    the whole walk (a page missing, a link read twice): then nothing may be planned on them.
+
+    The pages are read one at a time, in their order, and none is kept: only the listing's compact
+    rows are (a sweep of millions of backups is tens of thousands of pages)."""
     listing = CompactListing()
     progress = ListingProgress(servers_requested=None if servers is None else len(servers))
-    numbers = [p.n for p in stored if p.n <= expected_pages]
-    problem = None
-    if numbers != list(range(1, expected_pages + 1)):
-        problem = f"the run's stored listing has {len(numbers)} of its {expected_pages} pages"
-    links = [(p.walk_server, p.url) for p in stored if p.n <= expected_pages]
-    if len(set(links)) != len(links):
-        problem = "the listing read a next link twice (pagination loops)"
+    numbered = 0  # pages of the walk read, while each is the next number
+    in_order = True
+    links: set[tuple[int | None, str]] = set()
+    looped = False
     for item in stored:
         if item.n > expected_pages:
             continue  # written by an attempt cut short, then read again under another number
+        numbered += 1
+        in_order = in_order and item.n == numbered
+        link = (item.walk_server, item.url)
+        looped = looped or link in links
+        links.add(link)
         page = item.page
         for invalid in page.invalid:
             progress.invalid.add(invalid, servers=(item.walk_server, invalid.server_id))
@@ -272,11 +277,16 @@ def read_listing(stored: Sequence[StoredPage], expected_pages: int, servers: Seq
             progress.servers_listed += 1
         listing.extend(page.results)
     listing.pages = progress.pages
+    problem = None
+    if not in_order or numbered != expected_pages:
+        problem = f"the run's stored listing has {numbered} of its {expected_pages} pages"
+    if looped:
+        problem = "the listing read a next link twice (pagination loops)"
     return _Listed(listing, progress, problem)
 
 
 def _plan(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
-    listed = read_listing(list(ctx.store.pages(cursor.run)), cursor.pages, request.server_ids)
+    listed = read_listing(ctx.store.pages(cursor.run), cursor.pages, request.server_ids)
     if listed.problem is not None:
         logger.warning(f"prune listing incomplete: {listed.problem}", extra={"run": cursor.run})
         return advance(cursor, execution=execution, phase="report", stopped=listed.problem)
@@ -366,7 +376,7 @@ def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
 
 
 def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
-    listed = read_listing(list(ctx.store.pages(cursor.run)), cursor.pages, request.server_ids)
+    listed = read_listing(ctx.store.pages(cursor.run), cursor.pages, request.server_ids)
     progress = listed.progress
     stored = None if cursor.stopped else ctx.store.plan(cursor.run)
     if stored is None:
