@@ -52,7 +52,7 @@ Reading these numbers:
 """
 
 if TYPE_CHECKING:
-    from devtools.bench_fleet import RunFigures
+    from devtools.bench_fleet import RunFigures, SweepFigures
 
 POLICY = RetentionPolicy(keep_last=3, keep_daily=7, keep_weekly=4, keep_monthly=6)
 
@@ -312,6 +312,58 @@ def bench_fleet_scale(rows: list[str], quick: bool) -> list[str]:
     return notes
 
 
+SWEEP_SIZES = (10_000, 100_000)
+# The goal for every chunk's peak RSS: 200 MB, and 75 % of the prune function's MemorySize.
+SWEEP_RSS_GOAL_MB = 200.0
+SWEEP_RSS_GOAL_SHARE = 0.75
+
+
+def prune_memory_mb() -> int:
+    """The prune function's MemorySize in template.yaml (its own, or the Globals')."""
+    from devtools.local_env import load_template
+
+    template = load_template()
+    own = template["Resources"]["PruneBackupsFunction"]["Properties"].get("MemorySize")
+    return int(own if own is not None else template["Globals"]["Function"]["MemorySize"])
+
+
+def _sweep_row(f: SweepFigures, goal_mib: float) -> str:
+    over = (f.simulated_s / f.ideal_s - 1) * 100
+    phases = ", ".join(f"{n} {phase} ({peak:,.0f})" for phase, (n, peak) in f.peak_by_phase().items())
+    worst = max(f.peak_by_phase().items(), key=lambda item: item[1][1])[0]
+    memory = "met" if f.peak_rss_mib <= goal_mib else "MISSED"
+    same = "equal to" if f.deleted == f.planned else "NOT equal to"
+    outcome = "completes" if f.done else f"did not complete ({f.note})"
+    slowest = max(f.chunks, key=lambda c: c.real_s)
+    return (
+        f"| full sweep as one run of chunks, 1 req/s, 20 ms latency, pages of 50 (simulated time) | {f.label} | "
+        f"{f.simulated_s:,.0f} s simulated vs {f.ideal_s:,.0f} s (requests ÷ rate): {over:+.1f} % "
+        f"({f.real_s / 60:,.1f} min real, seeding {f.seed_s / 60:,.1f} min) | {f.requests:,} requests, "
+        f"{f.throttled} answered 429 | run {outcome} in {len(f.chunks)} chunks, {f.executions} execution(s), "
+        f"{f.retries} retried; chunks by phase (largest peak RSS, MiB): {phases}; max peak RSS "
+        f"{f.peak_rss_mib:,.0f} MiB ({worst} chunk), goal ≤ {goal_mib:,.0f} MiB {memory}; longest chunk "
+        f"{slowest.real_s:,.0f} s real ({slowest.phase}); "
+        f"{len(f.deleted)} deleted, {same} the single-pass plan's {len(f.planned)} |"
+    )
+
+
+def bench_sweep_in_chunks(rows: list[str], quick: bool, sizes: tuple[int, ...] = SWEEP_SIZES) -> list[str]:
+    """A full sweep as one run of the state machine's chunks (devtools/bench_fleet.py,
+    run_sweep_in_chunks) at 1 request/second, 20 ms latency, pages of 50, in simulated time."""
+    from devtools.bench_fleet import Fleet, run_sweep_in_chunks
+
+    memory = prune_memory_mb()
+    goal_mib = min(SWEEP_RSS_GOAL_MB * 1e6 / 2**20, SWEEP_RSS_GOAL_SHARE * memory)
+    for servers in (300, 1_000) if quick else sizes:
+        figures = run_sweep_in_chunks(Fleet(servers, 30), page_size=50, latency=0.02)
+        rows.append(_sweep_row(figures, goal_mib))
+        print(rows[-1], flush=True)
+    return [
+        f"- The sweep as one run: the goal for each chunk's peak RSS is {goal_mib:,.0f} MiB, the lesser of "
+        f"200 MB and 75 % of the prune function's MemorySize ({memory} MB in template.yaml)."
+    ]
+
+
 BEGIN = "<!-- make bench writes from here -->"
 END = "<!-- to here; what follows is kept as it is -->"
 
@@ -329,7 +381,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer rounds (a smoke run)")
     parser.add_argument(
-        "--only", choices=["plan", "listing", "cold-start", "fleet"], help="run one benchmark (not written)"
+        "--only",
+        choices=["plan", "listing", "cold-start", "fleet", "sweep"],
+        help="run one benchmark (not written)",
+    )
+    parser.add_argument(
+        "--servers",
+        type=int,
+        action="append",
+        help="the chunked sweep's fleet sizes (servers × 30 backups), e.g. --only sweep --servers 100000",
     )
     parser.add_argument("--write", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -345,6 +405,8 @@ def main() -> None:
     fleet_notes: list[str] = []
     if args.only in (None, "fleet"):
         fleet_notes = bench_fleet_scale(rows, args.quick)
+    if args.only in (None, "sweep"):
+        fleet_notes += bench_sweep_in_chunks(rows, args.quick, tuple(args.servers or SWEEP_SIZES))
     load = f"load average {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else "load unknown"
     machine = f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, {load}"
     header = (

@@ -221,8 +221,11 @@ def _local_aws() -> Iterator[dict[str, str]]:
     yield dict(_AWS)
 
 
-def _child(env: dict[str, str], clock_start: str | None, elapsed: Any, timeout_s: float, out: Any) -> None:
-    """In a fresh interpreter: invoke the prune handler once, as Lambda would; report figures."""
+def _child(
+    env: dict[str, str], clock_start: str | None, elapsed: Any, timeout_s: float, out: Any, event: dict[str, Any]
+) -> None:
+    """In a fresh interpreter: invoke the prune handler once with ``event``, as Lambda would; report
+    figures (a chunk's whole answer, the cursor; a single pass's totals, listing and timings)."""
     import io
     import sys
 
@@ -265,6 +268,7 @@ def _child(env: dict[str, str], clock_start: str | None, elapsed: Any, timeout_s
             return made[key]
 
         runtime.api_client = api_client  # type: ignore[assignment]
+        _chunks_on_clock(clock)
 
     class Context:
         function_name = "prune_backups"
@@ -282,20 +286,32 @@ def _child(env: dict[str, str], clock_start: str | None, elapsed: Any, timeout_s
     import prune_backups
 
     started = time.perf_counter()
-    result = prune_backups.handler({}, Context())
+    result = prune_backups.handler(event, Context())
     real_s = time.perf_counter() - started
     encoded = json.dumps(result).encode()
+    single = ("totals", "listing", "listing_complete", "timings", "listed", "selection")
     out.put(
         {
-            "result": {
-                k: result.get(k) for k in ("totals", "listing", "listing_complete", "timings", "listed", "selection")
-            },
+            "result": result if "prune_chunk" in event else {k: result.get(k) for k in single},
             "result_bytes": len(encoded),
             "largest_log_bytes": Sizes.largest,
             "real_s": real_s,
             "peak_rss_kib": _own_peak_rss_kib(),
         }
     )
+
+
+def _chunks_on_clock(clock: SharedClock) -> None:
+    """A chunk's "now" (the plan's instant, the lock's lease) read from the shared clock: a sweep
+    of many chunks plans at the simulated hour its listing ended, as it would against the provider."""
+    import prune_backups
+    from vpsbackup.prune import chunks
+
+    def run_chunk(event: Any, ctx: chunks.ChunkContext) -> dict[str, Any]:
+        ctx.now = clock.now
+        return chunks.run_chunk(event, ctx)
+
+    prune_backups.run_chunk = run_chunk  # type: ignore[attr-defined]
 
 
 def _wait_for(child: Any, out: Any) -> dict[str, Any]:
@@ -325,24 +341,47 @@ def _own_peak_rss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-def run_prune(
+@dataclass
+class _World:
+    """One benchmarked world: the seeded simulator, local AWS, the shared clock, the functions' environment."""
+
+    sim: Simulator
+    table: StateTable
+    now: datetime
+    elapsed: Any  # the shared clock's seconds (multiprocessing.Value("d"))
+    simulated: bool
+    env: dict[str, str]
+    ctx: Any  # the spawn context
+
+    def invoke(self, event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """The prune handler invoked once with ``event`` in a fresh interpreter; its figures."""
+        out = self.ctx.Queue()
+        clock_start = self.now.isoformat() if self.simulated else None
+        child = self.ctx.Process(target=_child, args=(self.env, clock_start, self.elapsed, timeout_s, out, event))
+        saved = dict(os.environ)
+        os.environ.update(self.env)  # a spawned child starts with the parent's environment
+        try:
+            child.start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return _wait_for(child, out)
+
+
+@contextmanager
+def _world(
     fleet: Fleet,
     *,
-    page_size: int = 100,
-    max_page_size: int = 100,
-    latency: float = 0.0,
-    limit: RateLimit | None = None,
-    simulated: bool = False,
-    timeout_s: float = 900.0,
-    extra_env: dict[str, str] | None = None,
-    label: str = "",
-    prepare: Callable[[Simulator, StateTable, datetime], None] | None = None,
-) -> RunFigures:
-    """Seed a simulator with ``fleet``, invoke the prune handler once in a child process, measure.
-
-    ``prepare`` runs after the seeding, before the handler, with the simulator, the (local)
-    ``StateTable`` and the run's "now": what earlier runs and deploys left (prune's state is
-    cleared before each run)."""
+    page_size: int,
+    max_page_size: int,
+    latency: float,
+    limit: RateLimit | None,
+    simulated: bool,
+    extra_env: dict[str, str] | None,
+    prepare: Callable[[Simulator, StateTable, datetime], None] | None,
+) -> Iterator[_World]:
+    """The simulator seeded with ``fleet`` and serving, local AWS with prune's state cleared, then
+    ``prepare`` (what earlier runs and deploys left), and the environment the function reads."""
     ctx = multiprocessing.get_context("spawn")
     now = datetime.now(UTC).replace(microsecond=0)
     elapsed = ctx.Value("d", 0.0)
@@ -377,17 +416,39 @@ def run_prune(
             "PYTHONPATH": str(ROOT),
             **(extra_env or {}),
         }
-        out = ctx.Queue()
-        child = ctx.Process(target=_child, args=(env, now.isoformat() if clock else None, elapsed, timeout_s, out))
-        saved = dict(os.environ)
-        os.environ.update(env)  # a spawned child starts with the parent's environment
-        try:
-            child.start()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        figures = _wait_for(child, out)
-        requests = sim.requests
+        yield _World(sim, table, now, elapsed, simulated, env, ctx)
+
+
+def run_prune(
+    fleet: Fleet,
+    *,
+    page_size: int = 100,
+    max_page_size: int = 100,
+    latency: float = 0.0,
+    limit: RateLimit | None = None,
+    simulated: bool = False,
+    timeout_s: float = 900.0,
+    extra_env: dict[str, str] | None = None,
+    label: str = "",
+    prepare: Callable[[Simulator, StateTable, datetime], None] | None = None,
+) -> RunFigures:
+    """Seed a simulator with ``fleet``, invoke the prune handler once in a child process, measure.
+
+    ``prepare`` runs after the seeding, before the handler, with the simulator, the (local)
+    ``StateTable`` and the run's "now": what earlier runs and deploys left (prune's state is
+    cleared before each run)."""
+    with _world(
+        fleet,
+        page_size=page_size,
+        max_page_size=max_page_size,
+        latency=latency,
+        limit=limit,
+        simulated=simulated,
+        extra_env=extra_env,
+        prepare=prepare,
+    ) as world:
+        figures = world.invoke({}, timeout_s)
+        requests = world.sim.requests
     result = figures["result"]
     totals = result.get("totals") or {}
     timings = result.get("timings") or {}
@@ -399,10 +460,194 @@ def run_prune(
         listed=int(result.get("listed") or totals.get("listed") or 0),
         complete=bool(result.get("listing_complete", True)),
         deleted=int(totals.get("deleted", 0)),
-        simulated_s=float(elapsed.value) if simulated else None,
+        simulated_s=float(world.elapsed.value) if simulated else None,
         real_s=float(figures["real_s"]),
         peak_rss_mib=figures["peak_rss_kib"] / 1024,
         plan_s=timings.get("plan_s"),
         result_bytes=int(figures["result_bytes"]),
         largest_log_bytes=int(figures["largest_log_bytes"]),
     )
+
+
+# -- a sweep as one run of chunks -------------------------------------------------------------------
+
+EXECUTION_ARN = "arn:aws:states:eu-west-1:123456789012:execution:PruneStateMachine:{}"
+# The Chunk state's retry of a chunk that failed (statemachines/prune.asl.json): 4 more attempts,
+# 2 s then doubling.
+CHUNK_RETRIES = (2.0, 4.0, 8.0, 16.0)
+
+
+@dataclass(frozen=True)
+class ChunkFigures:
+    """One chunk: the phase it worked, its own peak RSS, its real and simulated seconds."""
+
+    phase: str
+    peak_rss_mib: float
+    real_s: float
+    simulated_s: float
+
+
+@dataclass(frozen=True)
+class SweepFigures:
+    """What a full sweep run as the state machine runs it did: every chunk, the requests, the
+    deletions made and those of a single-pass plan over the same fleet."""
+
+    label: str
+    done: bool
+    note: str
+    chunks: tuple[ChunkFigures, ...]
+    executions: int
+    retries: int
+    requests: int
+    throttled: int
+    rate: float
+    simulated_s: float
+    real_s: float
+    seed_s: float
+    deleted: tuple[int, ...]
+    planned: tuple[int, ...]
+    planned_totals: dict[str, int]
+
+    @property
+    def ideal_s(self) -> float:
+        """The requests at the provider's rate: the least time the run can take."""
+        return self.requests / self.rate
+
+    @property
+    def peak_rss_mib(self) -> float:
+        return max((c.peak_rss_mib for c in self.chunks), default=0.0)
+
+    def peak_by_phase(self) -> dict[str, tuple[int, float]]:
+        """Per phase: its chunks and their largest peak RSS (MiB)."""
+        phases: dict[str, tuple[int, float]] = {}
+        for c in self.chunks:
+            n, peak = phases.get(c.phase, (0, 0.0))
+            phases[c.phase] = (n + 1, max(peak, c.peak_rss_mib))
+        return phases
+
+
+def _compact_listing(sim: Simulator) -> Any:
+    """The simulator's fleet as a compact listing, as a single pass lists it (one backup at a time)."""
+    from vpsbackup.provider.models import Backup
+    from vpsbackup.prune.compact import CompactListing
+
+    listing = CompactListing()
+    for data in sim.iter_backups():
+        listing.add(Backup.model_validate(data))
+    return listing
+
+
+def _single_pass_plan(listing: Any, env: dict[str, str], now: datetime) -> Any:
+    """The plan a single pass makes over ``listing`` at ``now``, with the function's settings (no holds)."""
+    from vpsbackup.prune.compact import plan_fleet
+    from vpsbackup.prune.job import PruneOptions
+    from vpsbackup.prune.settings import PruneSettings
+    from vpsbackup.settings import load_settings
+
+    options = PruneOptions.from_settings(load_settings(PruneSettings, env))
+    return plan_fleet(listing, options.plan_inputs(now=now, holds={}))
+
+
+def _deleted_ids(requests: Any) -> tuple[int, ...]:
+    return tuple(
+        sorted(int(r.path.rstrip("/").rsplit("/", 1)[1]) for r in requests if r.method == "DELETE" and r.status == 204)
+    )
+
+
+def _invoke_with_retries(world: _World, event: dict[str, Any], timeout_s: float) -> tuple[dict[str, Any], int]:
+    """A chunk as the definition's Chunk state runs it: a chunk that fails is tried again after 2,
+    4, 8, 16 s (of the shared clock); the figures of the attempt that answered, and the retries."""
+    for retry, wait in enumerate((*CHUNK_RETRIES, None)):
+        try:
+            return world.invoke(event, timeout_s), retry
+        except RuntimeError:
+            if wait is None:
+                raise
+            with world.elapsed.get_lock():
+                world.elapsed.value += wait
+    raise AssertionError("unreachable")
+
+
+def run_sweep_in_chunks(
+    fleet: Fleet,
+    *,
+    page_size: int = 50,
+    latency: float = 0.02,
+    limit: RateLimit | None = None,
+    timeout_s: float = 900.0,
+    extra_env: dict[str, str] | None = None,
+    max_chunks: int = 100_000,
+) -> SweepFigures:
+    """A full sweep (``{"sweep": true}``) as ONE run of the state machine, in simulated time: the
+    bench loops the chunks as statemachines/prune.asl.json does (Start, then Chunk with the cursor
+    each chunk returned until it is done; its Wait on ``wait_seconds``; a new execution on
+    ``continue_as_new``; a failed chunk retried), each chunk a fresh interpreter whose peak RSS is
+    measured, the shared clock carried across them. The deletions made are compared with a single
+    pass's plan over the same fleet at the instant the run planned."""
+    limit = limit or RateLimit(limit=1, window=1.0, burst=10, headers="both")
+    started = time.perf_counter()
+    with _world(
+        fleet,
+        page_size=page_size,
+        max_page_size=page_size,
+        latency=latency,
+        limit=limit,
+        simulated=True,
+        extra_env=extra_env,
+        prepare=None,
+    ) as world:
+        listing = _compact_listing(world.sim)
+        seed_s = time.perf_counter() - started
+        execution = EXECUTION_ARN.format("bench-sweep")
+        event: dict[str, Any] = {"prune_chunk": {"step": "start", "request": {"sweep": True}, "execution": execution}}
+        chunks: list[ChunkFigures] = []
+        executions, retries, phase = 1, 0, "start"
+        cursor: dict[str, Any] = {}
+        while len(chunks) < max_chunks:
+            before = float(world.elapsed.value)
+            figures, retried = _invoke_with_retries(world, event, timeout_s)
+            retries += retried
+            cursor = figures["result"]
+            chunks.append(
+                ChunkFigures(
+                    phase, figures["peak_rss_kib"] / 1024, float(figures["real_s"]), world.elapsed.value - before
+                )
+            )
+            if cursor["done"]:
+                break
+            if cursor.get("continue_as_new"):
+                executions += 1
+                execution = EXECUTION_ARN.format(f"run-{cursor['run']}-from-chunk-{cursor['chunks']}")
+            if cursor.get("wait_seconds"):
+                with world.elapsed.get_lock():
+                    world.elapsed.value += cursor["wait_seconds"]
+            phase = cursor["phase"]
+            event = {"prune_chunk": {"step": "next", "cursor": cursor, "execution": execution}}
+        requests = world.sim.requests
+        stored = _stored_plan(world.table, cursor.get("run"))
+        plan_now = datetime.fromisoformat(stored["now"]) if stored else world.now
+        planned = _single_pass_plan(listing, world.env, plan_now)
+        simulated_s = float(world.elapsed.value)
+    return SweepFigures(
+        label=fleet.label(),
+        done=bool(cursor.get("done")),
+        note=str(cursor.get("note", "")),
+        chunks=tuple(chunks),
+        executions=executions,
+        retries=retries,
+        requests=len(requests),
+        throttled=sum(1 for r in requests if r.status == 429),
+        rate=limit.rate,
+        simulated_s=simulated_s,
+        real_s=time.perf_counter() - started - seed_s,
+        seed_s=seed_s,
+        deleted=_deleted_ids(requests),
+        planned=tuple(sorted(d.backup_id for d in planned.to_delete)),
+        planned_totals=dict(planned.totals),
+    )
+
+
+def _stored_plan(table: StateTable, run: str | None) -> dict[str, Any] | None:
+    from vpsbackup.prune.run_store import PruneRunStore
+
+    return None if run is None else PruneRunStore(table).plan(run)

@@ -640,3 +640,21 @@ def test_concurrent_creates_one_wins(timed: tuple[Simulator, httpx.Client]) -> N
     assert sorted(codes) == [201] + [409] * 15
     assert len(sim.backups) == 1
     assert len(sim.requests) == 16
+
+
+def test_iter_backups_gives_what_backups_gives_one_at_a_time() -> None:
+    from devtools.simulator import seed_demo_fleet
+
+    sim = Simulator(tokens={"t"}, clock=lambda: T0)
+    seed_demo_fleet(sim, now=T0)
+    sim.add_backup(12345, created_at=T0, description="extra", extra={"labels": {"a": "b"}})
+    gone = sim.backups[3]["id"]
+    sim.remove_backup(gone)
+
+    shown = sim.iter_backups()
+
+    assert not isinstance(shown, list)
+    listed = list(shown)
+    assert listed == sim.backups and len(listed) > 90
+    assert gone not in {b["id"] for b in listed}
+    assert listed[-1]["labels"] == {"a": "b"} and listed[-1]["server"]["name"]

@@ -31,7 +31,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -582,6 +582,19 @@ class Simulator:
         with self._lock:
             self._resolve_all()
             return [self._render(b) for b in sorted(self._backups.values(), key=lambda b: b.id)]
+
+    def iter_backups(self) -> Iterator[dict[str, Any]]:
+        """All backups as :attr:`backups` gives them, by id, rendered one at a time (a fleet of
+        millions is never held rendered at once)."""
+        with self._lock:
+            self._resolve_all()
+            ids = sorted(self._backups)
+        for backup_id in ids:
+            with self._lock:
+                backup = self._backups.get(backup_id)
+                shown = None if backup is None else self._render(backup)
+            if shown is not None:
+                yield shown
 
     def get_backup(self, backup_id: int) -> dict[str, Any] | None:
         with self._lock:
