@@ -4,6 +4,7 @@ alarm, never too old, never another server's — examples, then properties over 
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -352,3 +353,75 @@ def test_a_failed_deploy_backup_still_limits_the_choice_to_backups_before_the_de
     decision = choose([failed, after, before], deployment(500, ALARM_AT - timedelta(hours=2, minutes=1)))
     # Then only the backup made before the deployment's request counts
     assert decision.backup == before
+
+
+def _named(backup_ids: list[int], reason: str) -> set[int]:
+    return {b for b in backup_ids if re.search(rf"\bbackup {b}\b", reason)}
+
+
+def _count(words: str, reason: str) -> list[int]:
+    return [int(n) for n in re.findall(rf"\b(\d+) {words}", reason)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(fleets())
+def test_every_decision_says_which_backup_and_which_deployment_it_was_made_with(
+    fleet: tuple[list[Backup], DeploymentRecord | None, timedelta],
+) -> None:
+    # Given any fleet, deployment and maximum age
+    backups, dep, max_age = fleet
+    # When the restore point is chosen
+    decision = choose(backups, dep, max_age)
+    # Then the decision carries the deployment it was given (the notification names it) and the server
+    assert decision.deployment == dep
+    assert decision.server_id == SERVER
+    if decision.backup is None:
+        return
+    # And the reason names the chosen backup by id; a deployment's backup, that deployment
+    assert _named([decision.backup.id], decision.reason) == {decision.backup.id}
+    if decision.basis == "deployment":
+        assert dep is not None
+        assert dep.deployment_id in decision.reason
+    if decision.basis == "before_deployment":
+        # Rule 2: the deployment, and every usable backup made after its request (passed over), are named
+        assert dep is not None
+        assert dep.deployment_id in decision.reason
+        passed_over = [
+            b.id
+            for b in backups
+            if b.server.id == SERVER
+            and b.is_completed
+            and dep.received_at <= b.created_at < ALARM_AT
+            and b.created_at >= ALARM_AT - max_age
+        ]
+        assert _named(passed_over, decision.reason) == set(passed_over)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fleets())
+def test_a_no_restore_reason_counts_every_listed_backup_once_by_why_it_was_left_out(
+    fleet: tuple[list[Backup], DeploymentRecord | None, timedelta],
+) -> None:
+    # Given any fleet whose restore point is none
+    backups, dep, max_age = fleet
+    decision = choose(backups, dep, max_age)
+    if decision.backup is not None:
+        return
+    own = [b for b in backups if b.server.id == SERVER]
+    completed = [b for b in own if b.is_completed]
+    not_completed = len(own) - len(completed)
+    too_old = sum(1 for b in completed if b.created_at < ALARM_AT - max_age)
+    after = sum(1 for b in completed if b.created_at >= ALARM_AT)
+    foreign = len(backups) - len(own)
+    # Then the reason says how many of the server's backups were listed and, for each kind left out,
+    # how many (a kind with none is not mentioned)
+    assert f"{len(own)} backup(s) of the server listed" in decision.reason
+    assert _count("not completed", decision.reason) == ([not_completed] if not_completed else [])
+    assert _count("completed but older than", decision.reason) == ([too_old] if too_old else [])
+    assert _count("created after the alarm", decision.reason) == ([after] if after else [])
+    assert _count("of other servers ignored", decision.reason) == ([foreign] if foreign else [])
+    # And every listed backup of the server is accounted for once: counted in one kind, or (a usable
+    # one made after a failed deploy's request) named as passed over
+    usable = [b for b in completed if ALARM_AT - max_age <= b.created_at < ALARM_AT]
+    assert _named([b.id for b in usable], decision.reason) == {b.id for b in usable}
+    assert not_completed + too_old + after + len(usable) == len(own)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.unit.restore.test_restore_point import ALARM_AT, MAX_AGE, SERVER, backup, choose, deployment
+from tests.unit.restore.test_restore_point import ALARM_AT, MAX_AGE, OTHER, SERVER, backup, choose, deployment
 from vpsbackup.provider.models import Backup
 from vpsbackup.records import DEPLOYMENT_BACKUP_LATEST, DeploymentRecord
 from vpsbackup.restore.point import RestorePointDecision, choose_restore_point, human_time, watch_window
@@ -103,3 +103,31 @@ def test_reasons_show_times_in_utc_to_the_second() -> None:
     assert human_time(ALARM_AT) == "2025-01-16 16:05:00 UTC"
     chosen = backup(1, ALARM_AT - timedelta(hours=3))
     assert "created 2025-01-16 13:05:00 UTC" in choose([chosen]).reason
+
+
+def test_a_no_restore_reason_counts_a_backup_at_the_alarm_as_after_it_and_names_one_at_the_maximum_age() -> None:
+    # Given a deployment with no recorded backup, received before the oldest allowed time, and after it:
+    # a backup made exactly RESTORE_MAX_BACKUP_AGE before the alarm (young enough, but after the
+    # deployment), one made exactly at the alarm, one too old, one failed and one of another server
+    received = ALARM_AT - MAX_AGE - timedelta(minutes=1)
+    at_oldest = backup(11, ALARM_AT - MAX_AGE)
+    at_alarm = backup(12, ALARM_AT)
+    too_old = backup(13, ALARM_AT - MAX_AGE - timedelta(hours=2))
+    failed = backup(14, ALARM_AT - timedelta(hours=1), status="failed")
+    foreign = backup(15, ALARM_AT - timedelta(hours=1), server=OTHER)
+    # When the restore point is chosen
+    decision = choose([at_oldest, at_alarm, too_old, failed, foreign], deployment(None, received))
+    # Then nothing is restored, the backup at the maximum age is named as passed over and not counted
+    # as too old, and the one at the alarm is counted as made after it
+    assert (decision.backup, decision.basis) == (None, "none")
+    assert "not used, made after that deployment: backup 11;" in decision.reason
+    assert decision.reason.endswith(
+        "4 backup(s) of the server listed, 1 not completed, 1 completed but older than 7 days, "
+        "1 created after the alarm, 1 of other servers ignored"
+    )
+
+
+def test_a_no_restore_reason_leaves_out_the_kinds_it_has_none_of() -> None:
+    decision = choose([backup(13, ALARM_AT - MAX_AGE - US)])
+    assert ": 1 backup(s) of the server listed, 1 completed but older than 7 days; no deployment" in decision.reason
+    assert "after the alarm" not in decision.reason

@@ -298,8 +298,8 @@ def test_the_restore_point_rule_exactly(
     # Made by a retry, too long after the request: not trusted as the state before the deploy
     late = listed is not None and dep is not None and listed.created_at > dep.received_at + DEPLOYMENT_BACKUP_LATEST
     if governing and listed in candidates and not late:
-        # The deploy's usable backup wins
-        assert decision.backup == listed
+        # The deploy's usable backup wins, on rule 1
+        assert (decision.backup, decision.basis) == (listed, "deployment")
         return
     only_too_old = listed is not None and listed.is_completed and listed.created_at < ALARM_AT - MAX_AGE and not late
     # Inside a watch window the deploy is the likely cause: even a backup that is only too old limits
