@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import math
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vpsbackup.provider.client import RetryPolicy, VpsClient
 from vpsbackup.provider.errors import ApiTimeoutError
-from vpsbackup.provider.quota import JOBS, Grant, Job, QuotaParams, QuotaState, Wait, free_slots, hold, take, usable
+from vpsbackup.provider.quota import (
+    JOBS,
+    LEASE_AHEAD_S,
+    RANK,
+    Grant,
+    Job,
+    QuotaParams,
+    QuotaState,
+    Wait,
+    Waiter,
+    free_slots,
+    hold,
+    take,
+    usable,
+)
 from vpsbackup.provider.ratelimit import BudgetExhaustedError
 from vpsbackup.provider.shared_quota import InMemoryQuotaStore, QuotaStore, SharedQuota
 from vpsbackup_local.simulator.clock import SimulatedClock
@@ -39,8 +57,9 @@ def test_a_full_bucket_gives_a_batch_now_and_spaces_the_rest() -> None:
     assert isinstance(grant, Grant)
     assert grant.slots == (NOW, NOW, NOW) and grant.state.version == 1
     second = take(grant.state, NOW, "prune", params)
-    assert isinstance(second, Grant) and second.slots == (NOW, NOW + 1, NOW + 2)
-    assert take(second.state, NOW, "prune", params) == Wait(NOW + 3)
+    # the fourth free slot now, the next one a second later; none further ahead than LEASE_AHEAD_S
+    assert isinstance(second, Grant) and second.slots == (NOW, NOW + 1)
+    assert take(second.state, NOW, "prune", params) == Wait(NOW + 2)
     # the deploy still starts now, and so does a restore after it
     deploy = take(second.state, NOW, "deploy", params)
     assert isinstance(deploy, Grant) and deploy.slots[0] == NOW
@@ -122,6 +141,187 @@ def test_a_deploy_never_waits_behind_prunes(rate: float, share: float, steps: li
         assert isinstance(deploy, Grant) and deploy.slots[0] == now
 
 
+# -- who gets the next slot: restores first, then deploys, then prune --------------------------------------
+
+
+@dataclass
+class _Caller:
+    """One invocation asking for ``demand`` slots the way SharedQuota does: it asks, sleeps until it
+    is told (coming back up to ``late`` seconds later, within its lease), uses its slots in turn."""
+
+    name: str
+    job: Job
+    demand: int
+    late: float
+    asked: float | None = None  # when its current request first asked (None: it has a slot)
+    served: list[tuple[float, float, int]] = field(default_factory=list)  # (asked, granted, restore grants between)
+
+
+@dataclass
+class _Log:
+    """What the decisions wrote, in their order: grants (time, job, caller, slots, order) and
+    waiters registered (order, caller, job)."""
+
+    grants: list[tuple[float, Job, str, tuple[float, ...], int]] = field(default_factory=list)
+    registered: list[tuple[int, str, Job]] = field(default_factory=list)
+
+    @property
+    def writes(self) -> int:
+        return len(self.grants) + len(self.registered)
+
+
+def _contend(params: QuotaParams, callers: list[_Caller], arrivals: list[float]) -> _Log:
+    """Every caller through the rules, in time order, one decision at a time (the conditional
+    writes' order); ties in arrival order."""
+    state, log = QuotaState(), _Log()
+    queue = [(NOW + at, i, i) for i, at in enumerate(arrivals)]
+    heapq.heapify(queue)
+    seq = len(queue)
+    for _ in range(20_000):
+        if not queue:
+            return log
+        now, _, index = heapq.heappop(queue)
+        caller = callers[index]
+        caller.asked = now if caller.asked is None else caller.asked
+        decision = take(state, now, caller.job, params, ticket=caller.name)
+        if isinstance(decision, Wait):
+            if decision.state is not None:
+                state = decision.state
+                log.registered.append((log.writes, caller.name, caller.job))
+            nxt = decision.until + caller.late
+        else:
+            state = decision.state
+            log.grants.append((now, caller.job, caller.name, decision.slots, log.writes))
+            restores_between = sum(1 for g in log.grants if g[1] == "restore" and caller.asked <= g[0] < now)
+            caller.served.append((caller.asked, now, restores_between))
+            caller.asked = None
+            caller.demand -= len(decision.slots)
+            if caller.demand <= 0:
+                continue
+            nxt = decision.slots[-1] + 0.01  # its last slot used, it asks again
+        seq += 1
+        heapq.heappush(queue, (nxt, seq, index))
+    raise AssertionError("the callers never finished: someone starves")
+
+
+_SAME_TIME = 1e-4
+_CALLERS = st.lists(
+    st.tuples(st.sampled_from(JOBS), st.floats(0, 20), st.integers(1, 12), st.floats(0, 1)), min_size=1, max_size=7
+)
+
+
+def _callers(params: QuotaParams, drawn: list[tuple[Job, float, int, float]]) -> tuple[list[_Caller], list[float]]:
+    callers = [
+        _Caller(f"{job}-{i}", job, demand, late * params.grace * 0.9) for i, (job, _, demand, late) in enumerate(drawn)
+    ]
+    return callers, [at for _, at, _, _ in drawn]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_RATE, _SHARE, _CALLERS)
+def test_next_slot_rate_held_and_waiting_restores_served_before_anyone_else(
+    rate: float, share: float, drawn: list[tuple[Job, float, int, float]]
+) -> None:
+    """Callers of every job arriving at any time, each coming back late within its lease:
+
+    - the limit: at most ``burst + rate * w`` slots start in any ``w`` seconds (times closer
+      than ``_SAME_TIME`` are one: the rules' sums of intervals, the store's microseconds);
+    - from the write that registers a waiting restore until that restore's grant, no deploy or
+      prune is granted a slot (and no prune while a deploy waits);
+    - no deploy or prune slot starts more than LEASE_AHEAD_S after the write that took it;
+    - a restore that waited is served within LEASE_AHEAD_S plus, for itself and each restore
+      served meanwhile, one interval and its own lateness;
+    - everybody is served in the end.
+    """
+    params = QuotaParams(rate, share)
+    callers, arrivals = _callers(params, drawn)
+    log = _contend(params, callers, arrivals)
+    # the limit, over every window that starts at a slot
+    starts = sorted(slot for grant in log.grants for slot in grant[3])
+    for i, first in enumerate(starts):
+        j = bisect.bisect_right(starts, first + 60.0)
+        for k in range(i, j):
+            assert k - i + 1 <= params.burst + params.rate * (starts[k] - first + _SAME_TIME)
+    # priority: nobody ranking lower is granted between a waiter's registration and its grant
+    for order, name, job in log.registered:
+        served = min(g[4] for g in log.grants if g[2] == name and g[4] > order)
+        lower = [g for g in log.grants if order < g[4] < served and RANK[g[1]] > RANK[job]]
+        assert not lower, f"{lower[0][2]} was granted while {name} waited"
+    # bounded promises
+    for at, job, _, slots, _ in log.grants:
+        assert slots[0] == at
+        if job != "restore":
+            assert max(slots) <= at + LEASE_AHEAD_S + _SAME_TIME
+    # a waiting restore's wait
+    for caller in callers:
+        assert caller.demand <= 0
+        if caller.job == "restore":
+            for asked, granted, between in caller.served:
+                bound = LEASE_AHEAD_S + (between + 1) * (params.interval + caller.late)
+                assert granted - asked <= bound + 1e-6, (asked - NOW, granted - NOW, between)
+
+
+def test_three_restores_behind_a_busy_deploy_and_prune_take_every_slot_that_frees() -> None:
+    # Given prune and a deploy that keep the bucket at their floors (1 request/second, burst 10, reserve 3)
+    params = QuotaParams(1.0)
+    callers = [_Caller("prune", "prune", 60, 0.0), _Caller("deploy", "deploy", 60, 0.0)]
+    callers += [_Caller(f"restore-{i}", "restore", 3, 0.0) for i in range(3)]
+    # When three restores of 3 requests each come 20 s in
+    log = _contend(params, callers, [0.0, 0.0, 20.0, 20.0, 20.0])
+    # Then the restores' 9 slots are the 4 free at once, then every slot that frees: all by 26 s
+    restore_slots = sorted(s for _, job, _, slots, _ in log.grants if job == "restore" for s in slots)
+    assert len(restore_slots) == 9 and restore_slots[-1] - NOW <= 20.0 + 5.0 + 0.05
+    others = [g for g in log.grants if g[1] != "restore" and NOW + 20 <= g[0] < restore_slots[-1]]
+    assert not others
+    # (before, a deploy's batch held slots up to 2 s ahead: the restores' last slot came at 26 s)
+
+
+def test_a_waiting_restore_holds_back_deploy_and_prune_until_its_grant_or_its_lease_ends() -> None:
+    params = QuotaParams(1.0)  # grace 2 s
+    held = QuotaState(not_before=NOW + 30, version=7)  # a 429's Retry-After: nobody before NOW + 30
+    # a restore that finds no slot writes its waiter: back at NOW + 30, its lease until then + grace
+    told = take(held, NOW, "restore", params, ticket="r1")
+    assert isinstance(told, Wait) and told.until == NOW + 30 and told.state is not None
+    registered = told.state
+    assert registered.waiting == (Waiter("r1", "restore", NOW + 32),)
+    assert (registered.version, registered.not_before) == (8, NOW + 30)
+    # asking again before it is told writes nothing more
+    assert take(registered, NOW + 10, "restore", params, ticket="r1") == Wait(NOW + 30)
+    # the hold ends and the deploy and prune ask first: they are told to look again (the deploy
+    # writes its own waiter, to go before prune; prune writes nothing)
+    for job in ("deploy", "prune"):
+        refused = take(registered, NOW + 30, job, params, ticket=job)
+        assert isinstance(refused, Wait) and refused.until == NOW + 31
+        assert (refused.state is None) == (job == "prune")
+    # the restore's grant removes its waiter; then the deploy goes
+    granted = take(registered, NOW + 30.5, "restore", params, ticket="r1")
+    assert isinstance(granted, Grant) and granted.slots == (NOW + 30.5,) and granted.state.waiting == ()
+    assert isinstance(take(granted.state, NOW + 30.5, "deploy", params, ticket="d1"), Grant)
+    # a restore that never came back (its invocation died) holds nobody back after its lease
+    late_deploy = take(registered, NOW + 32.01, "deploy", params, ticket="d1")
+    assert isinstance(late_deploy, Grant) and late_deploy.state.waiting == ()
+
+
+def test_a_waiting_deploy_holds_back_prune_not_restores_and_prune_writes_no_waiter() -> None:
+    params = QuotaParams(1.0)
+    full = QuotaState(tat=NOW + params.burst * params.interval)
+    prune = take(full, NOW, "prune", params, ticket="p1")
+    assert isinstance(prune, Wait) and prune.state is None  # nobody ranks below prune
+    deploy = take(full, NOW, "deploy", params, ticket="d1")
+    assert isinstance(deploy, Wait) and deploy.state is not None
+    later = NOW + 9  # room for everyone, were nobody waiting
+    assert isinstance(take(deploy.state, later - 4.5, "prune", params, ticket="p1"), Wait)
+    assert isinstance(take(deploy.state, later - 4.5, "restore", params, ticket="r1"), Grant)
+    # two restores wait: a deploy is held back until both are served
+    one = take(full, NOW, "restore", params, ticket="r1")
+    assert isinstance(one, Wait) and one.state is not None
+    two = take(one.state, NOW, "restore", params, ticket="r2")
+    assert isinstance(two, Wait) and two.state is not None and len(two.state.waiting) == 2
+    first = take(two.state, NOW + 1, "restore", params, ticket="r1")
+    assert isinstance(first, Grant)
+    assert isinstance(take(first.state, NOW + 1.5, "deploy", params, ticket="d1"), Wait)
+
+
 # -- one job's slots through a store ---------------------------------------------------------------------
 
 
@@ -136,7 +336,8 @@ def test_one_conditional_write_per_batch_and_the_limit_held() -> None:
     for _ in range(30):
         prune.acquire()
         starts.append(clock.time())
-    assert store.writes == prune.stats.writes == 10  # batches of 3
+    # a batch of 3 from the full bucket, then 2 a write (a slot now and one within LEASE_AHEAD_S)
+    assert store.writes == prune.stats.writes == 15
     # 4 at once (the free slots above prune's floor), then one a second
     assert starts[4] - starts[0] == pytest.approx(1.0)
     assert starts[-1] - starts[0] == pytest.approx(26.0)
@@ -230,6 +431,16 @@ def test_the_client_waits_for_the_quota_and_shares_a_429s_retry_after() -> None:
     assert restore.acquire() >= 29
 
 
+def test_a_restores_client_is_paced_by_the_shared_quota_alone_the_others_by_the_providers_headers_too() -> None:
+    clock, store = SimulatedClock(), InMemoryQuotaStore()
+    client = VpsClient("https://api.test/v1", _Tokens(), clock=clock.monotonic)
+    for job, paced in (("restore", False), ("deploy", True), ("prune", True)):
+        client.configure(page_size=None, max_rps=2, quota=quota(store, job, clock))
+        assert client.budget.paced is paced
+    client.configure(page_size=None, max_rps=2, quota=None)
+    assert client.budget.paced
+
+
 def test_the_client_starts_nothing_when_the_quota_cannot_be_had_before_its_deadline() -> None:
     clock, store = SimulatedClock(), FlakyStore(failures=10**6)
     sent: list[httpx.Request] = []
@@ -294,3 +505,134 @@ def test_the_statetable_store_throttled_then_back(aws: Any, monkeypatch: pytest.
     assert deploy.acquire() == pytest.approx(0.2 + 0.4)
     assert deploy.stats.store_errors == 2 and store.read().version == 1
     assert math.isclose(store.read().tat, clock.time() + 1.0, abs_tol=1e-3) or store.read().tat > clock.time()
+
+
+def _same(a: QuotaState, b: QuotaState) -> bool:
+    """Equal states, times to the store's microsecond, waiters in any order."""
+    ours, theirs = (sorted(s.waiting, key=lambda w: w.ticket) for s in (a, b))
+    times = [(a.tat, b.tat), (a.not_before, b.not_before)]
+    times += [(x.until, y.until) for x, y in zip(ours, theirs, strict=False)]
+    same_waiters = [(w.ticket, w.job) for w in ours] == [(w.ticket, w.job) for w in theirs]
+    return a.version == b.version and same_waiters and all(math.isclose(x, y, abs_tol=2e-6) for x, y in times)
+
+
+class _VirtualTime:
+    """Time that moves only when every one of ``callers`` threads sleeps (or has finished): then to
+    the earliest wake-up. Threads racing over a store see the same clock, and no sleep lets time
+    run ahead of a thread still deciding."""
+
+    def __init__(self, start: float, callers: int) -> None:
+        self.now = start
+        self._active = callers
+        self._sleeping: dict[int, float] = {}
+        self._cond = threading.Condition()
+
+    def time(self) -> float:
+        with self._cond:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._cond:
+            wake = self.now + max(0.0, seconds)
+            self._sleeping[threading.get_ident()] = wake
+            self._advance()
+            while self.now < wake:
+                self._cond.wait()
+            del self._sleeping[threading.get_ident()]
+
+    def done(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._advance()
+
+    def _advance(self) -> None:
+        if self._sleeping and len(self._sleeping) >= self._active:
+            self.now = max(self.now, min(self._sleeping.values()))
+            self._cond.notify_all()
+
+
+def test_quotas_racing_in_threads_over_statetable_lose_no_write_and_serve_restores_first(
+    aws: Any, atomic_moto: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restores, deploys and a prune in threads, each its own quota object (as separate invocations
+    are), over one quota item in StateTable (moto, each request atomic as in DynamoDB)."""
+    from vpsbackup.aws.quota_store import DynamoQuotaStore
+    from vpsbackup.aws.state import StateTable
+    from vpsbackup.provider import shared_quota
+
+    params = QuotaParams(20.0, 0.3, burst_seconds=1.0)  # burst 20, 6 kept for restores
+    demand: list[tuple[Job, int]] = [("prune", 40), ("deploy", 40), ("deploy", 40), ("restore", 15), ("restore", 15)]
+    clock = _VirtualTime(NOW, len(demand))
+    committed: list[tuple[QuotaState, QuotaState, Job, str, float, Grant | Wait]] = []
+    asked = threading.local()
+    real_take = shared_quota.take
+
+    def recorded_take(state: QuotaState, now: float, job: Job, p: QuotaParams, **kwargs: Any) -> Grant | Wait:
+        decision = real_take(state, now, job, p, **kwargs)
+        asked.last = (state, job, kwargs["ticket"], now, decision)
+        return decision
+
+    class RecordingStore(DynamoQuotaStore):
+        def swap(self, new: QuotaState, *, expected_version: int) -> bool:
+            written = super().swap(new, expected_version=expected_version)
+            if written:
+                seen, job, ticket, now, decision = asked.last
+                committed.append((seen, new, job, ticket, now, decision))
+            return written
+
+    monkeypatch.setattr(shared_quota, "take", recorded_take)
+    store = RecordingStore(StateTable.from_name(aws.table_name), "arn:secret:token", clock=clock.time)
+
+    def late(seconds: float) -> None:  # a restore comes back 0.4 s after it is told: longer than the reserve lasts
+        clock.sleep(seconds + 0.4)
+
+    quotas = [
+        SharedQuota(store, params, job, clock=clock.time, sleep=late if job == "restore" else clock.sleep)
+        for job, _ in demand
+    ]
+    store.hold_until(clock.time() + 1.0)  # a 429's Retry-After: everybody waits, then they race
+    failures: list[BaseException] = []
+
+    def work(quota: SharedQuota, requests: int) -> None:
+        try:
+            for _ in range(requests):
+                quota.acquire()
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+        finally:
+            clock.done()
+
+    threads = [threading.Thread(target=work, args=(q, n)) for q, (_, n) in zip(quotas, demand, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures and not any(t.is_alive() for t in threads)
+
+    # no write lost, none made twice: each committed write was decided on the state it replaced
+    committed.sort(key=lambda c: c[1].version)
+    assert (
+        [c[1].version for c in committed]
+        == list(range(2, len(committed) + 2))
+        == list(range(2, store.read().version + 1))
+    )
+    previous = committed[0][0]
+    assert previous.version == 1 and previous.not_before == pytest.approx(NOW + 1.0)
+    for seen, new, *_ in committed:
+        assert _same(seen, previous)
+        previous = new
+    assert _same(store.read(), previous)
+    # every slot a quota object took is one of a committed grant, counted once
+    grants = [c for c in committed if isinstance(c[5], Grant)]
+    assert sum(len(c[5].slots) for c in grants) == sum(q.stats.slots_taken for q in quotas)
+    assert sum(q.stats.slots_used for q in quotas) == sum(n for _, n in demand)
+    # the limit over every window
+    starts = sorted(slot for c in grants for slot in c[5].slots)
+    for i, first in enumerate(starts):
+        for k in range(i, bisect.bisect_right(starts, first + 10.0)):
+            assert k - i + 1 <= params.burst + params.rate * (starts[k] - first + _SAME_TIME)
+    # no grant while a live waiter ranking above the grantee stood in the state it replaced
+    for seen, _, job, ticket, now, _ in grants:
+        assert not [w for w in seen.live(now) if RANK[w.job] < RANK[job]], (job, ticket)
+    # the restores did wait (the hold), so the check above had waiters to respect
+    assert any(c[2] == "restore" and isinstance(c[5], Wait) for c in committed)

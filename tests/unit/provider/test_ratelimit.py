@@ -128,6 +128,17 @@ def test_what_is_left_is_spread_over_the_time_to_the_reset() -> None:
     assert starts(b, clock, 3) == [2.5, 5.0, 7.5]
 
 
+def test_an_unpaced_budget_a_restores_ignores_what_is_left_but_not_a_spent_window_or_retry_after() -> None:
+    b, clock = budget(100.0, burst=100)
+    b.paced = False
+    b.observe({"RateLimit-Remaining": "4", "RateLimit-Reset": "10"}, status=200, retry_after=None)
+    assert starts(b, clock, 3) == [0.0, 0.0, 0.0]
+    b.observe({"RateLimit-Remaining": "0", "RateLimit-Reset": "5"}, status=200, retry_after=None)
+    assert starts(b, clock, 1) == [5.0]
+    b.observe({}, status=429, retry_after=7.0)
+    assert starts(b, clock, 1) == [12.0]
+
+
 def test_nothing_left_means_nobody_starts_before_the_reset() -> None:
     b, clock = budget(None)
     b.observe({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"}, status=200, retry_after=None)

@@ -2,10 +2,11 @@
 
 One item per provider token: pk ``quota``, sk ``token#<first 16 hex digits of the SHA-256 of the
 token's secret id>`` (the id, not the token: the table never holds a secret). Its attributes are the
-GCRA state of :mod:`vpsbackup.provider.quota`: ``tat`` and ``not_before`` (UNIX seconds) and a
-``version`` every write moves on. A batch of slots is one conditional ``UpdateItem`` on the version
-read; a provider's hold (``Retry-After``) one conditional on ``not_before`` being earlier. The item
-expires a day after its last write (TTL): a quiet bucket is a full one.
+GCRA state of :mod:`vpsbackup.provider.quota`: ``tat`` and ``not_before`` (UNIX seconds), the
+requests ``waiting`` for a slot (a map: ticket -> ``{"job", "until"}``) and a ``version`` every
+write moves on. A batch of slots, or a waiter written, is one conditional ``UpdateItem`` on the
+version read; a provider's hold (``Retry-After``) one conditional on ``not_before`` being earlier.
+The item expires a day after its last write (TTL): a quiet bucket is a full one.
 
 The three functions may write this partition only for it (IAM ``dynamodb:LeadingKeys`` = ``quota``).
 """
@@ -20,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable
-from vpsbackup.provider.quota import QuotaState
+from vpsbackup.provider.quota import JOBS, QuotaState, Waiter
 
 QUOTA_PK = "quota"
 QUOTA_TTL_S = 86_400
@@ -49,7 +50,10 @@ class DynamoQuotaStore:
         if not item:
             return QuotaState()
         return QuotaState(
-            tat=float(item.get("tat", 0)), not_before=float(item.get("not_before", 0)), version=int(item["version"])
+            tat=float(item.get("tat", 0)),
+            not_before=float(item.get("not_before", 0)),
+            version=int(item["version"]),
+            waiting=_waiters(item.get("waiting")),
         )
 
     def swap(self, new: QuotaState, *, expected_version: int) -> bool:
@@ -57,7 +61,7 @@ class DynamoQuotaStore:
         try:
             self.table.update_item(
                 Key=self.key,
-                UpdateExpression="SET tat = :tat, not_before = :nb, #v = :v, #e = :e",
+                UpdateExpression="SET tat = :tat, not_before = :nb, waiting = :w, #v = :v, #e = :e",
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#v": "version", "#e": TTL_ATTRIBUTE},
                 ExpressionAttributeValues=self._values(new) | {":seen": expected_version},
@@ -85,5 +89,18 @@ class DynamoQuotaStore:
             ":tat": _number(new.tat),
             ":nb": _number(new.not_before),
             ":v": new.version,
+            ":w": {w.ticket: {"job": w.job, "until": _number(w.until)} for w in new.waiting},
             ":e": int(max(self._clock(), new.not_before)) + QUOTA_TTL_S,
         }
+
+
+def _waiters(stored: Any) -> tuple[Waiter, ...]:
+    """The waiters of a stored item (none when it has none; an entry that is not one is left out)."""
+    if not isinstance(stored, dict):
+        return ()
+    found = []
+    for ticket, entry in sorted(stored.items()):
+        job = entry.get("job") if isinstance(entry, dict) else None
+        if job in JOBS and isinstance(entry.get("until"), Decimal):
+            found.append(Waiter(str(ticket), job, float(entry["until"])))
+    return tuple(found)

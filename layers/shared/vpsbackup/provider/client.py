@@ -217,6 +217,9 @@ class VpsClient:
             self.budget = RequestBudget(
                 max_rps, burst=burst, clock=self._clock, sleep=lambda seconds: self.retry.sleep(seconds)
             )
+        # A restore's requests are spaced by the shared quota alone, restores first; the provider's
+        # spent window and Retry-After still hold it (vpsbackup.provider.ratelimit).
+        self.budget.paced = quota is None or quota.job != "restore"
 
     # -- deadline ----------------------------------------------------------------------------
 

@@ -6,19 +6,38 @@ GCRA token bucket (its *theoretical arrival time*, ``tat``: the bucket is full w
 and each request moves it on by one interval). :mod:`vpsbackup.provider.shared_quota` reads and
 writes that state through a store; everything here is arithmetic over it:
 
-- **Slots, taken in batches.** A caller takes ``batch`` request slots with one conditional write:
-  start times, the first one now, the others spaced as the bucket allows. A slot is used at its
-  time or, at the latest, :data:`SLOT_GRACE_INTERVALS` intervals after it (then it is dropped, never
-  used late): the provider sees at most ``burst + rate * grace`` requests in any instant, and
-  ``rate`` per second on average.
+- **Slots, taken in batches.** A caller takes up to ``batch`` request slots with one conditional
+  write: start times, the first one now, the others spaced as the bucket allows but none later
+  than :data:`LEASE_AHEAD_S` after the write (a deploy's or prune's batch never promises away the
+  slots a restore arriving a moment later will need). A slot is used at its time or, at the latest,
+  :data:`SLOT_GRACE_INTERVALS` intervals after it (then it is dropped, never used late): the
+  provider sees at most ``burst + rate * grace`` requests in any instant, and ``rate`` per second
+  on average.
 - **Restore first.** Each job may empty the bucket only down to its own floor: restores to zero,
   deploys to ``reserve`` slots (the share kept for restores), prunes to ``reserve + batch`` (one
-  deploy batch more). As long as ``reserve >= batch``, a deploy or prune batch never leaves fewer
-  free slots than a restore needs to start now, and a prune batch never fewer than a deploy needs:
-  a restore's first request never waits behind theirs, a deploy's never behind prune's. When the
-  bucket is empty, the freed slot goes to whoever's floor it clears first, so restores win.
+  deploy batch more): a restore's first requests never wait behind theirs, a deploy's never behind
+  prune's.
+- **A waiting restore is served first.** A restore (or a deploy) that finds no slot for it writes
+  a *waiter* into the shared state: its ticket, its job and a lease (the time it was told to come
+  back, plus the grace). While a live waiter of a job ranking above it stands (restore, then
+  deploy, then prune), no job gets a slot; the waiter's own grant removes it, and an invocation
+  that dies while waiting leaves a lease that ends on its own. So once a restore waits, every
+  slot that frees goes to a restore until none waits; then to a waiting deploy; then to prune.
 - **The provider's word for everybody.** A ``429``'s ``Retry-After`` or a spent ``RateLimit``
   window becomes ``not_before`` in the shared state: no job starts before it.
+
+What :func:`take` guarantees, over any order of decisions applied to the state one at a time
+(the store's conditional writes make them so):
+
+1. *The limit.* The slots granted in any ``w`` seconds number at most ``burst + rate * w``;
+   used within their grace, they never find empty a provider bucket of the same rate that holds
+   ``burst + rate * grace``.
+2. *Priority.* No slot is granted to a job while the state holds a live waiter of a job ranking
+   above it: from the write that registers a restore waiting until the write of its grant (or
+   its lease's end), deploys and prunes are granted nothing, whenever they asked.
+3. *Bounded promises.* Every slot of a deploy's or prune's batch starts at most
+   :data:`LEASE_AHEAD_S` after the decision that granted it: a restore that starts waiting at
+   ``t`` waits behind no deploy or prune slot starting after ``t + LEASE_AHEAD_S``.
 
 Times are UNIX seconds (every function's clock). Nothing here does I/O or reads a clock.
 """
@@ -26,11 +45,15 @@ Times are UNIX seconds (every function's clock). Nothing here does I/O or reads 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Job = Literal["restore", "deploy", "prune"]
 JOBS: tuple[Job, ...] = ("restore", "deploy", "prune")
+# Who is served first when several wait (lower first).
+RANK: dict[Job, int] = {"restore": 0, "deploy": 1, "prune": 2}
+# Jobs that write a waiter when they find no slot (some job ranks below them).
+WAITERS: frozenset[Job] = frozenset({"restore", "deploy"})
 
 # The bucket holds this many seconds of the rate (at least MIN_BURST slots): a quiet bucket lets
 # a short burst through, and the provider's own bucket must hold at least this plus the grace.
@@ -38,6 +61,8 @@ BURST_SECONDS = 10.0
 MIN_BURST = 3
 # Slots per conditional write, at most (deploy and prune; a restore takes one at a time).
 MAX_BATCH = 10
+# A deploy's or prune's batch holds no slot starting later than this after the write that took it.
+LEASE_AHEAD_S = 1.0
 # A slot not used within this many intervals of its time is dropped, not used late.
 SLOT_GRACE_INTERVALS = 2.0
 MIN_SLOT_GRACE_S = 1.0
@@ -103,13 +128,27 @@ class QuotaParams:
 
 
 @dataclass(frozen=True, slots=True)
+class Waiter:
+    """A request of ``job`` that found no slot: ``ticket`` names its caller, ``until`` ends the lease."""
+
+    ticket: str
+    job: Job
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaState:
-    """The shared state: the bucket's theoretical arrival time, the provider's hold, and a version
-    that every write moves on (the compare-and-swap)."""
+    """The shared state: the bucket's theoretical arrival time, the provider's hold, the requests
+    waiting for a slot, and a version that every write moves on (the compare-and-swap)."""
 
     tat: float = 0.0
     not_before: float = 0.0
     version: int = 0
+    waiting: tuple[Waiter, ...] = ()
+
+    def live(self, now: float) -> tuple[Waiter, ...]:
+        """The waiters whose lease has not ended at ``now``."""
+        return tuple(w for w in self.waiting if w.until > now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,37 +161,65 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    """Nothing can be taken now: try again at ``until``."""
+    """Nothing can be taken now: try again at ``until``. ``state``: the state to write first (the
+    caller's waiter registered or its lease extended), None when nothing needs writing."""
 
     until: float
+    state: QuotaState | None = None
 
 
-def take(state: QuotaState, now: float, job: Job, params: QuotaParams, want: int | None = None) -> Grant | Wait:
+def take(
+    state: QuotaState, now: float, job: Job, params: QuotaParams, want: int | None = None, *, ticket: str | None = None
+) -> Grant | Wait:
     """``want`` slots (default: the job's batch) for ``job`` at ``now``, or when to try again.
 
-    The first slot is always ``now``; the batch's others follow at the pace the job's tolerance
-    allows, so a batch never reaches further ahead than ``batch`` intervals past the job's floor.
+    ``ticket`` names the caller: when a restore or a deploy must wait, its waiter is written with
+    that ticket (see the module's docstring), and its grant removes it. The first slot is always
+    ``now``; the batch's others follow at the pace the job's tolerance allows, none later than
+    :data:`LEASE_AHEAD_S` from now (a restore takes one at a time).
     """
-    count = params.batch(job) if want is None else max(1, min(want, params.batch(job)))
+    live = state.live(now)
+    above = [w.until for w in live if RANK[w.job] < RANK[job]]
     tolerance = params.tolerance(job)
     first = max(state.tat - tolerance, state.not_before)
-    if first > now + EPSILON_S:
-        return Wait(first)
-    slots = []
+    if above:  # someone ranking higher waits: look again soon, or when its lease ends
+        first = max(first, min(now + params.interval, min(above)))
+    if above or first > now + EPSILON_S:  # a waiter's lease covers its return, and its grace
+        return Wait(first, _registered(state, live, job, ticket, first + params.grace))
+    count = params.batch(job) if want is None else max(1, min(want, params.batch(job)))
+    horizon = now + (0.0 if job == "restore" else LEASE_AHEAD_S)
+    slots: list[float] = []
     tat = state.tat
     for _ in range(count):
         start = max(now, tat - tolerance)
         start = now if start <= now + EPSILON_S else start
+        if slots and start > horizon + EPSILON_S:
+            break
         slots.append(start)
         tat = max(tat, start) + params.interval
-    return Grant(tuple(slots), QuotaState(tat=tat, not_before=state.not_before, version=state.version + 1))
+    waiting = tuple(w for w in live if w.ticket != ticket)
+    return Grant(tuple(slots), replace(state, tat=tat, version=state.version + 1, waiting=waiting))
+
+
+def _registered(
+    state: QuotaState, live: tuple[Waiter, ...], job: Job, ticket: str | None, lease: float
+) -> QuotaState | None:
+    """The state with ``ticket``'s waiter (lease to ``lease``), expired ones dropped; None when
+    ``job`` registers no waiter or its lease already reaches that far."""
+    if ticket is None or job not in WAITERS:
+        return None
+    mine = next((w for w in live if w.ticket == ticket), None)
+    if mine is not None and mine.until >= lease - EPSILON_S:
+        return None
+    others = tuple(w for w in live if w.ticket != ticket)
+    return replace(state, version=state.version + 1, waiting=(*others, Waiter(ticket, job, lease)))
 
 
 def hold(state: QuotaState, until: float) -> QuotaState | None:
     """The state with nobody starting before ``until``; None if a hold at least as long stands."""
     if until <= state.not_before:
         return None
-    return QuotaState(tat=state.tat, not_before=until, version=state.version + 1)
+    return replace(state, not_before=until, version=state.version + 1)
 
 
 def usable(slot: float, now: float, params: QuotaParams) -> bool:

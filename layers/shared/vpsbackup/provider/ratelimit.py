@@ -12,6 +12,11 @@ reserves a start time from it first. Three things push that start time back:
   ``429``; with nothing left, nobody starts before the reset;
 - **a 429's ``Retry-After``**: nobody starts before it, not only the request that got it.
 
+A restore's client is not paced (``paced`` False): what the provider says is left was spent by
+every function together, and the shared quota already spaces them all at the provider's rate with
+the restores first; spreading it again would put a restore behind the others' requests. A spent
+window and a ``Retry-After`` still hold it.
+
 Nothing here reads the environment or does I/O; time and sleep are injected (tests and benchmarks
 use a simulated clock).
 """
@@ -125,6 +130,8 @@ class RequestBudget:
         self._not_before = -math.inf  # nobody starts before this (a 429's Retry-After, a spent window)
         self._paced_until = -math.inf  # the provider's quota spread over its window: next start
         self._provider_interval = 0.0
+        # Spread what the provider says is left over its window (off for a restore: see above).
+        self.paced = True
         self.requests = 0
         self.waited = 0.0
 
@@ -175,7 +182,7 @@ class RequestBudget:
                 if limit.remaining <= 0:
                     self._not_before = max(self._not_before, now + limit.reset_s)
                     self._provider_interval = 0.0
-                else:
+                elif self.paced:
                     # Spread what is left over the time to the reset; more left than time: no pacing.
                     self._provider_interval = limit.reset_s / limit.remaining
                     self._paced_until = max(self._paced_until, now + self._provider_interval)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,6 +85,8 @@ class QuotaStats:
     slots_dropped: int = 0
     writes: int = 0
     conflicts: int = 0
+    # Writes that registered this caller as waiting (or extended its lease): restores, deploys.
+    registrations: int = 0
     store_errors: int = 0
     waited: float = 0.0
     # What each request slept for its slot, in order: 0.0 when it went at once (the first one
@@ -116,6 +119,8 @@ class SharedQuota:
         self._slots: deque[float] = deque()
         self._seen: QuotaState | None = None
         self._store_retry = STORE_RETRY_FIRST_S
+        # This caller's name in the shared state's waiters (one per quota object: its threads share it).
+        self.ticket = uuid.uuid4().hex[:16]
         self.stats = QuotaStats(waits=[] if record_waits else None)
 
     def __repr__(self) -> str:
@@ -159,9 +164,9 @@ class SharedQuota:
         """Take a batch (one conditional write) and return its first slot, or when to try again."""
         seen = self._seen if self._seen is not None else self.store.read()
         self._seen = seen
-        decision = take(seen, now, self.job, self.params)
+        decision = take(seen, now, self.job, self.params, ticket=self.ticket)
         if isinstance(decision, Wait):
-            return decision
+            return self._waiting(seen, decision, now)
         if not self._write(seen, decision):
             self.stats.conflicts += 1
             self._seen = self.store.read()
@@ -174,10 +179,25 @@ class SharedQuota:
         self.stats.slots_used += 1
         return first
 
-    def _write(self, seen: QuotaState, decision: Grant) -> bool:
+    def _waiting(self, seen: QuotaState, decision: Wait, now: float) -> Wait:
+        """Register as waiting when the rules say so (one conditional write), then wait. Whoever
+        ranks lower is held back from now on; a conflict means: read again and decide again."""
+        if decision.state is None:
+            if seen.live(now):  # someone waits: read their grant or their leaving back next time
+                self._seen = None
+            return decision
+        self.stats.registrations += 1
+        if not self._write(seen, decision.state):
+            self.stats.conflicts += 1
+            self._seen = self.store.read()
+            return Wait(now)
+        return decision
+
+    def _write(self, seen: QuotaState, decision: Grant | QuotaState) -> bool:
+        new = decision.state if isinstance(decision, Grant) else decision
         self.stats.writes += 1
-        if self.store.swap(decision.state, expected_version=seen.version):
-            self._seen = decision.state
+        if self.store.swap(new, expected_version=seen.version):
+            self._seen = new
             return True
         return False
 
