@@ -27,7 +27,7 @@ import boto3
 import pytest
 
 import prune_backups
-from devtools.simulator import Simulator
+from devtools.simulator import Fault, Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext
 from tests.integration.test_prune_backups import expected_plan, prune_env, remaining_ids
 from tests.integration.test_prune_chunks import Killed, delete_counts, kill_at, small_fleet
@@ -246,6 +246,95 @@ def test_one_run_at_a_time_a_start_while_a_run_is_in_progress_does_nothing_and_s
     notes = [output(finished(e))["note"] for e in (first, second)]
     assert Counter("in progress" in note for note in notes) == Counter([True, False])
     assert before - remaining_ids(simulator) == expected
+    assert max(delete_counts(simulator).values()) == 1
+
+
+def test_a_chunk_a_429_stops_makes_the_execution_wait_the_retry_after_then_go_on(
+    machine: str, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    # Given a provider that answers the run's first listing request 429, Retry-After 120 s (longer
+    # than the client waits within a chunk), and Wait states that record their seconds, not sleep
+    small_fleet(simulator)
+    before = remaining_ids(simulator)
+    expected = {d.backup_id for d in expected_plan(simulator).to_delete}
+    simulator.inject(Fault("status", status=429, method="GET", path_prefix="/backups/", retry_after=120))
+    waits: list[int] = []
+    monkeypatch.setattr(WaitFunction, "_wait_interval", lambda self, env, wait_seconds: waits.append(wait_seconds))
+
+    [described] = run_to_end(machine, {"sweep": True})
+
+    # Then the chunk ended there, the execution waited the 120 s the provider said, then went on
+    assert described["status"] == "SUCCEEDED", described
+    assert waits == [120]
+    events = history(described["executionArn"])
+    [entered] = [i for i, e in enumerate(events) if e["type"] == "WaitStateEntered"]
+    assert json.loads(events[entered]["stateEnteredEventDetails"]["input"])["cursor"]["wait_seconds"] == 120
+    assert [e["type"] for e in events[entered + 1 :] if e["type"].endswith("Scheduled")][:1] == ["TaskScheduled"]
+    assert next(r.status for r in simulator.requests if r.method == "GET") == 429
+    # and the run deleted exactly the plan, each once
+    assert before - remaining_ids(simulator) == expected
+    assert max(delete_counts(simulator).values()) == 1
+
+
+def test_a_stopped_execution_keeps_the_lock_until_its_lease_ends_then_a_new_run_starts(
+    machine: str, simulator: Simulator, prune_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from moto.awslambda.models import LambdaBackend
+
+    from vpsbackup.prune import chunks
+
+    # Given a run whose second chunk is held in flight, and a clock the chunks read that can move on
+    small_fleet(simulator)
+    later = [timedelta(0)]
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return datetime.now(tz) + later[0]
+
+    monkeypatch.setattr(chunks, "datetime", Clock)
+    in_flight, go_on = threading.Event(), threading.Event()
+
+    def held(event: dict[str, Any], context: Any) -> Any:
+        if event.get("prune_chunk", {}).get("step") == "next" and not go_on.is_set():
+            in_flight.set()
+            go_on.wait(60)
+        return prune_backups.handler(event, context)
+
+    monkeypatch.setattr(LambdaBackend, "invoke", serve_in_process(held))
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    stopped = start(machine, {"sweep": True})
+    assert in_flight.wait(60)
+
+    # When a person stops it (its chunk in flight finishes, its result unused)
+    sfn.stop_execution(executionArn=stopped, error="Operator", cause="stopped by hand")
+    go_on.set()
+    assert finished(stopped)["status"] == "ABORTED"
+    store = PruneRunStore(runtime.state_table(prune_env.table_name))
+    holder = store.lock_holder()
+    assert holder is not None and holder.execution == stopped
+    deleted_before = len([r for r in simulator.requests if r.method == "DELETE"])
+
+    # Then a start within the lease does nothing and says which run (and execution) holds the lock
+    later[0] = timedelta(minutes=44)
+    [refused] = run_to_end(machine, {"sweep": True})
+    assert refused["status"] == "SUCCEEDED"
+    note = output(refused)["note"]
+    assert "in progress" in note and holder.run in note and stopped in note and "does nothing" in note
+    assert len([r for r in simulator.requests if r.method == "DELETE"]) == deleted_before
+    assert store.lock_holder() == holder
+
+    # and once the lease has ended (45 minutes after the stopped run last renewed it) a start runs
+    later[0] = timedelta(minutes=46)
+    [ran] = run_to_end(machine, {"sweep": True})
+    assert ran["status"] == "SUCCEEDED", ran
+    assert output(ran)["done"] and "in progress" not in output(ran)["note"]
+    assert output(ran)["run"] != holder.run
+    assert len([r for r in simulator.requests if r.method == "DELETE"]) > deleted_before
     assert max(delete_counts(simulator).values()) == 1
 
 
