@@ -78,6 +78,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "tests/unit/deploy/test_claim_times.py",
         "tests/unit/deploy/test_deploy_dedup.py",
         "tests/unit/deploy/test_deploy_review.py",
+        "tests/unit/deploy/test_queue_messages.py",
     ),
     "deploy/webhook.py": ("tests/unit/deploy/test_webhook.py",),
 }

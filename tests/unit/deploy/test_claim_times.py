@@ -99,3 +99,14 @@ def test_a_failed_attempt_keeps_the_errors_first_1000_characters(table: StateTab
     assert store.mark_failed(claim, "x" * 999 + "y" * 501) is True
     stored = item(table, deployment_pk("d-1"), "server#7")
     assert (stored["state"], stored["error"]) == ("failed", "x" * 999 + "y")
+
+
+def test_get_deployment_reads_the_meta_item_and_answers_none_for_a_deployment_never_received(
+    table: StateTable,
+) -> None:
+    store = ClaimStore(table)
+    assert store.get_deployment("d-unknown") is None
+    store.register_deployment("d-1", [7, 8], T0)
+    meta = store.get_deployment("d-1")
+    assert meta is not None
+    assert (meta.deployment_id, meta.server_ids, meta.received_at, meta.deliveries) == ("d-1", (7, 8), T0, 1)

@@ -58,3 +58,15 @@ def test_progress_counts_created_pending_and_failed() -> None:
         api_failed=False,
     )
     assert status.body()["progress"] == {"created": 2, "pending": 1, "failed": 1}
+
+
+def test_the_queue_is_given_exactly_one_hour_for_a_server_it_has_not_reached() -> None:
+    # Given a deployment queued at T0 whose delivery has long ended (no claim for the server yet)
+    meta = DeploymentMeta(
+        deployment_id="gh-1", server_ids=(1,), received_at=T0, last_received_at=T0, deliveries=1, queued_at=T0
+    )
+    assert timedelta(hours=1) == QUEUE_PATIENCE
+    # Then the server is pending for the whole hour, and an error the instant the hour is over
+    assert _claim_problem(None, meta, T0 + timedelta(minutes=59, seconds=59)) is None
+    problem = _claim_problem(None, meta, T0 + timedelta(hours=1))
+    assert problem is not None and "send the deploy request again" in str(problem.error)

@@ -702,3 +702,42 @@ def test_inside_the_cooldown_an_open_incident_is_the_cooldowns_refusal_and_its_n
     assert guard.settle_incident(after.holder, "not_cleared", at=clock())
     cleared = guard.lock_holder(12345)
     assert cleared is not None and guard.first_incident_notice(cleared) and not guard.first_incident_notice(cleared)
+
+
+def _holder(transition_key: str, backup_id: int | None, *, incident: str | None = None) -> LockHolder:
+    return LockHolder(
+        server_id=7,
+        transition_key=transition_key,
+        alarm_name="web-7-down",
+        backup_id=backup_id,
+        claimed_at=T0,
+        locked_until=T0 + timedelta(hours=6),
+        state="restored",
+        incident=incident,
+        restored_at=T0 + timedelta(minutes=2),
+    )
+
+
+def test_a_lock_taken_by_an_alarm_is_automatic_and_one_taken_by_hand_is_not() -> None:
+    assert _holder("alarm#web-7-down#2025-01-16T16:05:00", 5).automatic
+    assert not _holder("manual#ops@example.com#1", 5).automatic
+
+
+def test_a_lock_as_an_incident_carries_its_server_alarm_transition_backup_restore_time_and_state() -> None:
+    incident = _holder("alarm#web-7-down#1", 5, incident="open").as_incident()
+    assert (incident.server_id, incident.alarm_name, incident.transition, incident.backup_id) == (
+        7,
+        "web-7-down",
+        "alarm#web-7-down#1",
+        5,
+    )
+    assert (incident.restored_at, incident.state) == (T0 + timedelta(minutes=2), "open")
+
+
+def test_a_lock_is_described_with_its_backup_when_it_names_one_and_without_when_not() -> None:
+    assert _holder("alarm#a#1", 5).describe() == (
+        "server 7 was restored from backup 5 at 2025-01-16 16:05:00 UTC for alarm 'web-7-down'"
+    )
+    assert _holder("manual#ops#1", None).describe() == (
+        "server 7 was restored at 2025-01-16 16:05:00 UTC by hand (web-7-down)"
+    )
