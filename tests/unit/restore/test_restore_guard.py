@@ -741,3 +741,14 @@ def test_a_lock_is_described_with_its_backup_when_it_names_one_and_without_when_
     assert _holder("manual#ops#1", None).describe() == (
         "server 7 was restored at 2025-01-16 16:05:00 UTC by hand (web-7-down)"
     )
+
+
+def test_a_limit_of_one_restore_an_hour_refuses_the_second_as_the_limit_not_as_switched_off(
+    make_guard: Callable[..., RestoreGuard],
+) -> None:
+    guard = make_guard(max_per_hour=1)
+    assert isinstance(claim(guard, server=1, transition="t1"), RestoreClaim)
+    refused = claim(guard, server=2, transition="t2")
+    assert isinstance(refused, GuardRefusal) and refused.kind == "rate_limit"
+    assert "switched off" not in refused.reason
+    assert "1 restore(s) already in the last hour" in refused.reason and "the limit is 1 per hour" in refused.reason
