@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import AwsEnv
-from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, epoch, server_pk
+from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, epoch, server_pk, utc_key_time
 from vpsbackup.restore.guard import (
     COOLDOWN_NOTICE_SK_PREFIX,
     IN_FLIGHT,
@@ -752,3 +752,57 @@ def test_a_limit_of_one_restore_an_hour_refuses_the_second_as_the_limit_not_as_s
     assert isinstance(refused, GuardRefusal) and refused.kind == "rate_limit"
     assert "switched off" not in refused.reason
     assert "1 restore(s) already in the last hour" in refused.reason and "the limit is 1 per hour" in refused.reason
+
+
+def test_check_reads_the_lock_itself_and_refuses_as_claim_would(make_guard: Callable[..., RestoreGuard]) -> None:
+    guard = make_guard()
+    assert guard.check(server_id=12345, transition_key="t1") is None
+    assert isinstance(claim(guard, transition="t1"), RestoreClaim)
+    again = guard.check(server_id=12345, transition_key="t1")
+    inside = guard.check(server_id=12345, transition_key="t2")
+    assert again is not None and again.kind == "duplicate"
+    assert inside is not None and inside.kind == "cooldown"
+    assert guard.check(server_id=999, transition_key="t2") is None  # another server: only the fleet cap
+
+
+def _put_slot(aws: AwsEnv, index: int, taken_at: datetime) -> None:
+    aws.table().put_item(
+        Item={
+            PK: RESTORES_PK,
+            SK: slot_sk(index),
+            "taken_at": utc_key_time(taken_at),
+            "server_id": 1,
+            "transition": "x",
+        }
+    )
+
+
+def test_the_fleet_cap_counts_the_slots_within_the_limit_taken_inside_the_last_hour(
+    make_guard: Callable[..., RestoreGuard], aws: AwsEnv
+) -> None:
+    # Given a limit lowered to 1 an hour: slot 0 taken 30 minutes ago, slot 1 (beyond the limit now)
+    # 20 minutes ago, slot 2 two hours ago
+    _put_slot(aws, 0, T0 - timedelta(minutes=30))
+    _put_slot(aws, 1, T0 - timedelta(minutes=20))
+    _put_slot(aws, 2, T0 - timedelta(hours=2))
+    refused = claim(make_guard(max_per_hour=1))
+    # Then the refusal counts slot 0 alone, and names when it frees
+    assert isinstance(refused, GuardRefusal) and refused.kind == "rate_limit"
+    assert refused.reason.startswith(
+        "1 restore(s) already in the last hour across the fleet (at 2025-01-16 15:35:00 UTC)"
+    )
+    assert refused.not_before == T0 + timedelta(minutes=30)
+
+
+def test_a_slot_taken_exactly_an_hour_ago_no_longer_counts_against_the_fleet_cap(
+    make_guard: Callable[..., RestoreGuard], aws: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _put_slot(aws, 0, T0 - timedelta(hours=1))
+    guard = make_guard(max_per_hour=1)
+    assert guard.check(server_id=12345, transition_key="t1") is None  # the slot is free again
+    # Even when every attempt to take it conflicts, the refusal does not count it
+    monkeypatch.setattr(RestoreGuard, "_transact_claim", lambda self, **kwargs: "conflict")
+    monkeypatch.setattr("vpsbackup.restore.guard.time.sleep", lambda _s: None)
+    refused = claim(guard)
+    assert isinstance(refused, GuardRefusal) and refused.kind == "rate_limit"
+    assert refused.reason.startswith("0 restore(s) already in the last hour") and refused.not_before == T0
