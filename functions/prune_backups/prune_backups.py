@@ -103,9 +103,6 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
             journal=write_journal,
             heartbeat=ping,
             budget=budget,
-            whole=lambda whole: _single_pass(
-                whole, options, client=client, state=state, time_left=time_left, budget=budget
-            ),
         )
         return run_chunk(chunk, ctx)
     assert request is not None

@@ -220,8 +220,10 @@ KILL_POINTS = {
 }
 
 
-def kill_at(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
-    owner, name, n, when = KILL_POINTS[point]
+def kill_at(
+    monkeypatch: pytest.MonkeyPatch, point: str, points: dict[str, tuple[Any, str, int, str]] | None = None
+) -> None:
+    owner, name, n, when = (points or KILL_POINTS)[point]
     real = getattr(owner, name)
     monkeypatch.setattr(owner, name, _nth(n, then=real if when == "after" else None)(real))
 
@@ -316,3 +318,40 @@ def test_the_plan_and_the_report_read_the_stored_listing_a_page_at_a_time(
     assert sum(1 for c in cursors if c["phase"] in ("delete", "report")) >= 2
     assert held == []
     assert before - remaining_ids(simulator) == expected
+
+
+def test_a_stored_plan_rewritten_shorter_or_cut_short_never_reads_back_as_a_mix_of_two_writes(
+    chunk_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given parts of 64 bytes, and a plan stored in several parts (a chunk's first attempt)
+    import os
+
+    from vpsbackup.prune import run_store
+
+    monkeypatch.setattr(run_store, "_PART", 64)
+    store = PruneRunStore(prune_backups.runtime.state_table(chunk_env.table_name))
+    now = datetime.now(UTC)
+    first = {"noise": os.urandom(300).hex()}
+    store.put_plan("r", first, now)
+    assert len(list(store._query("r", "plan#"))) > 4
+
+    # When another attempt's write of another plan dies half-way through its parts
+    real_put = store._put
+    calls = Counter[str]()
+
+    def dies_half_way(run: str, sk: str, when: datetime, **attributes: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Killed
+        real_put(run, sk, when, **attributes)
+
+    monkeypatch.setattr(store, "_put", dies_half_way)
+    with pytest.raises(Killed):
+        store.put_plan("r", {"noise": os.urandom(300).hex()}, now)
+
+    # Then what is read back is never a mix of the two: the first whole, or nothing (planned again)
+    assert store.plan("r") in (first, None)
+    # ... and a retry's shorter plan (one part) is read back whole
+    monkeypatch.setattr(store, "_put", real_put)
+    store.put_plan("r", {"noise": "x"}, now)
+    assert store.plan("r") == {"noise": "x"}

@@ -4,19 +4,25 @@ machine ``statemachines/prune.asl.json`` (docs/prune.md, "Runs in chunks").
 The phases, each worked in as many chunks as it needs, each chunk well inside the invocation:
 
 - **start**: take the run lock (one run at a time: a start while a run holds it does nothing and
-  says so), record the request; a run that the incremental choice covers (``PRUNE_SCOPE=managed``,
-  no sweep, no ``server_ids``) is one ``whole`` chunk, as a direct invoke runs it;
+  says so), record the request. A run the incremental choice covers (``PRUNE_SCOPE=managed``, no
+  ``server_ids``: :func:`~vpsbackup.prune.incremental_run.is_incremental`) chooses its servers here,
+  once (:func:`~vpsbackup.prune.incremental_run.choose_servers`, the single pass's rules), and
+  stores them (the servers due, in listing order; or one fleet sweep) for the chunks that follow;
 - **list**: up to ``PRUNE_CHUNK_PAGES`` pages of the listing, each stored as it is read; the cursor
-  keeps the link to read next. A walk that cannot be followed (``ListingIncompleteError``) ends the
-  listing: nothing is planned, the report says why. A 429 whose ``Retry-After`` is longer than the
-  client waits ends the chunk and the state machine waits that long;
+  keeps the link to read next and the due (or requested) server reached. A walk that cannot be
+  followed (``ListingIncompleteError``) ends the listing: nothing is planned, the report says why;
+  in an incremental run, one server's walk that fails (bar a refused token, time, a wait) leaves that
+  server for the next run and the others go on, as a single pass does. A 429 whose ``Retry-After``
+  is longer than the client waits ends the chunk and the state machine waits that long;
 - **plan**: once every page is stored, the plan over all of them (the rules of a single pass,
   :func:`~vpsbackup.prune.job.plan_listing`), stored before any deletion;
 - **delete**: up to ``PRUNE_CHUNK_DELETIONS`` of the plan's deletions, in its order; each one marked
   ``started`` before its DELETE, its outcome stored after (a retry never re-sends one whose outcome
   is known; a 404 on one only started is the earlier attempt's deletion);
-- **report**: the run's one report and, when it needs people, one notification (as a single pass:
-  :func:`~vpsbackup.prune.job.publish_report`), the journal, the lock freed.
+- **report**: an incremental run writes back what it left of each server it planned and the run
+  history (:func:`~vpsbackup.prune.incremental_run.write_back`); then the run's one report and, when
+  it needs people, one notification (as a single pass: :func:`~vpsbackup.prune.job.publish_report`),
+  the journal, the lock freed.
 
 A chunk killed anywhere (timeout, memory, a crash) is retried by the state machine with the same
 cursor: what it redoes writes the same items again, and nothing is planned before the listing is
@@ -34,11 +40,12 @@ from typing import Any, Protocol
 from vpsbackup.aws.notifications import Notifier
 from vpsbackup.aws.state import StateTable
 from vpsbackup.observability import count, logger
-from vpsbackup.provider.errors import ApiTimeoutError, ListingIncompleteError, VpsApiError
+from vpsbackup.provider.errors import ApiTimeoutError, AuthenticationError, ListingIncompleteError, VpsApiError
 from vpsbackup.provider.models import BACKUP_MANUAL, BackupPage, InvalidItem
 from vpsbackup.prune.compact import CompactListing, FleetPlan
 from vpsbackup.prune.cursor import ChunkEvent, Cursor, advance, plan_from_dict, plan_to_dict, run_id
 from vpsbackup.prune.daily_budget import BudgetReport, DailyDeletionBudget
+from vpsbackup.prune.incremental_run import RememberedHolds, choose_servers, is_incremental, listed_from, write_back
 from vpsbackup.prune.job import (
     STOP_STARTING_MARGIN_S,
     BackupsApi,
@@ -56,6 +63,8 @@ from vpsbackup.prune.job import (
 from vpsbackup.prune.plan import BackupDecision
 from vpsbackup.prune.request import PruneRequest, parse_prune_request
 from vpsbackup.prune.run_store import PruneRunStore, StoredOutcome, StoredPage
+from vpsbackup.prune.state_store import PruneStateStore
+from vpsbackup.records import Hold
 
 # How long the lock outlives a chunk's last sign of life: longer than one invocation (15 min) and
 # the state machine's retries of a killed chunk; a run stopped or failed and not redriven within it
@@ -105,8 +114,6 @@ class ChunkContext:
     heartbeat: Callable[[], None] = lambda: None
     # MAX_DELETIONS_PER_DAY, across every run (None: no daily budget).
     budget: DailyDeletionBudget | None = None
-    # A run the incremental choice covers, in one chunk (the handler's single pass).
-    whole: Callable[[PruneRequest], PruneReport] | None = None
 
     def time_short(self, margin: float) -> bool:
         left = self.time_left()
@@ -142,10 +149,32 @@ def _start(event: ChunkEvent, ctx: ChunkContext) -> Cursor:
         logger.warning(note, extra={"request": event.request})
         return Cursor(run=run, phase="done", execution=event.execution, done=True, note=note)
     ctx.store.put_meta(run, now, event.request or {})
-    incremental = ctx.whole is not None and request.server_ids is None and not request.sweep
-    phase = "whole" if incremental and ctx.options.scope == "managed" and ctx.options.verify_every else "list"
-    logger.info("prune run started", extra={"run": run, "phase": phase, "request": event.request})
-    return advance(Cursor(run=run, phase=phase), execution=event.execution)
+    incremental = is_incremental(request, ctx.options)
+    if incremental:
+        states, history = PruneStateStore(ctx.state).load()
+        selection = choose_servers(request, ctx.options, holds=ctx.state, states=states, history=history, now=now)
+        servers = None if selection.mode == "fleet" else list(selection.servers)
+        ctx.store.put_selection(run, {"servers": servers, "chosen": selection.to_dict()}, now)
+    logger.info("prune run started", extra={"run": run, "incremental": incremental, "request": event.request})
+    return advance(Cursor(run=run, phase="list", incremental=incremental), execution=event.execution)
+
+
+@dataclass(frozen=True)
+class _Walked:
+    """The servers a run walks one by one (None: the fleet's walk), and an incremental run's choice."""
+
+    servers: Sequence[int] | None
+    chosen: dict[str, Any] | None = None
+
+
+def _walked(cursor: Cursor, request: PruneRequest, ctx: ChunkContext) -> _Walked:
+    if not cursor.incremental:
+        return _Walked(request.server_ids)
+    stored = ctx.store.selection(cursor.run)
+    if stored is None:
+        raise RuntimeError(f"prune run {cursor.run}: its choice of servers is not stored")
+    servers = stored["servers"]
+    return _Walked(None if servers is None else [int(sid) for sid in servers], stored["chosen"])
 
 
 def _next(cursor: Cursor, execution: str, ctx: ChunkContext) -> Cursor:
@@ -184,20 +213,24 @@ class _Walk:
     read: int = 0
 
 
-def _read_pages(walk: _Walk, cursor: Cursor, servers: Sequence[int] | None, ctx: ChunkContext) -> bool:
-    """Read and store pages until the chunk's share is read (False) or the listing ends (True)."""
+FailedServer = Callable[[int, int, VpsApiError], None]
+
+
+def _read_pages(
+    walk: _Walk, cursor: Cursor, servers: Sequence[int] | None, ctx: ChunkContext, on_failed: FailedServer | None
+) -> bool:
+    """Read and store pages until the chunk's share is read (False) or the listing ends (True).
+    ``on_failed``: one server's walk failed (its index, its id, the error), the others go on."""
     while servers is None or walk.server_index < len(servers):
         server = None if servers is None else servers[walk.server_index]
-        pages = ctx.client.iter_backup_pages(
-            start=walk.link, server_id=server, backup_type=BACKUP_MANUAL, on_invalid=InvalidItems().collector(server)
-        )
-        for page in pages:
-            walk.pages += 1
-            walk.read += 1
-            ctx.store.put_page(cursor.run, walk.pages, walk.link or _FIRST, page, ctx.now(), walk_server=server)
-            walk.link = page.next
-            if walk.link is not None and _chunk_full(walk, ctx):
+        try:
+            if not _read_walk(walk, cursor, server, ctx):
                 return False
+        except VpsApiError as exc:
+            if on_failed is None or server is None or not _fails_one_server(exc):
+                raise
+            logger.warning("could not list one server; it waits for the next run", extra={"server_id": server})
+            on_failed(walk.server_index, server, exc)
         walk.link = None
         if servers is None:
             return True
@@ -207,14 +240,45 @@ def _read_pages(walk: _Walk, cursor: Cursor, servers: Sequence[int] | None, ctx:
     return True
 
 
+def _read_walk(walk: _Walk, cursor: Cursor, server: int | None, ctx: ChunkContext) -> bool:
+    """One walk's pages (``server``'s, or the fleet's), from the cursor's link, until the chunk's
+    share is read (False) or the walk ends (True)."""
+    pages = ctx.client.iter_backup_pages(
+        start=walk.link, server_id=server, backup_type=BACKUP_MANUAL, on_invalid=InvalidItems().collector(server)
+    )
+    for page in pages:
+        walk.pages += 1
+        walk.read += 1
+        ctx.store.put_page(cursor.run, walk.pages, walk.link or _FIRST, page, ctx.now(), walk_server=server)
+        walk.link = page.next
+        if walk.link is not None and _chunk_full(walk, ctx):
+            return False
+    return True
+
+
+def _fails_one_server(exc: VpsApiError) -> bool:
+    """An error that leaves one server of an incremental run for the next run (a single pass's
+    rule): not a refused token (it fails the run), not time nor a wait (the next chunk goes on)."""
+    wait = getattr(exc, "retry_after", None)
+    return not isinstance(exc, (AuthenticationError, ApiTimeoutError)) and wait is None
+
+
 def _chunk_full(walk: _Walk, ctx: ChunkContext) -> bool:
     return walk.read >= ctx.chunk_pages or ctx.time_short(LIST_MARGIN_S)
 
 
 def _list(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
     walk = _Walk(cursor.pages, cursor.next, cursor.server_index)
+    walked = _walked(cursor, request, ctx)
+    on_failed: FailedServer | None = None
+    if cursor.incremental and walked.servers is not None:
+        ctx.store.forget_failed(cursor.run, cursor.server_index)  # an attempt cut short wrote them
+
+        def on_failed(index: int, server: int, exc: VpsApiError) -> None:
+            ctx.store.put_failed(cursor.run, index, server, str(exc), ctx.now())
+
     try:
-        finished = _read_pages(walk, cursor, request.server_ids, ctx)
+        finished = _read_pages(walk, cursor, walked.servers, ctx, on_failed)
     except ListingIncompleteError as exc:
         logger.warning("prune listing incomplete: nothing will be planned or deleted", extra={"run": cursor.run})
         return advance(cursor, execution=execution, phase="report", pages=walk.pages, next=walk.link, stopped=str(exc))
@@ -286,16 +350,20 @@ def read_listing(stored: Iterable[StoredPage], expected_pages: int, servers: Seq
 
 
 def _plan(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
-    listed = read_listing(ctx.store.pages(cursor.run), cursor.pages, request.server_ids)
+    servers = _walked(cursor, request, ctx).servers
+    listed = read_listing(ctx.store.pages(cursor.run), cursor.pages, servers)
     if listed.problem is not None:
         logger.warning(f"prune listing incomplete: {listed.problem}", extra={"run": cursor.run})
         return advance(cursor, execution=execution, phase="report", stopped=listed.problem)
     now = ctx.now()
-    planned = frozenset(request.server_ids) if request.server_ids is not None else None
+    planned = None if servers is None else frozenset(servers) - _failed(cursor, ctx).keys()
     timings: dict[str, float] = {}
+    holds = RememberedHolds(ctx.state)
     plan = plan_listing(
-        listed.listing, listed.progress, planned, request, ctx.options, holds=ctx.state, now=now, timings=timings
+        listed.listing, listed.progress, planned, request, ctx.options, holds=holds, now=now, timings=timings
     )
+    if cursor.incremental:  # the write-back settles each server on the holds its plan saw
+        ctx.store.put_holds(cursor.run, [hold.model_dump(mode="json") for hold in holds.seen.values()], now)
     ctx.store.put_plan(cursor.run, plan_to_dict(plan), now)
     dry_run = ctx.options.dry_run or request.dry_run
     following = "report" if dry_run or not plan.to_delete else "delete"
@@ -375,8 +443,16 @@ def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
 # -- report ---------------------------------------------------------------------------------------
 
 
+def _failed(cursor: Cursor, ctx: ChunkContext) -> dict[int, str]:
+    """An incremental run's servers whose listing failed, and why (none for any other run)."""
+    if not cursor.incremental:
+        return {}
+    return {server: why for server, why in ctx.store.failed(cursor.run).values()}
+
+
 def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
-    listed = read_listing(ctx.store.pages(cursor.run), cursor.pages, request.server_ids)
+    walked = _walked(cursor, request, ctx)
+    listed = read_listing(ctx.store.pages(cursor.run), cursor.pages, walked.servers)
     progress = listed.progress
     stored = None if cursor.stopped else ctx.store.plan(cursor.run)
     if stored is None:
@@ -389,7 +465,7 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     results = tuple(_result(d.backup_id, known, dry_run=dry_run) for d in plan.to_delete)
     budget, held = (None, set[int]()) if dry_run else _budget_held(cursor.run, len(results), ctx)
     results = tuple(replace(r, held_by_budget=r.backup_id in held and r.outcome == "not_started") for r in results)
-    mode: Listing = "fleet" if request.server_ids is None else "per-server"
+    mode: Listing = "fleet" if walked.servers is None else "per-server"
     report = PruneReport(
         request=request,
         dry_run=dry_run,
@@ -401,7 +477,37 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
         timings={"chunks": float(cursor.chunks + 1)},
         budget=budget,
     )
+    if walked.chosen is not None:
+        report = _settle(cursor, request, report, listed, walked, ctx)
     return _finish(cursor, report, execution, ctx)
+
+
+def _settle(
+    cursor: Cursor, request: PruneRequest, report: PruneReport, listed: _Listed, walked: _Walked, ctx: ChunkContext
+) -> PruneReport:
+    """An incremental run's write-back, as its single pass makes it: each server planned, settled
+    or not, on the holds its plan saw, listed as of the run's start; the run history."""
+    meta = ctx.store.meta(cursor.run)
+    started = meta[0] if meta is not None else report.plan.now
+    servers = listed_from(listed.listing, listed.progress, walked.servers, _failed(cursor, ctx))
+    if walked.servers is not None:
+        listed.progress.servers_listed = len(servers.servers)
+    holds = {hold.backup_id: hold for hold in (Hold.model_validate(h) for h in ctx.store.holds(cursor.run))}
+    store = PruneStateStore(ctx.state)
+    states, history = store.load()
+    return write_back(
+        report,
+        servers,
+        store=store,
+        states=states,
+        history=history,
+        request=request,
+        options=ctx.options,
+        holds=holds,
+        now=report.plan.now,
+        chosen=walked.chosen or {},
+        listed_at=started,
+    )
 
 
 def _budget_held(run: str, asked: int, ctx: ChunkContext) -> tuple[BudgetReport | None, set[int]]:
@@ -436,12 +542,6 @@ def _result(backup_id: int, known: dict[int, StoredOutcome], *, dry_run: bool) -
     )
 
 
-def _whole(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
-    if ctx.whole is None:
-        raise RuntimeError("prune: a whole run was asked of a chunk with no single pass")
-    return _finish(cursor, ctx.whole(request), execution, ctx)
-
-
 def _finish(cursor: Cursor, report: PruneReport, execution: str, ctx: ChunkContext) -> Cursor:
     ctx.journal(report, cursor.run)
     publish_report(report, notifier=ctx.notifier)
@@ -457,6 +557,5 @@ _PHASES: dict[str, Callable[[Cursor, PruneRequest, str, ChunkContext], Cursor]] 
     "plan": _plan,
     "delete": _delete,
     "report": _report,
-    "whole": _whole,
     "done": lambda cursor, request, execution, ctx: cursor,
 }

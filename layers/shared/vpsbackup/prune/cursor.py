@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vpsbackup.prune.compact import FleetPlan
 from vpsbackup.prune.plan import BackupDecision
 
-Phase = Literal["list", "plan", "delete", "report", "whole", "done"]
+Phase = Literal["list", "plan", "delete", "report", "done"]
 
 
 class Cursor(BaseModel):
@@ -29,13 +29,17 @@ class Cursor(BaseModel):
 
     run: str
     phase: Phase
+    # An incremental run (PRUNE_SCOPE=managed, no server_ids): its first chunk chose the servers due
+    # and stored them (the run's items, ``selection``); the listing walks them, the report writes
+    # back what the run left of each.
+    incremental: bool = False
     # The execution that ran the last chunk, and its chunks: a new execution (continued as new)
     # counts from 0 again.
     execution: str = ""
     chunks: Annotated[int, Field(ge=0)] = 0
     execution_chunks: Annotated[int, Field(ge=0)] = 0
     # The listing: pages stored, the link to read next (None: the walk's first page), the
-    # requested server whose walk is under way (a run limited to server_ids).
+    # requested or due server whose walk is under way (a run limited to server_ids, or incremental).
     pages: Annotated[int, Field(ge=0)] = 0
     next: str | None = None
     server_index: Annotated[int, Field(ge=0)] = 0

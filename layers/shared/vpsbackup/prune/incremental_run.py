@@ -81,7 +81,7 @@ def is_incremental(request: PruneRequest, options: PruneOptions) -> bool:
     return options.scope == "managed" and request.server_ids is None and options.verify_every > timedelta(0)
 
 
-class _RememberedHolds:
+class RememberedHolds:
     """The hold source, remembering the holds in force the plan was made with."""
 
     def __init__(self, inner: HoldSource) -> None:
@@ -97,8 +97,9 @@ class _RememberedHolds:
 
 
 @dataclasses.dataclass
-class _Listed:
-    """What the listing step left for the write-back."""
+class ListedServers:
+    """What the listing step left for the write-back (a single pass's, or a chunked run's, read back
+    from its stored pages): the servers listed whole, those that failed, those left alone."""
 
     listing: CompactListing = dataclasses.field(default_factory=CompactListing)
     mode: Listing = "per-server"
@@ -110,6 +111,26 @@ class _Listed:
     left_alone: frozenset[int] = frozenset()
 
 
+def listed_from(
+    listing: CompactListing,
+    progress: ListingProgress,
+    servers: Sequence[int] | None,
+    failed: Mapping[int, str],
+) -> ListedServers:
+    """A chunked run's listing as :func:`list_servers` (or a single pass's sweep) leaves it: the due
+    ``servers`` (None: a fleet sweep) less those whose listing ``failed`` or missed an item that
+    did not validate."""
+    if servers is None:
+        left_alone = frozenset(progress.invalid.servers)
+        return ListedServers(listing=listing, mode="fleet", complete=progress.complete, left_alone=left_alone)
+    failures = dict(failed)
+    for server_id in servers:
+        if server_id in progress.invalid.servers and server_id not in failures:
+            failures[server_id] = "an item of its listing did not validate (invalid_items)"
+    whole = [sid for sid in servers if sid not in failures]
+    return ListedServers(listing=listing, servers=whole, complete=progress.complete, failed=failures)
+
+
 def list_servers(
     client: BackupsApi,
     server_ids: Sequence[int],
@@ -118,7 +139,7 @@ def list_servers(
     margin: float,
     reserve_requests: int = 0,
     seconds_per_request: float = 0.0,
-) -> tuple[_Listed, ListingProgress]:
+) -> tuple[ListedServers, ListingProgress]:
     """Each server's manual backups, in order, while time is left for ``reserve_requests`` more
     requests (the deletions) plus ``margin`` seconds.
 
@@ -128,7 +149,7 @@ def list_servers(
     fails the run), or whose listing has an item that does not validate (counted in
     ``progress.invalid``), is left for the next run, and the others go on.
     """
-    listed = _Listed()
+    listed = ListedServers()
     progress = ListingProgress(servers_requested=len(server_ids))
     started = time.monotonic()
     first = time_left()
@@ -197,28 +218,16 @@ def run_incremental_prune(
     """
     now = now or datetime.now(UTC)
     states, history = store.load()
-    fingerprints = _Fingerprints(options)
-    current = holds_by_server(holds.active_holds(now))
-    selection = select_servers(
-        states,
-        now=now,
-        policy_for=fingerprints,
-        holds_for=lambda sid: holds_fingerprint(current.get(sid, ()), now),
-        verify_every=options.verify_every,
-        history=history,
-        page_size=options.page_size,
-        sweep=request.sweep,
-    )
-    logger.info(f"prune servers chosen: {selection.why}", extra={"selection": selection.to_dict()})
-    listed = _Listed()
-    remembered = _RememberedHolds(holds)
+    selection = choose_servers(request, options, holds=holds, states=states, history=history, now=now)
+    listed = ListedServers()
+    remembered = RememberedHolds(holds)
 
     def lister() -> tuple[CompactListing, Listing, ListingProgress, frozenset[int] | None]:
         nonlocal listed
         if selection.mode == "fleet":
             listing, _, progress = list_backups_to_plan(client, None, time_left=time_left, margin=margin)
             left_alone = frozenset(progress.invalid.servers)
-            listed = _Listed(listing=listing, mode="fleet", complete=progress.complete, left_alone=left_alone)
+            listed = ListedServers(listing=listing, mode="fleet", complete=progress.complete, left_alone=left_alone)
             return listing, "fleet", progress, None
         listed, progress = list_servers(
             client,
@@ -241,14 +250,75 @@ def run_incremental_prune(
         lister=lister,
         budget=budget,
     )
-    changes, unknown_seen = _write_back(report, listed, states, now=now, options=options, holds=remembered.seen)
+    return write_back(
+        report,
+        listed,
+        store=store,
+        states=states,
+        history=history,
+        request=request,
+        options=options,
+        holds=remembered.seen,
+        now=now,
+        chosen=selection.to_dict(),
+    )
+
+
+def choose_servers(
+    request: PruneRequest,
+    options: PruneOptions,
+    *,
+    holds: HoldSource,
+    states: Mapping[int, ServerState],
+    history: RunHistory,
+    now: datetime,
+) -> Selection:
+    """The servers due now, in listing order, and whether one fleet sweep is cheaper
+    (:func:`~vpsbackup.prune.incremental.select_servers` over prune's items and the holds); logged."""
+    fingerprints = _Fingerprints(options)
+    current = holds_by_server(holds.active_holds(now))
+    selection = select_servers(
+        states,
+        now=now,
+        policy_for=fingerprints,
+        holds_for=lambda sid: holds_fingerprint(current.get(sid, ()), now),
+        verify_every=options.verify_every,
+        history=history,
+        page_size=options.page_size,
+        sweep=request.sweep,
+    )
+    logger.info(f"prune servers chosen: {selection.why}", extra={"selection": selection.to_dict()})
+    return selection
+
+
+def write_back(
+    report: PruneReport,
+    listed: ListedServers,
+    *,
+    store: StateStore,
+    states: Mapping[int, ServerState],
+    history: RunHistory,
+    request: PruneRequest,
+    options: PruneOptions,
+    holds: Mapping[int, Hold],
+    now: datetime,
+    chosen: Mapping[str, Any],
+    listed_at: datetime | None = None,
+) -> PruneReport:
+    """Write back what the run left of each listed server (settled or not, until when) and the run
+    history; the report with the selection's summary. ``now`` is the plan's, ``listed_at`` when the
+    run began (its choice of servers; default ``now``): a backup recorded after it is listed again."""
+    started = listed_at or now
+    changes, unknown_seen = _write_back(
+        report, listed, states, now=now, options=options, holds=holds, listed_at=started
+    )
     history = history.after_run(
-        now,
+        started,
         scheduled=request.trigger != "manual",
         swept=listed.complete if listed.mode == "fleet" else None,
     )
-    store.save(list(changes.put) + unknown_seen, forget=[(sid, now) for sid in changes.forget], history=history)
-    summary = _summary(selection, listed, changes, unknown_seen)
+    store.save(list(changes.put) + unknown_seen, forget=[(sid, started) for sid in changes.forget], history=history)
+    summary = _summary(chosen, listed, changes, unknown_seen)
     logger.info("prune state written", extra={"selection": summary})
     return dataclasses.replace(report, selection=summary)
 
@@ -275,7 +345,7 @@ class _Fingerprints:
 
 
 def _pending_by_server(
-    report: PruneReport, listed: _Listed, *, options: PruneOptions, holds: Mapping[int, Hold]
+    report: PruneReport, listed: ListedServers, *, options: PruneOptions, holds: Mapping[int, Hold]
 ) -> tuple[Counter[int], set[int]]:
     """Per server, the planned deletions not done (failed, not started, deferred, a dry run); and the
     backups gone. When the valve deferred deletions the report does not name (a large run keeps
@@ -299,7 +369,7 @@ def _pending_by_server(
 
 
 def _replan(
-    listed: _Listed, *, now: datetime, options: PruneOptions, holds: Mapping[int, Hold]
+    listed: ListedServers, *, now: datetime, options: PruneOptions, holds: Mapping[int, Hold]
 ) -> Iterable[BackupDecision]:
     """The listed servers' would-be deletions before the valve: the plan again, with no valve."""
     inputs = options.plan_inputs(now=now, holds=holds, max_deletions=len(listed.listing))
@@ -332,12 +402,13 @@ def listed_by_server(
 
 def _write_back(
     report: PruneReport,
-    listed: _Listed,
+    listed: ListedServers,
     states: Mapping[int, ServerState],
     *,
     now: datetime,
     options: PruneOptions,
     holds: Mapping[int, Hold],
+    listed_at: datetime,
 ) -> tuple[StateChanges, list[ServerState]]:
     """The states to write: every planned server's settlement; after a whole sweep, known servers it
     did not show are settled with nothing; after a sweep cut short, the servers it showed become
@@ -385,7 +456,7 @@ def _write_back(
     changes = next_states(
         outcomes,
         states,
-        listed_at=now,
+        listed_at=listed_at,
         policy_for=fingerprints,
         holds_for=lambda sid: holds_fingerprint(server_holds.get(sid, ()), now),
         backups_of=lambda sid: counts.get(sid, 0),
@@ -394,12 +465,12 @@ def _write_back(
 
 
 def _summary(
-    selection: Selection, listed: _Listed, changes: StateChanges, unknown_seen: list[ServerState]
+    chosen: Mapping[str, Any], listed: ListedServers, changes: StateChanges, unknown_seen: list[ServerState]
 ) -> dict[str, Any]:
-    summary = selection.to_dict()
+    summary = dict(chosen)
     if listed.mode == "per-server":
         summary["servers_listed"] = len(listed.servers)
-        summary["servers_not_reached"] = len(selection.servers) - len(listed.servers) - len(listed.failed)
+        summary["servers_not_reached"] = int(chosen["selected"]) - len(listed.servers) - len(listed.failed)
     summary["cut_short"] = listed.cut_short
     if listed.failed:
         summary["listing_failed"] = dict(list(listed.failed.items())[:IDS_SHOWN])

@@ -7,7 +7,11 @@ lock (which run holds it, until when). Partition ``prune-run#<run>``, one per ru
 - ``meta``: the request and when the run started;
 - ``page#<n>``: the ``n``-th page of the run's listing (the page as listed, compressed JSON), and
   the link it was read from; a chunk retried after a kill writes the same pages again, same keys;
-- ``plan#<n>``: the plan, compressed JSON in parts under DynamoDB's 400 KB an item;
+- ``plan#<n>``: the plan, compressed JSON in parts under DynamoDB's 400 KB an item (each part names
+  its write: a reader takes only the parts of the write part 0 names);
+- ``selection#<n>`` (an incremental run): the servers due, in listing order, and why, chosen once
+  by the first chunk; ``holds#<n>``: the holds in force its plan saw; ``failed#<i>``: a due server
+  whose listing failed (left for the next run);
 - ``deletion#<backup id>``: ``started`` written before its DELETE is sent, its outcome after: a
   retried chunk never re-sends a deletion whose outcome is known, and reads a 404 on one that was
   only started as the earlier attempt's success. With the outcome, ``stopped_by_hold`` when
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -200,19 +205,67 @@ class PruneRunStore:
                 walk_server=int(item["walk_server"]) if "walk_server" in item else None,
             )
 
-    def put_plan(self, run: str, plan: dict[str, Any], now: datetime) -> None:
-        blob = _pack(plan)
+    def _put_blob(self, run: str, prefix: str, value: Any, now: datetime) -> None:
+        """``value`` as compressed JSON in parts under DynamoDB's 400 KB an item, each part naming the
+        write it belongs to; part 0 written last, so a reader never mixes two writes (a retried chunk
+        rewriting a shorter value, or a write cut short, leaves parts the reader does not take)."""
+        blob = _pack(value)
         parts = [blob[i : i + _PART] for i in range(0, len(blob), _PART)] or [b""]
-        for n, part in enumerate(parts):
-            self._put(run, f"plan#{n:04d}", now, data=Binary(part), parts=len(parts))
+        write = uuid.uuid4().hex
+        for n in reversed(range(len(parts))):
+            self._put(run, f"{prefix}#{n:04d}", now, data=Binary(parts[n]), parts=len(parts), write=write)
+
+    def _blob(self, run: str, prefix: str) -> Any:
+        """What :meth:`_put_blob` last wrote whole under ``prefix`` (None: nothing, or not whole)."""
+        items = list(self._query(run, f"{prefix}#"))
+        if not items or str(items[0][SK]) != f"{prefix}#0000":
+            return None
+        head = items[0]
+        wanted = [i for i in items if i.get("write") == head.get("write")][: int(head["parts"])]
+        if len(wanted) < int(head["parts"]):
+            return None
+        blob = b"".join(i["data"].value if isinstance(i["data"], Binary) else bytes(i["data"]) for i in wanted)
+        return json.loads(zlib.decompress(blob))
+
+    def put_plan(self, run: str, plan: dict[str, Any], now: datetime) -> None:
+        self._put_blob(run, "plan", plan, now)
 
     def plan(self, run: str) -> dict[str, Any] | None:
-        items = list(self._query(run, "plan#"))
-        if not items or len(items) < int(items[0]["parts"]):
-            return None
-        blob = b"".join(i["data"].value if isinstance(i["data"], Binary) else bytes(i["data"]) for i in items)
-        value: dict[str, Any] = json.loads(zlib.decompress(blob))
+        value: dict[str, Any] | None = self._blob(run, "plan")
         return value
+
+    def put_selection(self, run: str, selection: dict[str, Any], now: datetime) -> None:
+        """An incremental run's choice of servers (the servers due, in listing order; why)."""
+        self._put_blob(run, "selection", selection, now)
+
+    def selection(self, run: str) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = self._blob(run, "selection")
+        return value
+
+    def put_holds(self, run: str, holds: Sequence[dict[str, Any]], now: datetime) -> None:
+        """The holds in force the plan was made with (an incremental run's write-back reads them)."""
+        self._put_blob(run, "holds", list(holds), now)
+
+    def holds(self, run: str) -> list[dict[str, Any]]:
+        value: list[dict[str, Any]] | None = self._blob(run, "holds")
+        return value or []
+
+    def put_failed(self, run: str, index: int, server_id: int, detail: str, now: datetime) -> None:
+        """A server of an incremental run whose listing failed (the ``index``-th due): not planned."""
+        self._put(run, f"failed#{index:08d}", now, server_id=server_id, detail=detail[:1000])
+
+    def failed(self, run: str) -> dict[int, tuple[int, str]]:
+        """The servers whose listing failed: index → (server, why)."""
+        return {
+            int(str(item[SK]).removeprefix("failed#")): (int(item["server_id"]), str(item.get("detail", "")))
+            for item in self._query(run, "failed#")
+        }
+
+    def forget_failed(self, run: str, from_index: int) -> None:
+        """Drop the failures recorded at ``from_index`` or after (an attempt cut short wrote them;
+        its retry lists those servers again)."""
+        for index in [i for i in self.failed(run) if i >= from_index]:
+            self.table.delete_item(Key={PK: run_pk(run), SK: f"failed#{index:08d}"})
 
     def deletion_started(self, run: str, backup_id: int, now: datetime) -> None:
         """Written before the DELETE is sent (a chunk killed after it leaves this behind)."""
