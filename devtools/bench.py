@@ -364,6 +364,48 @@ def bench_sweep_in_chunks(rows: list[str], quick: bool, sizes: tuple[int, ...] =
     ]
 
 
+DAILY_CHUNKED_SIZE = 10_000
+
+
+def _daily_row(f: SweepFigures) -> str:
+    same = "equal to" if f.deleted == f.planned else "NOT equal to"
+    every = "every one" if f.due is not None and f.servers_listed == f.due else "NOT every one"
+    outcome = "completes" if f.done else f"did not complete ({f.note})"
+    return (
+        "| daily run (incremental) as one run of chunks, PRUNE_VERIFY_EVERY=7d, 1 req/s, 20 ms latency, pages "
+        f"of 50 (simulated time) | {f.label} | {f.simulated_s:,.0f} s simulated ({f.simulated_s / 3600:,.1f} h of "
+        f"the day; {f.real_s / 60:,.1f} min real) | {f.requests:,} requests, {f.throttled} answered 429 | run "
+        f"{outcome} in {len(f.chunks)} chunks; {f.servers_listed:,} of the {f.due or 0:,} servers due listed "
+        f"({every}); max peak RSS {f.peak_rss_mib:,.0f} MiB; {len(f.deleted)} deleted, {same} the single-pass "
+        f"plan's {len(f.planned)} over the servers due |"
+    )
+
+
+def bench_daily_in_chunks(rows: list[str], quick: bool, servers: int = DAILY_CHUNKED_SIZE) -> list[str]:
+    """The daily incremental run (``PRUNE_SCOPE=managed``, the schedule's ``{}``) as one run of the state
+    machine's chunks (devtools/bench_fleet.py, run_sweep_in_chunks with ``settled_fleet``): every server
+    settled by earlier runs over the last ``PRUNE_VERIFY_EVERY=7d``, one in ``CHANGED_EVERY`` backed up
+    since; 1 request/second, 20 ms latency, pages of 50, in simulated time."""
+    from devtools.bench_fleet import Fleet, run_sweep_in_chunks, settled_fleet
+
+    fleet = Fleet(1_000 if quick else servers, 30)
+    figures = run_sweep_in_chunks(
+        fleet,
+        page_size=50,
+        latency=0.02,
+        request={},
+        extra_env={"RETENTION_POLICY": json.dumps(DAILY_POLICY), "PRUNE_VERIFY_EVERY": "7d"},
+        prepare=settled_fleet(fleet, changed_every=CHANGED_EVERY, policy=DAILY_POLICY),
+    )
+    rows.append(_daily_row(figures))
+    print(rows[-1], flush=True)
+    return [
+        "- The daily run as one run of chunks: its first chunk chooses the servers due (a deploy backup "
+        "recorded since their last listing, then those due for re-verification), and the run lists every one "
+        "of them before it plans, in as many chunks as that takes."
+    ]
+
+
 BEGIN = "<!-- make bench writes from here -->"
 END = "<!-- to here; what follows is kept as it is -->"
 
@@ -382,7 +424,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer rounds (a smoke run)")
     parser.add_argument(
         "--only",
-        choices=["plan", "listing", "cold-start", "fleet", "sweep"],
+        choices=["plan", "listing", "cold-start", "fleet", "sweep", "daily-chunks"],
         help="run one benchmark (not written)",
     )
     parser.add_argument(
@@ -407,6 +449,8 @@ def main() -> None:
         fleet_notes = bench_fleet_scale(rows, args.quick)
     if args.only in (None, "sweep"):
         fleet_notes += bench_sweep_in_chunks(rows, args.quick, tuple(args.servers or SWEEP_SIZES))
+    if args.only in (None, "daily-chunks"):
+        fleet_notes += bench_daily_in_chunks(rows, args.quick, (args.servers or [DAILY_CHUNKED_SIZE])[0])
     load = f"load average {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else "load unknown"
     machine = f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, {load}"
     header = (

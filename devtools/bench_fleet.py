@@ -507,6 +507,9 @@ class SweepFigures:
     deleted: tuple[int, ...]
     planned: tuple[int, ...]
     planned_totals: dict[str, int]
+    # A daily (incremental) run: the servers its first chunk chose as due, and those it listed.
+    due: int | None = None
+    servers_listed: int | None = None
 
     @property
     def ideal_s(self) -> float:
@@ -537,15 +540,16 @@ def _compact_listing(sim: Simulator) -> Any:
     return listing
 
 
-def _single_pass_plan(listing: Any, env: dict[str, str], now: datetime) -> Any:
-    """The plan a single pass makes over ``listing`` at ``now``, with the function's settings (no holds)."""
+def _single_pass_plan(listing: Any, env: dict[str, str], now: datetime, servers: frozenset[int] | None = None) -> Any:
+    """The plan a single pass makes over ``listing`` (of ``servers``: None, all) at ``now``, with the
+    function's settings (no holds)."""
     from vpsbackup.prune.compact import plan_fleet
     from vpsbackup.prune.job import PruneOptions
     from vpsbackup.prune.settings import PruneSettings
     from vpsbackup.settings import load_settings
 
     options = PruneOptions.from_settings(load_settings(PruneSettings, env))
-    return plan_fleet(listing, options.plan_inputs(now=now, holds={}))
+    return plan_fleet(listing, options.plan_inputs(now=now, holds={}), server_ids=servers)
 
 
 def _deleted_ids(requests: Any) -> tuple[int, ...]:
@@ -577,13 +581,19 @@ def run_sweep_in_chunks(
     timeout_s: float = 900.0,
     extra_env: dict[str, str] | None = None,
     max_chunks: int = 100_000,
+    request: dict[str, Any] | None = None,
+    prepare: Callable[[Simulator, StateTable, datetime], None] | None = None,
 ) -> SweepFigures:
     """A full sweep (``{"sweep": true}``) as ONE run of the state machine, in simulated time: the
     bench loops the chunks as statemachines/prune.asl.json does (Start, then Chunk with the cursor
     each chunk returned until it is done; its Wait on ``wait_seconds``; a new execution on
     ``continue_as_new``; a failed chunk retried), each chunk a fresh interpreter whose peak RSS is
     measured, the shared clock carried across them. The deletions made are compared with a single
-    pass's plan over the same fleet at the instant the run planned."""
+    pass's plan over the same fleet at the instant the run planned.
+
+    ``request`` (default ``{"sweep": true}``) and ``prepare`` (what earlier runs and deploys left,
+    as :func:`run_prune` takes it): ``{}`` after :func:`settled_fleet` is the daily incremental run,
+    whose deletions are compared with a single pass's plan over the servers its first chunk chose."""
     limit = limit or RateLimit(limit=1, window=1.0, burst=10, headers="both")
     started = time.perf_counter()
     with _world(
@@ -594,12 +604,13 @@ def run_sweep_in_chunks(
         limit=limit,
         simulated=True,
         extra_env=extra_env,
-        prepare=None,
+        prepare=prepare,
     ) as world:
         listing = _compact_listing(world.sim)
         seed_s = time.perf_counter() - started
         execution = EXECUTION_ARN.format("bench-sweep")
-        event: dict[str, Any] = {"prune_chunk": {"step": "start", "request": {"sweep": True}, "execution": execution}}
+        start = {"sweep": True} if request is None else request
+        event: dict[str, Any] = {"prune_chunk": {"step": "start", "request": start, "execution": execution}}
         chunks: list[ChunkFigures] = []
         executions, retries, phase = 1, 0, "start"
         cursor: dict[str, Any] = {}
@@ -626,7 +637,8 @@ def run_sweep_in_chunks(
         requests = world.sim.requests
         stored = _stored_plan(world.table, cursor.get("run"))
         plan_now = datetime.fromisoformat(stored["now"]) if stored else world.now
-        planned = _single_pass_plan(listing, world.env, plan_now)
+        due = _due_servers(world.table, cursor.get("run"))
+        planned = _single_pass_plan(listing, world.env, plan_now, due)
         simulated_s = float(world.elapsed.value)
     return SweepFigures(
         label=fleet.label(),
@@ -644,6 +656,8 @@ def run_sweep_in_chunks(
         deleted=_deleted_ids(requests),
         planned=tuple(sorted(d.backup_id for d in planned.to_delete)),
         planned_totals=dict(planned.totals),
+        due=None if due is None else len(due),
+        servers_listed=len({r.query["server_id"] for r in requests if r.method == "GET" and "server_id" in r.query}),
     )
 
 
@@ -651,3 +665,12 @@ def _stored_plan(table: StateTable, run: str | None) -> dict[str, Any] | None:
     from vpsbackup.prune.run_store import PruneRunStore
 
     return None if run is None else PruneRunStore(table).plan(run)
+
+
+def _due_servers(table: StateTable, run: str | None) -> frozenset[int] | None:
+    """The servers an incremental run's first chunk chose (None: a fleet sweep, or not incremental)."""
+    from vpsbackup.prune.run_store import PruneRunStore
+
+    chosen = None if run is None else PruneRunStore(table).selection(run)
+    servers = None if chosen is None else chosen.get("servers")
+    return None if servers is None else frozenset(int(s) for s in servers)
