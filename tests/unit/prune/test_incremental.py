@@ -16,8 +16,10 @@ from vpsbackup.aws.state import StateTable
 from vpsbackup.errors import ConfigurationError
 from vpsbackup.provider.models import Backup, InvalidItem
 from vpsbackup.prune import report_render
+from vpsbackup.prune.compact import CompactListing
 from vpsbackup.prune.incremental import ListedBackup, RunHistory, ServerState, select_servers, settle_server
-from vpsbackup.prune.incremental_run import run_incremental_prune
+from vpsbackup.prune.incremental_run import listed_from, run_incremental_prune
+from vpsbackup.prune.job import ListingProgress
 from vpsbackup.prune.request import InvalidPruneRequestError, PruneRequest, parse_prune_request
 from vpsbackup.prune.retention import RetentionPolicy
 from vpsbackup.prune.settings import PruneSettings
@@ -315,3 +317,19 @@ def test_a_per_server_listing_with_an_invalid_item_leaves_that_server_for_the_ne
     assert sorted(b // 100 for b in world.made) == [11] * 5 + [12, 13]  # 11 keeps the last 5 of the first run
     assert 11 in report.selection["listing_failed"]
     assert store.load()[0][11].policy == old
+
+
+def test_a_chunked_runs_listing_leaves_out_the_servers_that_failed_or_missed_an_invalid_item() -> None:
+    # Given the servers due 1, 2, 3: 2's listing failed, 3's had an item that did not validate
+    progress = ListingProgress()
+    progress.invalid.servers.add(3)
+    listing = CompactListing()
+
+    listed = listed_from(listing, progress, [1, 2, 3], {2: "HTTP 400"})
+
+    # Then only 1 is listed whole (planned, written back); 2 and 3 wait for the next run, each with why
+    assert listed.mode == "per-server" and listed.servers == [1]
+    assert listed.failed == {2: "HTTP 400", 3: "an item of its listing did not validate (invalid_items)"}
+    # ... and a fleet sweep leaves alone the servers of its invalid items
+    swept = listed_from(listing, progress, None, {})
+    assert swept.mode == "fleet" and swept.left_alone == frozenset({3}) and swept.complete
