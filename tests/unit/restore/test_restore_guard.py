@@ -15,6 +15,7 @@ from vpsbackup.aws.state import PK, SK, TTL_ATTRIBUTE, StateTable, epoch, server
 from vpsbackup.restore.guard import (
     COOLDOWN_NOTICE_SK_PREFIX,
     IN_FLIGHT,
+    INCIDENT_NOTICE_SK_PREFIX,
     LOCK_SK,
     RESTORES_PK,
     GuardRefusal,
@@ -806,3 +807,21 @@ def test_a_slot_taken_exactly_an_hour_ago_no_longer_counts_against_the_fleet_cap
     refused = claim(guard)
     assert isinstance(refused, GuardRefusal) and refused.kind == "rate_limit"
     assert refused.reason.startswith("0 restore(s) already in the last hour") and refused.not_before == T0
+
+
+def test_an_incident_notice_expires_a_day_after_the_lock_or_a_day_after_now_whichever_is_later(
+    make_guard: Callable[..., RestoreGuard], clock: Clock, aws: AwsEnv
+) -> None:
+    # moto never expires an item: the notice's TTL is asserted by value
+    guard = make_guard()
+    inside = _holder("alarm#a#1", 5, incident="open")  # locked until T0 + 6 h
+    assert guard.first_incident_notice(inside)
+    sk = f"{INCIDENT_NOTICE_SK_PREFIX}open#alarm#a#1"
+    stored = aws.table().get_item(Key={PK: lock_pk(7), SK: sk})["Item"]
+    assert int(stored[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(hours=6) + timedelta(days=1))
+    # Long after the lock ran out, the notice still lasts a day from now
+    clock.advance(hours=30)
+    later = _holder("alarm#a#2", 5, incident="not_cleared")
+    assert guard.first_incident_notice(later)
+    stored = aws.table().get_item(Key={PK: lock_pk(7), SK: f"{INCIDENT_NOTICE_SK_PREFIX}not_cleared#alarm#a#2"})["Item"]
+    assert int(stored[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(hours=30) + timedelta(days=1))
