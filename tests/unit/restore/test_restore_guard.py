@@ -825,3 +825,118 @@ def test_an_incident_notice_expires_a_day_after_the_lock_or_a_day_after_now_whic
     assert guard.first_incident_notice(later)
     stored = aws.table().get_item(Key={PK: lock_pk(7), SK: f"{INCIDENT_NOTICE_SK_PREFIX}not_cleared#alarm#a#2"})["Item"]
     assert int(stored[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(hours=30) + timedelta(days=1))
+
+
+def _lock_item(aws: AwsEnv, server: int = 12345) -> dict[str, Any]:
+    found: dict[str, Any] = aws.table().get_item(Key={PK: lock_pk(server), SK: LOCK_SK}, ConsistentRead=True)["Item"]
+    return found
+
+
+def test_a_recovered_incident_gives_the_lock_back_its_expiry_a_day_after_the_lock_or_the_recovery(
+    make_guard: Callable[..., RestoreGuard], clock: Clock, aws: AwsEnv
+) -> None:
+    # Given an automatic restore at T0 (locked for 6 hours) whose incident is open
+    guard = make_guard()
+    first = claim(guard)
+    assert isinstance(first, RestoreClaim)
+    guard.mark_restored(first, incident=True)
+    holder = guard.lock_holder(12345)
+    assert holder is not None
+    # When it recovers inside the lock: the TTL is a day after the lock's end
+    assert guard.settle_incident(holder, "recovered", at=T0 + timedelta(hours=1)) is True
+    assert int(_lock_item(aws)[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(hours=6) + timedelta(days=1))
+    # ... and a second settle of the same incident is refused (False, not just falsy)
+    assert guard.settle_incident(holder, "recovered", at=T0 + timedelta(hours=2)) is False
+
+
+def test_a_not_cleared_incident_that_recovers_after_the_lock_expires_a_day_after_the_recovery(
+    make_guard: Callable[..., RestoreGuard], aws: AwsEnv
+) -> None:
+    guard = make_guard()
+    first = claim(guard)
+    assert isinstance(first, RestoreClaim)
+    guard.mark_restored(first, incident=True)
+    holder = guard.lock_holder(12345)
+    assert holder is not None
+    assert guard.settle_incident(holder, "not_cleared", at=T0 + timedelta(minutes=30))
+    assert TTL_ATTRIBUTE not in _lock_item(aws)  # kept past its expiry while not cleared
+    assert guard.settle_incident(holder, "recovered", at=T0 + timedelta(hours=30))
+    assert int(_lock_item(aws)[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(hours=30) + timedelta(days=1))
+
+
+@pytest.mark.parametrize("ending", ["release", "unknown"])
+def test_the_lock_keeps_the_first_500_characters_of_why(
+    make_guard: Callable[..., RestoreGuard], aws: AwsEnv, ending: str
+) -> None:
+    guard = make_guard()
+    granted = claim(guard)
+    assert isinstance(granted, RestoreClaim)
+    why = "x" * 499 + "yz" + "tail"
+    if ending == "release":
+        guard.release(granted, why)
+    else:
+        guard.mark_outcome_unknown(granted, why)
+    assert _lock_item(aws)["note"] == "x" * 499 + "y"
+
+
+def test_a_slot_a_concurrent_claim_took_is_tried_once_then_the_next_free_one(
+    make_guard: Callable[..., RestoreGuard], aws: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given slot 0 taken 10 minutes ago by a claim the cheap read did not see (it raced it)
+    _put_slot(aws, 0, T0 - timedelta(minutes=10))
+    guard = make_guard(max_per_hour=2)
+    monkeypatch.setattr(RestoreGuard, "slot_times", lambda self: {})
+    tried: list[int] = []
+    real = RestoreGuard._transact_claim
+
+    def recording(self: RestoreGuard, **kwargs: Any) -> Any:
+        tried.append(kwargs["slot"])
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(RestoreGuard, "_transact_claim", recording)
+    monkeypatch.setattr("vpsbackup.restore.guard.time.sleep", lambda _s: pytest.fail("a taken slot is not a conflict"))
+    granted = claim(guard)
+    # Then slot 0's transaction fails once, and slot 1 is taken
+    assert isinstance(granted, RestoreClaim) and granted.slot == 1
+    assert tried == [0, 1]
+
+
+def test_conflicting_attempts_wait_longer_each_time(
+    make_guard: Callable[..., RestoreGuard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(RestoreGuard, "_transact_claim", lambda self, **kwargs: "conflict")
+    monkeypatch.setattr("vpsbackup.restore.guard.time.sleep", waits.append)
+    refused = claim(make_guard(max_per_hour=1))
+    assert isinstance(refused, GuardRefusal)
+    assert waits == pytest.approx([0.02, 0.04, 0.06])
+
+
+@pytest.mark.parametrize("lock_there", [True, False])
+def test_a_lock_taken_at_the_same_moment_is_refused_with_the_lock_or_in_words(
+    make_guard: Callable[..., RestoreGuard], monkeypatch: pytest.MonkeyPatch, lock_there: bool
+) -> None:
+    guard = make_guard()
+    if lock_there:  # another alarm's claim won the race
+        assert isinstance(claim(guard, transition="other"), RestoreClaim)
+    precheck = RestoreGuard._precheck
+    monkeypatch.setattr(RestoreGuard, "_precheck", lambda self, *a, **k: [0] if lock_there else precheck(self, *a, **k))
+    monkeypatch.setattr(RestoreGuard, "_transact_claim", lambda self, **kwargs: "lock_taken")
+    refused = claim(guard, transition="t1")
+    assert isinstance(refused, GuardRefusal) and refused.kind == "cooldown"
+    if lock_there:
+        assert refused.holder is not None and refused.holder.transition_key == "other"
+    else:
+        assert refused.reason == "another restore of server 12345 was claimed at the same moment"
+
+
+def test_an_override_at_the_instant_the_lock_ends_overrides_nothing(
+    make_guard: Callable[..., RestoreGuard], clock: Clock
+) -> None:
+    guard = make_guard(cooldown=timedelta(hours=6))
+    assert isinstance(claim(guard, transition="t1"), RestoreClaim)
+    clock.advance(hours=6)
+    granted = guard.claim(
+        server_id=12345, backup_id=501, transition_key="manual#ops#1", alarm_name="by hand", override_cooldown=True
+    )
+    assert isinstance(granted, RestoreClaim) and granted.overridden is None
