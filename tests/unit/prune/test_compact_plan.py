@@ -3,6 +3,7 @@ or only counted, whatever the listing order; conflicting copies; the memory it k
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +20,7 @@ from vpsbackup.prune.compact import (
     CompactListing,
     FleetPlan,
     backup_fingerprint,
+    deletions_by_server,
     plan_fleet,
     reason_kind,
 )
@@ -153,6 +155,13 @@ def test_the_plan_is_the_same_kept_or_counted_and_in_any_listing_order(data: st.
         expected[key] = expected.get(key, 0) + 1
     assert dict(lean.by_reason) == dict(full.by_reason) == expected
     assert lean.servers == full.servers == len({d.server_id for d in full.decisions})
+    # ... and the would-be deletions counted per server (no valve, no decision object) are the
+    # deleted and deferred ones of each server
+    compact = CompactListing()
+    compact.extend(listed)
+    inputs = PlanInputs(**{k: v for k, v in args.items() if k != "server_ids"})
+    by_server = deletions_by_server(compact, inputs, server_ids=args["server_ids"])
+    assert by_server == Counter(d.server_id for d in full.decisions if d.action in ("delete", "defer"))
 
 
 def test_a_backup_listed_with_two_statuses_is_left_alone_and_reported_the_same_way() -> None:

@@ -284,6 +284,22 @@ def plan_fleet(
     return tally.plan(now=inputs.now, scope=inputs.scope)
 
 
+def deletions_by_server(
+    listing: CompactListing, inputs: PlanInputs, *, server_ids: frozenset[int] | None = None
+) -> Counter[int]:
+    """Per server, how many of its backups the rules delete before the valve: :func:`plan_fleet`'s
+    would-be deletions counted, with no decision object (a fleet's deferred deletions may be many)."""
+    by_server, conflicting = listing.by_server(server_ids)
+    rules = ServerRules(listing.columns(), inputs, conflicting)
+    counts: Counter[int] = Counter()
+    for server_id, walk in by_server:
+        verdicts = RuleVerdicts(keep_decisions=False)
+        rules.plan(server_id, walk, verdicts)
+        if verdicts.deleted:
+            counts[server_id] = len(verdicts.deleted)
+    return counts
+
+
 class _Tally:
     """What plan_fleet keeps while the servers are planned (an :class:`RuleVerdicts`): counts by first
     reason, and the would-be deletions — every one when decisions are kept, else trimmed back to

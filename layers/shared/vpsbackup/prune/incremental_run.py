@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -27,7 +27,7 @@ from vpsbackup.observability import logger
 from vpsbackup.provider.errors import ApiTimeoutError, AuthenticationError, VpsApiError
 from vpsbackup.provider.models import BACKUP_MANUAL, Backup
 from vpsbackup.prune.buckets import moment
-from vpsbackup.prune.compact import CompactListing, plan_fleet
+from vpsbackup.prune.compact import CompactListing, deletions_by_server
 from vpsbackup.prune.daily_budget import DailyDeletionBudget
 from vpsbackup.prune.incremental import (
     IDS_SHOWN,
@@ -55,7 +55,6 @@ from vpsbackup.prune.job import (
     list_backups_to_plan,
     run_prune,
 )
-from vpsbackup.prune.plan import BackupDecision
 from vpsbackup.prune.request import PruneRequest
 from vpsbackup.records import Hold
 
@@ -349,32 +348,37 @@ def _pending_by_server(
 ) -> tuple[Counter[int], set[int]]:
     """Per server, the planned deletions not done (failed, not started, deferred, a dry run); and the
     backups gone. When the valve deferred deletions the report does not name (a large run keeps
-    counts, not every decision), the listed servers are planned again, one at a time, to find them."""
+    counts, not every decision), the listed servers' would-be deletions are counted again (the
+    rules once more, with no valve and no decision object) to find the servers they belong to."""
     pending: Counter[int] = Counter()
     gone: set[int] = set()
+    planned: Counter[int] = Counter()
     for decision in report.plan.to_delete:
+        planned[decision.server_id] += 1
         result = report.outcome_of(decision.backup_id)
         if result is not None and result.outcome in _GONE:
             gone.add(decision.backup_id)
         else:
             pending[decision.server_id] += 1
-    decisions: Iterable[BackupDecision] | None = report.plan.decisions
-    if decisions is None and report.plan.deferred_count > 0:
-        decisions = _replan(listed, now=report.plan.now, options=options, holds=holds)
-    planned = {d.backup_id for d in report.plan.to_delete}
-    for decision in decisions or ():
-        if decision.action in ("delete", "defer") and decision.backup_id not in planned:
+    if report.plan.decisions is None:
+        if report.plan.deferred_count > 0:
+            for server_id, would in _would_delete(listed, now=report.plan.now, options=options, holds=holds).items():
+                pending[server_id] += max(0, would - planned[server_id])
+        return pending, gone
+    ids = {d.backup_id for d in report.plan.to_delete}
+    for decision in report.plan.decisions:
+        if decision.action in ("delete", "defer") and decision.backup_id not in ids:
             pending[decision.server_id] += 1
     return pending, gone
 
 
-def _replan(
+def _would_delete(
     listed: ListedServers, *, now: datetime, options: PruneOptions, holds: Mapping[int, Hold]
-) -> Iterable[BackupDecision]:
-    """The listed servers' would-be deletions before the valve: the plan again, with no valve."""
+) -> Counter[int]:
+    """The listed servers' would-be deletions before the valve, counted per server."""
     inputs = options.plan_inputs(now=now, holds=holds, max_deletions=len(listed.listing))
     servers = None if listed.mode == "fleet" else frozenset(listed.servers)
-    return plan_fleet(listed.listing, inputs, server_ids=servers).to_delete
+    return deletions_by_server(listed.listing, inputs, server_ids=servers)
 
 
 def listed_by_server(
