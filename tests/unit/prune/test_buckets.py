@@ -7,7 +7,7 @@ local hours are the wall clock whatever order the instants come in.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
 
@@ -70,3 +70,29 @@ def test_local_hours_are_the_wall_clock_whichever_instant_of_a_day_comes_first(t
 
 
 _LOCAL_EPOCH = datetime(1970, 1, 1)
+
+
+def _within(instants_newest_first: list[int], now: int | None, within: timedelta) -> dict[int, object]:
+    from zoneinfo import ZoneInfo
+
+    from vpsbackup.prune.buckets import CompiledPolicy, MatchCache, walk_policy
+    from vpsbackup.prune.retention import RetentionPolicy
+
+    policy = CompiledPolicy.of(RetentionPolicy(keep_within=within))
+    return dict(walk_policy(instants_newest_first, policy, BucketCalendar(ZoneInfo("UTC")), MatchCache(), now=now))
+
+
+def test_keep_within_keeps_every_backup_when_none_is_dated_before_now() -> None:
+    # restic counts the window back from year 1 when no snapshot is older than now: all are kept
+    now = micros(datetime.fromisoformat("2026-01-10T00:00:00+00:00"))
+    future = [now + 3 * 3_600_000_000, now + 2 * 3_600_000_000, now]
+    kept = _within(future, now, timedelta(hours=1))
+    assert sorted(kept) == [0, 1, 2]
+
+
+def test_keep_within_reaching_before_year_one_keeps_a_backup_at_its_first_instant() -> None:
+    first = micros(datetime.min.replace(tzinfo=UTC))
+    newest = first + 10 * 3_600_000_000
+    # The window reaches exactly to year 1's first instant, and then a microsecond before it
+    assert sorted(_within([newest, first + 1, first], None, timedelta(hours=10))) == [0, 1]
+    assert sorted(_within([newest, first + 1, first], None, timedelta(hours=10, microseconds=1))) == [0, 1, 2]
