@@ -832,16 +832,21 @@ def _lock_item(aws: AwsEnv, server: int = 12345) -> dict[str, Any]:
     return found
 
 
-def test_a_recovered_incident_gives_the_lock_back_its_expiry_a_day_after_the_lock_or_the_recovery(
-    make_guard: Callable[..., RestoreGuard], clock: Clock, aws: AwsEnv
-) -> None:
-    # Given an automatic restore at T0 (locked for 6 hours) whose incident is open
+def _restored_with_incident_open(make_guard: Callable[..., RestoreGuard]) -> tuple[RestoreGuard, LockHolder]:
+    """An automatic restore of server 12345 at T0 (locked for 6 hours), its incident open."""
     guard = make_guard()
     first = claim(guard)
     assert isinstance(first, RestoreClaim)
     guard.mark_restored(first, incident=True)
     holder = guard.lock_holder(12345)
     assert holder is not None
+    return guard, holder
+
+
+def test_a_recovered_incident_gives_the_lock_back_its_expiry_a_day_after_the_lock_or_the_recovery(
+    make_guard: Callable[..., RestoreGuard], clock: Clock, aws: AwsEnv
+) -> None:
+    guard, holder = _restored_with_incident_open(make_guard)
     # When it recovers inside the lock: the TTL is a day after the lock's end
     assert guard.settle_incident(holder, "recovered", at=T0 + timedelta(hours=1)) is True
     assert int(_lock_item(aws)[TTL_ATTRIBUTE]) == epoch(T0 + timedelta(hours=6) + timedelta(days=1))
@@ -852,12 +857,7 @@ def test_a_recovered_incident_gives_the_lock_back_its_expiry_a_day_after_the_loc
 def test_a_not_cleared_incident_that_recovers_after_the_lock_expires_a_day_after_the_recovery(
     make_guard: Callable[..., RestoreGuard], aws: AwsEnv
 ) -> None:
-    guard = make_guard()
-    first = claim(guard)
-    assert isinstance(first, RestoreClaim)
-    guard.mark_restored(first, incident=True)
-    holder = guard.lock_holder(12345)
-    assert holder is not None
+    guard, holder = _restored_with_incident_open(make_guard)
     assert guard.settle_incident(holder, "not_cleared", at=T0 + timedelta(minutes=30))
     assert TTL_ATTRIBUTE not in _lock_item(aws)  # kept past its expiry while not cleared
     assert guard.settle_incident(holder, "recovered", at=T0 + timedelta(hours=30))
