@@ -129,3 +129,28 @@ def test_a_server_left_with_no_backup_in_scope_is_forgotten_and_the_others_writt
     two, three = changes.put
     assert (two.listed_at, two.settled, two.policy, two.backups, two.recorded_at) == (NOW, True, "p2", 20, NOW - HOUR)
     assert (three.settled, three.note, three.recorded_at) == (False, "1 planned deletion(s) not done", NOW - HOUR)
+
+
+def test_the_policy_fingerprint_is_stable_across_releases_and_names_the_engine_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stored server states carry this digest: a different digest for the same settings re-lists the
+    whole fleet at the next run. Pinned, so that it changes only on purpose (ENGINE_VERSION bumped
+    because a rule changed), never by accident (a new setting's default, an encoding)."""
+    from zoneinfo import ZoneInfo
+
+    from vpsbackup.prune import incremental
+    from vpsbackup.prune.retention import RetentionPolicy
+
+    def digest() -> str:
+        return incremental.policy_fingerprint(
+            RetentionPolicy(keep_last=3, keep_daily=7),
+            tz=ZoneInfo("Europe/Madrid"),
+            scope="managed",
+            failed_grace=timedelta(hours=24),
+            keep_at_least=1,
+        )
+
+    assert digest() == "c96f43fc1ab29e9f"
+    monkeypatch.setattr(incremental, "ENGINE_VERSION", incremental.ENGINE_VERSION + 1)
+    assert digest() != "c96f43fc1ab29e9f"
