@@ -56,6 +56,7 @@ _PRUNE_ENGINE_TESTS = (
     "tests/unit/prune/test_buckets.py",
     "tests/unit/prune/test_retention_golden.py",
     "tests/unit/prune/test_pruning_properties.py",
+    "tests/unit/prune/test_time_changes.py",
 )
 
 # module (relative to the package) -> the tests that must catch its mutants.
@@ -67,6 +68,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "prune/incremental.py": (
         "tests/unit/prune/test_incremental_decision_gaps.py",
         "tests/unit/prune/test_incremental.py",
+        "tests/unit/prune/test_incremental_against_sweeps.py",
+        "tests/unit/prune/test_time_changes.py",
     ),
     "restore/point.py": (
         "tests/unit/restore/test_restore_point.py",

@@ -138,3 +138,18 @@ def test_keep_within_counts_back_from_the_newest_backup_before_now_not_from_one_
     # the 72-hour-old one is inside it too, the 100-hour-old one is not
     assert actions(plan) == {1: "keep", 2: "keep", 3: "keep", 4: "delete"}
     assert reasons(plan)[3] == ("within 2d",)
+
+
+def test_a_server_with_failed_backups_only_has_no_newest_completed_to_protect() -> None:
+    # Given a listing with no completed backup at all: failed ones, all past their grace but one
+    fleet = [
+        backup(301, NOW - GRACE - timedelta(hours=1), status="failed"),
+        backup(302, NOW - GRACE - timedelta(days=3), status="failed"),
+        backup(303, NOW - timedelta(hours=2), status="failed"),
+    ]
+    plan = planned(fleet)
+    # Then no failed backup is protected as "the newest completed": those past their grace go, the
+    # young one is kept by its grace
+    assert actions(plan) == {301: "delete", 302: "delete", 303: "keep"}
+    fleet_past_grace = [backup(301, NOW - GRACE - timedelta(hours=1), status="failed")]
+    assert actions(planned(fleet_past_grace)) == {301: "delete"}
