@@ -222,3 +222,23 @@ def test_the_holds_fingerprint_covers_the_holds_in_force_only() -> None:
     one = holds_fingerprint([hold(5, NOW + HOUR)], NOW)
     assert len(one) == 16 and one == holds_fingerprint([hold(5, NOW + HOUR), hold(6, NOW)], NOW)
     assert one != holds_fingerprint([hold(5, NOW + 2 * HOUR)], NOW)  # a hold extended changes it
+
+
+def test_the_run_mode_when_nothing_is_due_and_when_a_sweep_costs_exactly_the_per_server_listing() -> None:
+    from vpsbackup.prune.incremental import _mode
+
+    done = RunHistory(last_sweep_complete=True)
+    assert _mode(sweep=False, known=10, per_server=0, sweep_cost=3, history=done) == (
+        "per-server",
+        "no server's plan may have changed and none is due for verification",
+    )
+    mode, why = _mode(sweep=False, known=10, per_server=5, sweep_cost=5, history=done)
+    assert mode == "fleet" and why.startswith("a fleet sweep (about 5 requests) costs no more than 5")
+    assert _mode(sweep=False, known=10, per_server=5, sweep_cost=6, history=done)[0] == "per-server"
+
+
+def test_a_server_with_deletions_still_pending_stays_open_and_says_how_many() -> None:
+    from vpsbackup.prune.incremental import _open_reason
+
+    assert _open_reason([], set(), 2) == "2 planned deletion(s) not done"
+    assert _open_reason([], set(), 0) is None
