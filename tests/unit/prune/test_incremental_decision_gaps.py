@@ -242,3 +242,11 @@ def test_a_server_with_deletions_still_pending_stays_open_and_says_how_many() ->
 
     assert _open_reason([], set(), 2) == "2 planned deletion(s) not done"
     assert _open_reason([], set(), 0) is None
+
+
+def test_a_server_whose_remaining_backup_was_listed_twice_with_different_data_stays_open() -> None:
+    from vpsbackup.prune.incremental import _open_reason
+
+    remaining = [ListedBackup(5, "manual", "completed", NOW - HOUR, True)]
+    assert _open_reason(remaining, {5}, 0) == "a backup listed twice with different data"
+    assert _open_reason(remaining, {6}, 0) is None
