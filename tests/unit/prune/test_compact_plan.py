@@ -3,6 +3,8 @@ or only counted, whatever the listing order; conflicting copies; the memory it k
 
 from __future__ import annotations
 
+import dataclasses
+import tracemalloc
 from collections import Counter
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -194,11 +196,41 @@ def test_fingerprints_are_equal_exactly_for_equal_copies() -> None:
 
 
 def test_the_compact_listing_keeps_about_a_hundred_bytes_per_copy_at_most() -> None:
+    # Given 5,000 listed copies (their models dropped as soon as each is added)
     compact = CompactListing()
-    for n in range(5000):
-        compact.add(backup(n + 1, n % 7, n, status="completed", backup_type="manual", managed=True))
+    compact.add(backup(1, 1, 0, status="completed", backup_type="manual", managed=True))  # imports, caches
+    tracemalloc.start()
+    try:
+        compact = CompactListing()
+        for n in range(5000):
+            compact.add(backup(n + 1, n % 7, n, status="completed", backup_type="manual", managed=True))
+        # Then what stays allocated is about a hundred bytes a copy: its columns, its JSON compressed
+        # 1,024 copies at a time (all but the last 904 copies' here)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert len(compact) == 5000
-    assert compact.memory_bytes() < 5000 * 100
+    assert held < 5000 * 120
+
+
+def test_a_listing_tells_apart_at_most_65535_statuses_and_types() -> None:
+    # Given a listing that has met 65,533 distinct statuses and types (the table is filled directly:
+    # adding that many backups would take minutes)
+    compact = CompactListing()
+    compact._words.extend(f"word-{n}" for n in range(65_533))
+    # When a backup brings two more (its status and its type), Then it is added
+    compact.add(backup(1, 1, 0, status="status-a", backup_type="type-a", managed=True))
+    assert len(compact) == 1
+    # And one more distinct word is refused, by name, not stored in a column that cannot hold it
+    with pytest.raises(ValueError, match="too many distinct statuses and types in one listing"):
+        compact.add(backup(2, 1, 0, status="status-b", backup_type="type-a", managed=True))
+    assert len(compact) == 1
+    # while words already met are still taken, the refused copy in no column
+    compact.add(backup(3, 1, 0, status="status-a", backup_type="word-7", managed=True))
+    assert [
+        d.backup_id
+        for d in plan_fleet(compact, PlanInputs(**KEEP_LAST_1, max_deletions=5), keep_decisions=True).decisions or ()
+    ] == [3, 1]
 
 
 def test_a_conflict_across_compressed_chunks_reports_the_same_copy() -> None:
@@ -235,6 +267,8 @@ def test_a_negative_valve_is_refused() -> None:
         ("no retention rule keeps it (last 3, daily 7)", "no retention rule keeps it"),
         ("failed, older than 1d", "failed, older than 1d"),
         ("deferred (valve): at most 50 deletions per run", "deferred (valve)"),
+        ("oldest", "oldest"),
+        ("", ""),
     ],
 )
 def test_reasons_are_counted_by_kind(reason: str, kind: str) -> None:
@@ -259,5 +293,42 @@ def test_a_fleet_with_thousands_of_deletions_keeps_only_the_oldest_and_counts_th
     oldest_first = sorted(listed, key=lambda b: (b.created_at, b.id))
     assert [d.backup_id for d in fleet.to_delete] == [b.id for b in oldest_first[:37]]
     assert fleet.deferred == full.deferred[:DEFERRED_SAMPLE]
+    assert len(fleet.deferred) == DEFERRED_SAMPLE == 20  # the report names the 20 oldest
     assert fleet.deferred_count == len(full.deferred) == 9000 - 30 - 37
     assert dict(fleet.totals) == dict(full.totals)
+
+
+def test_the_plan_of_a_listing_that_did_not_finish_is_empty() -> None:
+    # When a run whose listing did not finish reports "no plan"
+    empty = FleetPlan.empty(now=NOW, scope="manual", max_deletions=50)
+    # Then it deletes, keeps, skips and defers nothing, has planned no server, and counts no reason
+    assert (empty.now, empty.scope, empty.max_deletions) == (NOW, "manual", 50)
+    assert dict(empty.totals) == {"delete": 0, "keep": 0, "skip": 0, "defer": 0}
+    assert (empty.servers, empty.to_delete, empty.deferred, empty.deferred_count) == (0, (), (), 0)
+    assert empty.decisions == ()
+    assert not empty.valve_tripped
+    assert empty.reason_counts() == []
+
+
+def test_reason_counts_are_most_frequent_first_then_by_action_and_reason() -> None:
+    # Given a plan's counts by (action, reason kind), two of them tied
+    counts = {
+        ("keep", "last"): 3,
+        ("delete", "no retention rule keeps it"): 5,
+        ("keep", "daily"): 3,
+        ("skip", "automatic"): 1,
+    }
+    plan = dataclasses.replace(FleetPlan.empty(now=NOW, scope="managed", max_deletions=50), by_reason=counts)
+    # Then the report's rows are the most frequent first, ties by action then reason
+    assert plan.reason_counts() == [
+        {"action": "delete", "reason": "no retention rule keeps it", "backups": 5},
+        {"action": "keep", "reason": "daily", "backups": 3},
+        {"action": "keep", "reason": "last", "backups": 3},
+        {"action": "skip", "reason": "automatic", "backups": 1},
+    ]
+
+
+def test_the_valve_is_tripped_by_one_deferred_deletion() -> None:
+    empty = FleetPlan.empty(now=NOW, scope="managed", max_deletions=0)
+    assert dataclasses.replace(empty, deferred_count=1).valve_tripped
+    assert not dataclasses.replace(empty, deferred_count=0).valve_tripped

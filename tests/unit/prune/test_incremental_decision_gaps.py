@@ -250,3 +250,32 @@ def test_a_server_whose_remaining_backup_was_listed_twice_with_different_data_st
     remaining = [ListedBackup(5, "manual", "completed", NOW - HOUR, True)]
     assert _open_reason(remaining, {5}, 0) == "a backup listed twice with different data"
     assert _open_reason(remaining, {6}, 0) is None
+
+
+def test_a_server_known_but_never_listed_adds_no_backups_to_the_sweeps_estimated_cost() -> None:
+    # Given one server listed with 50 backups and 99 known but never listed (recorded by deploy only)
+    states = {1: ServerState(1, listed_at=NOW - HOUR, settled=True, policy="p", backups=50)}
+    states.update({sid: ServerState(sid, recorded_at=NOW - HOUR) for sid in range(2, 101)})
+    # When the run chooses its servers, in pages of 50
+    selection = select_servers(
+        states,
+        now=NOW,
+        policy_for=lambda _: "p",
+        holds_for=lambda _: "",
+        verify_every=7 * DAY,
+        history=RunHistory(last_sweep_complete=True),
+        page_size=50,
+    )
+    # Then a sweep is estimated at one page: the never-listed servers count no backups of their own
+    assert selection.sweep_requests == 1
+
+
+def test_a_run_at_the_very_instant_of_the_last_one_adds_no_gap() -> None:
+    # Given a history whose last scheduled run was at NOW, after gaps of 1 and 2 hours
+    history = RunHistory(last_scheduled_at=NOW, gaps_s=(3600.0, 7200.0))
+    # When a scheduled run at that same instant is done (a redelivered trigger)
+    after = history.after_run(NOW, scheduled=True, swept=None)
+    # Then no gap of 0 is added (it would not lengthen the expected interval, but it would push a
+    # real gap out of those kept), and a run an hour later adds one of an hour
+    assert after.gaps_s == (3600.0, 7200.0)
+    assert after.after_run(NOW + HOUR, scheduled=True, swept=None).gaps_s == (3600.0, 7200.0, 3600.0)

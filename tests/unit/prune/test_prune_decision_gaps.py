@@ -27,11 +27,11 @@ GRACE = timedelta(hours=24)
 KEEP_LAST_1 = RetentionPolicy(keep_last=1)
 
 
-def backup(backup_id: int, created_at: datetime, *, status: str = "completed") -> Backup:
+def backup(backup_id: int, created_at: datetime, *, status: str = "completed", server: int = 1) -> Backup:
     return Backup.model_validate(
         {
             "id": backup_id,
-            "server": {"id": 1},
+            "server": {"id": server},
             "backup_type": "manual",
             "status": status,
             "created_at": created_at,
@@ -153,3 +153,18 @@ def test_a_server_with_failed_backups_only_has_no_newest_completed_to_protect() 
     assert actions(plan) == {301: "delete", 302: "delete", 303: "keep"}
     fleet_past_grace = [backup(301, NOW - GRACE - timedelta(hours=1), status="failed")]
     assert actions(planned(fleet_past_grace)) == {301: "delete"}
+
+
+def test_a_backup_listed_twice_with_different_data_is_not_the_newest_completed_of_its_server() -> None:
+    # Given a server's newest backup listed twice, under two servers (its data disagree), and two
+    # older completed backups
+    twice = backup(401, NOW - timedelta(hours=1))
+    elsewhere = backup(401, NOW - timedelta(hours=1), server=2)
+    fleet = [twice, elsewhere, backup(402, NOW - timedelta(days=1)), backup(403, NOW - timedelta(days=2))]
+    # When the fleet plan runs with {"keep_last": 1}
+    plan = planned(fleet)
+    # Then the doubtful copy is left alone, and the newest completed backup the plan protects is the
+    # next one: kept as "newest completed", not merely as the newest in scope
+    assert actions(plan) == {401: "skip", 402: "keep", 403: "delete"}
+    assert reasons(plan)[401] == ("listed more than once with different data",)
+    assert reasons(plan)[402][0] == "newest completed"

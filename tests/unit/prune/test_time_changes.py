@@ -48,10 +48,15 @@ def test_each_rule_that_reads_the_clock_names_its_instant() -> None:
     failed = ListedBackup(1, "manual", "failed", NOW - timedelta(hours=2), True)
     future = ListedBackup(2, "manual", "completed", NOW + timedelta(days=3), True)
     exactly_now = ListedBackup(3, "manual", "completed", NOW, True)
+    # (and, naming none: a completed backup dated in the past, a failed one dated in the future)
+    past = ListedBackup(6, "manual", "completed", NOW - timedelta(days=1), True)
+    failed_future = ListedBackup(7, "manual", "failed", NOW + timedelta(days=1), True)
     hold = Hold(backup_id=4, server_id=1, until=NOW + timedelta(hours=5))
     expired = Hold(backup_id=5, server_id=1, until=NOW)
     # When asked, Then each names the first instant from which it decides otherwise
-    got = time_changes([failed], [failed, future, exactly_now], [hold, expired], now=NOW, failed_grace=GRACE)
+    got = time_changes(
+        [failed], [failed, future, exactly_now, past, failed_future], [hold, expired], now=NOW, failed_grace=GRACE
+    )
     assert sorted(got) == sorted(
         [
             (NOW - timedelta(hours=2) + GRACE + timedelta(microseconds=1), "failed backup 1 leaves its grace"),

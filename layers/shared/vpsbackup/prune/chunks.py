@@ -340,7 +340,6 @@ def read_listing(stored: Iterable[StoredPage], expected_pages: int, servers: Seq
         if item.url == _FIRST and servers is not None:
             progress.servers_listed += 1
         listing.extend(page.results)
-    listing.pages = progress.pages
     problem = None
     if not in_order or numbered != expected_pages:
         problem = f"the run's stored listing has {numbered} of its {expected_pages} pages"

@@ -103,7 +103,6 @@ class CompactListing:
         # with conflicting data, to report one copy whatever the order (the least JSON).
         self._chunks: list[bytes] = []
         self._pending: list[str] = []
-        self.pages = 0
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -119,12 +118,13 @@ class CompactListing:
 
     def add(self, backup: Backup) -> None:
         """One listed copy (the same backup may be added again, with the same or other data)."""
+        status, backup_type = self._word(backup.status), self._word(backup.backup_type)  # may refuse: first
         self._ids.append(backup.id)
         self._servers.append(backup.server_id)
         self._created.append(micros(backup.created_at))
         self._fingerprint.append(backup_fingerprint(backup))
-        self._status.append(self._word(backup.status))
-        self._type.append(self._word(backup.backup_type))
+        self._status.append(status)
+        self._type.append(backup_type)
         self._managed.append(1 if is_managed(backup.description) else 0)
         self._pending.append(backup.model_dump_json())
         if len(self._pending) == _CHUNK:
@@ -140,12 +140,6 @@ class CompactListing:
     def extend(self, backups: Iterable[Backup]) -> None:
         for backup in backups:
             self.add(backup)
-
-    def memory_bytes(self) -> int:
-        """What the rows take (the arrays' buffers), for the report."""
-        columns = (self._ids, self._servers, self._created, self._fingerprint, self._status, self._type, self._managed)
-        rows = sum(column.buffer_info()[1] * column.itemsize for column in columns)
-        return rows + sum(len(chunk) for chunk in self._chunks) + sum(len(text) for text in self._pending)
 
     def columns(self) -> Columns:
         """The rows' columns, as the plan's rules read them."""

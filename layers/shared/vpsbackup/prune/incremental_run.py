@@ -185,7 +185,6 @@ def list_servers(
         listed.servers.append(server_id)
         progress.servers_listed += 1
     progress.seconds = time.monotonic() - started
-    listed.listing.pages = progress.pages
     return listed, progress
 
 

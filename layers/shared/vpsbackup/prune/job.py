@@ -387,7 +387,6 @@ def list_backups_to_plan(
             extra={"progress": progress.to_dict(), "seconds_left": left},
         )
     progress.seconds = time.monotonic() - started
-    listing.pages = progress.pages
     return listing, ("fleet" if server_ids is None else "per-server"), progress
 
 
