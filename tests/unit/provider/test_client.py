@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -34,6 +35,8 @@ from vpsbackup.provider.errors import (
     VpsApiError,
 )
 from vpsbackup.provider.models import BackupPage, InvalidItem
+from vpsbackup.provider.quota import QuotaParams
+from vpsbackup.provider.shared_quota import InMemoryQuotaStore, SharedQuota
 
 BASE = "https://api.test/api/v1"
 SECRET_TOKEN = "tok-SUPERSECRET-123"
@@ -529,3 +532,21 @@ def test_a_loopback_http_base_url_is_accepted_and_its_links_must_stay_on_it() ->
     with pytest.raises(ListingIncompleteError, match="not the base URL's origin"):
         client.list_backups()
     assert len(seen) == 1
+
+
+def test_a_spent_window_holds_every_function_for_one_requests_refill_not_until_the_bucket_is_full() -> None:
+    # Given a client in a shared quota, and a provider whose bucket (60 requests, one a second)
+    # the other functions just emptied: full again in 60 s, its next request let through in 1 s
+    store = InMemoryQuotaStore()
+    client, _ = make_client(
+        lambda _r: httpx.Response(
+            204,
+            headers={"RateLimit-Limit": "60", "RateLimit-Remaining": "0", "RateLimit-Reset": "60"},
+        )
+    )
+    client.quota = SharedQuota(store, QuotaParams(1.0), "prune")
+    before = time.time()
+    # When it is answered so
+    client.delete_backup(7)
+    # Then every function is held for about a second (the store's shared hold), not a minute
+    assert before + 0.9 <= store.state.not_before <= time.time() + 1.1

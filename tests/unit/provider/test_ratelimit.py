@@ -145,6 +145,20 @@ def test_nothing_left_means_nobody_starts_before_the_reset() -> None:
     assert starts(b, clock, 1) == [30.0]
 
 
+def test_an_empty_bucket_holds_everybody_for_one_requests_refill_not_until_it_is_full_again() -> None:
+    # Given a Hetzner-like provider: 3,600 requests an hour, refilled one a second; its bucket just
+    # emptied, so it is full again in an hour (RateLimit-Reset) but lets a request through in 1 s
+    b, clock = budget(None)
+    b.observe(
+        {"RateLimit-Limit": "3600", "RateLimit-Remaining": "0", "RateLimit-Reset": "3600"}, status=200, retry_after=None
+    )
+    # Then the next request waits one second, not an hour
+    assert starts(b, clock, 1) == [1.0]
+    assert ProviderLimit(0, 60.0, 60).hold_s == 1.0
+    assert ProviderLimit(0, 30.0, 200).hold_s == 0.15  # a window provider: a 429's Retry-After holds after that
+    assert ProviderLimit(0, 30.0).hold_s == 30.0  # no limit sent: the reset
+
+
 def test_plenty_left_does_not_slow_down_our_own_budget() -> None:
     b, clock = budget(1.0, burst=1)
     b.observe({"RateLimit-Remaining": "1000", "RateLimit-Reset": "60"}, status=200, retry_after=None)
@@ -170,7 +184,19 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
         ),
         # the IETF draft's single field, in its two spellings
         ({"RateLimit": '"default";r=50;t=30'}, ProviderLimit(50, 30.0)),
-        ({"RateLimit": "limit=100, remaining=7, reset=5"}, ProviderLimit(7, 5.0)),
+        ({"RateLimit": "limit=100, remaining=7, reset=5"}, ProviderLimit(7, 5.0, 100)),
+        # the window's limit, when sent (a limit that is not a whole number >= 1 counts as absent)
+        (
+            {"RateLimit-Limit": "3600", "RateLimit-Remaining": "0", "RateLimit-Reset": "3600"},
+            ProviderLimit(0, 3600.0, 3600),
+        ),
+        (
+            {"X-RateLimit-Limit": "200", "X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "30"},
+            ProviderLimit(3, 30.0, 200),
+        ),
+        ({"RateLimit-Limit": "0", "RateLimit-Remaining": "0", "RateLimit-Reset": "9"}, ProviderLimit(0, 9.0)),
+        ({"RateLimit-Limit": "2.5", "RateLimit-Remaining": "0", "RateLimit-Reset": "9"}, ProviderLimit(0, 9.0)),
+        ({"RateLimit-Limit": "many", "RateLimit-Remaining": "0", "RateLimit-Reset": "9"}, ProviderLimit(0, 9.0)),
         # a reset absurdly far away is capped
         ({"RateLimit-Remaining": "1", "RateLimit-Reset": "99999999"}, ProviderLimit(1, 3600.0)),
         ({"RateLimit-Remaining": "x", "RateLimit-Reset": "3"}, None),

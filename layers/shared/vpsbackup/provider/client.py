@@ -528,7 +528,7 @@ class VpsClient:
         limit = self.budget.observe(response.headers, status=status, retry_after=retry_after)
         if self.quota is not None:
             self._share_hold(
-                retry_after if status == 429 else None, limit.reset_s if limit and limit.remaining <= 0 else None
+                retry_after if status == 429 else None, limit.hold_s if limit and limit.remaining <= 0 else None
             )
         return response
 

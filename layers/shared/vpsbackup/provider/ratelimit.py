@@ -9,7 +9,8 @@ reserves a start time from it first. Three things push that start time back:
 - **the provider's word**, when it sends rate-limit headers (``RateLimit-*``, ``X-RateLimit-*``, or
   the IETF draft's single ``RateLimit`` field): the requests it says are left until its reset are
   spread evenly over the time to that reset, so the run slows down *before* it meets a wall of
-  ``429``; with nothing left, nobody starts before the reset;
+  ``429``; with nothing left, nobody starts for one request's share of the reset (the reset
+  itself when the provider sends no limit: see :attr:`ProviderLimit.hold_s`);
 - **a 429's ``Retry-After``**: nobody starts before it, not only the request that got it.
 
 A restore's client is not paced (``paced`` False): what the provider says is left was spent by
@@ -36,15 +37,29 @@ from email.utils import parsedate_to_datetime
 _EPOCH_THRESHOLD = 1_000_000_000.0
 # A provider's reset further away than this is not believed (a clock gone wrong): capped.
 MAX_PROVIDER_WAIT_S = 3600.0
-_DRAFT_PARAM = re.compile(r"(?:^|[;,\s])(r|remaining|t|reset)\s*=\s*\"?([0-9]+(?:\.[0-9]+)?)")
+_DRAFT_PARAM = re.compile(r"(?:^|[;,\s])(r|remaining|t|reset|limit)\s*=\s*\"?([0-9]+(?:\.[0-9]+)?)")
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderLimit:
-    """What the provider's headers said: requests left, and seconds until its window resets."""
+    """What the provider's headers said: requests left, seconds until its window resets, and its
+    limit (the requests a whole window holds) when it sent one."""
 
     remaining: int
     reset_s: float
+    limit: int | None = None
+
+    @property
+    def hold_s(self) -> float:
+        """With nothing left: how long nobody may start.
+
+        ``reset_s`` is when the provider's window is whole again: the end of a fixed window, or a
+        token bucket full again. An empty bucket lets the next request through long before that
+        (Hetzner's, refilled one request a second, is full again an hour after it was emptied):
+        with the limit known, the hold is one request's share of the reset, a bucket's refill of
+        one request. A window provider answers a request sent before its reset with a ``429``,
+        whose ``Retry-After`` then holds everybody. Without the limit: the reset."""
+        return self.reset_s / self.limit if self.limit else self.reset_s
 
 
 def _number(value: str | None) -> float | None:
@@ -72,15 +87,21 @@ def parse_rate_limit_headers(headers: Mapping[str, str], *, now: float | None = 
         if remaining is not None and reset is not None:
             if reset > _EPOCH_THRESHOLD:
                 reset = max(0.0, reset - _response_time(lower.get("date"), now))
-            return ProviderLimit(int(remaining), min(reset, MAX_PROVIDER_WAIT_S))
+            return ProviderLimit(int(remaining), min(reset, MAX_PROVIDER_WAIT_S), _limit(lower.get(prefix + "limit")))
     field = lower.get("ratelimit")
     if field:
         found = {name: float(value) for name, value in _DRAFT_PARAM.findall(field)}
         remaining_f = found.get("r", found.get("remaining"))
         reset_f = found.get("t", found.get("reset"))
         if remaining_f is not None and reset_f is not None:
-            return ProviderLimit(int(remaining_f), min(reset_f, MAX_PROVIDER_WAIT_S))
+            return ProviderLimit(int(remaining_f), min(reset_f, MAX_PROVIDER_WAIT_S), _limit(found.get("limit")))
     return None
+
+
+def _limit(value: str | float | None) -> int | None:
+    """A window's limit: a whole number of requests, at least 1; anything else counts as absent."""
+    number = _number(value) if isinstance(value, str) else value
+    return int(number) if number is not None and number >= 1 and number == int(number) else None
 
 
 def _response_time(date: str | None, now: float | None) -> float:
@@ -180,7 +201,7 @@ class RequestBudget:
                 self._not_before = max(self._not_before, now + min(retry_after, MAX_PROVIDER_WAIT_S))
             if limit is not None:
                 if limit.remaining <= 0:
-                    self._not_before = max(self._not_before, now + limit.reset_s)
+                    self._not_before = max(self._not_before, now + limit.hold_s)
                     self._provider_interval = 0.0
                 elif self.paced:
                     # Spread what is left over the time to the reset; more left than time: no pacing.
