@@ -268,6 +268,20 @@ def test_a_server_known_but_never_listed_adds_no_backups_to_the_sweeps_estimated
     )
     # Then a sweep is estimated at one page: the never-listed servers count no backups of their own
     assert selection.sweep_requests == 1
+    # (nor fewer than none: 101 listed backups and one never-listed server are three pages)
+    fewer = {1: ServerState(1, listed_at=NOW - HOUR, settled=True, policy="p", backups=101), 2: ServerState(2)}
+    assert (
+        select_servers(
+            fewer,
+            now=NOW,
+            policy_for=lambda _: "p",
+            holds_for=lambda _: "",
+            verify_every=7 * DAY,
+            history=RunHistory(last_sweep_complete=True),
+            page_size=50,
+        ).sweep_requests
+        == 3
+    )
 
 
 def test_a_run_at_the_very_instant_of_the_last_one_adds_no_gap() -> None:
