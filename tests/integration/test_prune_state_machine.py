@@ -278,6 +278,33 @@ def test_a_chunk_a_429_stops_makes_the_execution_wait_the_retry_after_then_go_on
     assert max(delete_counts(simulator).values()) == 1
 
 
+def test_a_deletion_answered_429_makes_the_execution_wait_the_retry_after_then_go_on(
+    machine: str, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    # Given a provider that answers the run's first DELETE 429, Retry-After 90 s (longer than the
+    # client waits within a chunk), and Wait states that record their seconds, not sleep
+    small_fleet(simulator)
+    before = remaining_ids(simulator)
+    expected = {d.backup_id for d in expected_plan(simulator).to_delete}
+    simulator.inject(Fault("status", status=429, method="DELETE", path_prefix="/backups/", retry_after=90))
+    waits: list[int] = []
+    monkeypatch.setattr(WaitFunction, "_wait_interval", lambda self, env, wait_seconds: waits.append(wait_seconds))
+
+    [described] = run_to_end(machine, {"sweep": True})
+
+    # Then the deletions stopped there, the execution waited the 90 s the provider said, then went
+    # on: the refused one sent again and deleted, every planned deletion made, each once
+    assert described["status"] == "SUCCEEDED", described
+    assert waits == [90]
+    refused = [r.path for r in simulator.requests if r.method == "DELETE" and r.status == 429]
+    assert len(refused) == 1 and delete_counts(simulator)[refused[0]] == 1
+    assert before - remaining_ids(simulator) == expected
+    assert max(delete_counts(simulator).values()) == 1
+    assert "deleted" in output(described)["note"] and "failed" not in output(described)["note"]
+
+
 def test_a_stopped_execution_keeps_the_lock_until_its_lease_ends_then_a_new_run_starts(
     machine: str, simulator: Simulator, prune_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:

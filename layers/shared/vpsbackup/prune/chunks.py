@@ -388,8 +388,9 @@ class _MarkingClient:
 
 
 def _final(result: DeletionResult) -> bool:
-    """An outcome the next chunk must not redo: all but a deletion not started for lack of time."""
-    return not (result.outcome == "not_started" and result.detail.startswith("time:"))
+    """An outcome the next chunk must not redo: all but a deletion left for later (not started for
+    lack of time or by a 429, given up on at the deadline: ``retry_in``)."""
+    return result.retry_in is None
 
 
 def _send_batch(
@@ -426,9 +427,11 @@ def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     results = _send_batch(cursor.run, cursor.deleted, pending, in_doubt, ctx)
     done: list[tuple[int, StoredOutcome]] = []
     reached = cursor.deleted + len(batch)
+    wait = 0.0
     for decision, result in zip(pending, results, strict=True):
         if not _final(result):
             reached = min(reached, to_delete.index(decision))
+            wait = max(wait, result.retry_in or 0.0)
             continue
         if result.outcome == "already_gone" and decision.backup_id in in_doubt:
             # Sent by an attempt cut short after its DELETE: that attempt deleted it.
@@ -436,7 +439,9 @@ def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
         done.append((result.backup_id, _stored(result)))
     ctx.store.put_outcomes(cursor.run, done, ctx.now())
     following = "report" if reached >= len(to_delete) else "delete"
-    return advance(cursor, execution=execution, phase=following, deleted=reached)
+    if wait:  # the state machine waits the provider's Retry-After before the next chunk
+        logger.info("prune deletions paused", extra={"run": cursor.run, "deleted": reached, "retry_after": wait})
+    return advance(cursor, execution=execution, phase=following, deleted=reached, wait_seconds=math.ceil(wait))
 
 
 # -- report ---------------------------------------------------------------------------------------

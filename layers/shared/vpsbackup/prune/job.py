@@ -56,6 +56,7 @@ from vpsbackup.provider.errors import (
     AuthenticationError,
     BackupAlreadyGoneError,
     ListingIncompleteError,
+    RateLimitedError,
     VpsApiError,
 )
 from vpsbackup.provider.models import BACKUP_MANUAL, Backup, BackupPage, InvalidItem
@@ -175,6 +176,10 @@ class DeletionResult:
     # since the plan or one that could not be read ("not_started"), or a hold that appeared while
     # the DELETE waited to be re-sent ("failed"). The journal keeps these as ``deletion_refused``.
     stopped_by_hold: bool = False
+    # Not done for now, and not for good: it may be sent again after this many seconds (0: by the
+    # next invocation): not started for lack of time or because the provider answered 429, or
+    # given up on at the deadline (a DELETE is safe to send again). None: this outcome is final.
+    retry_in: float | None = None
 
 
 @dataclass
@@ -408,6 +413,19 @@ class _HeldWhileRetrying(Exception):
     """A hold appeared on a backup while its DELETE waited to be re-sent."""
 
 
+def _rate_limited(
+    backup_id: int, exc: RateLimitedError, lock: threading.Lock, stop_reason: list[tuple[str, float | None]]
+) -> DeletionResult:
+    """A DELETE answered 429 after the client's retries: not applied. The deletions not started yet
+    are not sent either (they would be refused too): all wait for the provider's Retry-After."""
+    wait = exc.retry_after if exc.retry_after is not None else 0.0
+    detail = f"rate limited: the provider answered 429 (Retry-After {wait:.0f} s); not sent, sent again later"
+    with lock:
+        stop_reason.append((detail, wait))
+    logger.warning("deletion refused with 429: the others wait", extra={"backup_id": backup_id, "retry_after": wait})
+    return DeletionResult(backup_id, "not_started", detail, retry_in=wait)
+
+
 def execute_deletions(
     client: BackupsApi,
     to_delete: Sequence[BackupDecision],
@@ -426,18 +444,23 @@ def execute_deletions(
     if not to_delete:
         return ()
     lock = threading.Lock()
-    stop_reason: list[str] = []
+    # Once the token is refused or the provider says wait: the detail and retry_in of every
+    # deletion not started after it.
+    stop_reason: list[tuple[str, float | None]] = []
 
     def delete(decision: BackupDecision) -> DeletionResult:
         backup_id = decision.backup_id
         with lock:
             stopped = stop_reason[0] if stop_reason else None
         if stopped is not None:
-            return DeletionResult(backup_id, "not_started", stopped)
+            return DeletionResult(backup_id, "not_started", stopped[0], retry_in=stopped[1])
         left = time_left()
         if left is not None and left < margin:
             return DeletionResult(
-                backup_id, "not_started", f"time: less than {margin:.0f} s of the invocation left; next run"
+                backup_id,
+                "not_started",
+                f"time: less than {margin:.0f} s of the invocation left; next run",
+                retry_in=0.0,
             )
         try:
             hold = holds.active_hold(backup_id, datetime.now(UTC))
@@ -471,8 +494,12 @@ def execute_deletions(
             return DeletionResult(backup_id, "already_gone", "404: already gone, counted as done")
         except (AuthenticationError, ConfigurationError) as exc:
             with lock:
-                stop_reason.append(f"stopped: the API token was refused or unreadable ({type(exc).__name__})")
+                stop_reason.append((f"stopped: the API token was refused or unreadable ({type(exc).__name__})", None))
             return DeletionResult(backup_id, "failed", str(exc))
+        except RateLimitedError as exc:
+            return _rate_limited(backup_id, exc, lock, stop_reason)
+        except ApiTimeoutError as exc:
+            return DeletionResult(backup_id, "failed", str(exc), retry_in=0.0)
         except VpsApiError as exc:
             return DeletionResult(backup_id, "failed", str(exc))
         except Exception as exc:  # one backup's surprise must not hide the others' outcomes
