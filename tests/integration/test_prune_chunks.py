@@ -21,6 +21,7 @@ from vpsbackup.aws.journal import Journal
 from vpsbackup.markers import describe_with_marker
 from vpsbackup.provider.client import VpsClient
 from vpsbackup.prune.cursor import plan_from_dict
+from vpsbackup.prune.job import PruneReport
 from vpsbackup.prune.run_store import PruneRunStore
 from vpsbackup.records import Hold
 
@@ -355,3 +356,42 @@ def test_a_stored_plan_rewritten_shorter_or_cut_short_never_reads_back_as_a_mix_
     monkeypatch.setattr(store, "_put", real_put)
     store.put_plan("r", {"noise": "x"}, now)
     assert store.plan("r") == {"noise": "x"}
+
+
+def test_the_report_of_a_planned_run_reads_no_page_and_counts_the_listing_as_the_plan_saw_it(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vpsbackup.prune import chunks
+
+    # Given a sweep of every manual backup (PRUNE_SCOPE=manual: no incremental write-back) listed in
+    # 30-odd pages, and the store's page reads and the published report watched
+    monkeypatch.setenv("PRUNE_SCOPE", "manual")
+    prune_backups.settings.cache_clear()
+    seed_fleet(simulator, datetime.now(UTC))
+    manual = sum(1 for b in simulator.backups if b["backup_type"] == "manual")
+    pages_read = PruneRunStore.pages
+    reads: list[str] = []
+
+    def counted(self: PruneRunStore, run: str) -> Iterator[Any]:
+        reads.append(run)
+        return pages_read(self, run)
+
+    reports: list[PruneReport] = []
+    publish = chunks.publish_report
+
+    def published(report: PruneReport, **kwargs: Any) -> Any:
+        reports.append(report)
+        return publish(report, **kwargs)
+
+    monkeypatch.setattr(PruneRunStore, "pages", counted)
+    monkeypatch.setattr(chunks, "publish_report", published)
+
+    # When the sweep runs in chunks
+    cursors = drive({"sweep": True}, lambda_context)
+
+    # Then only the plan read the stored pages; the report counts what the plan chunk stored
+    [report] = reports
+    pages = max(c.get("pages", 0) for c in cursors)
+    assert len(reads) == 1
+    assert report.progress.pages == pages and report.listed == report.progress.listed == manual
+    assert report.progress.complete and report.progress.expected == manual

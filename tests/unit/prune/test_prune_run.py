@@ -418,3 +418,27 @@ def test_a_backup_held_after_the_plan_is_not_deleted(unreadable: bool) -> None:
     assert outcome.outcome == ("failed" if unreadable else "not_started")
     # and only 103 is marked as stopped by the hold (what the journal reads, not the detail's words)
     assert [r.backup_id for r in report.results if r.stopped_by_hold] == [103]
+
+
+def test_a_listings_progress_stored_and_read_back_is_the_same_progress() -> None:
+    from vpsbackup.provider.models import InvalidItem
+    from vpsbackup.prune.job import InvalidItems, ListingProgress
+
+    invalid = InvalidItems()
+    invalid.add(
+        InvalidItem(backup_id=9, server_id=4, reason="created_at: Input should be a valid datetime"), servers=(4, 4)
+    )
+    invalid.add(InvalidItem(reason="id: Field required", owner_unknown=True), servers=(7, None))
+    progress = ListingProgress(
+        pages=31,
+        listed=1503,
+        expected=1504,
+        servers_listed=2,
+        servers_requested=3,
+        seconds=12.5,
+        stopped="a walk stopped",
+        stopped_by="incomplete",
+        invalid=invalid,
+    )
+    stored = json.loads(json.dumps(progress.to_stored()))
+    assert ListingProgress.from_stored(stored) == progress

@@ -363,6 +363,7 @@ def _plan(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
     )
     if cursor.incremental:  # the write-back settles each server on the holds its plan saw
         ctx.store.put_holds(cursor.run, [hold.model_dump(mode="json") for hold in holds.seen.values()], now)
+    ctx.store.put_progress(cursor.run, listed.progress.to_stored(), now)
     ctx.store.put_plan(cursor.run, plan_to_dict(plan), now)
     dry_run = ctx.options.dry_run or request.dry_run
     following = "report" if dry_run or not plan.to_delete else "delete"
@@ -454,11 +455,21 @@ def _failed(cursor: Cursor, ctx: ChunkContext) -> dict[int, str]:
     return {server: why for server, why in ctx.store.failed(cursor.run).values()}
 
 
+def _listing_read(cursor: Cursor, walked: _Walked, planned: bool, ctx: ChunkContext) -> _Listed | ListingProgress:
+    """What the report needs of the listing: its progress as the plan chunk stored it; the stored
+    pages read again only for an incremental run's write-back (it settles each server on its
+    backups), a listing never planned, or a plan stored before the progress was."""
+    stored = ctx.store.progress(cursor.run) if planned and walked.chosen is None else None
+    if stored is not None:
+        return ListingProgress.from_stored(stored)
+    return read_listing(ctx.store.pages(cursor.run), cursor.pages, walked.servers)
+
+
 def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
     walked = _walked(cursor, request, ctx)
-    listed = read_listing(ctx.store.pages(cursor.run), cursor.pages, walked.servers)
-    progress = listed.progress
     stored = None if cursor.stopped else ctx.store.plan(cursor.run)
+    listed = _listing_read(cursor, walked, stored is not None, ctx)
+    progress = listed if isinstance(listed, ListingProgress) else listed.progress
     if stored is None:
         progress.stopped, progress.stopped_by = cursor.stopped or "the listing was not planned", "incomplete"
         plan = FleetPlan.empty(now=ctx.now(), scope=ctx.options.scope, max_deletions=ctx.options.max_deletions)
@@ -474,14 +485,14 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
         request=request,
         dry_run=dry_run,
         listing=mode,
-        listed=len(listed.listing),
+        listed=progress.listed,
         plan=plan,
         results=results,
         progress=progress,
         timings={"chunks": float(cursor.chunks + 1)},
         budget=budget,
     )
-    if walked.chosen is not None:
+    if walked.chosen is not None and isinstance(listed, _Listed):
         report = _settle(cursor, request, report, listed, walked, ctx)
     return _finish(cursor, report, execution, ctx)
 

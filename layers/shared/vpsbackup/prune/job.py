@@ -222,6 +222,18 @@ class InvalidItems:
         }
 
 
+_PROGRESS_FIELDS = (
+    "pages",
+    "listed",
+    "expected",
+    "servers_listed",
+    "servers_requested",
+    "seconds",
+    "stopped",
+    "stopped_by",
+)
+
+
 @dataclass
 class ListingProgress:
     """How far a listing got: pages read, copies listed, what the API said there were, and why it
@@ -241,6 +253,30 @@ class ListingProgress:
     @property
     def complete(self) -> bool:
         return self.stopped is None
+
+    def to_stored(self) -> dict[str, Any]:
+        """Everything, for :meth:`from_stored` (a chunked run's report reads it, not every page again)."""
+        invalid = self.invalid
+        return {
+            **{key: getattr(self, key) for key in _PROGRESS_FIELDS},
+            "invalid": {
+                "count": invalid.count,
+                "sample": [item.model_dump(mode="json") for item in invalid.sample],
+                "servers": sorted(invalid.servers),
+            },
+        }
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any]) -> ListingProgress:
+        invalid = data["invalid"]
+        return cls(
+            **{key: data[key] for key in _PROGRESS_FIELDS},
+            invalid=InvalidItems(
+                count=int(invalid["count"]),
+                sample=[InvalidItem.model_validate(item) for item in invalid["sample"]],
+                servers={int(server) for server in invalid["servers"]},
+            ),
+        )
 
     def on_page(self, page: BackupPage) -> None:
         if page.previous is None and page.count is not None:

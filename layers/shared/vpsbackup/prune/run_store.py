@@ -234,6 +234,15 @@ class PruneRunStore:
         value: dict[str, Any] | None = self._blob(run, "plan")
         return value
 
+    def put_progress(self, run: str, progress: dict[str, Any], now: datetime) -> None:
+        """How the listing the plan was made on went (its counts, its invalid items): the report reads
+        it instead of every page again."""
+        self._put_blob(run, "progress", progress, now)
+
+    def progress(self, run: str) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = self._blob(run, "progress")
+        return value
+
     def put_selection(self, run: str, selection: dict[str, Any], now: datetime) -> None:
         """An incremental run's choice of servers (the servers due, in listing order; why)."""
         self._put_blob(run, "selection", selection, now)
