@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from vpsbackup.aws import runtime
@@ -81,8 +82,8 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     journal = Journal(state, source="prune-backups", retention=config.journal_retention)
     budget = DailyDeletionBudget(DeletionBudgetStore(state), config.max_deletions_per_day)
 
-    def write_journal(report: PruneReport, run: str) -> None:
-        journal_run(report, options.policies, journal=journal, run=run, time_left=time_left)
+    def write_journal(report: PruneReport, run: str, at: datetime | None = None) -> None:
+        journal_run(report, options.policies, journal=journal, run=run, time_left=time_left, at=at)
 
     def ping() -> None:
         if config.heartbeat_url:  # the run completed: tell the outside monitor (never fails the run)

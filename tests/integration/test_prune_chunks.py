@@ -289,6 +289,30 @@ def test_a_run_in_chunks_the_daily_budget_stops_says_so_and_when_it_frees(
     assert "MAX_DELETIONS_PER_DAY" in note["Message"] and "frees at" in note["Message"]
 
 
+def test_a_report_chunk_killed_after_publishing_is_retried_and_people_hear_once(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a run that needs people (the daily budget holds deletions back), and a report chunk that
+    # dies after publishing, before it frees the lock, once
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "50")
+    prune_backups.settings.cache_clear()
+    seed_fleet(simulator, datetime.now(UTC))
+    before = remaining_ids(simulator)
+    kill_at(monkeypatch, "reporting: before the lock is freed")
+    killed = KILLS["killed"]
+    # When the run is driven, the dead chunk retried
+    cursors = drive({"sweep": True}, lambda_context)
+    assert KILLS["killed"] == killed + 1 and cursors[-1]["done"]
+    # Then the run ended in one notification, not one per attempt of its report chunk
+    (note,) = chunk_env.notifications()
+    assert note["MessageAttributes"]["outcome"]["Value"] == "daily_budget"
+    # ... and its journal has each deletion once (the retry wrote the same entries again)
+    journal = Journal(prune_backups.runtime.state_table(chunk_env.table_name), source="tests")
+    deleted = sorted(before - remaining_ids(simulator))
+    assert len(deleted) == 50
+    assert all([e.act for e in journal.for_backup(backup_id)] == ["backup_deleted"] for backup_id in deleted)
+
+
 def test_the_plan_and_the_report_read_the_stored_listing_a_page_at_a_time(
     chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -122,11 +122,14 @@ class Journal:
         reasons: Iterable[str] = (),
         details: Mapping[str, Any] | None = None,
         at: datetime | None = None,
+        entry_id: str | None = None,
     ) -> JournalEntry | None:
-        """A new entry (not written yet), or None when it cannot be made (logged and counted). Never raises."""
+        """A new entry (not written yet), or None when it cannot be made (logged and counted). Never raises.
+        ``at`` and ``entry_id`` (default: now, a random id) make its keys: an entry written again
+        with the same two replaces itself."""
         try:
             return JournalEntry(
-                entry_id=uuid.uuid4().hex,
+                entry_id=entry_id or uuid.uuid4().hex,
                 at=at or self._clock(),
                 act=act,
                 by=by,

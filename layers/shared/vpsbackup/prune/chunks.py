@@ -109,7 +109,7 @@ class ChunkContext:
     time_left: Callable[[], float | None] = lambda: None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # The run's end (journal, report): given by the handler, which owns the journal's wiring.
-    journal: Callable[[PruneReport, str], None] = lambda report, run: None
+    journal: Callable[[PruneReport, str, datetime], None] = lambda report, run, at: None
     # Called once the run has completed and reported (PRUNE_HEARTBEAT_URL).
     heartbeat: Callable[[], None] = lambda: None
     # MAX_DELETIONS_PER_DAY, across every run (None: no daily budget).
@@ -558,8 +558,15 @@ def _result(backup_id: int, known: dict[int, StoredOutcome], *, dry_run: bool) -
 
 
 def _finish(cursor: Cursor, report: PruneReport, execution: str, ctx: ChunkContext) -> Cursor:
-    ctx.journal(report, cursor.run)
-    publish_report(report, notifier=ctx.notifier)
+    """The journal (written again by a retried attempt: the same entries), the report and its
+    notification (once: an attempt retried after publishing it does not publish it again), the lock
+    freed."""
+    ctx.journal(report, cursor.run, ctx.store.report_started(cursor.run, ctx.now()))
+    if ctx.store.reported(cursor.run):
+        logger.info("prune run's report already published by an attempt cut short", extra={"run": cursor.run})
+    else:
+        publish_report(report, notifier=ctx.notifier)
+        ctx.store.put_reported(cursor.run, ctx.now())
     ctx.heartbeat()
     ctx.store.release_lock(cursor.run)
     totals = report.totals

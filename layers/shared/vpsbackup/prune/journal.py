@@ -17,7 +17,9 @@ time: nothing irreversible happened, and the next run decides again.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from vpsbackup.aws.journal import Journal
@@ -42,9 +44,11 @@ def run_by(report: PruneReport) -> str:
 
 
 def journal_entries(
-    report: PruneReport, policies: RetentionPolicies, *, journal: Journal, run: str
+    report: PruneReport, policies: RetentionPolicies, *, journal: Journal, run: str, at: datetime | None = None
 ) -> Iterator[JournalEntry]:
-    """The run's entries, made one at a time (a run may delete thousands)."""
+    """The run's entries, made one at a time (a run may delete thousands). With ``at`` (a chunked
+    run's report instant, the same for every attempt of its report chunk), each entry's keys are
+    the same however often it is written: a retried chunk replaces its entries, never adds them."""
     if report.dry_run:
         return
     by = run_by(report)
@@ -55,7 +59,17 @@ def journal_entries(
             continue
         details = _details(report, policies, decision, result)
         about: dict[str, Any] = {"server_id": decision.server_id, "backup_id": decision.backup_id, "run": run}
-        entry = journal.entry(act, by=by, outcome=result.outcome, reasons=decision.reasons, details=details, **about)
+        entry_id = None if at is None else _entry_id(run, decision.backup_id, act)
+        entry = journal.entry(
+            act,
+            by=by,
+            outcome=result.outcome,
+            reasons=decision.reasons,
+            details=details,
+            at=at,
+            entry_id=entry_id,
+            **about,
+        )
         if entry is not None:
             yield entry
 
@@ -86,6 +100,12 @@ def journal_run(
     journal: Journal,
     run: str,
     time_left: Callable[[], float | None] = lambda: None,
+    at: datetime | None = None,
 ) -> int:
     """Write the run's entries (module docstring); returns how many could not be written. Never raises."""
-    return journal.write_many(journal_entries(report, policies, journal=journal, run=run), time_left=time_left)
+    entries = journal_entries(report, policies, journal=journal, run=run, at=at)
+    return journal.write_many(entries, time_left=time_left)
+
+
+def _entry_id(run: str, backup_id: int, act: str) -> str:
+    return hashlib.sha256(f"{run}#{backup_id}#{act}".encode()).hexdigest()[:32]

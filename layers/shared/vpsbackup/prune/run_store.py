@@ -49,6 +49,10 @@ from vpsbackup.provider.models import BackupPage
 LOCK_PK = f"{PRUNE_RUN_PK_PREFIX}lock"
 LOCK_SK = "lock"
 META_SK = "meta"
+# Written once the run's report is published: a retried report chunk does not publish it twice.
+REPORTED_SK = "reported"
+# The first attempt's instant at the run's report (its journal entries' time).
+REPORTING_SK = "reporting"
 PRUNE_RUN_TTL = timedelta(days=14)
 # Compressed bytes per plan item (DynamoDB takes 400 KB an item, keys and names included).
 _PART = 350_000
@@ -187,6 +191,29 @@ class PruneRunStore:
         if item is None:
             return None
         return parse_key_time(str(item["started_at"])), json.loads(str(item["request"]))
+
+    def report_started(self, run: str, now: datetime) -> datetime:
+        """When the run's first attempt at its report began (``now`` when this is it): the instant
+        of its journal entries, so that a retried attempt writes the same entries again."""
+        at = utc_key_time(now)
+        item = {PK: run_pk(run), SK: REPORTING_SK, TTL_ATTRIBUTE: epoch(now + PRUNE_RUN_TTL), "at": at}
+        try:
+            self.table.put_item(
+                Item=item, ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": PK}
+            )
+        except self._condition_failed:
+            first = self.table.get_item(Key={PK: run_pk(run), SK: REPORTING_SK}, ConsistentRead=True)["Item"]
+            at = str(first["at"])
+        return parse_key_time(at)
+
+    def put_reported(self, run: str, now: datetime) -> None:
+        """The run's report is published (its notification sent): an attempt of the report chunk
+        retried after it does not publish it again."""
+        self._put(run, REPORTED_SK, now, reported_at=utc_key_time(now))
+
+    def reported(self, run: str) -> bool:
+        item = self.table.get_item(Key={PK: run_pk(run), SK: REPORTED_SK}, ConsistentRead=True).get("Item")
+        return item is not None
 
     def put_page(self, run: str, n: int, url: str, page: BackupPage, now: datetime, *, walk_server: int | None) -> None:
         extra = {} if walk_server is None else {"walk_server": walk_server}
