@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 import prune_backups
-from devtools.simulator import Simulator
+from devtools.simulator import Fault, Simulator
 from tests.conftest import AwsEnv, FakeLambdaContext
 from tests.integration.test_prune_backups import expected_plan, prune_env, remaining_ids, seed_fleet
 from vpsbackup.aws.journal import Journal
 from vpsbackup.markers import describe_with_marker
 from vpsbackup.provider.client import VpsClient
+from vpsbackup.provider.errors import ApiTimeoutError
 from vpsbackup.prune.cursor import plan_from_dict
 from vpsbackup.prune.job import PruneReport
 from vpsbackup.prune.run_store import PruneRunStore
@@ -313,6 +314,26 @@ def test_a_report_chunk_killed_after_publishing_is_retried_and_people_hear_once(
     assert all([e.act for e in journal.for_backup(backup_id)] == ["backup_deleted"] for backup_id in deleted)
 
 
+def test_a_report_published_but_not_recorded_as_such_ends_the_run_all_the_same_told_once(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a run that needs people, and StateTable refusing the write that records the report as
+    # published
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "50")
+    prune_backups.settings.cache_clear()
+    seed_fleet(simulator, datetime.now(UTC))
+
+    def refused(self: PruneRunStore, run: str, now: datetime) -> None:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(PruneRunStore, "put_reported", refused)
+    # When the run is driven, Then its report chunk does not fail (a retry would publish again):
+    # the run ends, the lock freed, people told once
+    cursors = drive({"sweep": True}, lambda_context, attempts=1)
+    assert cursors[-1]["done"]
+    assert len(chunk_env.notifications()) == 1
+
+
 def test_the_plan_and_the_report_read_the_stored_listing_a_page_at_a_time(
     chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -419,3 +440,67 @@ def test_the_report_of_a_planned_run_reads_no_page_and_counts_the_listing_as_the
     assert len(reads) == 1
     assert report.progress.pages == pages and report.listed == report.progress.listed == manual
     assert report.progress.complete and report.progress.expected == manual
+
+
+def test_a_deletion_answered_429_is_sent_again_under_the_slot_it_took_never_past_the_daily_budget(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a budget of 5 deletions a day, a plan of more, and the run's first DELETE answered 429
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "5")
+    monkeypatch.setenv("PRUNE_CHUNK_DELETIONS", "8")
+    prune_backups.settings.cache_clear()
+    small_fleet(simulator)
+    before = remaining_ids(simulator)
+    simulator.inject(Fault("status", status=429, method="DELETE", path_prefix="/backups/", retry_after=90))
+    # When the run is driven (its waits not waited)
+    cursors = drive({"sweep": True}, lambda_context)
+    # Then it waited the provider's 90 s once, and sent no more deletions than the budget allows:
+    # the refused one went again under its own slot
+    assert [c["wait_seconds"] for c in cursors if c["wait_seconds"]] == [90]
+    assert len(before - remaining_ids(simulator)) == 5
+    assert sum(delete_counts(simulator).values()) == 5
+
+
+def test_a_deletion_that_keeps_timing_out_fails_and_the_run_ends(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a plan whose oldest deletion's DELETE always times out (the client's retries spent)
+    small_fleet(simulator)
+    wanted = expected_plan(simulator).to_delete
+    victim = wanted[0].backup_id
+    real = VpsClient.delete_backup
+
+    def delete(self: VpsClient, backup_id: int, **kwargs: Any) -> None:
+        if backup_id == victim:
+            raise ApiTimeoutError(f"DELETE /backups/{backup_id}/: ReadTimeout after 4 attempt(s)")
+        real(self, backup_id, **kwargs)
+
+    monkeypatch.setattr(VpsClient, "delete_backup", delete)
+    # When the run is driven
+    cursors = drive({"sweep": True}, lambda_context)
+    # Then it ends (that deletion failed, reported; the next run finds it), the others all made
+    assert cursors[-1]["done"] and len(cursors) < 20
+    assert "failed 1" in cursors[-1]["note"] and f"deleted {len(wanted) - 1}" in cursors[-1]["note"]
+
+
+def test_a_retry_after_beyond_an_hour_is_waited_an_hour_and_the_run_goes_on(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext
+) -> None:
+    # Given a provider that answers the run's first DELETE 429 with a Retry-After of 100,000 s
+    small_fleet(simulator)
+    expected = {d.backup_id for d in expected_plan(simulator).to_delete}
+    before = remaining_ids(simulator)
+    simulator.inject(Fault("status", status=429, method="DELETE", path_prefix="/backups/", retry_after=100_000))
+    # When the run is driven, an hour passing wherever it says to wait (the client of the next
+    # chunk is a new one: its own hold over)
+    event, cursors = start_event({"sweep": True}), []
+    while not (cursors and cursors[-1]["done"]) and len(cursors) < 30:
+        cursors.append(prune_backups.handler(event, lambda_context))
+        if cursors[-1]["wait_seconds"]:
+            prune_backups.runtime.api_client.cache_clear()
+        event = {"prune_chunk": {"step": "next", "cursor": cursors[-1], "execution": EXECUTION}}
+    # Then it waited an hour (a longer wait is not believed), not a day and more (which the next
+    # chunk's input would refuse, failing the run without a report), and went on to the end
+    assert [c["wait_seconds"] for c in cursors if c["wait_seconds"]] == [3600]
+    assert cursors[-1]["done"]
+    assert before - remaining_ids(simulator) == expected

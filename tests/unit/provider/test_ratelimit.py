@@ -159,6 +159,20 @@ def test_an_empty_bucket_holds_everybody_for_one_requests_refill_not_until_it_is
     assert ProviderLimit(0, 30.0).hold_s == 30.0  # no limit sent: the reset
 
 
+def test_little_left_in_a_bucket_whose_limit_is_known_is_spread_at_its_refill_not_over_the_whole_reset() -> None:
+    # Given a Hetzner-like provider with one request left of 3,600, full again in 3,599 s: it lets
+    # a request through every second meanwhile
+    b, clock = budget(None)
+    b.observe(
+        {"RateLimit-Limit": "3600", "RateLimit-Remaining": "1", "RateLimit-Reset": "3599"}, status=200, retry_after=None
+    )
+    # Then requests are a second apart, not an hour (3,599 s over the one left)
+    assert starts(b, clock, 2) == pytest.approx([3599 / 3600, 2 * 3599 / 3600])
+    # and without the limit, what is left is spread over the reset, as before
+    assert ProviderLimit(4, 10.0).pace_s == 2.5
+    assert ProviderLimit(0, 10.0).pace_s == 10.0
+
+
 def test_plenty_left_does_not_slow_down_our_own_budget() -> None:
     b, clock = budget(1.0, burst=1)
     b.observe({"RateLimit-Remaining": "1000", "RateLimit-Reset": "60"}, status=200, retry_after=None)

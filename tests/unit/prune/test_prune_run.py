@@ -201,35 +201,41 @@ def test_an_authentication_failure_stops_new_deletions() -> None:
     assert "token" in report.results[-1].detail
 
 
-def test_a_deletion_answered_429_is_not_started_and_no_deletion_starts_after_it() -> None:
+def test_a_deletion_answered_429_fails_for_now_and_no_deletion_starts_after_it() -> None:
     # Given an API that answers the second deletion 429 with a Retry-After of 90 s (the client's
     # own retries spent)
     api = FakeApi(daily(1, 8, 100), errors={106: RateLimitedError("HTTP 429", status_code=429, retry_after=90.0)})
     # When the run deletes one at a time
     report = run(api, concurrency=1)
-    # Then no deletion starts after it; it and the rest are not started, to be sent again in 90 s
+    # Then no deletion starts after it: it failed (an earlier attempt of it may have been applied),
+    # the rest are not started, all to be sent again in 90 s
     assert api.started == [107, 106]
-    assert [r.outcome for r in report.results] == ["deleted"] + ["not_started"] * 5
+    assert [r.outcome for r in report.results] == ["deleted", "failed"] + ["not_started"] * 4
     assert [r.retry_in for r in report.results] == [None] + [90.0] * 5
     assert report.results[1].detail.startswith("rate limited: the provider answered 429 (Retry-After 90 s)")
+    # (a Retry-After beyond an hour is not believed)
+    api = FakeApi(daily(1, 8, 100), errors={107: RateLimitedError("HTTP 429", status_code=429, retry_after=1e6)})
+    assert {r.retry_in for r in run(api, concurrency=1).results} == {3600.0}
 
 
-def test_only_deletions_left_for_lack_of_time_or_a_429_or_the_deadline_are_to_be_sent_again() -> None:
-    # Given a deletion given up on at the deadline, one refused by the token, one failing with 500
+def test_only_deletions_never_sent_or_refused_429_are_to_be_sent_again() -> None:
+    # Given a deletion never sent (its turn in the request budget 40 s away, past the deadline),
+    # one sent that timed out (it may have been applied), one failing with 500
     errors: dict[int, Exception] = {
-        106: ApiTimeoutError("DELETE /backups/106/: not started, the deadline has passed"),
-        105: ServerError("HTTP 500", status_code=500),
+        106: ApiTimeoutError("DELETE /backups/106/: not started", not_sent=True, wait=40.0),
+        105: ApiTimeoutError("DELETE /backups/105/: ReadTimeout after 4 attempt(s)"),
+        104: ServerError("HTTP 500", status_code=500),
     }
     api = FakeApi(daily(1, 8, 100), errors=errors)
     report = run(api, concurrency=1)
-    # Then the first may be sent again at once, the others are final
-    assert {r.backup_id: r.retry_in for r in report.results} == {
-        107: None,
-        106: 0.0,
-        105: None,
-        104: None,
-        103: None,
-        102: None,
+    # Then the first is not started, to be sent again in 40 s; the others are final failures
+    assert {r.backup_id: (r.outcome, r.retry_in) for r in report.results} == {
+        107: ("deleted", None),
+        106: ("not_started", 40.0),
+        105: ("failed", None),
+        104: ("failed", None),
+        103: ("deleted", None),
+        102: ("deleted", None),
     }
     assert all(r.retry_in == 0.0 for r in run(FakeApi(daily(1, 5, 100)), time_left=lambda: 19.0).results)
 

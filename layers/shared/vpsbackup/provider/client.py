@@ -495,8 +495,8 @@ class VpsClient:
     ) -> httpx.Response | None:
         """One attempt: the response, whatever its status, or None after a transport error worth retrying
         (the wait already done). Raises when the deadline passed or the error ends the request."""
-        self._check_time(method, path, needed=0.0)
-        self._wait_for_budget(method, path)
+        self._check_time(method, path, needed=0.0, first=attempt == 1)
+        self._wait_for_budget(method, path, first=attempt == 1)
         token = self._tokens.get_token()
         timeout = self._timeout_for_deadline()
         started = time.monotonic()
@@ -538,9 +538,10 @@ class VpsClient:
         if longest is not None and self.quota is not None:
             self.quota.hold_until(time.time() + min(longest, MAX_PROVIDER_WAIT_S))
 
-    def _wait_for_budget(self, method: str, path: str) -> None:
+    def _wait_for_budget(self, method: str, path: str, *, first: bool = True) -> None:
         """Wait for this attempt's turn in the request budget, then for a slot of the shared quota;
-        ApiTimeoutError if either comes after the deadline."""
+        ApiTimeoutError if either comes after the deadline (``not_sent`` when this is the request's
+        ``first`` attempt: nothing of it reached the provider)."""
         remaining = self.remaining()
         waited_out, self._retry_sleep.hold = getattr(self._retry_sleep, "hold", -math.inf), -math.inf
         try:
@@ -560,6 +561,8 @@ class VpsClient:
                 f"the provider's rate limit) would wait {exc.wait:.1f} s, past the deadline",
                 method=method,
                 path=path,
+                not_sent=first,
+                wait=exc.wait,
             ) from None
         if waited > 0:
             logger.debug("waited for the request budget", extra={"method": method, "path": path, "wait_s": waited})
@@ -652,10 +655,12 @@ class VpsClient:
         self.retry.sleep(delay)
         return True
 
-    def _check_time(self, method: str, path: str, *, needed: float) -> None:
+    def _check_time(self, method: str, path: str, *, needed: float, first: bool = False) -> None:
         remaining = self.remaining()
         if remaining is not None and remaining <= needed:
-            raise ApiTimeoutError(f"{method} {path}: not started, the deadline has passed", method=method, path=path)
+            raise ApiTimeoutError(
+                f"{method} {path}: not started, the deadline has passed", method=method, path=path, not_sent=first
+            )
 
     def _timeout_for_deadline(self) -> httpx.Timeout | Any:
         remaining = self.remaining()

@@ -89,7 +89,21 @@ class ApiConnectionError(VpsApiError):
 
 
 class ApiTimeoutError(ApiConnectionError):
-    """The request timed out."""
+    """The request timed out; or, with ``not_sent``, it was never sent: its turn in the request
+    budget (``wait``: how long until it, when known) or the deadline came first."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        not_sent: bool = False,
+        wait: float | None = None,
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.not_sent = not_sent
+        self.wait = wait
 
 
 class ListingIncompleteError(VpsApiError):

@@ -9,8 +9,9 @@ reserves a start time from it first. Three things push that start time back:
 - **the provider's word**, when it sends rate-limit headers (``RateLimit-*``, ``X-RateLimit-*``, or
   the IETF draft's single ``RateLimit`` field): the requests it says are left until its reset are
   spread evenly over the time to that reset, so the run slows down *before* it meets a wall of
-  ``429``; with nothing left, nobody starts for one request's share of the reset (the reset
-  itself when the provider sends no limit: see :attr:`ProviderLimit.hold_s`);
+  ``429`` (with its limit sent, the reset is read as a token bucket's: :attr:`ProviderLimit.pace_s`);
+  with nothing left, nobody starts for one request's share of the reset (the reset itself when
+  the provider sends no limit: :attr:`ProviderLimit.hold_s`);
 - **a 429's ``Retry-After``**: nobody starts before it, not only the request that got it.
 
 A restore's client is not paced (``paced`` False): what the provider says is left was spent by
@@ -60,6 +61,14 @@ class ProviderLimit:
         one request. A window provider answers a request sent before its reset with a ``429``,
         whose ``Retry-After`` then holds everybody. Without the limit: the reset."""
         return self.reset_s / self.limit if self.limit else self.reset_s
+
+    @property
+    def pace_s(self) -> float:
+        """With some left: the spacing that spreads it over the time to the reset. With the limit
+        known, the reset is read as a bucket's (above): what is left plus what refills before the
+        reset, the limit in all, over the reset (Hetzner: a second apart, however little is left);
+        without it, what is left over the reset."""
+        return self.reset_s / (self.limit or max(self.remaining, 1))
 
 
 def _number(value: str | None) -> float | None:
@@ -205,6 +214,6 @@ class RequestBudget:
                     self._provider_interval = 0.0
                 elif self.paced:
                     # Spread what is left over the time to the reset; more left than time: no pacing.
-                    self._provider_interval = limit.reset_s / limit.remaining
+                    self._provider_interval = limit.pace_s
                     self._paced_until = max(self._paced_until, now + self._provider_interval)
         return limit

@@ -42,6 +42,7 @@ from vpsbackup.aws.state import StateTable
 from vpsbackup.observability import count, logger
 from vpsbackup.provider.errors import ApiTimeoutError, AuthenticationError, ListingIncompleteError, VpsApiError
 from vpsbackup.provider.models import BACKUP_MANUAL, BackupPage, InvalidItem
+from vpsbackup.provider.ratelimit import MAX_PROVIDER_WAIT_S
 from vpsbackup.prune.compact import CompactListing, FleetPlan
 from vpsbackup.prune.cursor import ChunkEvent, Cursor, advance, plan_from_dict, plan_to_dict, run_id
 from vpsbackup.prune.daily_budget import BudgetReport, DailyDeletionBudget
@@ -263,6 +264,12 @@ def _fails_one_server(exc: VpsApiError) -> bool:
     return not isinstance(exc, (AuthenticationError, ApiTimeoutError)) and wait is None
 
 
+def _wait_seconds(wait: float) -> int:
+    """The state machine's wait before the next chunk: the provider's, at most an hour (as the
+    client holds it: a longer one is not believed)."""
+    return math.ceil(min(wait, MAX_PROVIDER_WAIT_S))
+
+
 def _chunk_full(walk: _Walk, ctx: ChunkContext) -> bool:
     return walk.read >= ctx.chunk_pages or ctx.time_short(LIST_MARGIN_S)
 
@@ -289,7 +296,7 @@ def _list(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
         # Out of this invocation's time, or told to wait longer than the client waits: the next
         # chunk goes on from the last page stored (after the provider's Retry-After).
         logger.info("prune listing paused", extra={"run": cursor.run, "pages": walk.pages, "retry_after": wait})
-        finished, wait_seconds = False, math.ceil(wait or 0)
+        finished, wait_seconds = False, _wait_seconds(wait or 0.0)
     else:
         wait_seconds = 0
     return advance(
@@ -416,6 +423,32 @@ def _send_batch(
     return [by_id[d.backup_id] for d in pending]
 
 
+@dataclass
+class _DeleteStep:
+    """What a delete chunk's results leave: the final outcomes to store, the marks to forget (never
+    sent: sent again with a new budget slot), where the next chunk starts, how long it waits."""
+
+    reached: int
+    wait: float = 0.0
+    done: list[tuple[int, StoredOutcome]] = field(default_factory=list)
+    unsent: list[int] = field(default_factory=list)
+
+    def add(
+        self, decision: BackupDecision, result: DeletionResult, in_doubt: set[int], to_delete: Sequence[BackupDecision]
+    ) -> None:
+        backup_id = decision.backup_id
+        if not _final(result):
+            self.reached = min(self.reached, to_delete.index(decision))
+            self.wait = max(self.wait, result.retry_in or 0.0)
+            if result.outcome == "not_started" and backup_id not in in_doubt:
+                self.unsent.append(backup_id)  # its budget slot given back: sent again with a new one
+            return
+        if result.outcome == "already_gone" and backup_id in in_doubt:
+            # Sent by an attempt cut short after its DELETE: that attempt deleted it.
+            result = DeletionResult(backup_id, "deleted", "deleted by an attempt cut short (its re-send: 404)")
+        self.done.append((backup_id, _stored(result)))
+
+
 def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
     stored = ctx.store.plan(cursor.run)
     if stored is None:
@@ -426,23 +459,16 @@ def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     in_doubt = {backup_id for backup_id, stored in known.items() if stored.outcome == "started"}
     pending = [d for d in batch if d.backup_id not in known or d.backup_id in in_doubt]
     results = _send_batch(cursor.run, cursor.deleted, pending, in_doubt, ctx)
-    done: list[tuple[int, StoredOutcome]] = []
-    reached = cursor.deleted + len(batch)
-    wait = 0.0
+    step = _DeleteStep(reached=cursor.deleted + len(batch))
     for decision, result in zip(pending, results, strict=True):
-        if not _final(result):
-            reached = min(reached, to_delete.index(decision))
-            wait = max(wait, result.retry_in or 0.0)
-            continue
-        if result.outcome == "already_gone" and decision.backup_id in in_doubt:
-            # Sent by an attempt cut short after its DELETE: that attempt deleted it.
-            result = DeletionResult(decision.backup_id, "deleted", "deleted by an attempt cut short (its re-send: 404)")
-        done.append((result.backup_id, _stored(result)))
+        step.add(decision, result, in_doubt, to_delete)
+    done, unsent, reached, wait = step.done, step.unsent, step.reached, step.wait
     ctx.store.put_outcomes(cursor.run, done, ctx.now())
+    ctx.store.forget_started(cursor.run, unsent)
     following = "report" if reached >= len(to_delete) else "delete"
     if wait:  # the state machine waits the provider's Retry-After before the next chunk
         logger.info("prune deletions paused", extra={"run": cursor.run, "deleted": reached, "retry_after": wait})
-    return advance(cursor, execution=execution, phase=following, deleted=reached, wait_seconds=math.ceil(wait))
+    return advance(cursor, execution=execution, phase=following, deleted=reached, wait_seconds=_wait_seconds(wait))
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -566,7 +592,10 @@ def _finish(cursor: Cursor, report: PruneReport, execution: str, ctx: ChunkConte
         logger.info("prune run's report already published by an attempt cut short", extra={"run": cursor.run})
     else:
         publish_report(report, notifier=ctx.notifier)
-        ctx.store.put_reported(cursor.run, ctx.now())
+        try:
+            ctx.store.put_reported(cursor.run, ctx.now())
+        except Exception:  # published: failing the chunk now would publish it again on each retry
+            logger.exception("could not record the prune report as published", extra={"run": cursor.run})
     ctx.heartbeat()
     ctx.store.release_lock(cursor.run)
     totals = report.totals

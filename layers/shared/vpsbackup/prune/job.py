@@ -60,6 +60,7 @@ from vpsbackup.provider.errors import (
     VpsApiError,
 )
 from vpsbackup.provider.models import BACKUP_MANUAL, Backup, BackupPage, InvalidItem
+from vpsbackup.provider.ratelimit import MAX_PROVIDER_WAIT_S
 from vpsbackup.prune import report_render
 from vpsbackup.prune.compact import CompactListing, FleetPlan, plan_fleet
 from vpsbackup.prune.daily_budget import BudgetReport, BudgetUnavailableError, DailyDeletionBudget
@@ -176,9 +177,10 @@ class DeletionResult:
     # since the plan or one that could not be read ("not_started"), or a hold that appeared while
     # the DELETE waited to be re-sent ("failed"). The journal keeps these as ``deletion_refused``.
     stopped_by_hold: bool = False
-    # Not done for now, and not for good: it may be sent again after this many seconds (0: by the
-    # next invocation): not started for lack of time or because the provider answered 429, or
-    # given up on at the deadline (a DELETE is safe to send again). None: this outcome is final.
+    # Not done for now, and not for good: to be sent again after this many seconds (0: by the next
+    # invocation). "not_started": never sent (no time left, its turn in the request budget past the
+    # deadline, or after another deletion's 429); "failed": answered 429 once the client's retries
+    # were spent (an earlier attempt of it may have been applied). None: this outcome is final.
     retry_in: float | None = None
 
 
@@ -452,14 +454,24 @@ class _HeldWhileRetrying(Exception):
 def _rate_limited(
     backup_id: int, exc: RateLimitedError, lock: threading.Lock, stop_reason: list[tuple[str, float | None]]
 ) -> DeletionResult:
-    """A DELETE answered 429 after the client's retries: not applied. The deletions not started yet
-    are not sent either (they would be refused too): all wait for the provider's Retry-After."""
-    wait = exc.retry_after if exc.retry_after is not None else 0.0
-    detail = f"rate limited: the provider answered 429 (Retry-After {wait:.0f} s); not sent, sent again later"
+    """A DELETE answered 429 once the client's retries were spent: "failed" (its last attempt was
+    refused, an earlier one may have been applied), to be sent again after the Retry-After. The
+    deletions not started yet are not sent either (they would be refused too): they wait as long."""
+    wait = min(exc.retry_after, MAX_PROVIDER_WAIT_S) if exc.retry_after is not None else 0.0
     with lock:
-        stop_reason.append((detail, wait))
+        stop_reason.append((f"not sent: the provider answered 429 (Retry-After {wait:.0f} s); sent again later", wait))
     logger.warning("deletion refused with 429: the others wait", extra={"backup_id": backup_id, "retry_after": wait})
-    return DeletionResult(backup_id, "not_started", detail, retry_in=wait)
+    detail = f"rate limited: the provider answered 429 (Retry-After {wait:.0f} s); sent again later"
+    return DeletionResult(backup_id, "failed", detail, retry_in=wait)
+
+
+def _timed_out(backup_id: int, exc: ApiTimeoutError) -> DeletionResult:
+    """Never sent (its turn in the request budget, or the deadline, came first): not started, to be
+    sent again once that wait is over. Sent and timed out: failed, final (it may have been applied;
+    the next run finds it gone or deletes it)."""
+    if exc.not_sent:
+        return DeletionResult(backup_id, "not_started", str(exc), retry_in=min(exc.wait or 0.0, MAX_PROVIDER_WAIT_S))
+    return DeletionResult(backup_id, "failed", str(exc))
 
 
 def execute_deletions(
@@ -535,7 +547,7 @@ def execute_deletions(
         except RateLimitedError as exc:
             return _rate_limited(backup_id, exc, lock, stop_reason)
         except ApiTimeoutError as exc:
-            return DeletionResult(backup_id, "failed", str(exc), retry_in=0.0)
+            return _timed_out(backup_id, exc)
         except VpsApiError as exc:
             return DeletionResult(backup_id, "failed", str(exc))
         except Exception as exc:  # one backup's surprise must not hide the others' outcomes

@@ -307,6 +307,18 @@ class PruneRunStore:
         """Written before the DELETE is sent (a chunk killed after it leaves this behind)."""
         self._put(run, f"deletion#{backup_id}", now, backup_id=backup_id, outcome="started")
 
+    def forget_started(self, run: str, backup_ids: Iterable[int]) -> None:
+        """Marks of deletions that were not sent after all (their turn came too late, or after
+        another's 429): the next chunk sends them as new ones, within the daily budget."""
+        for backup_id in backup_ids:
+            with contextlib.suppress(self._condition_failed):  # an outcome stored meanwhile stays
+                self.table.delete_item(
+                    Key={PK: run_pk(run), SK: f"deletion#{backup_id}"},
+                    ConditionExpression="#outcome = :started",
+                    ExpressionAttributeNames={"#outcome": "outcome"},
+                    ExpressionAttributeValues={":started": "started"},
+                )
+
     def put_outcomes(self, run: str, outcomes: Iterable[tuple[int, StoredOutcome]], now: datetime) -> None:
         """Each deletion's outcome, detail and whether a hold stopped it, batched."""
         items = [
