@@ -504,3 +504,82 @@ def test_a_retry_after_beyond_an_hour_is_waited_an_hour_and_the_run_goes_on(
     assert [c["wait_seconds"] for c in cursors if c["wait_seconds"]] == [3600]
     assert cursors[-1]["done"]
     assert before - remaining_ids(simulator) == expected
+
+
+def test_a_deletion_never_sent_in_a_chunk_killed_before_its_slot_is_given_back_never_passes_the_budget(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a budget of 5 a day, the oldest deletion never sent the first time (its turn in the
+    # request budget after the deadline), and the chunk killed as it removes that deletion's mark
+    monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "5")
+    monkeypatch.setenv("PRUNE_CHUNK_DELETIONS", "8")
+    prune_backups.settings.cache_clear()
+    small_fleet(simulator)
+    before = remaining_ids(simulator)
+    victim = expected_plan(simulator).to_delete[0].backup_id
+    real_delete, real_forget = VpsClient.delete_backup, PruneRunStore.forget_started
+    fired: list[int] = []
+
+    def delete(self: VpsClient, backup_id: int, **kwargs: Any) -> None:
+        if backup_id == victim and not fired:
+            fired.append(backup_id)
+            raise ApiTimeoutError("DELETE: not started, the request budget would wait", not_sent=True, wait=5.0)
+        real_delete(self, backup_id, **kwargs)
+
+    def forget(self: PruneRunStore, run: str, backup_ids: Any) -> None:
+        if len(fired) == 1:
+            fired.append(0)
+            raise Killed
+        real_forget(self, run, backup_ids)
+
+    monkeypatch.setattr(VpsClient, "delete_backup", delete)
+    monkeypatch.setattr(PruneRunStore, "forget_started", forget)
+    # When the run is driven, the killed chunk retried
+    drive({"sweep": True}, lambda_context)
+    # Then no more than the budget's 5 deletions were sent (the killed chunk's slots were never
+    # given back; the one in doubt went again under its own)
+    assert fired == [victim, 0]
+    assert sum(delete_counts(simulator).values()) == len(before - remaining_ids(simulator)) <= 5
+
+
+@pytest.mark.parametrize("retry_after", [None, 5])
+def test_a_provider_that_refuses_every_deletion_ends_the_run_after_a_few_waits(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, retry_after: int | None
+) -> None:
+    # Given a provider that answers every DELETE 429 (with a Retry-After, or none)
+    small_fleet(simulator)
+    simulator.inject(
+        Fault("status", status=429, method="DELETE", path_prefix="/backups/", retry_after=retry_after, times=None)
+    )
+    # When the run is driven
+    cursors = drive({"sweep": True}, lambda_context)
+    # Then it waits each time (a minute when the provider names no wait), and after five delete
+    # chunks in a row that deleted nothing it ends, reporting the deletions not made
+    waits = [c["wait_seconds"] for c in cursors if c["wait_seconds"]]
+    assert waits == [retry_after or 60] * 4
+    assert cursors[-1]["done"] and "deleted" not in cursors[-1]["note"]
+    # ... and only the first chunk's concurrent deletions were ever sent: the later chunks sent them
+    # again first, told to wait, and held the fresh ones back
+    assert len({r.path for r in simulator.requests if r.method == "DELETE"}) <= 4  # PRUNE_CONCURRENCY
+
+
+def test_a_listing_page_that_times_out_after_every_retry_ends_the_run_with_nothing_planned(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a listing whose second page times out after every retry of the client
+    small_fleet(simulator)
+    before = remaining_ids(simulator)
+    real = VpsClient.iter_backup_pages
+
+    def pages(self: VpsClient, *, start: str | None = None, **kwargs: Any) -> Any:
+        if start is not None:
+            raise ApiTimeoutError("GET /backups/: ReadTimeout after 4 attempt(s)")
+        yield from real(self, start=start, **kwargs)
+
+    monkeypatch.setattr(VpsClient, "iter_backup_pages", pages)
+    # When the run is driven, Then it ends (it did not list the same page again for ever), nothing
+    # planned nor deleted, the report saying why
+    cursors = drive({"sweep": True}, lambda_context)
+    assert cursors[-1]["done"] and len(cursors) < 5
+    assert cursors[-2]["stopped"].startswith("GET /backups/: ReadTimeout")
+    assert remaining_ids(simulator) == before

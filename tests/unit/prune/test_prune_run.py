@@ -216,6 +216,9 @@ def test_a_deletion_answered_429_fails_for_now_and_no_deletion_starts_after_it()
     # (a Retry-After beyond an hour is not believed)
     api = FakeApi(daily(1, 8, 100), errors={107: RateLimitedError("HTTP 429", status_code=429, retry_after=1e6)})
     assert {r.retry_in for r in run(api, concurrency=1).results} == {3600.0}
+    # (and a 429 that names no wait is waited a minute)
+    api = FakeApi(daily(1, 8, 100), errors={107: RateLimitedError("HTTP 429", status_code=429)})
+    assert {r.retry_in for r in run(api, concurrency=1).results} == {60.0}
 
 
 def test_only_deletions_never_sent_or_refused_429_are_to_be_sent_again() -> None:

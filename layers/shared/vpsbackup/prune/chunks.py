@@ -77,6 +77,9 @@ LIST_MARGIN_S = STOP_STARTING_MARGIN_S + 10.0
 # One per chunk; and 1 from each chunk of a run not yet done (the dashboard's runs in progress).
 CHUNKS_METRIC = "PruneChunks"
 RUNS_IN_PROGRESS_METRIC = "PruneRunInProgress"
+# Delete chunks in a row that deleted nothing and were told to wait (every DELETE answered 429):
+# then the run ends and reports what it did not delete, rather than holding the lock for ever.
+MAX_STALLED_CHUNKS = 5
 # The walk of a run limited to server_ids: the link of its first page, stored with each first page.
 _FIRST = "first"
 
@@ -259,15 +262,33 @@ def _read_walk(walk: _Walk, cursor: Cursor, server: int | None, ctx: ChunkContex
 
 def _fails_one_server(exc: VpsApiError) -> bool:
     """An error that leaves one server of an incremental run for the next run (a single pass's
-    rule): not a refused token (it fails the run), not time nor a wait (the next chunk goes on)."""
-    wait = getattr(exc, "retry_after", None)
-    return not isinstance(exc, (AuthenticationError, ApiTimeoutError)) and wait is None
+    rule): not a refused token (it fails the run), not a request never sent nor a wait (the next
+    chunk goes on)."""
+    return not isinstance(exc, AuthenticationError) and _pause(exc) is None
+
+
+def _pause(exc: VpsApiError) -> float | None:
+    """How long the listing pauses for this error before the next chunk goes on from the last page
+    stored: a request never sent (its turn in the request budget, or the deadline, came first) for
+    that turn's wait; a 429 whose Retry-After is longer than the client waits, for the Retry-After.
+    None: not a pause (a request sent that timed out ends the walk like any other failure)."""
+    if isinstance(exc, ApiTimeoutError):
+        return (exc.wait or 0.0) if exc.not_sent else None
+    wait: float | None = getattr(exc, "retry_after", None)
+    return wait
 
 
 def _wait_seconds(wait: float) -> int:
     """The state machine's wait before the next chunk: the provider's, at most an hour (as the
     client holds it: a longer one is not believed)."""
     return math.ceil(min(wait, MAX_PROVIDER_WAIT_S))
+
+
+def _paused(cursor: Cursor, walk: _Walk, wait: float) -> tuple[bool, int]:
+    # Out of this invocation's time, or told to wait longer than the client waits: the next chunk
+    # goes on from the last page stored (after the provider's Retry-After).
+    logger.info("prune listing paused", extra={"run": cursor.run, "pages": walk.pages, "retry_after": wait})
+    return False, _wait_seconds(wait)
 
 
 def _chunk_full(walk: _Walk, ctx: ChunkContext) -> bool:
@@ -286,17 +307,20 @@ def _list(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
 
     try:
         finished = _read_pages(walk, cursor, walked.servers, ctx, on_failed)
-    except ListingIncompleteError as exc:
-        logger.warning("prune listing incomplete: nothing will be planned or deleted", extra={"run": cursor.run})
-        return advance(cursor, execution=execution, phase="report", pages=walk.pages, next=walk.link, stopped=str(exc))
+    except (ListingIncompleteError, ApiTimeoutError) as exc:
+        wait = _pause(exc)
+        if wait is None:  # a walk that cannot be followed, or a page that timed out after every retry
+            logger.warning("prune listing incomplete: nothing will be planned or deleted", extra={"run": cursor.run})
+            stopped = str(exc)
+            return advance(
+                cursor, execution=execution, phase="report", pages=walk.pages, next=walk.link, stopped=stopped
+            )
+        finished, wait_seconds = _paused(cursor, walk, wait)
     except VpsApiError as exc:
-        wait = getattr(exc, "retry_after", None)
-        if not isinstance(exc, ApiTimeoutError) and wait is None:
+        wait = _pause(exc)
+        if wait is None:
             raise
-        # Out of this invocation's time, or told to wait longer than the client waits: the next
-        # chunk goes on from the last page stored (after the provider's Retry-After).
-        logger.info("prune listing paused", extra={"run": cursor.run, "pages": walk.pages, "retry_after": wait})
-        finished, wait_seconds = False, _wait_seconds(wait or 0.0)
+        finished, wait_seconds = _paused(cursor, walk, wait)
     else:
         wait_seconds = 0
     return advance(
@@ -381,18 +405,29 @@ def _plan(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
 
 
 class _MarkingClient:
-    """The client, marking each backup ``started`` in the run's items before its DELETE is sent."""
+    """The client, marking each backup ``started`` in the run's items before its DELETE is sent, and
+    removing the mark of one never sent after all (its turn in the request budget came too late),
+    before its daily-budget slot is given back: the next chunk sends it as a new deletion, under a
+    new slot. A backup already in doubt (marked by an attempt cut short) keeps its mark."""
 
-    def __init__(self, client: BackupsApi, mark: Callable[[int], None]) -> None:
+    def __init__(self, client: BackupsApi, run: str, in_doubt: set[int], ctx: ChunkContext) -> None:
         self._client = client
-        self._mark = mark
+        self._run = run
+        self._in_doubt = in_doubt
+        self._ctx = ctx
 
     def iter_backups(self, **kwargs: Any) -> Any:
         return self._client.iter_backups(**kwargs)
 
     def delete_backup(self, backup_id: int, *, before_retry: Callable[[], None] | None = None) -> None:
-        self._mark(backup_id)
-        self._client.delete_backup(backup_id, before_retry=before_retry)
+        store = self._ctx.store
+        store.deletion_started(self._run, backup_id, self._ctx.now())
+        try:
+            self._client.delete_backup(backup_id, before_retry=before_retry)
+        except ApiTimeoutError as exc:
+            if exc.not_sent and backup_id not in self._in_doubt:
+                store.forget_started(self._run, [backup_id])
+            raise
 
 
 def _final(result: DeletionResult) -> bool:
@@ -404,34 +439,43 @@ def _final(result: DeletionResult) -> bool:
 def _send_batch(
     run: str, chunk: int, pending: Sequence[BackupDecision], in_doubt: set[int], ctx: ChunkContext
 ) -> list[DeletionResult]:
-    """Each pending deletion's result, in order: the fresh ones within the daily budget, each marked
-    ``started`` before its DELETE; one in doubt (marked by an attempt cut short) already took its slot."""
-    marking = _MarkingClient(ctx.client, lambda backup_id: ctx.store.deletion_started(run, backup_id, ctx.now()))
+    """Each pending deletion's result, in order: first the ones in doubt (marked by an attempt cut
+    short, or answered 429: each already took its slot), then the fresh ones within the daily
+    budget, each marked ``started`` before its DELETE — unless a re-send was told to wait: then the
+    fresh ones wait as long, not started, their slots not taken."""
+    marking = _MarkingClient(ctx.client, run, in_doubt, ctx)
 
     def send(decisions: Sequence[BackupDecision]) -> tuple[DeletionResult, ...]:
         return execute_deletions(
             marking, decisions, holds=ctx.state, concurrency=ctx.options.concurrency, time_left=ctx.time_left
         )
 
-    fresh, budget = delete_within_budget([d for d in pending if d.backup_id not in in_doubt], ctx.budget, send)
-    held = [r.backup_id for r in fresh if r.held_by_budget]
-    if budget is not None and held:
-        # Kept for the run's report: the budget's words, and which deletions it held back.
-        ctx.store.put_budget_hold(run, chunk, budget.to_dict(), held, ctx.now())
     again = send([d for d in pending if d.backup_id in in_doubt])
+    fresh_decisions = [d for d in pending if d.backup_id not in in_doubt]
+    told_to_wait = next((r for r in again if r.retry_in is not None), None)
+    if told_to_wait is not None:
+        detail = "not sent: a deletion sent again before it was told to wait; sent again later"
+        fresh = tuple(
+            DeletionResult(d.backup_id, "not_started", detail, retry_in=told_to_wait.retry_in) for d in fresh_decisions
+        )
+    else:
+        fresh, budget = delete_within_budget(fresh_decisions, ctx.budget, send)
+        held = [r.backup_id for r in fresh if r.held_by_budget]
+        if budget is not None and held:
+            # Kept for the run's report: the budget's words, and which deletions it held back.
+            ctx.store.put_budget_hold(run, chunk, budget.to_dict(), held, ctx.now())
     by_id = {r.backup_id: r for r in (*fresh, *again)}
     return [by_id[d.backup_id] for d in pending]
 
 
 @dataclass
 class _DeleteStep:
-    """What a delete chunk's results leave: the final outcomes to store, the marks to forget (never
-    sent: sent again with a new budget slot), where the next chunk starts, how long it waits."""
+    """What a delete chunk's results leave: the final outcomes to store, where the next chunk
+    starts, how long it waits."""
 
     reached: int
     wait: float = 0.0
     done: list[tuple[int, StoredOutcome]] = field(default_factory=list)
-    unsent: list[int] = field(default_factory=list)
 
     def add(
         self, decision: BackupDecision, result: DeletionResult, in_doubt: set[int], to_delete: Sequence[BackupDecision]
@@ -440,8 +484,6 @@ class _DeleteStep:
         if not _final(result):
             self.reached = min(self.reached, to_delete.index(decision))
             self.wait = max(self.wait, result.retry_in or 0.0)
-            if result.outcome == "not_started" and backup_id not in in_doubt:
-                self.unsent.append(backup_id)  # its budget slot given back: sent again with a new one
             return
         if result.outcome == "already_gone" and backup_id in in_doubt:
             # Sent by an attempt cut short after its DELETE: that attempt deleted it.
@@ -462,13 +504,23 @@ def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     step = _DeleteStep(reached=cursor.deleted + len(batch))
     for decision, result in zip(pending, results, strict=True):
         step.add(decision, result, in_doubt, to_delete)
-    done, unsent, reached, wait = step.done, step.unsent, step.reached, step.wait
+    done, reached, wait = step.done, step.reached, step.wait
     ctx.store.put_outcomes(cursor.run, done, ctx.now())
-    ctx.store.forget_started(cursor.run, unsent)
     following = "report" if reached >= len(to_delete) else "delete"
+    stalled = 0 if reached > cursor.deleted or not wait else cursor.stalled + 1
+    if stalled >= MAX_STALLED_CHUNKS:
+        # The provider refused every deletion of this many chunks in a row, each after its wait:
+        # the run ends, reporting what it did not delete; the next run plans them again.
+        logger.warning(
+            "prune deletions given up: the provider kept refusing them",
+            extra={"run": cursor.run, "deleted": reached, "chunks": stalled, "retry_after": wait},
+        )
+        return advance(cursor, execution=execution, phase="report", deleted=reached, stalled=stalled)
     if wait:  # the state machine waits the provider's Retry-After before the next chunk
         logger.info("prune deletions paused", extra={"run": cursor.run, "deleted": reached, "retry_after": wait})
-    return advance(cursor, execution=execution, phase=following, deleted=reached, wait_seconds=_wait_seconds(wait))
+    return advance(
+        cursor, execution=execution, phase=following, deleted=reached, wait_seconds=_wait_seconds(wait), stalled=stalled
+    )
 
 
 # -- report ---------------------------------------------------------------------------------------

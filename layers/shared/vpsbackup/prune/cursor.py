@@ -45,8 +45,10 @@ class Cursor(BaseModel):
     server_index: Annotated[int, Field(ge=0)] = 0
     # A listing that could not be read to its end: why (nothing is planned).
     stopped: str | None = None
-    # The deletions: how many of the plan's, in its order, are done.
+    # The deletions: how many of the plan's, in its order, are done; delete chunks in a row that
+    # deleted none and were told to wait.
     deleted: Annotated[int, Field(ge=0)] = 0
+    stalled: Annotated[int, Field(ge=0)] = 0
     # Seconds the state machine waits before the next chunk (the provider's Retry-After).
     wait_seconds: Annotated[int, Field(ge=0, le=86_400)] = 0
     # The execution has run its share of chunks: the state machine goes on in a new execution

@@ -451,17 +451,22 @@ class _HeldWhileRetrying(Exception):
     """A hold appeared on a backup while its DELETE waited to be re-sent."""
 
 
+# How long a run in chunks waits after a 429 that named no Retry-After.
+RATE_LIMITED_WAIT_S = 60.0
+
+
 def _rate_limited(
     backup_id: int, exc: RateLimitedError, lock: threading.Lock, stop_reason: list[tuple[str, float | None]]
 ) -> DeletionResult:
     """A DELETE answered 429 once the client's retries were spent: "failed" (its last attempt was
     refused, an earlier one may have been applied), to be sent again after the Retry-After. The
     deletions not started yet are not sent either (they would be refused too): they wait as long."""
-    wait = min(exc.retry_after, MAX_PROVIDER_WAIT_S) if exc.retry_after is not None else 0.0
+    wait = min(exc.retry_after, MAX_PROVIDER_WAIT_S) if exc.retry_after is not None else RATE_LIMITED_WAIT_S
+    later = "sent again by a later chunk of the run, or the next run"
     with lock:
-        stop_reason.append((f"not sent: the provider answered 429 (Retry-After {wait:.0f} s); sent again later", wait))
+        stop_reason.append((f"not sent: the provider answered 429 (Retry-After {wait:.0f} s); {later}", wait))
     logger.warning("deletion refused with 429: the others wait", extra={"backup_id": backup_id, "retry_after": wait})
-    detail = f"rate limited: the provider answered 429 (Retry-After {wait:.0f} s); sent again later"
+    detail = f"rate limited: the provider answered 429 (Retry-After {wait:.0f} s); {later}"
     return DeletionResult(backup_id, "failed", detail, retry_in=wait)
 
 
