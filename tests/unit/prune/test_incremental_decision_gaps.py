@@ -252,11 +252,8 @@ def test_a_server_whose_remaining_backup_was_listed_twice_with_different_data_st
     assert _open_reason(remaining, {6}, 0) is None
 
 
-def test_a_server_known_but_never_listed_adds_no_backups_to_the_sweeps_estimated_cost() -> None:
-    # Given one server listed with 50 backups and 99 known but never listed (recorded by deploy only)
-    states = {1: ServerState(1, listed_at=NOW - HOUR, settled=True, policy="p", backups=50)}
-    states.update({sid: ServerState(sid, recorded_at=NOW - HOUR) for sid in range(2, 101)})
-    # When the run chooses its servers, in pages of 50
+def _sweep_requests(states: dict[int, ServerState]) -> int:
+    """What the run estimates a fleet sweep costs, in pages of 50."""
     selection = select_servers(
         states,
         now=NOW,
@@ -266,22 +263,18 @@ def test_a_server_known_but_never_listed_adds_no_backups_to_the_sweeps_estimated
         history=RunHistory(last_sweep_complete=True),
         page_size=50,
     )
+    return selection.sweep_requests
+
+
+def test_a_server_known_but_never_listed_adds_no_backups_to_the_sweeps_estimated_cost() -> None:
+    # Given one server listed with 50 backups and 99 known but never listed (recorded by deploy only)
+    states = {1: ServerState(1, listed_at=NOW - HOUR, settled=True, policy="p", backups=50)}
+    states.update({sid: ServerState(sid, recorded_at=NOW - HOUR) for sid in range(2, 101)})
     # Then a sweep is estimated at one page: the never-listed servers count no backups of their own
-    assert selection.sweep_requests == 1
+    assert _sweep_requests(states) == 1
     # (nor fewer than none: 101 listed backups and one never-listed server are three pages)
     fewer = {1: ServerState(1, listed_at=NOW - HOUR, settled=True, policy="p", backups=101), 2: ServerState(2)}
-    assert (
-        select_servers(
-            fewer,
-            now=NOW,
-            policy_for=lambda _: "p",
-            holds_for=lambda _: "",
-            verify_every=7 * DAY,
-            history=RunHistory(last_sweep_complete=True),
-            page_size=50,
-        ).sweep_requests
-        == 3
-    )
+    assert _sweep_requests(fewer) == 3
 
 
 def test_a_run_at_the_very_instant_of_the_last_one_adds_no_gap() -> None:
