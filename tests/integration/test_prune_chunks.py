@@ -558,6 +558,11 @@ def test_a_provider_that_refuses_every_deletion_ends_the_run_after_a_few_waits(
     waits = [c["wait_seconds"] for c in cursors if c["wait_seconds"]]
     assert waits == [retry_after or 60] * 4
     assert cursors[-1]["done"] and "deleted" not in cursors[-1]["note"]
+    # ... every deletion not made failed, saying the run gave up, and people hear of it
+    assert "failed" in cursors[-1]["note"]
+    assert "not_started" not in cursors[-1]["note"]
+    (note,) = chunk_env.notifications()
+    assert "gave up after 5 delete chunks in a row" in note["Message"]
     # ... and only the first chunk's concurrent deletions were ever sent: the later chunks sent them
     # again first, told to wait, and held the fresh ones back
     assert len({r.path for r in simulator.requests if r.method == "DELETE"}) <= 4  # PRUNE_CONCURRENCY
@@ -573,7 +578,7 @@ def test_a_listing_page_that_times_out_after_every_retry_ends_the_run_with_nothi
 
     def pages(self: VpsClient, *, start: str | None = None, **kwargs: Any) -> Any:
         if start is not None:
-            raise ApiTimeoutError("GET /backups/: ReadTimeout after 4 attempt(s)")
+            raise ApiTimeoutError("GET /backups/: ReadTimeout after 4 attempt(s)", exhausted=True)
         yield from real(self, start=start, **kwargs)
 
     monkeypatch.setattr(VpsClient, "iter_backup_pages", pages)
@@ -582,4 +587,45 @@ def test_a_listing_page_that_times_out_after_every_retry_ends_the_run_with_nothi
     cursors = drive({"sweep": True}, lambda_context)
     assert cursors[-1]["done"] and len(cursors) < 5
     assert cursors[-2]["stopped"].startswith("GET /backups/: ReadTimeout")
+    assert remaining_ids(simulator) == before
+
+
+def test_a_listing_page_whose_retries_the_deadline_cut_short_is_read_again_by_the_next_chunk(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a listing whose second page times out once, its retries cut short by the deadline
+    small_fleet(simulator)
+    expected = {d.backup_id for d in expected_plan(simulator).to_delete}
+    before = remaining_ids(simulator)
+    real = VpsClient.iter_backup_pages
+    fired: list[str] = []
+
+    def pages(self: VpsClient, *, start: str | None = None, **kwargs: Any) -> Any:
+        if start is not None and not fired:
+            fired.append(start)
+            raise ApiTimeoutError("GET /backups/: ReadTimeout after 1 attempt(s)")
+        yield from real(self, start=start, **kwargs)
+
+    monkeypatch.setattr(VpsClient, "iter_backup_pages", pages)
+    # When the run is driven, Then the next chunk reads that page and the run deletes its plan
+    cursors = drive({"sweep": True}, lambda_context)
+    assert fired and all(c["stopped"] is None for c in cursors)
+    assert before - remaining_ids(simulator) == expected
+
+
+@pytest.mark.parametrize("retry_after", [None, 120])
+def test_a_listing_the_provider_refuses_chunk_after_chunk_ends_the_run_with_nothing_planned(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, retry_after: int | None
+) -> None:
+    # Given a provider that answers every listing request 429 (with a Retry-After, or none)
+    small_fleet(simulator)
+    before = remaining_ids(simulator)
+    simulator.inject(
+        Fault("status", status=429, method="GET", path_prefix="/backups/", retry_after=retry_after, times=None)
+    )
+    # When the run is driven, Then it waits each time (a minute when none is named), and after five
+    # chunks in a row that read no page it ends, nothing planned nor deleted, the report saying why
+    cursors = drive({"sweep": True}, lambda_context)
+    assert [c["wait_seconds"] for c in cursors if c["wait_seconds"]] == [retry_after or 60] * 4
+    assert cursors[-1]["done"] and "refused or held back 5 chunks in a row" in (cursors[-2]["stopped"] or "")
     assert remaining_ids(simulator) == before

@@ -589,10 +589,13 @@ class VpsClient:
             "request failed, may retry",
             extra={"method": method, "path": path, "error": kind, "attempt": attempt, "ms": elapsed_ms},
         )
-        if attempt >= self.retry.max_attempts or not self._sleep_before_retry(attempt, None):
+        exhausted = attempt >= self.retry.max_attempts
+        if exhausted or not self._sleep_before_retry(attempt, None):
             count(API_ERRORS_METRIC)
-            conn_error = ApiTimeoutError if isinstance(exc, httpx.TimeoutException) else ApiConnectionError
-            raise conn_error(f"{method} {path}: {kind} after {attempt} attempt(s)", method=method, path=path) from None
+            message = f"{method} {path}: {kind} after {attempt} attempt(s)"
+            if isinstance(exc, httpx.TimeoutException):
+                raise ApiTimeoutError(message, method=method, path=path, exhausted=exhausted) from None
+            raise ApiConnectionError(message, method=method, path=path) from None
 
     def _refresh_token(self, path: str) -> None:
         # The token may have been rotated: re-read the secret once, then try again.

@@ -90,7 +90,8 @@ class ApiConnectionError(VpsApiError):
 
 class ApiTimeoutError(ApiConnectionError):
     """The request timed out; or, with ``not_sent``, it was never sent: its turn in the request
-    budget (``wait``: how long until it, when known) or the deadline came first."""
+    budget (``wait``: how long until it, when known) or the deadline came first. ``exhausted``:
+    it timed out on every attempt the retry policy allows (not cut short by the deadline)."""
 
     def __init__(
         self,
@@ -100,10 +101,12 @@ class ApiTimeoutError(ApiConnectionError):
         path: str | None = None,
         not_sent: bool = False,
         wait: float | None = None,
+        exhausted: bool = False,
     ) -> None:
         super().__init__(message, method=method, path=path)
         self.not_sent = not_sent
         self.wait = wait
+        self.exhausted = exhausted
 
 
 class ListingIncompleteError(VpsApiError):

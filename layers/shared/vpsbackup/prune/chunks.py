@@ -40,7 +40,13 @@ from typing import Any, Protocol
 from vpsbackup.aws.notifications import Notifier
 from vpsbackup.aws.state import StateTable
 from vpsbackup.observability import count, logger
-from vpsbackup.provider.errors import ApiTimeoutError, AuthenticationError, ListingIncompleteError, VpsApiError
+from vpsbackup.provider.errors import (
+    ApiTimeoutError,
+    AuthenticationError,
+    ListingIncompleteError,
+    RateLimitedError,
+    VpsApiError,
+)
 from vpsbackup.provider.models import BACKUP_MANUAL, BackupPage, InvalidItem
 from vpsbackup.provider.ratelimit import MAX_PROVIDER_WAIT_S
 from vpsbackup.prune.compact import CompactListing, FleetPlan
@@ -48,6 +54,7 @@ from vpsbackup.prune.cursor import ChunkEvent, Cursor, advance, plan_from_dict, 
 from vpsbackup.prune.daily_budget import BudgetReport, DailyDeletionBudget
 from vpsbackup.prune.incremental_run import RememberedHolds, choose_servers, is_incremental, listed_from, write_back
 from vpsbackup.prune.job import (
+    RATE_LIMITED_WAIT_S,
     STOP_STARTING_MARGIN_S,
     BackupsApi,
     DeletionResult,
@@ -77,9 +84,14 @@ LIST_MARGIN_S = STOP_STARTING_MARGIN_S + 10.0
 # One per chunk; and 1 from each chunk of a run not yet done (the dashboard's runs in progress).
 CHUNKS_METRIC = "PruneChunks"
 RUNS_IN_PROGRESS_METRIC = "PruneRunInProgress"
-# Delete chunks in a row that deleted nothing and were told to wait (every DELETE answered 429):
-# then the run ends and reports what it did not delete, rather than holding the lock for ever.
+# Chunks in a row that read no page, or deleted nothing, and were told to wait (the provider
+# refusing every request, or the request budget holding them back): then the run ends and reports
+# what it did not do, rather than holding the lock for ever.
 MAX_STALLED_CHUNKS = 5
+# What a run that gave up on its deletions says of each one it did not make.
+GIVEN_UP = (
+    "not sent: the run gave up after {n} delete chunks in a row were refused or held back; the next run plans it again"
+)
 # The walk of a run limited to server_ids: the link of its first page, stored with each first page.
 _FIRST = "first"
 
@@ -269,12 +281,15 @@ def _fails_one_server(exc: VpsApiError) -> bool:
 
 def _pause(exc: VpsApiError) -> float | None:
     """How long the listing pauses for this error before the next chunk goes on from the last page
-    stored: a request never sent (its turn in the request budget, or the deadline, came first) for
-    that turn's wait; a 429 whose Retry-After is longer than the client waits, for the Retry-After.
-    None: not a pause (a request sent that timed out ends the walk like any other failure)."""
+    stored: a request whose retries the deadline cut short, or whose turn in the request budget came
+    after it, for that turn's wait (0: at once); a 429 (or an answer with a Retry-After) the client
+    would not wait for, for the Retry-After (a minute when a 429 names none). None: not a pause (a
+    page that timed out on every attempt ends the walk like any other failure)."""
     if isinstance(exc, ApiTimeoutError):
-        return (exc.wait or 0.0) if exc.not_sent else None
+        return None if exc.exhausted else (exc.wait or 0.0)
     wait: float | None = getattr(exc, "retry_after", None)
+    if wait is None and isinstance(exc, RateLimitedError):
+        return RATE_LIMITED_WAIT_S
     return wait
 
 
@@ -323,6 +338,11 @@ def _list(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
         finished, wait_seconds = _paused(cursor, walk, wait)
     else:
         wait_seconds = 0
+    stalled = 0 if walk.read or not wait_seconds else cursor.stalled + 1
+    if stalled >= MAX_STALLED_CHUNKS:
+        why = f"the listing was refused or held back {stalled} chunks in a row (each after its wait)"
+        logger.warning(f"prune listing given up: {why}; nothing will be planned or deleted", extra={"run": cursor.run})
+        return advance(cursor, execution=execution, phase="report", pages=walk.pages, next=walk.link, stopped=why)
     return advance(
         cursor,
         execution=execution,
@@ -331,6 +351,7 @@ def _list(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
         next=walk.link,
         server_index=walk.server_index,
         wait_seconds=wait_seconds,
+        stalled=stalled,
     )
 
 
@@ -509,10 +530,10 @@ def _delete(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     following = "report" if reached >= len(to_delete) else "delete"
     stalled = 0 if reached > cursor.deleted or not wait else cursor.stalled + 1
     if stalled >= MAX_STALLED_CHUNKS:
-        # The provider refused every deletion of this many chunks in a row, each after its wait:
-        # the run ends, reporting what it did not delete; the next run plans them again.
+        # Every deletion of this many chunks in a row refused or held back, each after its wait: the
+        # run ends, reporting what it did not delete; the next run plans them again.
         logger.warning(
-            "prune deletions given up: the provider kept refusing them",
+            "prune deletions given up: refused or held back chunk after chunk",
             extra={"run": cursor.run, "deleted": reached, "chunks": stalled, "retry_after": wait},
         )
         return advance(cursor, execution=execution, phase="report", deleted=reached, stalled=stalled)
@@ -558,6 +579,8 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     results = tuple(_result(d.backup_id, known, dry_run=dry_run) for d in plan.to_delete)
     budget, held = (None, set[int]()) if dry_run else _budget_held(cursor.run, len(results), ctx)
     results = tuple(replace(r, held_by_budget=r.backup_id in held and r.outcome == "not_started") for r in results)
+    if cursor.stalled >= MAX_STALLED_CHUNKS and cursor.stopped is None:
+        results = _given_up(results, cursor.stalled)
     mode: Listing = "fleet" if walked.servers is None else "per-server"
     report = PruneReport(
         request=request,
@@ -573,6 +596,16 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     if walked.chosen is not None and isinstance(listed, _Listed):
         report = _settle(cursor, request, report, listed, walked, ctx)
     return _finish(cursor, report, execution, ctx)
+
+
+def _given_up(results: tuple[DeletionResult, ...], stalled: int) -> tuple[DeletionResult, ...]:
+    """A run that gave up on its deletions: each one not made (but those the daily budget held
+    back) fails with the reason, so the report says it and people hear of it."""
+    why = GIVEN_UP.format(n=stalled)
+    return tuple(
+        DeletionResult(r.backup_id, "failed", why) if r.outcome == "not_started" and not r.held_by_budget else r
+        for r in results
+    )
 
 
 def _settle(
