@@ -542,7 +542,7 @@ def test_a_deletion_never_sent_in_a_chunk_killed_before_its_slot_is_given_back_n
     assert sum(delete_counts(simulator).values()) == len(before - remaining_ids(simulator)) <= 5
 
 
-@pytest.mark.parametrize("retry_after", [None, 5])
+@pytest.mark.parametrize("retry_after", [None, 0, 5])
 def test_a_provider_that_refuses_every_deletion_ends_the_run_after_a_few_waits(
     chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, retry_after: int | None
 ) -> None:
@@ -556,7 +556,7 @@ def test_a_provider_that_refuses_every_deletion_ends_the_run_after_a_few_waits(
     # Then it waits each time (a minute when the provider names no wait), and after five delete
     # chunks in a row that deleted nothing it ends, reporting the deletions not made
     waits = [c["wait_seconds"] for c in cursors if c["wait_seconds"]]
-    assert waits == [retry_after or 60] * 4
+    assert waits == [{None: 60, 0: 1}.get(retry_after, retry_after)] * 4
     assert cursors[-1]["done"] and "deleted" not in cursors[-1]["note"]
     # ... every deletion not made failed, saying the run gave up, and people hear of it
     assert "failed" in cursors[-1]["note"]
@@ -613,7 +613,7 @@ def test_a_listing_page_whose_retries_the_deadline_cut_short_is_read_again_by_th
     assert before - remaining_ids(simulator) == expected
 
 
-@pytest.mark.parametrize("retry_after", [None, 120])
+@pytest.mark.parametrize("retry_after", [None, 0, 120])
 def test_a_listing_the_provider_refuses_chunk_after_chunk_ends_the_run_with_nothing_planned(
     chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, retry_after: int | None
 ) -> None:
@@ -626,6 +626,28 @@ def test_a_listing_the_provider_refuses_chunk_after_chunk_ends_the_run_with_noth
     # When the run is driven, Then it waits each time (a minute when none is named), and after five
     # chunks in a row that read no page it ends, nothing planned nor deleted, the report saying why
     cursors = drive({"sweep": True}, lambda_context)
-    assert [c["wait_seconds"] for c in cursors if c["wait_seconds"]] == [retry_after or 60] * 4
+    expected_wait = {None: 60, 0: 1}.get(retry_after, retry_after)  # a Retry-After of 0 still waits a second
+    assert [c["wait_seconds"] for c in cursors if c["wait_seconds"]] == [expected_wait] * 4
     assert cursors[-1]["done"] and "refused or held back 5 chunks in a row" in (cursors[-2]["stopped"] or "")
     assert remaining_ids(simulator) == before
+
+
+def test_a_run_that_gave_up_fails_only_the_deletions_it_never_reached() -> None:
+    from vpsbackup.prune.chunks import _given_up
+    from vpsbackup.prune.job import DeletionResult
+    from vpsbackup.prune.run_store import StoredOutcome
+
+    # Given the results of a run that gave up: one deleted, one a hold stopped, one the daily budget
+    # held back, one never reached
+    held_by_hold = DeletionResult(2, "not_started", "held since the plan: restore", stopped_by_hold=True)
+    results = (
+        DeletionResult(1, "deleted"),
+        held_by_hold,
+        DeletionResult(3, "not_started", "daily budget", held_by_budget=True),
+        DeletionResult(4, "not_started", "not reached by the run"),
+    )
+    known = {1: StoredOutcome("deleted", ""), 2: StoredOutcome("not_started", held_by_hold.detail, True)}
+    # Then only the one never reached fails, saying the run gave up
+    after = _given_up(results, known, 5)
+    assert after[:3] == results[:3]
+    assert after[3].outcome == "failed" and after[3].detail.startswith("not sent: the run gave up after 5")

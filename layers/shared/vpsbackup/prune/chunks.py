@@ -290,7 +290,7 @@ def _pause(exc: VpsApiError) -> float | None:
     wait: float | None = getattr(exc, "retry_after", None)
     if wait is None and isinstance(exc, RateLimitedError):
         return RATE_LIMITED_WAIT_S
-    return wait
+    return None if wait is None else max(wait, 1.0)  # a refusal waits a second at least: it counts
 
 
 def _wait_seconds(wait: float) -> int:
@@ -580,7 +580,7 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     budget, held = (None, set[int]()) if dry_run else _budget_held(cursor.run, len(results), ctx)
     results = tuple(replace(r, held_by_budget=r.backup_id in held and r.outcome == "not_started") for r in results)
     if cursor.stalled >= MAX_STALLED_CHUNKS and cursor.stopped is None:
-        results = _given_up(results, cursor.stalled)
+        results = _given_up(results, known, cursor.stalled)
     mode: Listing = "fleet" if walked.servers is None else "per-server"
     report = PruneReport(
         request=request,
@@ -598,12 +598,17 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     return _finish(cursor, report, execution, ctx)
 
 
-def _given_up(results: tuple[DeletionResult, ...], stalled: int) -> tuple[DeletionResult, ...]:
-    """A run that gave up on its deletions: each one not made (but those the daily budget held
-    back) fails with the reason, so the report says it and people hear of it."""
+def _given_up(
+    results: tuple[DeletionResult, ...], known: dict[int, StoredOutcome], stalled: int
+) -> tuple[DeletionResult, ...]:
+    """A run that gave up on its deletions: each one it never reached (no outcome stored: not one a
+    hold stopped, nor one the daily budget held back) fails with the reason, so the report says it
+    and people hear of it."""
     why = GIVEN_UP.format(n=stalled)
     return tuple(
-        DeletionResult(r.backup_id, "failed", why) if r.outcome == "not_started" and not r.held_by_budget else r
+        DeletionResult(r.backup_id, "failed", why)
+        if r.backup_id not in known and r.outcome == "not_started" and not r.held_by_budget
+        else r
         for r in results
     )
 

@@ -461,7 +461,8 @@ def _rate_limited(
     """A DELETE answered 429 once the client's retries were spent: "failed" (its last attempt was
     refused, an earlier one may have been applied), to be sent again after the Retry-After. The
     deletions not started yet are not sent either (they would be refused too): they wait as long."""
-    wait = min(exc.retry_after, MAX_PROVIDER_WAIT_S) if exc.retry_after is not None else RATE_LIMITED_WAIT_S
+    # (a Retry-After of 0, or a date gone by, still waits a second: the run counts it as refused)
+    wait = min(max(exc.retry_after, 1.0), MAX_PROVIDER_WAIT_S) if exc.retry_after is not None else RATE_LIMITED_WAIT_S
     later = "sent again by a later chunk of the run, or the next run"
     with lock:
         stop_reason.append((f"not sent: the provider answered 429 (Retry-After {wait:.0f} s); {later}", wait))
