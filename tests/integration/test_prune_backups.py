@@ -130,8 +130,13 @@ def deletes(sim: Simulator) -> list[Any]:
 
 
 @pytest.fixture
-def prune_env(monkeypatch: pytest.MonkeyPatch, shared_env: AwsEnv, simulator: Simulator) -> Iterator[AwsEnv]:
-    """The prune function's environment (template defaults, the valve wide open) and a fast client."""
+def prune_env(
+    monkeypatch: pytest.MonkeyPatch, shared_env: AwsEnv, simulator: Simulator, atomic_moto: None
+) -> Iterator[AwsEnv]:
+    """The prune function's environment (template defaults, the valve wide open) and a fast client.
+    moto's DynamoDB serialised (``atomic_moto``): the concurrent deletions' threads write their marks
+    and read the holds at once, which moto, unlike DynamoDB, cannot take (a query failed with
+    "dictionary changed size during iteration", read as an unreadable hold)."""
     monkeypatch.setenv("RETENTION_POLICY", json.dumps(POLICY))
     monkeypatch.setenv("MAX_DELETIONS_PER_RUN", "1000")
     monkeypatch.setenv("MAX_DELETIONS_PER_DAY", "10000")
