@@ -322,19 +322,14 @@ def _list(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
 
     try:
         finished = _read_pages(walk, cursor, walked.servers, ctx, on_failed)
-    except (ListingIncompleteError, ApiTimeoutError) as exc:
-        wait = _pause(exc)
-        if wait is None:  # a walk that cannot be followed, or a page that timed out after every retry
-            logger.warning("prune listing incomplete: nothing will be planned or deleted", extra={"run": cursor.run})
-            stopped = str(exc)
-            return advance(
-                cursor, execution=execution, phase="report", pages=walk.pages, next=walk.link, stopped=stopped
-            )
-        finished, wait_seconds = _paused(cursor, walk, wait)
     except VpsApiError as exc:
         wait = _pause(exc)
-        if wait is None:
+        if wait is None and not isinstance(exc, (ListingIncompleteError, ApiTimeoutError)):
             raise
+        if wait is None:  # a walk that cannot be followed, or a page that timed out on every attempt
+            logger.warning("prune listing incomplete: nothing will be planned or deleted", extra={"run": cursor.run})
+            pages, link = walk.pages, walk.link
+            return advance(cursor, execution=execution, phase="report", pages=pages, next=link, stopped=str(exc))
         finished, wait_seconds = _paused(cursor, walk, wait)
     else:
         wait_seconds = 0
@@ -452,8 +447,8 @@ class _MarkingClient:
 
 
 def _final(result: DeletionResult) -> bool:
-    """An outcome the next chunk must not redo: all but a deletion left for later (not started for
-    lack of time or by a 429, given up on at the deadline: ``retry_in``)."""
+    """An outcome the next chunk must not redo: all but a deletion left for later (``retry_in``:
+    never sent, or answered 429 once the client's retries were spent)."""
     return result.retry_in is None
 
 
