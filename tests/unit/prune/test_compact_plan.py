@@ -23,8 +23,12 @@ from vpsbackup.prune.compact import (
     FleetPlan,
     backup_fingerprint,
     deletions_by_server,
+    listing_part,
+    merge_plans,
     plan_fleet,
+    plan_part,
     reason_kind,
+    server_part,
 )
 from vpsbackup.prune.plan import PlanInputs
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
@@ -164,6 +168,46 @@ def test_the_plan_is_the_same_kept_or_counted_and_in_any_listing_order(data: st.
     inputs = PlanInputs(**{k: v for k, v in args.items() if k != "server_ids"})
     by_server = deletions_by_server(compact, inputs, server_ids=args["server_ids"])
     assert by_server == Counter(d.server_id for d in full.decisions if d.action in ("delete", "defer"))
+    # ... and planned a part of the servers at a time (a run too large for one chunk), each part
+    # from every listed copy, then merged under the valve, the plan is the same (conflicting
+    # copies under servers of two parts included), and so are the would-be deletions per server
+    parts = data.draw(st.integers(1, 5))
+    pieces = [listing_part(lambda: listed, part, parts) for part in range(parts)]
+    merged = merge_plans(
+        [plan_part(piece, inputs, server_ids=args["server_ids"]) for piece in pieces],
+        now=now,
+        scope=args["scope"],
+        max_deletions=args["max_deletions"],
+    )
+    assert merged == lean
+    split: Counter[int] = Counter()
+    for piece in pieces:
+        split.update(deletions_by_server(piece, inputs, server_ids=args["server_ids"]))
+    assert split == by_server
+
+
+def test_a_backup_listed_under_servers_of_two_parts_is_kept_once_in_the_part_of_its_least_copy() -> None:
+    # Given a backup listed under two servers that fall in different parts, and a backup of its own
+    first = backup(7, 1, 30, status="completed", backup_type="manual", managed=True)
+    moved = backup_copy_on(first, 2)
+    assert server_part(1, 2) != server_part(2, 2)
+    listed = [moved, first, backup(8, 1, 10, status="completed", backup_type="manual", managed=True)]
+    # When each part is read from every copy, in either order
+    for order in (listed, listed[::-1]):
+        pieces = {part: listing_part(lambda order=order: order, part, 2) for part in range(2)}
+        # Then the backup is one row, in the part of the server its least JSON names, left alone
+        least = min(first, moved, key=lambda b: b.model_dump_json())
+        kept = pieces[server_part(least.server_id, 2)]
+        other = pieces[server_part(({1, 2} - {least.server_id}).pop(), 2)]
+        assert [d.backup_id for d in kept_decisions(kept)].count(7) == 1
+        assert 7 not in [d.backup_id for d in kept_decisions(other)]
+        assert next(d for d in kept_decisions(kept) if d.backup_id == 7).action == "skip"
+
+
+def kept_decisions(listing: CompactListing) -> list[Any]:
+    plan = plan_fleet(listing, PlanInputs(**KEEP_LAST_1, max_deletions=5), keep_decisions=True)
+    assert plan.decisions is not None
+    return list(plan.decisions)
 
 
 def test_a_backup_listed_with_two_statuses_is_left_alone_and_reported_the_same_way() -> None:

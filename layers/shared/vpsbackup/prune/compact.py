@@ -26,8 +26,8 @@ import hashlib
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import groupby
 from typing import Any
@@ -86,7 +86,7 @@ class CompactListing:
         "_status",
         "_type",
         "_words",
-        "pages",
+        "foreign",
     )
 
     def __init__(self) -> None:
@@ -103,6 +103,9 @@ class CompactListing:
         # with conflicting data, to report one copy whatever the order (the least JSON).
         self._chunks: list[bytes] = []
         self._pending: list[str] = []
+        # A listing of one part of the fleet (:func:`server_part`): the ids it shares with the other
+        # parts' rows, each with the least JSON of those copies (a copy naming another server).
+        self.foreign: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -166,8 +169,8 @@ class CompactListing:
         return server_id, walk
 
     def _unique_rows(self) -> tuple[Iterable[int], set[int]]:
-        ids = self._ids
-        if len(set(ids)) == len(ids):
+        ids, foreign = self._ids, self.foreign
+        if not foreign and len(set(ids)) == len(ids):
             return range(len(ids)), set()
         copies: dict[int, list[int]] = {}
         for row, backup_id in enumerate(ids):
@@ -175,9 +178,14 @@ class CompactListing:
         rows: list[int] = []
         conflicting: set[int] = set()
         for backup_id, listed in copies.items():
-            if len({self._fingerprint[r] for r in listed}) > 1:
+            other = foreign.get(backup_id)
+            if other is not None or len({self._fingerprint[r] for r in listed}) > 1:
+                # Copies naming two servers, or one server with different data: left alone, and
+                # reported once, as its least JSON (in another part when a foreign copy is less).
                 conflicting.add(backup_id)
-                rows.append(min(listed, key=self._json))
+                least = min(listed, key=self._json)
+                if other is None or self._json(least) < other:
+                    rows.append(least)
             else:
                 rows.append(listed[0])
         return rows, conflicting
@@ -278,6 +286,119 @@ def plan_fleet(
     return tally.plan(now=inputs.now, scope=inputs.scope)
 
 
+def server_part(server_id: int, parts: int) -> int:
+    """Which of ``parts`` parts a server's backups are planned in (a run too large for one chunk
+    plans its fleet a part at a time): a multiplicative hash, so that ids with a common stride
+    (all even, say) still spread over the parts."""
+    return (((server_id * 0x9E3779B97F4A7C15) & 0xFFFF_FFFF_FFFF_FFFF) >> 32) % parts if parts > 1 else 0
+
+
+class PartReader:
+    """One part's listing (``part`` of ``parts``, by :func:`server_part`) from every listed copy.
+
+    Each copy is offered once (:meth:`add`); the part keeps its servers' copies, and only the id
+    of the others (8 bytes each). A backup listed under servers of two parts is told apart as the
+    whole listing tells it apart (conflicting copies, the least JSON kept): when :meth:`shared`
+    finds such ids, every copy is offered again (:meth:`add_foreign`) for their foreign copies.
+    """
+
+    def __init__(self, part: int, parts: int) -> None:
+        self.part, self.parts = part, parts
+        self.listing = CompactListing()
+        self._others = array("q")
+
+    def add(self, backup: Backup) -> None:
+        if server_part(backup.server_id, self.parts) == self.part:
+            self.listing.add(backup)
+        else:
+            self._others.append(backup.id)
+
+    def shared(self) -> set[int]:
+        """The part's ids also listed in another part (none: no second pass needed)."""
+        if not self._others:
+            return set()
+        mine = set(self.listing.columns().ids)
+        return {backup_id for backup_id in self._others if backup_id in mine}
+
+    def add_foreign(self, backup: Backup, shared: set[int]) -> None:
+        if backup.id in shared and server_part(backup.server_id, self.parts) != self.part:
+            text, foreign = backup.model_dump_json(), self.listing.foreign
+            if backup.id not in foreign or text < foreign[backup.id]:
+                foreign[backup.id] = text
+
+
+def listing_part(copies: Callable[[], Iterable[Backup]], part: int, parts: int) -> CompactListing:
+    """One part's listing of the copies ``copies()`` gives (asked again only when a backup is listed
+    under servers of two parts)."""
+    reader = PartReader(part, parts)
+    for backup in copies():
+        reader.add(backup)
+    shared = reader.shared()
+    if shared:
+        for backup in copies():
+            reader.add_foreign(backup, shared)
+    return reader.listing
+
+
+@dataclass(frozen=True)
+class PartialPlan:
+    """One part's plan before the fleet-wide valve: its would-be deletions (``would_delete``), the
+    oldest ``max_deletions + DEFERRED_SAMPLE`` of them as decisions, oldest first (enough for the
+    valve over every part: :func:`merge_plans`), and its counts."""
+
+    servers: int
+    deletions: tuple[BackupDecision, ...]
+    would_delete: int
+    kept: int
+    skipped: int
+    by_reason: Mapping[tuple[Action, str], int]
+
+
+def plan_part(listing: CompactListing, inputs: PlanInputs, *, server_ids: frozenset[int] | None = None) -> PartialPlan:
+    """:func:`plan_fleet`'s rules over one part's listing (of ``server_ids`` only, when given), the
+    valve left to :func:`merge_plans`."""
+    by_server, conflicting = listing.by_server(server_ids)
+    rules = ServerRules(listing.columns(), inputs, conflicting)
+    tally = _Tally(listing, inputs.max_deletions, keep_decisions=False)
+    for server_id, walk in by_server:
+        rules.plan(server_id, walk, tally.verdicts)
+        tally.server_done()
+    return tally.partial()
+
+
+def merge_plans(parts: Iterable[PartialPlan], *, now: datetime, scope: Scope, max_deletions: int) -> FleetPlan:
+    """The fleet's plan from its parts' (each server in one part): the valve across them all, the
+    oldest deletions go now (the same plan :func:`plan_fleet` makes of the whole listing, without
+    its decisions)."""
+    parts = list(parts)
+    cut = max_deletions
+    oldest = sorted((d for part in parts for d in part.deletions), key=lambda d: (d.created_at, d.backup_id))
+    note = valve_note(cut)
+    to_delete = tuple(oldest[:cut])
+    deferred = tuple(replace(d, action="defer", reasons=(*d.reasons, note)) for d in oldest[cut:][:DEFERRED_SAMPLE])
+    deferred_count = max(0, sum(part.would_delete for part in parts) - cut)
+    by_reason: Counter[tuple[Action, str]] = Counter()
+    for part in parts:
+        by_reason.update(part.by_reason)
+    for decision in to_delete:
+        by_reason[("delete", _kind(decision))] += 1
+    if deferred_count:
+        by_reason[("defer", reason_kind(note))] += deferred_count
+    kept, skipped = sum(part.kept for part in parts), sum(part.skipped for part in parts)
+    return FleetPlan(
+        now=now,
+        scope=scope,
+        max_deletions=cut,
+        servers=sum(part.servers for part in parts),
+        to_delete=to_delete,
+        deferred=deferred,
+        deferred_count=deferred_count,
+        totals={"delete": len(to_delete), "keep": kept, "skip": skipped, "defer": deferred_count},
+        by_reason=dict(by_reason),
+        decisions=None,
+    )
+
+
 def deletions_by_server(
     listing: CompactListing, inputs: PlanInputs, *, server_ids: frozenset[int] | None = None
 ) -> Counter[int]:
@@ -325,18 +446,39 @@ class _Tally:
         by_id = sorted(range(len(deleted)), key=[ids[row] for row in deleted].__getitem__)
         return sorted(by_id, key=[created[row] for row in deleted].__getitem__)
 
+    def partial(self) -> PartialPlan:
+        """What was decided, before the valve (the oldest would-be deletions as decisions)."""
+        verdicts, listing = self.verdicts, self.listing
+        oldest = self._oldest_first()[: self.window]
+        deletions = tuple(listing.decision(verdicts.deleted[i], "delete", verdicts.deleted_reasons[i]) for i in oldest)
+        return PartialPlan(
+            servers=self.servers,
+            deletions=deletions,
+            would_delete=self.trimmed + len(verdicts.deleted),
+            kept=sum(verdicts.first["keep"].values()),
+            skipped=sum(verdicts.first["skip"].values()),
+            by_reason=self._first_reasons(),
+        )
+
+    def _first_reasons(self) -> Counter[tuple[Action, str]]:
+        by_reason: Counter[tuple[Action, str]] = Counter()
+        for action, counts in self.verdicts.first.items():
+            for first, n in counts.items():
+                by_reason[(action, reason_kind(first))] += n
+        return by_reason
+
     def plan(self, *, now: datetime, scope: Scope) -> FleetPlan:
         """The valve across the fleet, the oldest deletions go now."""
-        verdicts, listing, cut = self.verdicts, self.listing, self.max_deletions
+        cut = self.max_deletions
+        if self.verdicts.decided is None:
+            return merge_plans([self.partial()], now=now, scope=scope, max_deletions=cut)
+        verdicts, listing = self.verdicts, self.listing
         oldest = [(verdicts.deleted[i], verdicts.deleted_reasons[i]) for i in self._oldest_first()]
         note = valve_note(cut)
         to_delete = tuple(listing.decision(row, "delete", reasons) for row, reasons in oldest[:cut])
         deferred = tuple(listing.decision(row, "defer", (*reasons, note)) for row, reasons in oldest[cut:])
-        deferred_count = max(0, self.trimmed + len(oldest) - cut)
-        by_reason: Counter[tuple[Action, str]] = Counter()
-        for action, counts in verdicts.first.items():
-            for first, n in counts.items():
-                by_reason[(action, reason_kind(first))] += n
+        deferred_count = max(0, len(oldest) - cut)
+        by_reason = self._first_reasons()
         for decision in to_delete:
             by_reason[("delete", _kind(decision))] += 1
         if deferred_count:
@@ -348,7 +490,7 @@ class _Tally:
             max_deletions=cut,
             servers=self.servers,
             to_delete=to_delete,
-            deferred=deferred if verdicts.decided is not None else deferred[:DEFERRED_SAMPLE],
+            deferred=deferred,
             deferred_count=deferred_count,
             totals={"delete": len(to_delete), "keep": kept, "skip": skipped, "defer": deferred_count},
             by_reason=dict(by_reason),
