@@ -21,6 +21,7 @@ from vpsbackup.aws.journal import Journal
 from vpsbackup.markers import describe_with_marker
 from vpsbackup.provider.client import VpsClient
 from vpsbackup.provider.errors import ApiTimeoutError
+from vpsbackup.prune import chunks
 from vpsbackup.prune.cursor import plan_from_dict
 from vpsbackup.prune.job import PruneReport
 from vpsbackup.prune.run_store import PruneRunStore
@@ -85,11 +86,28 @@ def delete_counts(sim: Simulator) -> Counter[str]:
     return Counter(r.path for r in sim.requests if r.method == "DELETE" and r.status is not None and r.status < 300)
 
 
+def in_parts(monkeypatch: pytest.MonkeyPatch, backups: int | None) -> None:
+    """Plan (and write back) a listing of more than ``backups`` backups a part of its servers at a
+    time (None: the default, well above these fleets)."""
+    if backups is not None:
+        monkeypatch.setattr(chunks, "PLAN_PART_BACKUPS", backups)
+
+
+@pytest.mark.parametrize("part_backups", [None, 100, 40], ids=["whole", "in parts", "in more parts than servers"])
 def test_a_sweep_in_chunks_deletes_exactly_what_a_single_pass_plans(
-    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext
+    chunk_env: AwsEnv,
+    simulator: Simulator,
+    lambda_context: FakeLambdaContext,
+    monkeypatch: pytest.MonkeyPatch,
+    part_backups: int | None,
 ) -> None:
-    # Given a fleet listed in 30-odd pages of 10, 4 pages and 40 deletions a chunk
+    # Given a fleet listed in 30-odd pages of 10, 4 pages and 40 deletions a chunk (planned whole,
+    # or a part of the servers at a time), and one of its backups listed under two servers
     seed_fleet(simulator, datetime.now(UTC))
+    twin = dict(simulator.backups[5])
+    twin["server"] = dict(simulator.backups[-1]["server"])
+    simulator.backups.append(twin)
+    in_parts(monkeypatch, part_backups)
     before = remaining_ids(simulator)
     expected = {d.backup_id for d in expected_plan(simulator).to_delete}
 
@@ -99,6 +117,12 @@ def test_a_sweep_in_chunks_deletes_exactly_what_a_single_pass_plans(
     # Then it took several listing and deletion chunks, each cursor small
     phases = Counter(c["phase"] for c in cursors)
     assert phases["list"] >= 7 and phases["delete"] >= 5, phases
+    if part_backups is None:
+        assert all(c["parts"] == 0 for c in cursors)
+    else:  # ... planned in parts, each a chunk
+        parts = cursors[-1]["parts"]
+        assert parts >= 3 and Counter(c["part"] for c in cursors if c["phase"] == "plan")[parts - 1] == 1
+    assert twin["id"] not in expected
     assert all(len(str(c)) < 1000 for c in cursors)
     # ... and deleted exactly the single pass's plan, each backup once
     assert before - remaining_ids(simulator) == expected
@@ -230,23 +254,37 @@ def kill_at(
     monkeypatch.setattr(owner, name, _nth(n, then=real if when == "after" else None)(real))
 
 
-@pytest.mark.parametrize("point", list(KILL_POINTS))
+# Where a chunk of a listing planned in parts dies.
+PART_KILL_POINTS = {
+    "planning a part: before it is stored": (PruneRunStore, "put_part", 2, "before"),
+    "planning a part: after it is stored": (PruneRunStore, "put_part", 3, "after"),
+    "planning the last part: before the plan is stored": (PruneRunStore, "put_plan", 1, "before"),
+}
+
+
+@pytest.mark.parametrize(
+    ("point", "part_backups"),
+    [(point, None) for point in KILL_POINTS] + [(point, 20) for point in PART_KILL_POINTS],
+)
 def test_a_chunk_killed_anywhere_is_retried_no_deletion_twice_none_lost(
     chunk_env: AwsEnv,
     simulator: Simulator,
     lambda_context: FakeLambdaContext,
     monkeypatch: pytest.MonkeyPatch,
     point: str,
+    part_backups: int | None,
 ) -> None:
-    # Given a fleet and its single-pass plan (listed in 2-page chunks, 8 deletions a chunk)
+    # Given a fleet and its single-pass plan (listed in 2-page chunks, 8 deletions a chunk;
+    # planned whole, or a part of its servers at a time)
     small_fleet(simulator)
+    in_parts(monkeypatch, part_backups)
     monkeypatch.setenv("PRUNE_CHUNK_PAGES", "2")
     monkeypatch.setenv("PRUNE_CHUNK_DELETIONS", "8")
     prune_backups.settings.cache_clear()
     before = remaining_ids(simulator)
     expected = {d.backup_id for d in expected_plan(simulator).to_delete}
     # ... and a chunk that dies at this point once
-    kill_at(monkeypatch, point)
+    kill_at(monkeypatch, point, {**KILL_POINTS, **PART_KILL_POINTS})
     killed = KILLS["killed"]
 
     # When the run is driven, the dead chunk retried
@@ -345,9 +383,9 @@ def test_the_plan_and_the_report_read_the_stored_listing_a_page_at_a_time(
     read = PruneRunStore.pages
     held: list[int] = []
 
-    def watched(self: PruneRunStore, run: str) -> Iterator[Any]:
+    def watched(self: PruneRunStore, run: str, keep: Any = None) -> Iterator[Any]:
         handed: list[weakref.ref[Any]] = []
-        for n, stored in enumerate(read(self, run)):
+        for n, stored in enumerate(read(self, run, keep)):
             if n >= 2 and handed[n - 2]() is not None:
                 held.append(n - 2)
             handed.append(weakref.ref(stored.page))
@@ -417,9 +455,9 @@ def test_the_report_of_a_planned_run_reads_no_page_and_counts_the_listing_as_the
     pages_read = PruneRunStore.pages
     reads: list[str] = []
 
-    def counted(self: PruneRunStore, run: str) -> Iterator[Any]:
+    def counted(self: PruneRunStore, run: str, keep: Any = None) -> Iterator[Any]:
         reads.append(run)
-        return pages_read(self, run)
+        return pages_read(self, run, keep)
 
     reports: list[PruneReport] = []
     publish = chunks.publish_report

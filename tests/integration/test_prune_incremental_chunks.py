@@ -37,6 +37,7 @@ from tests.unit.prune.strategies import plan_backups
 from vpsbackup.aws.state import StateTable
 from vpsbackup.markers import describe_with_marker
 from vpsbackup.provider.models import Backup
+from vpsbackup.prune import chunks
 from vpsbackup.prune.retention import RetentionPolicies, RetentionPolicy
 from vpsbackup.prune.run_store import PruneRunStore
 from vpsbackup.prune.state_store import PruneStateStore
@@ -139,6 +140,8 @@ def run_once(how: str, lambda_context: FakeLambdaContext) -> tuple[str, int]:
         pytest.param("chunks", 1, 1, 1000, id="chunks of 1 page, 1 deletion"),
         pytest.param("chunks", 3, 2, 5, id="chunks of 3 pages, 2 deletions, valve at 5"),
         pytest.param("chunks", 50, 100, 1000, id="one listing chunk"),
+        pytest.param("chunks in parts", 3, 2, 5, id="chunks of 3 pages, planned in parts, valve at 5"),
+        pytest.param("chunks in parts", 2, 3, 1000, id="chunks of 2 pages, planned in parts"),
     ],
 )
 def test_the_daily_run_in_chunks_lists_the_servers_due_and_deletes_what_a_single_pass_does(
@@ -163,8 +166,11 @@ def test_the_daily_run_in_chunks_lists_the_servers_due_and_deletes_what_a_single
     assert len(expected) == min(max_deletions, 2 * len(RECORDED)) and unseen
     states_before, _ = PruneStateStore(state).load()
 
+    if how == "chunks in parts":  # planned, and written back, a part of the servers at a time
+        monkeypatch.setattr(chunks, "PLAN_PART_BACKUPS", 15)
+
     # When the daily run goes
-    note, listing_chunks = run_once(how, lambda_context)
+    note, listing_chunks = run_once(how.removesuffix(" in parts"), lambda_context)
     assert listing_chunks >= 2 or pages > 20  # more due servers than one chunk lists
 
     # Then it listed each server due once, by server, and never swept the fleet
@@ -185,10 +191,18 @@ def test_the_daily_run_in_chunks_lists_the_servers_due_and_deletes_what_a_single
     assert states[UNSEEN_ON] == states_before[UNSEEN_ON]
 
 
+@pytest.mark.parametrize("part_backups", [None, 10], ids=["whole", "in parts"])
 def test_the_first_daily_run_in_chunks_sweeps_and_every_server_becomes_known(
-    inc_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+    inc_env: AwsEnv,
+    simulator: Simulator,
+    lambda_context: FakeLambdaContext,
+    monkeypatch: pytest.MonkeyPatch,
+    part_backups: int | None,
 ) -> None:
-    # Given servers prune has never seen (no state yet)
+    # Given servers prune has never seen (no state yet), planned and written back whole or a part
+    # of the servers at a time
+    if part_backups is not None:
+        monkeypatch.setattr(chunks, "PLAN_PART_BACKUPS", part_backups)
     monkeypatch.setenv("PRUNE_CHUNK_PAGES", "3")
     monkeypatch.setenv("PRUNE_CHUNK_DELETIONS", "7")
     prune_backups.settings.cache_clear()
@@ -203,7 +217,8 @@ def test_the_first_daily_run_in_chunks_sweeps_and_every_server_becomes_known(
     expected = set(pure_plan(simulator, state, None, max_deletions=1000))
     before = remaining_ids(simulator)
 
-    drive(schedule(), lambda_context)
+    cursors = drive(schedule(), lambda_context)
+    assert (cursors[-1]["parts"] > 1) == (part_backups is not None)
 
     # Then one fleet sweep, in chunks, deleted the plan, and every server is known and settled
     assert listings(simulator) == ([], 1)

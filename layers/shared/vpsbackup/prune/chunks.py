@@ -32,7 +32,7 @@ complete.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -49,10 +49,26 @@ from vpsbackup.provider.errors import (
 )
 from vpsbackup.provider.models import BACKUP_MANUAL, BackupPage, InvalidItem
 from vpsbackup.provider.ratelimit import MAX_PROVIDER_WAIT_S
-from vpsbackup.prune.compact import CompactListing, FleetPlan
-from vpsbackup.prune.cursor import ChunkEvent, Cursor, advance, plan_from_dict, plan_to_dict, run_id
+from vpsbackup.prune.compact import CompactListing, FleetPlan, PartReader, merge_plans, plan_part, server_part
+from vpsbackup.prune.cursor import (
+    ChunkEvent,
+    Cursor,
+    advance,
+    partial_from_dict,
+    partial_to_dict,
+    plan_from_dict,
+    plan_to_dict,
+    run_id,
+)
 from vpsbackup.prune.daily_budget import BudgetReport, DailyDeletionBudget
-from vpsbackup.prune.incremental_run import RememberedHolds, choose_servers, is_incremental, listed_from, write_back
+from vpsbackup.prune.incremental_run import (
+    RememberedHolds,
+    choose_servers,
+    is_incremental,
+    listed_from,
+    write_back_history,
+    write_back_servers,
+)
 from vpsbackup.prune.job import (
     RATE_LIMITED_WAIT_S,
     STOP_STARTING_MARGIN_S,
@@ -67,6 +83,7 @@ from vpsbackup.prune.job import (
     execute_deletions,
     plan_listing,
     publish_report,
+    without_servers_left_alone,
 )
 from vpsbackup.prune.plan import BackupDecision
 from vpsbackup.prune.request import PruneRequest, parse_prune_request
@@ -130,6 +147,8 @@ class ChunkContext:
     heartbeat: Callable[[], None] = lambda: None
     # MAX_DELETIONS_PER_DAY, across every run (None: no daily budget).
     budget: DailyDeletionBudget | None = None
+    # A listing of more backups is planned and written back in parts (PLAN_PART_BACKUPS).
+    part_backups: int = field(default_factory=lambda: PLAN_PART_BACKUPS)
 
     def time_short(self, margin: float) -> bool:
         left = self.time_left()
@@ -226,6 +245,7 @@ class _Walk:
     pages: int
     link: str | None
     server_index: int
+    rows: int = 0
     read: int = 0
 
 
@@ -265,6 +285,7 @@ def _read_walk(walk: _Walk, cursor: Cursor, server: int | None, ctx: ChunkContex
     for page in pages:
         walk.pages += 1
         walk.read += 1
+        walk.rows += len(page.results)
         ctx.store.put_page(cursor.run, walk.pages, walk.link or _FIRST, page, ctx.now(), walk_server=server)
         walk.link = page.next
         if walk.link is not None and _chunk_full(walk, ctx):
@@ -311,7 +332,7 @@ def _chunk_full(walk: _Walk, ctx: ChunkContext) -> bool:
 
 
 def _list(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
-    walk = _Walk(cursor.pages, cursor.next, cursor.server_index)
+    walk = _Walk(cursor.pages, cursor.next, cursor.server_index, cursor.rows)
     walked = _walked(cursor, request, ctx)
     on_failed: FailedServer | None = None
     if cursor.incremental and walked.servers is not None:
@@ -345,6 +366,7 @@ def _list(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
         pages=walk.pages,
         next=walk.link,
         server_index=walk.server_index,
+        rows=walk.rows,
         wait_seconds=wait_seconds,
         stalled=stalled,
     )
@@ -360,19 +382,31 @@ class _Listed:
     problem: str | None
 
 
-def read_listing(stored: Iterable[StoredPage], expected_pages: int, servers: Sequence[int] | None) -> _Listed:
-    """The run's stored pages as one listing, with its progress; ``problem`` when they are not
-    the whole walk (a page missing, a link read twice): then nothing may be planned on them.
+# A listing of more backups than this is planned, and its servers' state written back, a part of
+# its servers at a time (each chunk keeps one part's backups: about 200 bytes each, all told).
+PLAN_PART_BACKUPS = 300_000
+
+StoredPages = Callable[[Callable[[int], bool] | None], Iterable[StoredPage]]
+
+
+def read_listing(
+    pages: StoredPages, expected_pages: int, servers: Sequence[int] | None, part: int = 0, parts: int = 1
+) -> _Listed:
+    """The run's stored pages as one listing (of part ``part`` of ``parts`` of its servers:
+    :func:`~vpsbackup.prune.compact.server_part`), with the whole listing's progress; ``problem``
+    when they are not the whole walk (a page missing, a link read twice): then nothing may be
+    planned on them.
 
     The pages are read one at a time, in their order, and none is kept: only the listing's compact
     rows are (a sweep of millions of backups is tens of thousands of pages)."""
-    listing = CompactListing()
+    reader = PartReader(part, parts)
+    keep = None if parts <= 1 else (lambda server_id: server_part(server_id, parts) == part)
     progress = ListingProgress(servers_requested=None if servers is None else len(servers))
     numbered = 0  # pages of the walk read, while each is the next number
     in_order = True
     links: set[tuple[int | None, str]] = set()
     looped = False
-    for item in stored:
+    for item in pages(keep):
         if item.n > expected_pages:
             continue  # written by an attempt cut short, then read again under another number
         numbered += 1
@@ -383,24 +417,48 @@ def read_listing(stored: Iterable[StoredPage], expected_pages: int, servers: Seq
         page = item.page
         for invalid in page.invalid:
             progress.invalid.add(invalid, servers=(item.walk_server, invalid.server_id))
-        progress.on_page(page)
+        progress.on_page(page, None if keep is None else item.listed)
         if item.url == _FIRST and servers is not None:
             progress.servers_listed += 1
-        listing.extend(page.results)
+        for backup in page.results:
+            reader.add(backup)
+        reader.add_others(item.others)
+    shared = reader.shared()
+    if shared:  # a backup listed under servers of two parts: its other copies, read again
+        for item in pages(None):
+            if item.n <= expected_pages:
+                for backup in item.page.results:
+                    reader.add_foreign(backup, shared)
     problem = None
     if not in_order or numbered != expected_pages:
         problem = f"the run's stored listing has {numbered} of its {expected_pages} pages"
     if looped:
         problem = "the listing read a next link twice (pagination loops)"
-    return _Listed(listing, progress, problem)
+    return _Listed(reader.listing, progress, problem)
+
+
+def _stored_pages(cursor: Cursor, ctx: ChunkContext) -> StoredPages:
+    return lambda keep: ctx.store.pages(cursor.run, keep)
+
+
+def _parts(cursor: Cursor, request: PruneRequest, ctx: ChunkContext) -> int:
+    """In how many parts the run's listing is planned and written back (1: whole). A run limited
+    to server_ids keeps every decision: it is planned whole."""
+    if cursor.parts:
+        return cursor.parts
+    if request.server_ids is not None:
+        return 1
+    return max(1, math.ceil(cursor.rows / ctx.part_backups))
 
 
 def _plan(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
+    parts = _parts(cursor, request, ctx)
+    if parts > 1:
+        return _plan_part(cursor, request, execution, ctx, parts)
     servers = _walked(cursor, request, ctx).servers
-    listed = read_listing(ctx.store.pages(cursor.run), cursor.pages, servers)
+    listed = read_listing(_stored_pages(cursor, ctx), cursor.pages, servers)
     if listed.problem is not None:
-        logger.warning(f"prune listing incomplete: {listed.problem}", extra={"run": cursor.run})
-        return advance(cursor, execution=execution, phase="report", stopped=listed.problem)
+        return _not_planned(cursor, execution, listed.problem)
     now = ctx.now()
     planned = None if servers is None else frozenset(servers) - _failed(cursor, ctx).keys()
     timings: dict[str, float] = {}
@@ -408,13 +466,79 @@ def _plan(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
     plan = plan_listing(
         listed.listing, listed.progress, planned, request, ctx.options, holds=holds, now=now, timings=timings
     )
+    return _planned(cursor, request, execution, ctx, plan, listed.progress, holds.seen)
+
+
+def _not_planned(cursor: Cursor, execution: str, problem: str) -> Cursor:
+    logger.warning(f"prune listing incomplete: {problem}", extra={"run": cursor.run})
+    return advance(cursor, execution=execution, phase="report", stopped=problem)
+
+
+def _planned(
+    cursor: Cursor,
+    request: PruneRequest,
+    execution: str,
+    ctx: ChunkContext,
+    plan: FleetPlan,
+    progress: ListingProgress,
+    holds: Mapping[int, Hold],
+) -> Cursor:
+    """The plan stored (with the listing's progress, and an incremental run's holds); the next phase."""
+    now = ctx.now()
     if cursor.incremental:  # the write-back settles each server on the holds its plan saw
-        ctx.store.put_holds(cursor.run, [hold.model_dump(mode="json") for hold in holds.seen.values()], now)
-    ctx.store.put_progress(cursor.run, listed.progress.to_stored(), now)
+        ctx.store.put_holds(cursor.run, [hold.model_dump(mode="json") for hold in holds.values()], now)
+    ctx.store.put_progress(cursor.run, progress.to_stored(), now)
     ctx.store.put_plan(cursor.run, plan_to_dict(plan), now)
     dry_run = ctx.options.dry_run or request.dry_run
     following = "report" if dry_run or not plan.to_delete else "delete"
-    return advance(cursor, execution=execution, phase=following, deleted=0)
+    return advance(cursor, execution=execution, phase=following, deleted=0, part=0)
+
+
+def _plan_part(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext, parts: int) -> Cursor:
+    """One part of a large listing planned (its servers' backups, read from every stored page), its
+    would-be deletions stored; after the last, the parts merged under the valve: the plan."""
+    servers = _walked(cursor, request, ctx).servers
+    listed = read_listing(_stored_pages(cursor, ctx), cursor.pages, servers, cursor.part, parts)
+    if listed.problem is not None:
+        return _not_planned(cursor, execution, listed.problem)
+    now, holds = _plan_base(cursor, ctx)
+    planned = None if servers is None else frozenset(servers) - _failed(cursor, ctx).keys()
+    planned = without_servers_left_alone(listed.listing, planned, listed.progress.invalid)
+    partial = plan_part(listed.listing, ctx.options.plan_inputs(now=now, holds=holds), server_ids=planned)
+    logger.info(
+        f"prune plan: part {cursor.part + 1} of {parts} made",
+        extra={"run": cursor.run, "listed": len(listed.listing), "servers": partial.servers},
+    )
+    ctx.store.put_part(cursor.run, "plan", cursor.part, partial_to_dict(partial), ctx.now())
+    if cursor.part + 1 < parts:
+        return advance(cursor, execution=execution, phase="plan", part=cursor.part + 1, parts=parts)
+    stored = [ctx.store.part(cursor.run, "plan", n) for n in range(parts)]
+    if any(part is None for part in stored):
+        raise RuntimeError(f"prune run {cursor.run}: a part of its plan is not stored")
+    plan = merge_plans(
+        [partial_from_dict(part) for part in stored],
+        now=now,
+        scope=ctx.options.scope,
+        max_deletions=ctx.options.max_deletions,
+    )
+    logger.info("prune plan made", extra={"run": cursor.run, "parts": parts, "totals": dict(plan.totals)})
+    return _planned(cursor, request, execution, ctx, plan, listed.progress, holds)
+
+
+def _plan_base(cursor: Cursor, ctx: ChunkContext) -> tuple[datetime, Mapping[int, Hold]]:
+    """The instant and the holds in force every part of a plan is made with: read by its first
+    part, stored for the others."""
+    if cursor.part == 0:
+        now = ctx.now()
+        holds = ctx.state.active_holds(now)
+        base = {"now": now.isoformat(), "holds": [hold.model_dump(mode="json") for hold in holds.values()]}
+        ctx.store.put_part(cursor.run, "plan", -1, base, now)
+        return now, holds
+    stored = ctx.store.part(cursor.run, "plan", -1)
+    if stored is None:
+        raise RuntimeError(f"prune run {cursor.run}: its plan's instant is not stored")
+    held = (Hold.model_validate(hold) for hold in stored["holds"])
+    return datetime.fromisoformat(str(stored["now"])), {hold.backup_id: hold for hold in held}
 
 
 # -- delete ---------------------------------------------------------------------------------------
@@ -549,20 +673,25 @@ def _failed(cursor: Cursor, ctx: ChunkContext) -> dict[int, str]:
     return {server: why for server, why in ctx.store.failed(cursor.run).values()}
 
 
-def _listing_read(cursor: Cursor, walked: _Walked, planned: bool, ctx: ChunkContext) -> _Listed | ListingProgress:
+def _listing_read(
+    cursor: Cursor, walked: _Walked, planned: bool, ctx: ChunkContext, parts: int
+) -> _Listed | ListingProgress:
     """What the report needs of the listing: its progress as the plan chunk stored it; the stored
-    pages read again only for an incremental run's write-back (it settles each server on its
-    backups), a listing never planned, or a plan stored before the progress was."""
+    pages read again (a part of their servers, when the listing is planned in parts) only for an
+    incremental run's write-back (it settles each server on its backups), a listing never planned,
+    or a plan stored before the progress was."""
     stored = ctx.store.progress(cursor.run) if planned and walked.chosen is None else None
     if stored is not None:
         return ListingProgress.from_stored(stored)
-    return read_listing(ctx.store.pages(cursor.run), cursor.pages, walked.servers)
+    part = cursor.part if walked.chosen is not None else 0
+    return read_listing(_stored_pages(cursor, ctx), cursor.pages, walked.servers, part, parts)
 
 
 def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkContext) -> Cursor:
     walked = _walked(cursor, request, ctx)
     stored = None if cursor.stopped else ctx.store.plan(cursor.run)
-    listed = _listing_read(cursor, walked, stored is not None, ctx)
+    parts = _parts(cursor, request, ctx)
+    listed = _listing_read(cursor, walked, stored is not None, ctx, parts)
     progress = listed if isinstance(listed, ListingProgress) else listed.progress
     if stored is None:
         progress.stopped, progress.stopped_by = cursor.stopped or "the listing was not planned", "incomplete"
@@ -589,7 +718,10 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
         budget=budget,
     )
     if walked.chosen is not None and isinstance(listed, _Listed):
-        report = _settle(cursor, request, report, listed, walked, ctx)
+        settled = _settle(cursor, request, report, listed, walked, ctx, parts)
+        if settled is None:  # one part of the servers written back: the next part in the next chunk
+            return advance(cursor, execution=execution, phase="report", part=cursor.part + 1, parts=parts)
+        report = settled
     return _finish(cursor, report, execution, ctx)
 
 
@@ -609,10 +741,17 @@ def _given_up(
 
 
 def _settle(
-    cursor: Cursor, request: PruneRequest, report: PruneReport, listed: _Listed, walked: _Walked, ctx: ChunkContext
-) -> PruneReport:
+    cursor: Cursor,
+    request: PruneRequest,
+    report: PruneReport,
+    listed: _Listed,
+    walked: _Walked,
+    ctx: ChunkContext,
+    parts: int,
+) -> PruneReport | None:
     """An incremental run's write-back, as its single pass makes it: each server planned, settled
-    or not, on the holds its plan saw, listed as of the run's start; the run history."""
+    or not, on the holds its plan saw, listed as of the run's start; the run history. A listing in
+    parts is written back a part of its servers at a time (None: a part written, not the last)."""
     meta = ctx.store.meta(cursor.run)
     started = meta[0] if meta is not None else report.plan.now
     servers = listed_from(listed.listing, listed.progress, walked.servers, _failed(cursor, ctx))
@@ -620,17 +759,39 @@ def _settle(
         listed.progress.servers_listed = len(servers.servers)
     holds = {hold.backup_id: hold for hold in (Hold.model_validate(h) for h in ctx.store.holds(cursor.run))}
     store = PruneStateStore(ctx.state)
-    states, history = store.load()
-    return write_back(
+
+    def mine(server_id: int) -> bool:
+        return server_part(server_id, parts) == cursor.part
+
+    states, _ = store.load(keep=mine if parts > 1 else None)
+    ours = replace(servers, servers=[sid for sid in servers.servers if mine(sid)]) if parts > 1 else servers
+    written = write_back_servers(
         report,
-        servers,
+        ours,
         store=store,
         states=states,
-        history=history,
-        request=request,
         options=ctx.options,
         holds=holds,
         now=report.plan.now,
+        listed_at=started,
+    )
+    if parts > 1:
+        ctx.store.put_part(cursor.run, "written", cursor.part, written, ctx.now())
+        if cursor.part + 1 < parts:
+            return None
+        every = [ctx.store.part(cursor.run, "written", n) for n in range(parts)]
+        if any(part is None for part in every):
+            raise RuntimeError(f"prune run {cursor.run}: a part of its write-back is not recorded")
+        written_parts = [part for part in every if part is not None]
+    else:
+        written_parts = [written]
+    return write_back_history(
+        report,
+        servers,
+        written_parts,
+        store=store,
+        history=store.history(),
+        request=request,
         chosen=walked.chosen or {},
         listed_at=started,
     )

@@ -313,6 +313,10 @@ class PartReader:
         else:
             self._others.append(backup.id)
 
+    def add_others(self, backup_ids: Iterable[int]) -> None:
+        """Ids of copies of other parts' servers (read without their models)."""
+        self._others.extend(backup_ids)
+
     def shared(self) -> set[int]:
         """The part's ids also listed in another part (none: no second pass needed)."""
         if not self._others:

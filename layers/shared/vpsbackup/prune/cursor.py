@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpsbackup.prune.compact import FleetPlan
+from vpsbackup.prune.compact import FleetPlan, PartialPlan
 from vpsbackup.prune.plan import BackupDecision
 
 Phase = Literal["list", "plan", "delete", "report", "done"]
@@ -43,6 +43,12 @@ class Cursor(BaseModel):
     pages: Annotated[int, Field(ge=0)] = 0
     next: str | None = None
     server_index: Annotated[int, Field(ge=0)] = 0
+    # Backups on the pages stored (a listing of more than PLAN_PART_BACKUPS is planned, and its
+    # servers' state written back, a part of its servers at a time: ``parts`` of them, ``part``
+    # the one under way; 0: not decided yet).
+    rows: Annotated[int, Field(ge=0)] = 0
+    part: Annotated[int, Field(ge=0)] = 0
+    parts: Annotated[int, Field(ge=0)] = 0
     # A listing that could not be read to its end: why (nothing is planned).
     stopped: str | None = None
     # The deletions: how many of the plan's, in its order, are done; delete chunks in a row that
@@ -140,4 +146,27 @@ def plan_from_dict(data: dict[str, Any]) -> FleetPlan:
         totals={action: int(n) for action, n in data["totals"].items()},
         by_reason={(action, reason): int(n) for action, reason, n in data["by_reason"]},
         decisions=None if decisions is None else tuple(decision_from_dict(d) for d in decisions),
+    )
+
+
+def partial_to_dict(part: PartialPlan) -> dict[str, Any]:
+    return {
+        "servers": part.servers,
+        "deletions": [decision_to_dict(d) for d in part.deletions],
+        "would_delete": part.would_delete,
+        "kept": part.kept,
+        "skipped": part.skipped,
+        "by_reason": [[action, reason, n] for (action, reason), n in part.by_reason.items()],
+    }
+
+
+def partial_from_dict(data: dict[str, Any]) -> PartialPlan:
+    """:func:`partial_to_dict` read back: an equal part."""
+    return PartialPlan(
+        servers=int(data["servers"]),
+        deletions=tuple(decision_from_dict(d) for d in data["deletions"]),
+        would_delete=int(data["would_delete"]),
+        kept=int(data["kept"]),
+        skipped=int(data["skipped"]),
+        by_reason={(action, reason): int(n) for action, reason, n in data["by_reason"]},
     )

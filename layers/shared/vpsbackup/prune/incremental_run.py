@@ -307,16 +307,63 @@ def write_back(
     history; the report with the selection's summary. ``now`` is the plan's, ``listed_at`` when the
     run began (its choice of servers; default ``now``): a backup recorded after it is listed again."""
     started = listed_at or now
-    changes, unknown_seen = _write_back(
-        report, listed, states, now=now, options=options, holds=holds, listed_at=started
+    written = write_back_servers(
+        report, listed, store=store, states=states, options=options, holds=holds, now=now, listed_at=started
     )
+    return write_back_history(
+        report, listed, [written], store=store, history=history, request=request, chosen=chosen, listed_at=started
+    )
+
+
+def write_back_servers(
+    report: PruneReport,
+    listed: ListedServers,
+    *,
+    store: StateStore,
+    states: Mapping[int, ServerState],
+    options: PruneOptions,
+    holds: Mapping[int, Hold],
+    now: datetime,
+    listed_at: datetime,
+) -> dict[str, Any]:
+    """:func:`write_back`'s servers (all of them, or one part's: ``listed`` and ``states`` of that
+    part's servers alone), written; what was written, counted (:func:`write_back_history` adds the
+    parts up)."""
+    changes, unknown_seen = _write_back(
+        report, listed, states, now=now, options=options, holds=holds, listed_at=listed_at
+    )
+    store.save(list(changes.put) + unknown_seen, forget=[(sid, listed_at) for sid in changes.forget])
+    settled = [s for s in changes.put if s.settled]
+    opened = sorted((s.server_id, s.note) for s in changes.put if not s.settled)
+    return {
+        "settled": len(settled),
+        "open": len(changes.put) - len(settled),
+        "forgotten": len(changes.forget),
+        "found_by_partial_sweep": len(unknown_seen),
+        "open_servers": [[sid, note] for sid, note in opened[:IDS_SHOWN]],
+    }
+
+
+def write_back_history(
+    report: PruneReport,
+    listed: ListedServers,
+    written: Sequence[Mapping[str, Any]],
+    *,
+    store: StateStore,
+    history: RunHistory,
+    request: PruneRequest,
+    chosen: Mapping[str, Any],
+    listed_at: datetime,
+) -> PruneReport:
+    """The run history after the run, written; the report with the selection's summary (what
+    :func:`write_back_servers` wrote, over every part)."""
     history = history.after_run(
-        started,
+        listed_at,
         scheduled=request.trigger != "manual",
         swept=listed.complete if listed.mode == "fleet" else None,
     )
-    store.save(list(changes.put) + unknown_seen, forget=[(sid, started) for sid in changes.forget], history=history)
-    summary = _summary(chosen, listed, changes, unknown_seen)
+    store.save([], history=history)
+    summary = _summary(chosen, listed, written)
     logger.info("prune state written", extra={"selection": summary})
     return dataclasses.replace(report, selection=summary)
 
@@ -467,9 +514,7 @@ def _write_back(
     return changes, []
 
 
-def _summary(
-    chosen: Mapping[str, Any], listed: ListedServers, changes: StateChanges, unknown_seen: list[ServerState]
-) -> dict[str, Any]:
+def _summary(chosen: Mapping[str, Any], listed: ListedServers, written: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     summary = dict(chosen)
     if listed.mode == "per-server":
         summary["servers_listed"] = len(listed.servers)
@@ -478,14 +523,11 @@ def _summary(
     if listed.failed:
         summary["listing_failed"] = dict(list(listed.failed.items())[:IDS_SHOWN])
         summary["listing_failed_count"] = len(listed.failed)
-    settled = [s for s in changes.put if s.settled]
     summary["written"] = {
-        "settled": len(settled),
-        "open": len(changes.put) - len(settled),
-        "forgotten": len(changes.forget),
-        "found_by_partial_sweep": len(unknown_seen),
+        key: sum(int(part[key]) for part in written)
+        for key in ("settled", "open", "forgotten", "found_by_partial_sweep")
     }
-    summary["open_servers"] = {s.server_id: s.note for s in changes.put if not s.settled}
-    if len(summary["open_servers"]) > IDS_SHOWN:
-        summary["open_servers"] = dict(list(summary["open_servers"].items())[:IDS_SHOWN])
+    # The first open servers by id (each part names its first).
+    opened = sorted((int(sid), str(note)) for part in written for sid, note in part["open_servers"])
+    summary["open_servers"] = dict(opened[:IDS_SHOWN])
     return summary

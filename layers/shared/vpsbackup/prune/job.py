@@ -280,12 +280,13 @@ class ListingProgress:
             ),
         )
 
-    def on_page(self, page: BackupPage) -> None:
+    def on_page(self, page: BackupPage, listed: int | None = None) -> None:
+        """One more page (``listed``: its backups, when ``page`` holds only some of them)."""
         if page.previous is None and page.count is not None:
             # The first page of a walk counts the whole walk (per server, the walks add up).
             self.expected = (self.expected or 0) + page.count
         self.pages += 1
-        self.listed += len(page.results)
+        self.listed += len(page.results) if listed is None else listed
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -26,7 +26,7 @@ import contextlib
 import json
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -105,6 +105,10 @@ class StoredPage:
     page: BackupPage
     # The requested server whose walk the page is of (None: the fleet's walk).
     walk_server: int | None = None
+    # Read for one part of the fleet: the ids of the backups left out of ``page``; every backup of
+    # the page, counted.
+    others: Sequence[int] = ()
+    listed: int = 0
 
 
 class PruneRunStore:
@@ -220,16 +224,31 @@ class PruneRunStore:
         data = Binary(zlib.compress(page.model_dump_json().encode(), 6))
         self._put(run, page_sk(n), now, url=url, page=data, **extra)
 
-    def pages(self, run: str) -> Iterator[StoredPage]:
-        """The run's pages in order (a retried chunk's rewrites included: same keys)."""
+    def pages(self, run: str, keep: Callable[[int], bool] | None = None) -> Iterator[StoredPage]:
+        """The run's pages in order (a retried chunk's rewrites included: same keys). ``keep``: only
+        the backups of the servers it keeps are read into models (a part of a large listing); the
+        others' ids are in ``StoredPage.others``, and every backup counts in ``StoredPage.listed``."""
         for item in self._query(run, "page#"):
             data = item["page"]
-            raw = data.value if isinstance(data, Binary) else bytes(data)
+            raw = zlib.decompress(data.value if isinstance(data, Binary) else bytes(data))
+            others: list[int] = []
+            if keep is None:
+                page = BackupPage.model_validate_json(raw)
+                listed = len(page.results)
+            else:
+                fields = json.loads(raw)
+                results = fields.get("results") or []
+                listed = len(results)
+                mine = [r for r in results if keep(int(r["server"]["id"]))]
+                others = [int(r["id"]) for r in results if not keep(int(r["server"]["id"]))]
+                page = BackupPage.model_validate({**fields, "results": mine})
             yield StoredPage(
                 n=int(str(item[SK]).removeprefix("page#")),
                 url=str(item["url"]),
-                page=BackupPage.model_validate_json(zlib.decompress(raw)),
+                page=page,
                 walk_server=int(item["walk_server"]) if "walk_server" in item else None,
+                others=others,
+                listed=listed,
             )
 
     def _put_blob(self, run: str, prefix: str, value: Any, now: datetime) -> None:
@@ -253,6 +272,14 @@ class PruneRunStore:
             return None
         blob = b"".join(i["data"].value if isinstance(i["data"], Binary) else bytes(i["data"]) for i in wanted)
         return json.loads(zlib.decompress(blob))
+
+    def put_part(self, run: str, kind: str, part: int, value: Any, now: datetime) -> None:
+        """What one part of a run's plan or write-back left for the next (``kind``: ``plan``,
+        ``written``; part ``-1``: the plan's instant and holds, for every part)."""
+        self._put_blob(run, f"part-{kind}{part:+05d}", value, now)
+
+    def part(self, run: str, kind: str, part: int) -> Any:
+        return self._blob(run, f"part-{kind}{part:+05d}")
 
     def put_plan(self, run: str, plan: dict[str, Any], now: datetime) -> None:
         self._put_blob(run, "plan", plan, now)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -82,9 +83,11 @@ class PruneStateStore:
     def __init__(self, state: StateTable) -> None:
         self.table = state.table
 
-    def load(self) -> tuple[dict[int, ServerState], RunHistory]:
-        """Every known server (listed by prune, or recorded by the deploy job), and the run history."""
-        listed: dict[int, dict[str, Any]] = {}
+    def load(self, keep: Callable[[int], bool] | None = None) -> tuple[dict[int, ServerState], RunHistory]:
+        """Every known server (listed by prune, or recorded by the deploy job; only those ``keep``
+        keeps, when given), and the run history. Each item is read into its state as it comes (a
+        fleet of 100,000 servers is as many items: none is kept as read)."""
+        listed: dict[int, ServerState] = {}
         recorded: dict[int, datetime] = {}
         history = RunHistory()
         kwargs: dict[str, Any] = {"KeyConditionExpression": Key(PK).eq(PRUNE_STATE_PK), "ConsistentRead": True}
@@ -92,17 +95,27 @@ class PruneStateStore:
             response = self.table.query(**kwargs)
             for item in response.get("Items", []):
                 kind, _, _ = str(item[SK]).partition("#")
-                if kind == "server":
-                    listed[int(item["server_id"])] = item
-                elif kind == "recorded":
-                    recorded[int(item["server_id"])] = parse_key_time(str(item["recorded_at"]))
-                elif item[SK] == META_SK:
+                if item[SK] == META_SK:
                     history = _history(item)
+                elif kind not in ("server", "recorded") or (keep is not None and not keep(int(item["server_id"]))):
+                    continue
+                elif kind == "server":
+                    listed[int(item["server_id"])] = _state(int(item["server_id"]), item, None)
+                else:
+                    recorded[int(item["server_id"])] = parse_key_time(str(item["recorded_at"]))
             if "LastEvaluatedKey" not in response:
                 break
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        states = {sid: _state(sid, listed.get(sid), recorded.get(sid)) for sid in sorted({*listed, *recorded})}
+        states = {
+            sid: replace(listed.get(sid) or ServerState(server_id=sid), recorded_at=recorded.get(sid))
+            for sid in sorted({*listed, *recorded})
+        }
         return states, history
+
+    def history(self) -> RunHistory:
+        """The run history alone."""
+        item = self.table.get_item(Key={PK: PRUNE_STATE_PK, SK: META_SK}, ConsistentRead=True).get("Item")
+        return RunHistory() if item is None else _history(item)
 
     def save(
         self,
