@@ -20,6 +20,7 @@ from vpsbackup.provider.quota import (
     JOBS,
     LEASE_AHEAD_S,
     RANK,
+    WINDOW_S,
     Grant,
     Job,
     QuotaParams,
@@ -252,10 +253,18 @@ def test_next_slot_rate_held_and_waiting_restores_served_before_anyone_else(
         assert slots[0] == at
         if job != "restore":
             assert max(slots) <= at + LEASE_AHEAD_S + _SAME_TIME
-    # a waiting restore's wait
+    # ... and the minute's: at most window_slots requests in any WINDOW_S, each slot used within
+    # its grace (this test's callers use theirs up to 0.9 of it late)
+    if params.window_slots:
+        late = {caller.name: caller.late for caller in callers}
+        uses = sorted(slot + late[name] for _, _, name, slots, _ in log.grants for slot in slots)
+        for i, first in enumerate(uses):
+            assert bisect.bisect_left(uses, first + WINDOW_S) - i <= params.window_slots
+    # a waiting restore's wait (the minute's count aside: a minute of restores makes the next wait)
+    window_binds = params.window_slots > 0 and sum(demand for _, _, demand, _ in drawn) > params.window_slots - 2
     for caller in callers:
         assert caller.demand <= 0
-        if caller.job == "restore":
+        if caller.job == "restore" and not window_binds:
             for asked, granted, between in caller.served:
                 bound = LEASE_AHEAD_S + (between + 1) * (params.interval + caller.late)
                 assert granted - asked <= bound + 1e-6, (asked - NOW, granted - NOW, between)
@@ -636,3 +645,25 @@ def test_quotas_racing_in_threads_over_statetable_lose_no_write_and_serve_restor
         assert not [w for w in seen.live(now) if RANK[w.job] < RANK[job]], (job, ticket)
     # the restores did wait (the hold), so the check above had waiters to respect
     assert any(c[2] == "restore" and isinstance(c[5], Wait) for c in committed)
+
+
+def test_a_busy_minute_holds_no_more_than_the_limit_and_a_restore_still_finds_a_slot() -> None:
+    # Given a prune taking every slot it may for five minutes, at 1 request/second (a burst of 10)
+    params = QuotaParams(1.0)
+    state, now, starts = QuotaState(), NOW, list[float]()
+    while now < NOW + 300:
+        decision = take(state, now, "prune", params)
+        if isinstance(decision, Grant):
+            state, now = decision.state, max(now, decision.slots[-1])
+            starts.extend(decision.slots)
+        else:
+            now = decision.until
+    # Then no minute held more than the limit's 60 (the burst alone would let 70 through): prune
+    # stops 2 short of it, for a deploy and a restore
+    busiest = max(bisect.bisect_left(starts, first + WINDOW_S) - i for i, first in enumerate(starts))
+    assert busiest == params.window_slots - 2 == 58
+    # ... at a pace within a few per cent of the limit over the five minutes
+    assert len(starts) >= 0.9 * 300
+    # ... and a restore asking in that full minute starts at once
+    restore = take(state, now, "restore", params)
+    assert isinstance(restore, Grant) and restore.slots == (now,)

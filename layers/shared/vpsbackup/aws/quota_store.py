@@ -3,7 +3,8 @@
 One item per provider token: pk ``quota``, sk ``token#<first 16 hex digits of the SHA-256 of the
 token's secret id>`` (the id, not the token: the table never holds a secret). Its attributes are the
 GCRA state of :mod:`vpsbackup.provider.quota`: ``tat`` and ``not_before`` (UNIX seconds), the
-requests ``waiting`` for a slot (a map: ticket -> ``{"job", "until"}``) and a ``version`` every
+requests ``waiting`` for a slot (a map: ticket -> ``{"job", "until"}``), the ``recent`` slots' start
+times (a list: the minute's count) and a ``version`` every
 write moves on. A batch of slots, or a waiter written, is one conditional ``UpdateItem`` on the
 version read; a provider's hold (``Retry-After``) one conditional on ``not_before`` being earlier.
 The item expires a day after its last write (TTL): a quiet bucket is a full one.
@@ -54,6 +55,7 @@ class DynamoQuotaStore:
             not_before=float(item.get("not_before", 0)),
             version=int(item["version"]),
             waiting=_waiters(item.get("waiting")),
+            recent=tuple(float(t) for t in item.get("recent") or () if isinstance(t, Decimal)),
         )
 
     def swap(self, new: QuotaState, *, expected_version: int) -> bool:
@@ -61,7 +63,7 @@ class DynamoQuotaStore:
         try:
             self.table.update_item(
                 Key=self.key,
-                UpdateExpression="SET tat = :tat, not_before = :nb, waiting = :w, #v = :v, #e = :e",
+                UpdateExpression="SET tat = :tat, not_before = :nb, waiting = :w, recent = :r, #v = :v, #e = :e",
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#v": "version", "#e": TTL_ATTRIBUTE},
                 ExpressionAttributeValues=self._values(new) | {":seen": expected_version},
@@ -90,6 +92,7 @@ class DynamoQuotaStore:
             ":nb": _number(new.not_before),
             ":v": new.version,
             ":w": {w.ticket: {"job": w.job, "until": _number(w.until)} for w in new.waiting},
+            ":r": [_number(t) for t in new.recent],
             ":e": int(max(self._clock(), new.not_before)) + QUOTA_TTL_S,
         }
 

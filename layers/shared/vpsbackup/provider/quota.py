@@ -23,6 +23,15 @@ writes that state through a store; everything here is arithmetic over it:
   deploy, then prune), no job gets a slot; the waiter's own grant removes it, and an invocation
   that dies while waiting leaves a lease that ends on its own. So once a restore waits, every
   slot that frees goes to a restore until none waits; then to a waiting deploy; then to prune.
+- **Per minute too.** Providers also count requests per minute (DigitalOcean 250, Linode 200):
+  a burst on top of a minute at the full rate would pass that. So the state keeps the start times
+  of the slots that still count (the limit's minute: ``window_slots`` = ``rate`` ×
+  :data:`WINDOW_S`), and a job is granted slots only while fewer than ``window_slots`` less its
+  small window floor (restores 0, deploys 1, prunes 2: the minute never fills up in front of a
+  restore) started after :data:`WINDOW_S` plus the grace before the decision, later ones
+  included. Used within their grace, the slots' requests number at most ``window_slots`` in any
+  :data:`WINDOW_S` seconds. A steady stream runs at ``window_slots`` per
+  ``WINDOW_S + grace`` seconds: at 1 request/second, 60 every 62 s, about 3 % under the limit.
 - **The provider's word for everybody.** A ``429``'s ``Retry-After`` or a spent ``RateLimit``
   window becomes ``not_before`` in the shared state: no job starts before it.
 
@@ -35,7 +44,10 @@ What :func:`take` guarantees, over any order of decisions applied to the state o
 2. *Priority.* No slot is granted to a job while the state holds a live waiter of a job ranking
    above it: from the write that registers a restore waiting until the write of its grant (or
    its lease's end), deploys and prunes are granted nothing, whenever they asked.
-3. *Bounded promises.* Every slot of a deploy's or prune's batch starts at most
+3. *Per minute.* Used within their grace, the slots' requests in any :data:`WINDOW_S` seconds
+   number at most ``window_slots`` (when it is at least 3: from 3 requests a minute up to
+   :data:`MAX_WINDOW_SLOTS`; above, the first guarantee alone holds).
+4. *Bounded promises.* Every slot of a deploy's or prune's batch starts at most
    :data:`LEASE_AHEAD_S` after the decision that granted it: a restore that starts waiting at
    ``t`` waits behind no deploy or prune slot starting after ``t + LEASE_AHEAD_S``.
 
@@ -45,6 +57,7 @@ Times are UNIX seconds (every function's clock). Nothing here does I/O or reads 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -66,6 +79,12 @@ LEASE_AHEAD_S = 1.0
 # A slot not used within this many intervals of its time is dropped, not used late.
 SLOT_GRACE_INTERVALS = 2.0
 MIN_SLOT_GRACE_S = 1.0
+# The provider's counting window, and the most slots the state remembers for it (a DynamoDB item
+# holds them; a faster limit keeps the burst bound alone).
+WINDOW_S = 60.0
+MAX_WINDOW_SLOTS = 1000
+# Slots of the window a job must leave to the jobs ranking above it.
+WINDOW_FLOOR: dict[Job, int] = {"restore": 0, "deploy": 1, "prune": 2}
 # Times closer than this are the same time (float sums of intervals; the store keeps microseconds).
 EPSILON_S = 1e-5
 
@@ -122,6 +141,12 @@ class QuotaParams:
             return self.reserve
         return self.reserve + self.batch("deploy")
 
+    @property
+    def window_slots(self) -> int:
+        """Slots in any :data:`WINDOW_S` (plus the grace) at most: the limit's minute (0: not kept)."""
+        slots = math.floor(self.rate * WINDOW_S + EPSILON_S)
+        return slots if 3 <= slots <= MAX_WINDOW_SLOTS else 0
+
     def tolerance(self, job: Job) -> float:
         """GCRA's tolerance for ``job``: how far ahead of now the bucket's ``tat`` may be when it starts."""
         return (self.burst - 1 - self.floor(job)) * self.interval
@@ -145,6 +170,8 @@ class QuotaState:
     not_before: float = 0.0
     version: int = 0
     waiting: tuple[Waiter, ...] = ()
+    # The start times of the last slots granted (ascending; at most ``window_slots`` of them).
+    recent: tuple[float, ...] = ()
 
     def live(self, now: float) -> tuple[Waiter, ...]:
         """The waiters whose lease has not ended at ``now``."""
@@ -181,7 +208,8 @@ def take(
     live = state.live(now)
     above = [w.until for w in live if RANK[w.job] < RANK[job]]
     tolerance = params.tolerance(job)
-    first = max(state.tat - tolerance, state.not_before)
+    room, opens = _window_room(state.recent, now, job, params)
+    first = max(state.tat - tolerance, state.not_before, opens)
     if above:  # someone ranking higher waits: look again soon, or when its lease ends
         first = max(first, min(now + params.interval, min(above)))
     if above or first > now + EPSILON_S:  # a waiter's lease covers its return, and its grace
@@ -190,7 +218,7 @@ def take(
     horizon = now + (0.0 if job == "restore" else LEASE_AHEAD_S)
     slots: list[float] = []
     tat = state.tat
-    for _ in range(count):
+    for _ in range(min(count, room)):
         start = max(now, tat - tolerance)
         start = now if start <= now + EPSILON_S else start
         if slots and start > horizon + EPSILON_S:
@@ -198,7 +226,27 @@ def take(
         slots.append(start)
         tat = max(tat, start) + params.interval
     waiting = tuple(w for w in live if w.ticket != ticket)
-    return Grant(tuple(slots), replace(state, tat=tat, version=state.version + 1, waiting=waiting))
+    recent = _in_window([*state.recent, *slots], now, params) if params.window_slots else ()
+    return Grant(tuple(slots), replace(state, tat=tat, version=state.version + 1, waiting=waiting, recent=recent))
+
+
+def _in_window(recent: Iterable[float], now: float, params: QuotaParams) -> tuple[float, ...]:
+    """The slots that count in a window that holds ``now`` (ascending)."""
+    edge = now - (WINDOW_S + params.grace) + EPSILON_S
+    return tuple(sorted(t for t in recent if t > edge))
+
+
+def _window_room(recent: tuple[float, ...], now: float, job: Job, params: QuotaParams) -> tuple[int, float]:
+    """Slots ``job`` may take at ``now`` for the minute's count, and when it may take one (``now``,
+    or when enough of the slots that count age out): every slot counts from ``WINDOW_S`` plus the
+    grace before its decision, later ones included (see the module)."""
+    if not params.window_slots:
+        return MAX_BATCH, now
+    counted = _in_window(recent, now, params)
+    room = params.window_slots - WINDOW_FLOOR[job] - len(counted)
+    if room > 0:
+        return room, now
+    return 0, counted[-room] + WINDOW_S + params.grace
 
 
 def _registered(
