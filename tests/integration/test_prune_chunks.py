@@ -689,3 +689,25 @@ def test_a_run_that_gave_up_fails_only_the_deletions_it_never_reached() -> None:
     after = _given_up(results, known, 5)
     assert after[:3] == results[:3]
     assert after[3].outcome == "failed" and after[3].detail.startswith("not sent: the run gave up after 5")
+
+
+def test_a_listing_stopped_mid_chunk_counts_the_backups_of_the_pages_it_stored(
+    chunk_env: AwsEnv, simulator: Simulator, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a listing whose second page times out on every attempt (the walk cannot go on)
+    small_fleet(simulator)
+    real = VpsClient.iter_backup_pages
+    seen: list[int] = []
+
+    def pages(self: VpsClient, *, start: str | None = None, **kwargs: Any) -> Any:
+        for page in real(self, start=start, **kwargs):
+            seen.append(len(page.results))
+            yield page
+            raise ApiTimeoutError("GET /backups/: ReadTimeout after 4 attempt(s)", exhausted=True)
+
+    monkeypatch.setattr(VpsClient, "iter_backup_pages", pages)
+    # When the run is driven
+    cursors = drive({"sweep": True}, lambda_context)
+    # Then the cursor that stopped the listing counts the backups stored (what decides the report's parts)
+    stopped = next(c for c in cursors if c["stopped"])
+    assert stopped["pages"] == 1 and stopped["rows"] == sum(seen) > 0

@@ -68,3 +68,15 @@ def test_a_chunk_event_names_a_bad_field() -> None:
         ChunkEvent.model_validate({"step": "go", "execution": "e"})
     with pytest.raises(ValidationError, match="extra"):
         Cursor.model_validate({"run": "r", "phase": "list", "dry-run": True})
+
+
+def test_a_listing_found_broken_by_a_later_part_of_the_plan_reports_from_the_first_part() -> None:
+    # Given a plan in parts whose third part finds a stored page missing
+    from vpsbackup.prune.chunks import _not_planned
+
+    cursor = Cursor(run="r", phase="plan", incremental=True, pages=10, rows=10**6, part=2, parts=4, execution="e")
+    # When it hands the run to its report
+    after = _not_planned(cursor, "e", "the run's stored listing has 9 of its 10 pages")
+    # Then the report (an incremental run's write-back, in parts) starts at the first part
+    assert (after.phase, after.part, after.parts) == ("report", 0, 4)
+    assert after.stopped == "the run's stored listing has 9 of its 10 pages"

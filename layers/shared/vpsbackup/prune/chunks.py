@@ -350,7 +350,9 @@ def _list(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
         if wait is None:  # a walk that cannot be followed, or a page that timed out on every attempt
             logger.warning("prune listing incomplete: nothing will be planned or deleted", extra={"run": cursor.run})
             pages, link = walk.pages, walk.link
-            return advance(cursor, execution=execution, phase="report", pages=pages, next=link, stopped=str(exc))
+            return advance(
+                cursor, execution=execution, phase="report", pages=pages, next=link, rows=walk.rows, stopped=str(exc)
+            )
         finished, wait_seconds = _paused(cursor, walk, wait)
     else:
         wait_seconds = 0
@@ -358,7 +360,9 @@ def _list(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
     if stalled >= MAX_STALLED_CHUNKS:
         why = f"the listing was refused or held back {stalled} chunks in a row (each after its wait)"
         logger.warning(f"prune listing given up: {why}; nothing will be planned or deleted", extra={"run": cursor.run})
-        return advance(cursor, execution=execution, phase="report", pages=walk.pages, next=walk.link, stopped=why)
+        return advance(
+            cursor, execution=execution, phase="report", pages=walk.pages, next=walk.link, rows=walk.rows, stopped=why
+        )
     return advance(
         cursor,
         execution=execution,
@@ -402,18 +406,11 @@ def read_listing(
     reader = PartReader(part, parts)
     keep = None if parts <= 1 else (lambda server_id: server_part(server_id, parts) == part)
     progress = ListingProgress(servers_requested=None if servers is None else len(servers))
-    numbered = 0  # pages of the walk read, while each is the next number
-    in_order = True
-    links: set[tuple[int | None, str]] = set()
-    looped = False
+    walk = _WalkCheck()
     for item in pages(keep):
         if item.n > expected_pages:
             continue  # written by an attempt cut short, then read again under another number
-        numbered += 1
-        in_order = in_order and item.n == numbered
-        link = (item.walk_server, item.url)
-        looped = looped or link in links
-        links.add(link)
+        walk.saw(item)
         page = item.page
         for invalid in page.invalid:
             progress.invalid.add(invalid, servers=(item.walk_server, invalid.server_id))
@@ -429,12 +426,31 @@ def read_listing(
             if item.n <= expected_pages:
                 for backup in item.page.results:
                     reader.add_foreign(backup, shared)
-    problem = None
-    if not in_order or numbered != expected_pages:
-        problem = f"the run's stored listing has {numbered} of its {expected_pages} pages"
-    if looped:
-        problem = "the listing read a next link twice (pagination loops)"
-    return _Listed(reader.listing, progress, problem)
+    return _Listed(reader.listing, progress, walk.problem(expected_pages))
+
+
+class _WalkCheck:
+    """Whether the stored pages are the whole walk: each the next number, no link read twice."""
+
+    def __init__(self) -> None:
+        self.numbered = 0  # pages of the walk read, while each is the next number
+        self.in_order = True
+        self.links: set[tuple[int | None, str]] = set()
+        self.looped = False
+
+    def saw(self, item: StoredPage) -> None:
+        self.numbered += 1
+        self.in_order = self.in_order and item.n == self.numbered
+        link = (item.walk_server, item.url)
+        self.looped = self.looped or link in self.links
+        self.links.add(link)
+
+    def problem(self, expected_pages: int) -> str | None:
+        if self.looped:
+            return "the listing read a next link twice (pagination loops)"
+        if not self.in_order or self.numbered != expected_pages:
+            return f"the run's stored listing has {self.numbered} of its {expected_pages} pages"
+        return None
 
 
 def _stored_pages(cursor: Cursor, ctx: ChunkContext) -> StoredPages:
@@ -471,7 +487,7 @@ def _plan(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkConte
 
 def _not_planned(cursor: Cursor, execution: str, problem: str) -> Cursor:
     logger.warning(f"prune listing incomplete: {problem}", extra={"run": cursor.run})
-    return advance(cursor, execution=execution, phase="report", stopped=problem)
+    return advance(cursor, execution=execution, phase="report", stopped=problem, part=0)
 
 
 def _planned(
@@ -699,12 +715,7 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
     else:
         plan = plan_from_dict(stored)
     dry_run = ctx.options.dry_run or request.dry_run
-    known = ctx.store.outcomes(cursor.run)
-    results = tuple(_result(d.backup_id, known, dry_run=dry_run) for d in plan.to_delete)
-    budget, held = (None, set[int]()) if dry_run else _budget_held(cursor.run, len(results), ctx)
-    results = tuple(replace(r, held_by_budget=r.backup_id in held and r.outcome == "not_started") for r in results)
-    if cursor.stalled >= MAX_STALLED_CHUNKS and cursor.stopped is None:
-        results = _given_up(results, known, cursor.stalled)
+    results, budget = _results(cursor, plan, ctx, dry_run=dry_run)
     mode: Listing = "fleet" if walked.servers is None else "per-server"
     report = PruneReport(
         request=request,
@@ -723,6 +734,19 @@ def _report(cursor: Cursor, request: PruneRequest, execution: str, ctx: ChunkCon
             return advance(cursor, execution=execution, phase="report", part=cursor.part + 1, parts=parts)
         report = settled
     return _finish(cursor, report, execution, ctx)
+
+
+def _results(
+    cursor: Cursor, plan: FleetPlan, ctx: ChunkContext, *, dry_run: bool
+) -> tuple[tuple[DeletionResult, ...], BudgetReport | None]:
+    """Each planned deletion's outcome as the delete chunks stored it, and the daily budget's report."""
+    known = ctx.store.outcomes(cursor.run)
+    results = tuple(_result(d.backup_id, known, dry_run=dry_run) for d in plan.to_delete)
+    budget, held = (None, set[int]()) if dry_run else _budget_held(cursor.run, len(results), ctx)
+    results = tuple(replace(r, held_by_budget=r.backup_id in held and r.outcome == "not_started") for r in results)
+    if cursor.stalled >= MAX_STALLED_CHUNKS and cursor.stopped is None:
+        results = _given_up(results, known, cursor.stalled)
+    return results, budget
 
 
 def _given_up(
@@ -775,16 +799,9 @@ def _settle(
         now=report.plan.now,
         listed_at=started,
     )
-    if parts > 1:
-        ctx.store.put_part(cursor.run, "written", cursor.part, written, ctx.now())
-        if cursor.part + 1 < parts:
-            return None
-        every = [ctx.store.part(cursor.run, "written", n) for n in range(parts)]
-        if any(part is None for part in every):
-            raise RuntimeError(f"prune run {cursor.run}: a part of its write-back is not recorded")
-        written_parts = [part for part in every if part is not None]
-    else:
-        written_parts = [written]
+    written_parts = [written] if parts == 1 else _written_parts(cursor, written, parts, ctx)
+    if written_parts is None:
+        return None
     return write_back_history(
         report,
         servers,
@@ -795,6 +812,19 @@ def _settle(
         chosen=walked.chosen or {},
         listed_at=started,
     )
+
+
+def _written_parts(
+    cursor: Cursor, written: dict[str, Any], parts: int, ctx: ChunkContext
+) -> list[dict[str, Any]] | None:
+    """This part's write-back recorded; after the last part, every part's (None before it)."""
+    ctx.store.put_part(cursor.run, "written", cursor.part, written, ctx.now())
+    if cursor.part + 1 < parts:
+        return None
+    every = [ctx.store.part(cursor.run, "written", n) for n in range(parts)]
+    if any(part is None for part in every):
+        raise RuntimeError(f"prune run {cursor.run}: a part of its write-back is not recorded")
+    return [part for part in every if part is not None]
 
 
 def _budget_held(run: str, asked: int, ctx: ChunkContext) -> tuple[BudgetReport | None, set[int]]:
