@@ -239,8 +239,12 @@ class PruneRunStore:
                 fields = json.loads(raw)
                 results = fields.get("results") or []
                 listed = len(results)
-                mine = [r for r in results if keep(int(r["server"]["id"]))]
-                others = [int(r["id"]) for r in results if not keep(int(r["server"]["id"]))]
+                mine = []
+                for result in results:  # each backup's server asked once: kept, or only its id
+                    if keep(int(result["server"]["id"])):
+                        mine.append(result)
+                    else:
+                        others.append(int(result["id"]))
                 page = BackupPage.model_validate({**fields, "results": mine})
             yield StoredPage(
                 n=int(str(item[SK]).removeprefix("page#")),
